@@ -1,0 +1,40 @@
+"""bayescale: Bayesian fitting of neural scaling laws with JAX and NumPyro.
+
+Importing bayescale enables float64 in JAX (set ``BAYESCALE_X64=0`` before import to keep
+float32) and JAX's persistent compilation cache under ``~/.cache/bayescale/jax`` (set
+``BAYESCALE_CACHE_DIR`` to move it, or to an empty string to disable it), so a law compiled
+once is not compiled again by later processes.
+"""
+
+import os as _os
+
+import jax as _jax
+
+if _os.environ.get("BAYESCALE_X64", "1") != "0":
+    _jax.config.update("jax_enable_x64", True)
+
+_cache = _os.environ.get(
+    "BAYESCALE_CACHE_DIR", _os.path.join(_os.path.expanduser("~"), ".cache", "bayescale", "jax")
+)
+if _cache and not _jax.config.jax_compilation_cache_dir:
+    _jax.config.update("jax_compilation_cache_dir", _cache)
+    _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+from bayescale import laws  # noqa: E402
+from bayescale.api import fit  # noqa: E402
+from bayescale.data import DataError  # noqa: E402
+from bayescale.laws import FormulaError, LawError  # noqa: E402
+from bayescale.result import ConvergenceWarning, FitResult, Status  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataError",
+    "FitResult",
+    "FormulaError",
+    "LawError",
+    "Status",
+    "fit",
+    "laws",
+]

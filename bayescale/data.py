@@ -1,0 +1,199 @@
+"""The boundary: user data -> validated, mapped log-space arrays.
+
+Every input error is raised here, before anything is traced, with a message that names the
+law, the column, the offending value and its row.  Nothing downstream raises on data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayescale.laws import Law
+
+__all__ = ["DataError", "FitData", "covariate_frame", "prepare"]
+
+
+class DataError(ValueError):
+    """Input data that cannot be fitted as given."""
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Validated data for one fit, in log space.
+
+    Attributes
+    ----------
+    log_x : dict of str to ndarray
+        Natural log of each covariate, keyed by the law's covariate names.
+    log_y : ndarray or None
+        Natural log of the response (None for prediction inputs).
+    frame : DataFrame
+        The validated columns, renamed to the law's variable names.
+    columns : dict of str to str
+        Law variable name -> source column name.
+    """
+
+    log_x: dict[str, np.ndarray]
+    log_y: np.ndarray | None
+    frame: pd.DataFrame
+    columns: dict[str, str]
+
+    @property
+    def num_points(self) -> int:
+        return len(self.frame)
+
+    def arrays(self) -> dict:
+        """The pytree handed to the sampler: log covariates, log response, mask."""
+        n = self.num_points
+        return {
+            "log_x": dict(self.log_x),
+            "log_y": self.log_y if self.log_y is not None else np.zeros(n),
+            "mask": np.ones(n, dtype=bool),
+        }
+
+
+def _as_frame(data) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, str | Path):
+        path = Path(data)
+        if not path.is_file():
+            raise DataError(f"data file {str(path)!r} does not exist")
+        return pd.read_csv(path)
+    if isinstance(data, Mapping):
+        lengths = {}
+        for key, value in data.items():
+            arr = np.asarray(value)
+            if arr.ndim > 1:
+                raise DataError(f"column {key!r} must be one-dimensional, got shape {arr.shape}")
+            lengths[key] = arr.size if arr.ndim == 1 else 1
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{k!r}: {n}" for k, n in lengths.items())
+            raise DataError(f"columns have mismatched lengths ({shown})")
+        return pd.DataFrame({k: np.atleast_1d(np.asarray(v)) for k, v in data.items()})
+    raise DataError(
+        f"data must be a pandas DataFrame, a dict of arrays or a CSV path, "
+        f"got {type(data).__name__}"
+    )
+
+
+def _resolve_columns(law: Law, frame: pd.DataFrame, columns, variables) -> dict[str, str]:
+    columns = dict(columns or {})
+    for key, col in columns.items():
+        if key not in (law.response, *law.covariates):
+            raise DataError(
+                f"columns= maps {key!r}, which is not a variable of law {law.id!r} "
+                f"(its variables: {', '.join((law.response, *law.covariates))})"
+            )
+        if not isinstance(col, str):
+            raise DataError(f"columns= must map names to column names; {key!r} -> {col!r}")
+    resolved = {}
+    for name in variables:
+        col = columns.get(name, name)
+        if col not in frame.columns:
+            hint = (
+                f"column {col!r} (mapped from {name!r})"
+                if name in columns
+                else f"a column {name!r}"
+            )
+            raise DataError(
+                f"law {law.id!r} needs {hint}; the data has columns "
+                f"{list(map(str, frame.columns))}. Map one with columns={{{name!r}: '<column>'}}"
+            )
+        resolved[name] = col
+    return resolved
+
+
+def _validated(law: Law, frame: pd.DataFrame, name: str, col: str) -> np.ndarray:
+    series = frame[col]
+    where = f"column {col!r}" + (f" ({name})" if col != name else "") + f" of law {law.id!r}"
+    if series.dtype == bool or not pd.api.types.is_numeric_dtype(series):
+        coerced = pd.to_numeric(series, errors="coerce")
+        bad = series[coerced.isna() & series.notna()]
+        if series.dtype == bool or len(bad):
+            row, value = (bad.index[0], bad.iloc[0]) if len(bad) else (series.index[0], True)
+            raise DataError(
+                f"{where} must be numeric; row {row} holds {value!r} (dtype {series.dtype})"
+            )
+        series = coerced
+    values = series.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = list(series.index[bad][:5])
+        raise DataError(
+            f"{where} has {int(bad.sum())} non-finite value(s) (NaN or inf) at row(s) {rows}"
+        )
+    bad = values <= 0
+    if bad.any():
+        rows = list(series.index[bad][:5])
+        raise DataError(
+            f"{where} must be > 0 because the law is fitted in log space; "
+            f"row {rows[0]} holds {values[bad][0]!r} ({int(bad.sum())} such value(s), rows {rows})"
+        )
+    return values
+
+
+def prepare(
+    data,
+    law: Law,
+    columns: Mapping[str, str] | None = None,
+    *,
+    require_response: bool = True,
+    min_points: int | None = None,
+) -> FitData:
+    """Validate ``data`` against ``law`` and return log-space arrays.
+
+    Parameters
+    ----------
+    data : DataFrame, dict of array-like, or path to a CSV file
+        One row per observation.
+    law : Law
+        The law whose variables are looked up.
+    columns : dict, optional
+        Law variable -> data column, e.g. ``{"n_params": "Model Size"}``.
+    require_response : bool
+        False for prediction inputs (covariates only).
+    min_points : int, optional
+        Fewest rows accepted; by default the number of law parameters + 2 (the noise
+        scale and at least one residual degree of freedom).
+
+    Raises
+    ------
+    DataError
+        Naming the law, the column, the value and the row of the first problem found.
+    """
+    frame = _as_frame(data)
+    if len(frame) == 0:
+        raise DataError(f"data for law {law.id!r} is empty (no rows)")
+    variables = (*law.covariates, law.response) if require_response else law.covariates
+    resolved = _resolve_columns(law, frame, columns, variables)
+    values = {name: _validated(law, frame, name, col) for name, col in resolved.items()}
+    if require_response:
+        needed = len(law.parameters) + 2 if min_points is None else min_points
+        if len(frame) < needed:
+            raise DataError(
+                f"law {law.id!r} has {len(law.parameters)} parameters plus a noise scale; "
+                f"{len(frame)} data point(s) cannot constrain them (need at least {needed})"
+            )
+    out = pd.DataFrame(values, index=frame.index)
+    return FitData(
+        log_x={c: np.log(values[c]) for c in law.covariates},
+        log_y=np.log(values[law.response]) if require_response else None,
+        frame=out,
+        columns=resolved,
+    )
+
+
+def covariate_frame(law: Law, new_data, columns: Mapping[str, str] | None = None) -> FitData:
+    """Validate prediction inputs: each covariate under its mapped column or its own name."""
+    frame = _as_frame(new_data)
+    mapping = {}
+    for name in law.covariates:
+        mapped = (columns or {}).get(name)
+        mapping[name] = mapped if mapped is not None and mapped in frame.columns else name
+    return prepare(frame, law, mapping, require_response=False)

@@ -1,0 +1,195 @@
+"""NUTS for one or many independent posteriors in one jit-compiled program.
+
+The sampler is NumPyro's functional NUTS (:func:`numpyro.infer.hmc.hmc`) over the potential
+of :class:`bayescale.model.Posterior`.  Each fit is initialised by multi-start damped Newton
+(:mod:`bayescale.infer.optimize`): chains start from draws of the Laplace approximation at
+the best mode, and the inverse Hessian there is the initial dense inverse mass matrix, which
+NumPyro's windowed adaptation then refines per fit.
+
+:func:`build_sampler` returns ``run(keys, data)`` where every leaf of ``data`` carries a
+leading fit axis; :func:`bayescale.fit` calls it with one fit, ``fit_batch`` with many.  The
+loop is ``scan`` over iterations of ``vmap`` over fits and chains, so a progress callback
+sits outside the vmaps and draws are written into a preallocated buffer.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from numpyro.infer.hmc import hmc
+
+from bayescale.infer.optimize import multi_start_map
+from bayescale.model import Posterior
+
+__all__ = ["SamplerOptions", "build_sampler"]
+
+
+class SamplerOptions(NamedTuple):
+    """Static sampler settings (hashable: part of the compilation cache key)."""
+
+    num_chains: int = 4
+    num_warmup: int = 1000
+    num_samples: int = 1000
+    thin: int = 1
+    dense_mass: bool = True
+    target_accept_prob: float = 0.8
+    max_tree_depth: int = 10
+    num_starts: int = 8
+    map_steps: int = 30
+
+
+def _check_options(o: SamplerOptions) -> None:
+    for name in ("num_chains", "num_samples", "thin", "num_starts", "map_steps"):
+        value = getattr(o, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(o.num_warmup, int) or o.num_warmup < 0:
+        raise ValueError(f"num_warmup must be a non-negative integer, got {o.num_warmup!r}")
+    if not 0 < o.target_accept_prob < 1:
+        raise ValueError(f"target_accept_prob must lie in (0, 1), got {o.target_accept_prob!r}")
+    if not isinstance(o.max_tree_depth, int) or not 1 <= o.max_tree_depth <= 15:
+        raise ValueError(f"max_tree_depth must be an integer in 1..15, got {o.max_tree_depth!r}")
+
+
+class _Progress:
+    """A tqdm bar fed from inside the compiled loop by ``jax.debug.callback``."""
+
+    def __init__(self, total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+
+    def __call__(self, i):
+        self.bar.n = int(i) + 1
+        self.bar.refresh()
+        if self.bar.n >= self.bar.total:
+            self.bar.close()
+
+
+_CACHE: dict = {}
+
+
+def build_sampler(posterior: Posterior, options: SamplerOptions, *, progress_bar: bool = False):
+    """Compile (once per law, likelihood and options) ``run(keys, data) -> dict``.
+
+    The returned arrays have shape ``(fits, chains, draws, ...)``: ``z`` the unconstrained
+    draws and the NUTS statistics; plus per fit the MAP potential and failed starts.
+    """
+    _check_options(options)
+    key = (
+        json.dumps(posterior.law.to_spec(), sort_keys=True, default=str),
+        posterior.likelihood,
+        options,
+        progress_bar,
+    )
+    if key not in _CACHE:
+        _CACHE[key] = _build(posterior, options, progress_bar)
+    return _CACHE[key]
+
+
+def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool):
+    init_kernel, sample_kernel = hmc(
+        potential_fn_gen=lambda data: partial(posterior.potential, data=data), algo="NUTS"
+    )
+    total = o.num_warmup + o.num_samples * o.thin
+    every = max(1, total // 100)
+    bar: list = [None]  # the current run's progress bar, looked up when the callback fires
+
+    def tick(i):
+        if bar[0] is not None:
+            bar[0](i)
+
+    def init_fit(key, data):
+        k_map, k_jitter, k_chains = jax.random.split(key, 3)
+        mode = multi_start_map(
+            posterior, k_map, data, num_starts=o.num_starts, num_steps=o.map_steps
+        )
+        lam, vec = jnp.linalg.eigh(mode.covariance)
+        chol = vec * jnp.sqrt(jnp.clip(lam, 0.0, 1.0))  # Laplace draws, sd capped at 1
+        eps = jax.random.normal(k_jitter, (o.num_chains, posterior.dim))
+        z0 = mode.z + eps @ chol.T
+        ok = jnp.isfinite(jax.vmap(posterior.potential, (0, None))(z0, data))
+        z0 = jnp.where(ok[:, None], z0, mode.z)
+
+        def init_chain(z, k):
+            return init_kernel(
+                z,
+                o.num_warmup,
+                inverse_mass_matrix=mode.covariance if o.dense_mass else jnp.diag(mode.covariance),
+                dense_mass=o.dense_mass,
+                target_accept_prob=o.target_accept_prob,
+                max_tree_depth=o.max_tree_depth,
+                model_args=(data,),
+                rng_key=k,
+            )
+
+        states = jax.vmap(init_chain)(z0, jax.random.split(k_chains, o.num_chains))
+        return states, mode
+
+    def stats(s):
+        return {
+            "z": s.z,
+            "diverging": s.diverging,
+            "n_steps": s.num_steps,
+            "acceptance_rate": s.mean_accept_prob,
+            "lp": -s.potential_energy,
+            "energy": s.energy,
+            "step_size": s.adapt_state.step_size,
+        }
+
+    def run(keys, data):
+        num_fits = keys.shape[0]
+        states, mode = jax.vmap(init_fit)(keys, data)
+        # one flat axis of fits x chains: a single vmap level keeps the program small
+        flat = lambda x: x.reshape(num_fits * o.num_chains, *x.shape[2:])  # noqa: E731
+        states = jax.tree.map(flat, states)
+        chain_data = jax.tree.map(lambda x: jnp.repeat(x, o.num_chains, axis=0), data)
+        step = jax.vmap(lambda s, d: sample_kernel(s, model_args=(d,)))
+        buffer = jax.tree.map(
+            lambda x: jnp.zeros((o.num_samples, *x.shape), x.dtype), stats(states)
+        )
+
+        def body(carry, i):
+            states, buffer = carry
+            states = step(states, chain_data)
+            j = (i - o.num_warmup) // o.thin
+            keep = (i >= o.num_warmup) & ((i - o.num_warmup) % o.thin == o.thin - 1)
+            jc = jnp.clip(j, 0, o.num_samples - 1)
+            buffer = jax.tree.map(
+                lambda b, x: b.at[jc].set(jnp.where(keep, x, b[jc])), buffer, stats(states)
+            )
+            if progress_bar:
+                jax.lax.cond(
+                    (i % every == 0) | (i == total - 1),
+                    lambda: jax.debug.callback(tick, i),
+                    lambda: None,
+                )
+            return (states, buffer), None
+
+        (states, buffer), _ = jax.lax.scan(body, (states, buffer), jnp.arange(total))
+
+        def unflat(b):  # (draws, fits*chains, ...) -> (fits, chains, draws, ...)
+            b = jnp.moveaxis(b, 0, 1)
+            return b.reshape(num_fits, o.num_chains, *b.shape[1:])
+
+        draws = jax.tree.map(unflat, buffer)
+        draws["map_potential"] = mode.potential
+        draws["map_failed_starts"] = mode.num_failed
+        imm = states.adapt_state.inverse_mass_matrix
+        draws["inverse_mass_matrix"] = imm.reshape(num_fits, o.num_chains, *imm.shape[1:])
+        return draws
+
+    jitted = jax.jit(run)
+    if not progress_bar:
+        return jitted
+
+    def with_progress(keys, data):
+        bar[0] = _Progress(total, "sampling")
+        return jitted(keys, data)
+
+    return with_progress

@@ -1,0 +1,431 @@
+"""The :class:`Law` type, prior specifications and the catalogue of published laws.
+
+A law is data: a TOML file in ``models/`` (shipped inside the wheel as
+``bayescale/models``) giving the formula, the response, the covariates with units, the
+parameters with default priors and the paper's reference values, the source, and a typical
+design used to simulate data.  :func:`get_law` accepts a catalogue id, a path to such a file,
+a formula string or a :class:`Law`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpyro.distributions as dist
+
+from bayescale.laws.formula import Formula, FormulaError, parse_formula
+
+__all__ = [
+    "COVARIATE_NAMES",
+    "Law",
+    "LawError",
+    "Parameter",
+    "Prior",
+    "catalogue",
+    "get_law",
+    "law_from_formula",
+    "law_from_spec",
+    "law_from_toml",
+]
+
+#: Covariate (and response) names understood without declaration.
+COVARIATE_NAMES = {
+    "n_params": "parameters (non-embedding)",
+    "n_tokens": "tokens",
+    "flops": "FLOP",
+    "flops_min": "PF-days",
+    "steps": "optimizer steps",
+    "batch_size": "tokens",
+    "token_index": "token position",
+    "loss": "nats/token",
+    "critical_batch_size": "tokens",
+    "x": "",
+    "y": "",
+}
+
+
+class LawError(ValueError):
+    """A law that cannot be found or is malformed."""
+
+
+_PRIOR_RE = re.compile(r"^\s*([a-z_]+)\s*\(([^()]*)\)\s*$")
+_PRIOR_ARITY = {"lognormal": 2, "normal": 2, "halfnormal": 1, "uniform": 2, "gamma": 2}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior written as text, e.g. ``"lognormal(0.5, 1.0)"``.
+
+    ``lognormal(mu, s)``: :math:`\\log\\theta \\sim \\mathcal N(\\mu, s)`;
+    ``normal(mu, s)``; ``halfnormal(s)``; ``uniform(a, b)``; ``gamma(k, rate)``.
+    """
+
+    kind: str
+    args: tuple[float, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Prior:
+        m = _PRIOR_RE.match(str(text))
+        if not m or m.group(1) not in _PRIOR_ARITY:
+            raise LawError(
+                f"prior {text!r} is not of the form name(a, b) with name one of "
+                f"{', '.join(_PRIOR_ARITY)}"
+            )
+        kind = m.group(1)
+        try:
+            args = tuple(float(a) for a in m.group(2).split(",") if a.strip())
+        except ValueError:
+            raise LawError(f"prior {text!r} has a non-numeric argument") from None
+        if len(args) != _PRIOR_ARITY[kind]:
+            raise LawError(f"prior {text!r}: {kind} takes {_PRIOR_ARITY[kind]} argument(s)")
+        if not all(math.isfinite(a) for a in args):
+            raise LawError(f"prior {text!r} has a non-finite argument")
+        scale_ok = {
+            "lognormal": args[-1] > 0,
+            "normal": args[-1] > 0,
+            "halfnormal": args[0] > 0,
+            "uniform": len(args) == 2 and args[0] < args[1],
+            "gamma": all(a > 0 for a in args),
+        }[kind]
+        if not scale_ok:
+            raise LawError(f"prior {text!r} has an invalid scale or range")
+        return cls(kind, args)
+
+    @property
+    def positive(self) -> bool:
+        """Whether every draw is > 0 (the parameter may then appear inside a log)."""
+        return self.kind in ("lognormal", "halfnormal", "gamma") or (
+            self.kind == "uniform" and self.args[0] >= 0
+        )
+
+    def distribution(self) -> dist.Distribution:
+        a = self.args
+        return {
+            "lognormal": lambda: dist.LogNormal(a[0], a[1]),
+            "normal": lambda: dist.Normal(a[0], a[1]),
+            "halfnormal": lambda: dist.HalfNormal(a[0]),
+            "uniform": lambda: dist.Uniform(a[0], a[1]),
+            "gamma": lambda: dist.Gamma(a[0], a[1]),
+        }[self.kind]()
+
+    def __str__(self) -> str:
+        return f"{self.kind}({', '.join(f'{a:g}' for a in self.args)})"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a law: its prior, the paper's reference value and a description."""
+
+    name: str
+    prior: Prior
+    reference: float | None = None
+    description: str = ""
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Law:
+    """A scaling law :math:`y = f(x; \\theta)`, evaluated in log space.
+
+    Attributes
+    ----------
+    id : str
+        Catalogue id (or ``"custom"``).
+    formula : Formula
+        Parsed right-hand side.
+    response : str
+        Name of the response column, e.g. ``"loss"``.
+    covariates : tuple of str
+        Names of the covariate columns, in order of appearance in the formula.
+    parameters : dict of str to Parameter
+        Parameters in declaration order.
+    units : dict of str to str
+        Unit of the response and of each covariate.
+    sigma_prior : Prior
+        Prior of the noise scale of log-response residuals.
+    design : dict
+        Typical design: ``{covariate: (low, high)}`` ranges (log-uniform), ``num_points``,
+        ``noise`` (sigma of log residuals) used by :mod:`bayescale.simulate`.
+    """
+
+    id: str
+    title: str
+    formula: Formula
+    response: str
+    covariates: tuple[str, ...]
+    parameters: dict[str, Parameter]
+    units: dict[str, str] = field(default_factory=dict)
+    sigma_prior: Prior = field(default_factory=lambda: Prior("halfnormal", (0.1,)))
+    design: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+    description: str = ""
+    toml: str = ""
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(self.parameters)
+
+    @property
+    def reference(self) -> dict[str, float]:
+        """The paper's reference values (only those the law file gives)."""
+        return {k: p.reference for k, p in self.parameters.items() if p.reference is not None}
+
+    def log_mean(self, params: Mapping, log_covariates: Mapping):
+        """:math:`\\log f(x;\\theta)` from parameter values and log-covariates.
+
+        Broadcasting follows JAX: parameters of shape ``(..., 1)`` against covariates of
+        shape ``(n,)`` give ``(..., n)``.
+        """
+        import jax.numpy as jnp
+
+        logs = dict(log_covariates)
+        values = {k: jnp.exp(v) for k, v in log_covariates.items()}
+        for k in self.parameters:
+            values[k] = params[k]
+            logs[k] = jnp.log(params[k])
+        return self.formula.log(values, logs)
+
+    def with_priors(self, priors: Mapping[str, str | Prior] | None) -> Law:
+        """A copy with some priors replaced (``{"alpha": "lognormal(-1, 0.5)"}``)."""
+        if not priors:
+            return self
+        params = dict(self.parameters)
+        sigma = self.sigma_prior
+        for name, spec in priors.items():
+            prior = spec if isinstance(spec, Prior) else Prior.parse(spec)
+            if name == "sigma":
+                sigma = prior
+            elif name not in params:
+                raise LawError(
+                    f"prior given for {name!r}, which is not a parameter of law {self.id!r}; "
+                    f"parameters: {', '.join(params)}"
+                )
+            else:
+                params[name] = replace(params[name], prior=prior)
+        return replace(self, parameters=params, sigma_prior=sigma)
+
+    def to_spec(self) -> dict:
+        """A plain mapping (TOML/JSON-able) from which :func:`law_from_spec` rebuilds the law."""
+        params = {}
+        for name, p in self.parameters.items():
+            params[name] = {"prior": str(p.prior), "description": p.description}
+            if p.reference is not None:
+                params[name]["reference"] = p.reference
+        return {
+            "id": self.id,
+            "title": self.title,
+            "formula": self.formula.text,
+            "response": self.response,
+            "variables": {k: {"unit": u} for k, u in self.units.items()},
+            "parameters": params,
+            "likelihood": {"sigma_prior": str(self.sigma_prior)},
+            "design": dict(self.design),
+            "source": dict(self.source),
+            "description": self.description,
+        }
+
+    def __repr__(self) -> str:
+        return f"Law({self.id!r}: {self.response} = {self.formula.text})"
+
+
+def law_from_spec(spec: Mapping) -> Law:
+    """Rebuild a law from :meth:`Law.to_spec` output (used when loading saved results)."""
+    return _make_law(dict(spec), origin="<saved spec>")
+
+
+def _make_law(spec: dict, *, origin: str, toml_text: str = "") -> Law:
+    """Build a :class:`Law` from the parsed TOML mapping ``spec``."""
+    try:
+        law_id = str(spec.get("id", "custom"))
+        formula_text = spec["formula"]
+        response = spec.get("response", "loss")
+    except KeyError as err:
+        raise LawError(f"law file {origin} lacks the key {err.args[0]!r}") from None
+    try:
+        formula = parse_formula(formula_text)
+    except FormulaError as err:
+        raise LawError(f"law {law_id!r} ({origin}): {err}") from None
+    raw_params = spec.get("parameters", {})
+    if not raw_params:
+        raise LawError(f"law {law_id!r} ({origin}) declares no [parameters]")
+    variables = dict(spec.get("variables", {}))
+    params = {}
+    for name, p in raw_params.items():
+        if not isinstance(p, dict) or "prior" not in p:
+            raise LawError(f"law {law_id!r}: parameter {name!r} needs a prior = '...' entry")
+        try:
+            prior = Prior.parse(p["prior"])
+        except LawError as err:
+            raise LawError(f"law {law_id!r}, parameter {name!r}: {err}") from None
+        params[name] = Parameter(
+            name=name,
+            prior=prior,
+            reference=None if p.get("reference") is None else float(p["reference"]),
+            description=str(p.get("description", "")),
+            unit=str(p.get("unit", "")),
+        )
+    unused = [n for n in params if n not in formula.names]
+    if unused:
+        raise LawError(f"law {law_id!r}: parameter(s) {unused} do not appear in the formula")
+    covariates = tuple(n for n in formula.names if n not in params)
+    unknown = [n for n in covariates if n not in variables and n not in COVARIATE_NAMES]
+    if unknown:
+        raise LawError(
+            f"law {law_id!r}: unknown name(s) {unknown} in formula {formula.text!r}; declare "
+            f"them under [parameters] or [variables], or use a known covariate "
+            f"({', '.join(sorted(COVARIATE_NAMES))})"
+        )
+    if not covariates:
+        raise LawError(f"law {law_id!r}: formula {formula.text!r} has no covariate")
+    if response in covariates or response in params:
+        raise LawError(f"law {law_id!r}: response {response!r} also appears in the formula")
+    units = {
+        n: str(
+            variables.get(n, {}).get("unit", COVARIATE_NAMES.get(n, ""))
+            if isinstance(variables.get(n), dict)
+            else variables.get(n, COVARIATE_NAMES.get(n, ""))
+        )
+        for n in (response, *covariates)
+    }
+    likelihood = spec.get("likelihood", {})
+    sigma_prior = Prior.parse(likelihood.get("sigma_prior", "halfnormal(0.1)"))
+    design = dict(spec.get("design", {}))
+    for name in covariates:
+        if name in design:
+            lo, hi = design[name]
+            if not (0 < lo < hi):
+                raise LawError(f"law {law_id!r}: design range of {name!r} must be 0 < lo < hi")
+    return Law(
+        id=law_id,
+        title=str(spec.get("title", law_id)),
+        formula=formula,
+        response=response,
+        covariates=covariates,
+        parameters=params,
+        units=units,
+        sigma_prior=sigma_prior,
+        design=design,
+        source=dict(spec.get("source", {})),
+        description=str(spec.get("description", "")),
+        toml=toml_text,
+    )
+
+
+def law_from_toml(path_or_text: str | Path) -> Law:
+    """Read a law from a TOML file (or TOML text)."""
+    path = None if "\n" in str(path_or_text) else Path(path_or_text)
+    if path is not None:
+        if not path.is_file():
+            raise LawError(f"law file {str(path)!r} does not exist")
+        text = path.read_text()
+        origin = str(path)
+    else:
+        text, origin = str(path_or_text), "<toml text>"
+    try:
+        spec = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise LawError(f"law file {origin} is not valid TOML: {err}") from None
+    return _make_law(spec, origin=origin, toml_text=text)
+
+
+_EXPONENT_PRIOR = "lognormal(-1.2, 1.0)"  # median 0.3, 95% in (0.04, 2.1)
+_COEFFICIENT_PRIOR = "lognormal(0, 5)"  # any order of magnitude within 1e-4 .. 1e4 (2 sd)
+
+
+def law_from_formula(
+    text: str,
+    *,
+    response: str | None = None,
+    covariates: list[str] | tuple[str, ...] | None = None,
+    priors: Mapping[str, str] | None = None,
+) -> Law:
+    """Build a law from a formula string such as ``"E + A * n_params**-alpha"``.
+
+    ``"loss = E + A * n_params**-alpha"`` names the response explicitly.  Covariates are
+    the names listed in ``covariates`` or, by default, the known covariate names
+    (``n_params``, ``n_tokens``, ``flops``, ...); every other name is a parameter.  A
+    parameter that appears only in exponents gets the prior ``lognormal(-1.2, 1)`` (median
+    0.3), any other ``lognormal(0, 5)``; override with ``priors``.
+    """
+    if not isinstance(text, str):
+        raise LawError(f"a formula must be a string, got {type(text).__name__}")
+    if "=" in text and "==" not in text:
+        lhs, text = text.split("=", 1)
+        if not lhs.strip().isidentifier():
+            raise LawError(f"response {lhs.strip()!r} before '=' is not a name")
+        response = response or lhs.strip()
+    try:
+        formula = parse_formula(text)
+    except FormulaError as err:
+        raise LawError(str(err)) from None
+    known = set(covariates) if covariates is not None else set(COVARIATE_NAMES)
+    covs = [n for n in formula.names if n in known]
+    if covariates is not None:
+        missing = [c for c in covariates if c not in formula.names]
+        if missing:
+            raise LawError(f"covariate(s) {missing} do not appear in formula {formula.text!r}")
+    if not covs:
+        raise LawError(
+            f"formula {formula.text!r} has no covariate; use one of "
+            f"{', '.join(sorted(COVARIATE_NAMES))} or pass covariates=[...]"
+        )
+    if response is None:
+        response = "y" if "x" in covs else "loss"
+    param_names = [n for n in formula.names if n not in covs]
+    spec = {
+        "id": "custom",
+        "title": formula.text,
+        "formula": formula.text,
+        "response": response,
+        "variables": {c: {"unit": COVARIATE_NAMES.get(c, "")} for c in covs},
+        "parameters": {
+            n: {"prior": _EXPONENT_PRIOR if n in formula.exponent_names else _COEFFICIENT_PRIOR}
+            for n in param_names
+        },
+    }
+    return _make_law(spec, origin="<formula>").with_priors(priors)
+
+
+def _catalogue_dir() -> Path:
+    packaged = importlib.resources.files("bayescale") / "models"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "models"  # source checkout / editable
+
+
+@functools.cache
+def catalogue() -> dict[str, Law]:
+    """All laws of the catalogue, by id."""
+    laws = {}
+    for path in sorted(_catalogue_dir().glob("*.toml")):
+        law = law_from_toml(path)
+        if law.id != path.stem:
+            raise LawError(f"catalogue file {path.name} declares id {law.id!r}")
+        laws[law.id] = law
+    return laws
+
+
+def get_law(law: str | Path | Law, *, priors: Mapping[str, str] | None = None) -> Law:
+    """Resolve a catalogue id, a law-file path, a formula string or a :class:`Law`."""
+    if isinstance(law, Law):
+        resolved = law
+    elif isinstance(law, Path) or (isinstance(law, str) and law.strip().endswith(".toml")):
+        resolved = law_from_toml(law)
+    elif isinstance(law, str) and law.strip().isidentifier():
+        laws = catalogue()
+        if law not in laws:
+            close = [k for k in laws if k.startswith(law[:5])] or list(laws)
+            raise LawError(f"unknown law {law!r}; catalogue ids include: {', '.join(close)}")
+        resolved = laws[law]
+    elif isinstance(law, str):
+        resolved = law_from_formula(law)
+    else:
+        raise LawError(f"a law must be an id, a path, a formula or a Law, got {type(law).__name__}")
+    return resolved.with_priors(priors)

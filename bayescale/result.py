@@ -1,0 +1,383 @@
+"""The result of a fit: an ArviZ DataTree plus diagnostics, summary, predictions, save/load.
+
+The DataTree holds the standard groups (``posterior``, ``sample_stats``, ``log_likelihood``,
+``posterior_predictive``, ``observed_data``, ``constant_data``, ``prior``,
+``prior_predictive``; ``predictions`` after :meth:`FitResult.predict`) with ``chain``/``draw``
+dims, so arviz-stats and arviz-plots work on it unchanged.  Its root attributes carry the law
+(as a spec), the likelihood and the column mapping, so a saved result loads back whole.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale.data import FitData, covariate_frame
+from bayescale.laws import Law, law_from_spec
+from bayescale.model import Posterior
+
+__all__ = ["ConvergenceWarning", "FitResult", "Status", "quantile_column"]
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+
+
+class Status(enum.Enum):
+    """Convergence status of a fit (worst problem found)."""
+
+    converged = "converged"
+    divergences = "divergences"
+    low_ess = "low_ess"
+    high_rhat = "high_rhat"
+    failed = "failed"  # no finite posterior mode was found
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit that did not meet the convergence thresholds; the message carries the numbers."""
+
+
+def quantile_column(q: float) -> str:
+    """Column name of quantile ``q``: 0.05 -> ``q5``, 0.025 -> ``q2.5``."""
+    return f"q{100 * q:g}"
+
+
+class FitResult:
+    """Posterior of one scaling-law fit.
+
+    Attributes
+    ----------
+    datatree : xarray.DataTree
+        ArviZ 1.x DataTree with ``chain``/``draw`` dims.
+    law : Law
+    likelihood : str
+    columns : dict
+        Law variable -> data column used in the fit.
+    """
+
+    def __init__(self, datatree: xr.DataTree, law: Law, likelihood: str, columns: dict):
+        self.datatree = datatree
+        self.law = law
+        self.likelihood = likelihood
+        self.columns = dict(columns)
+        self.posterior = Posterior(law, likelihood)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_samples(
+        cls,
+        posterior: Posterior,
+        data: FitData,
+        samples: dict,
+        *,
+        seed: int,
+        num_prior_draws: int = 500,
+        sampler_attrs: dict | None = None,
+    ) -> FitResult:
+        """Assemble the DataTree from one fit's sampler output (``(chains, draws, ...)``)."""
+        from arviz_base import from_dict
+
+        law = posterior.law
+        values = {k: np.asarray(v) for k, v in posterior.constrain(samples["z"]).items()}
+        log_x = {k: jnp.asarray(v) for k, v in data.log_x.items()}
+        ll, ppc = _pointwise(posterior)(values, log_x, data.log_y, jax.random.key(seed))
+        point = np.arange(data.num_points)
+        prior = _prior_draws(posterior, num_prior_draws, seed)
+        prior_pred = np.exp(
+            np.asarray(
+                posterior.sample_observations(
+                    jax.random.key(seed + 1), {k: v[..., None] for k, v in prior.items()}, log_x
+                )
+            )
+        )
+        diverging = np.asarray(samples["diverging"], dtype=bool)
+        n_steps = np.asarray(samples["n_steps"])
+        stats = {
+            "diverging": diverging,
+            "n_steps": n_steps,
+            "tree_depth": np.ceil(np.log2(n_steps + 1)).astype(int),
+            "acceptance_rate": np.asarray(samples["acceptance_rate"]),
+            "lp": np.asarray(samples["lp"]),
+            "energy": np.asarray(samples["energy"]),
+            "step_size": np.asarray(samples["step_size"]),
+        }
+        covariate_dims = {c: ["point"] for c in law.covariates}
+        attrs = {
+            "law": json.dumps(law.to_spec(), default=float),
+            "law_id": law.id,
+            "likelihood": posterior.likelihood,
+            "columns": json.dumps(data.columns),
+            "seed": int(seed),
+            **{
+                k: (json.dumps(v) if isinstance(v, dict) else v)
+                for k, v in (sampler_attrs or {}).items()
+            },
+        }
+        dt = from_dict(
+            {
+                "posterior": values,
+                "sample_stats": stats,
+                "log_likelihood": {law.response: np.asarray(ll)},
+                "posterior_predictive": {law.response: np.exp(np.asarray(ppc))},
+                "observed_data": {law.response: np.exp(data.log_y)},
+                "constant_data": {c: np.exp(data.log_x[c]) for c in law.covariates},
+                "prior": {k: v[None] for k, v in prior.items()},
+                "prior_predictive": {law.response: prior_pred[None]},
+            },
+            dims={law.response: ["point"], **covariate_dims},
+            coords={"point": point},
+            attrs={"/": attrs},
+        )
+        result = cls(dt, law, posterior.likelihood, data.columns)
+        return result
+
+    # ------------------------------------------------------------------ diagnostics
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return self.posterior.site_names
+
+    @property
+    def num_chains(self) -> int:
+        return int(self.datatree.posterior.sizes["chain"])
+
+    @property
+    def num_draws(self) -> int:
+        return int(self.datatree.posterior.sizes["draw"])
+
+    @property
+    def diagnostics(self) -> dict:
+        """max r̂, min bulk/tail ESS (arviz-stats), divergences, and the thresholds used."""
+        import arviz_stats as azs
+
+        names = list(self.parameter_names)
+        post = self.datatree.posterior.dataset[names]
+        rhat = azs.rhat(post)
+        ess_bulk = azs.ess(post, method="bulk")
+        ess_tail = azs.ess(post, method="tail")
+        num_div = int(self.datatree.sample_stats["diverging"].sum())
+        return {
+            "max_rhat": float(max(float(rhat[k]) for k in names)),
+            "min_ess_bulk": float(min(float(ess_bulk[k]) for k in names)),
+            "min_ess_tail": float(min(float(ess_tail[k]) for k in names)),
+            "num_divergent": num_div,
+            "num_draws": self.num_chains * self.num_draws,
+            "mean_n_steps": float(self.datatree.sample_stats["n_steps"].mean()),
+            "rhat_max_allowed": RHAT_MAX,
+            "ess_min_allowed": ESS_PER_CHAIN_MIN * self.num_chains,
+        }
+
+    @property
+    def status(self) -> Status:
+        """The worst convergence problem: high r̂ > low ESS > divergences > converged."""
+        return _status(self.diagnostics, failed=bool(self.datatree.attrs.get("map_failed", 0)))
+
+    def check_convergence(self, *, warn: bool = True) -> Status:
+        """Return :attr:`status`; warn with the numbers when it is not ``converged``."""
+        d = self.diagnostics
+        status = self.status
+        if warn and status is not Status.converged:
+            warnings.warn(
+                f"fit of law {self.law.id!r} did not converge ({status.value}): "
+                f"max r̂ = {d['max_rhat']:.4f} (limit {RHAT_MAX}), "
+                f"min bulk ESS = {d['min_ess_bulk']:.0f}, min tail ESS = {d['min_ess_tail']:.0f} "
+                f"(limit {d['ess_min_allowed']}), {d['num_divergent']} divergent transition(s) "
+                f"of {d['num_draws']} draws",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return status
+
+    def summary(self, **kwargs) -> pd.DataFrame:
+        """arviz-stats summary (mean, sd, HDI/ETI, MCSE, ESS, r̂) of the parameters."""
+        import arviz_stats as azs
+
+        kwargs.setdefault("var_names", list(self.parameter_names))
+        return azs.summary(self.datatree, **kwargs)
+
+    def draws(self, var_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Posterior draws as ``{name: array of shape (chain, draw)}``."""
+        names = list(var_names or self.parameter_names)
+        return {k: self.datatree.posterior[k].values for k in names}
+
+    # ------------------------------------------------------------------ predictions
+    def _log_prediction_draws(self, new: FitData, kind: str, seed: int) -> np.ndarray:
+        if kind not in ("observation", "mean"):
+            raise ValueError(f"kind must be 'observation' or 'mean', got {kind!r}")
+        values = {k: jnp.asarray(v)[..., None] for k, v in self.draws().items()}
+        log_x = {k: jnp.asarray(v) for k, v in new.log_x.items()}
+        if kind == "mean":
+            return np.asarray(self.posterior.log_mean(values, log_x))
+        return np.asarray(self.posterior.sample_observations(jax.random.key(seed), values, log_x))
+
+    def predict_draws(self, new_data, *, kind: str = "observation", seed: int = 0) -> np.ndarray:
+        """Draws of the response at ``new_data``, shape ``(chain, draw, point)``."""
+        new = covariate_frame(self.law, new_data, self.columns)
+        return np.exp(self._log_prediction_draws(new, kind, seed))
+
+    def predict(
+        self,
+        new_data,
+        *,
+        quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
+        kind: str = "observation",
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Posterior-predictive summary of the response at ``new_data``.
+
+        Parameters
+        ----------
+        new_data : DataFrame or dict
+            Covariate values, under the law's names or the columns used in the fit.
+        quantiles : sequence of float
+            Each gives a column ``q<percent>`` (``q5``, ``q2.5`` ...).
+        kind : {"observation", "mean"}
+            ``"observation"``: what a new run would measure (noise included);
+            ``"mean"``: the law itself, :math:`f(x;\\theta)`.
+        seed : int
+            Seed of the observation noise draws.
+
+        Returns
+        -------
+        DataFrame
+            Covariates, ``mean``, the quantile columns, ``decades_beyond`` (how many decades
+            the point lies outside the fitted range of its furthest covariate; 0 inside) and
+            ``extrapolation`` (``"interpolation"`` or which covariates, by how much).  The
+            draws are stored in the DataTree's ``predictions`` group.
+        """
+        qs = [float(q) for q in quantiles]
+        if not all(0 < q < 1 for q in qs):
+            raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+        new = covariate_frame(self.law, new_data, self.columns)
+        log_draws = self._log_prediction_draws(new, kind, seed)
+        draws = np.exp(log_draws)
+        flat = draws.reshape(-1, draws.shape[-1])
+        out = new.frame.copy().reset_index(drop=True)
+        out["mean"] = flat.mean(axis=0)
+        for q, col in zip(qs, map(quantile_column, qs)):
+            out[col] = np.quantile(flat, q, axis=0)
+        beyond = self._decades_beyond(new)
+        out["decades_beyond"] = beyond.max(axis=1).to_numpy() if len(beyond.columns) else 0.0
+        out["extrapolation"] = [
+            ", ".join(f"{c} {v:+.2g} dec" for c, v in row.items() if v != 0) or "interpolation"
+            for _, row in self._signed_decades(new).iterrows()
+        ]
+        self._store_predictions(new, draws, kind)
+        return out
+
+    def _signed_decades(self, new: FitData) -> pd.DataFrame:
+        observed = self.datatree.constant_data
+        cols = {}
+        for c in self.law.covariates:
+            lo, hi = np.log10(float(observed[c].min())), np.log10(float(observed[c].max()))
+            x = new.log_x[c] / np.log(10)
+            cols[c] = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
+        return pd.DataFrame(cols)
+
+    def _decades_beyond(self, new: FitData) -> pd.DataFrame:
+        return self._signed_decades(new).abs()
+
+    def _store_predictions(self, new: FitData, draws: np.ndarray, kind: str) -> None:
+        point = np.arange(draws.shape[-1])
+        pred = xr.Dataset(
+            {self.law.response: (("chain", "draw", "prediction_point"), draws)},
+            coords={
+                "chain": self.datatree.posterior.chain.values,
+                "draw": self.datatree.posterior.draw.values,
+                "prediction_point": point,
+            },
+            attrs={"kind": kind},
+        )
+        const = xr.Dataset(
+            {c: (("prediction_point",), np.exp(new.log_x[c])) for c in self.law.covariates},
+            coords={"prediction_point": point},
+        )
+        self.datatree["predictions"] = xr.DataTree(pred)
+        self.datatree["predictions_constant_data"] = xr.DataTree(const)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the DataTree (with the law and settings in its attributes) to netCDF."""
+        path = Path(path)
+        self.datatree.to_netcdf(path, engine="h5netcdf")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FitResult:
+        """Read a result written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved result at {str(path)!r}")
+        with xr.open_datatree(path, engine="h5netcdf") as opened:
+            dt = opened.load()
+        try:
+            law = law_from_spec(json.loads(dt.attrs["law"]))
+            likelihood = dt.attrs["likelihood"]
+            columns = json.loads(dt.attrs["columns"])
+        except KeyError as err:
+            raise ValueError(
+                f"{str(path)!r} is not a bayescale result (no {err} attribute)"
+            ) from None
+        return cls(dt, law, likelihood, columns)
+
+    def __repr__(self) -> str:
+        d = self.diagnostics
+        return (
+            f"<FitResult law={self.law.id!r} likelihood={self.likelihood!r} "
+            f"chains={self.num_chains} draws={self.num_draws} status={self.status.value} "
+            f"max_rhat={d['max_rhat']:.3f} min_ess_bulk={d['min_ess_bulk']:.0f} "
+            f"divergent={d['num_divergent']}>"
+        )
+
+
+def _status(d: dict, *, failed: bool = False) -> Status:
+    if failed:
+        return Status.failed
+    if not np.isfinite(d["max_rhat"]) or d["max_rhat"] > d["rhat_max_allowed"]:
+        return Status.high_rhat
+    if min(d["min_ess_bulk"], d["min_ess_tail"]) < d["ess_min_allowed"]:
+        return Status.low_ess
+    if d["num_divergent"] > 0:
+        return Status.divergences
+    return Status.converged
+
+
+_POINTWISE: dict = {}
+
+
+def _pointwise(posterior: Posterior):
+    """Jitted pointwise log-likelihood and posterior-predictive draws (one per posterior)."""
+    key = (json.dumps(posterior.law.to_spec(), sort_keys=True, default=str), posterior.likelihood)
+    if key not in _POINTWISE:
+
+        @jax.jit
+        def fn(values, log_x, log_y, rng_key):
+            v = {k: x[..., None] for k, x in values.items()}
+            ll = posterior.pointwise_log_likelihood(v, log_x, log_y)
+            return ll, posterior.sample_observations(rng_key, v, log_x)
+
+        _POINTWISE[key] = fn
+    return _POINTWISE[key]
+
+
+def _prior_draws(posterior: Posterior, num: int, seed: int) -> dict[str, np.ndarray]:
+    """Exact prior draws with numpy (no compilation), ``{name: (num,)}``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, prior in posterior.prior_specs.items():
+        a = prior.args
+        out[name] = {
+            "lognormal": lambda: rng.lognormal(a[0], a[1], num),
+            "normal": lambda: rng.normal(a[0], a[1], num),
+            "halfnormal": lambda: np.abs(rng.normal(0.0, a[0], num)),
+            "uniform": lambda: rng.uniform(a[0], a[1], num),
+            "gamma": lambda: rng.gamma(a[0], 1.0 / a[1], num),
+        }[prior.kind]()
+    return out
