@@ -91,13 +91,11 @@ class FitResult:
         ll, ppc = _pointwise(posterior)(values, log_x, data.log_y, jax.random.key(seed))
         point = np.arange(data.num_points)
         prior = _prior_draws(posterior, num_prior_draws, seed)
-        prior_pred = np.exp(
-            np.asarray(
-                posterior.sample_observations(
-                    jax.random.key(seed + 1), {k: v[..., None] for k, v in prior.items()}, log_x
-                )
-            )
+        log_prior_pred = posterior.sample_observations(
+            jax.random.key(seed + 1), {k: v[..., None] for k, v in prior.items()}, log_x
         )
+        with np.errstate(over="ignore"):  # wide priors reach beyond float range: inf is honest
+            prior_pred = np.exp(np.asarray(log_prior_pred))
         diverging = np.asarray(samples["diverging"], dtype=bool)
         n_steps = np.asarray(samples["n_steps"])
         stats = {
@@ -259,7 +257,7 @@ class FitResult:
         log_draws = self._log_prediction_draws(new, kind, seed)
         draws = np.exp(log_draws)
         flat = draws.reshape(-1, draws.shape[-1])
-        out = new.frame.copy().reset_index(drop=True)
+        out = new.frame.rename(columns=new.columns).reset_index(drop=True)
         out["mean"] = flat.mean(axis=0)
         for q, col in zip(qs, map(quantile_column, qs)):
             out[col] = np.quantile(flat, q, axis=0)
@@ -278,7 +276,7 @@ class FitResult:
         for c in self.law.covariates:
             lo, hi = np.log10(float(observed[c].min())), np.log10(float(observed[c].max()))
             x = new.log_x[c] / np.log(10)
-            cols[c] = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
+            cols[new.columns[c]] = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
         return pd.DataFrame(cols)
 
     def _decades_beyond(self, new: FitData) -> pd.DataFrame:

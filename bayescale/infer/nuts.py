@@ -41,6 +41,7 @@ class SamplerOptions(NamedTuple):
     max_tree_depth: int = 10
     num_starts: int = 8
     map_steps: int = 30
+    vectorized: bool = False  # vmap chains (lock-step) or lax.map them (one after another)
 
 
 def _check_options(o: SamplerOptions) -> None:
@@ -149,7 +150,12 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool):
         flat = lambda x: x.reshape(num_fits * o.num_chains, *x.shape[2:])  # noqa: E731
         states = jax.tree.map(flat, states)
         chain_data = jax.tree.map(lambda x: jnp.repeat(x, o.num_chains, axis=0), data)
-        step = jax.vmap(lambda s, d: sample_kernel(s, model_args=(d,)))
+        one_step = lambda s, d: sample_kernel(s, model_args=(d,))  # noqa: E731
+        step = (
+            jax.vmap(one_step)
+            if o.vectorized
+            else (lambda s, d: jax.lax.map(lambda sd: one_step(*sd), (s, d)))
+        )
         buffer = jax.tree.map(
             lambda x: jnp.zeros((o.num_samples, *x.shape), x.dtype), stats(states)
         )

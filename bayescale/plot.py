@@ -1,0 +1,389 @@
+"""Plots of a fit: data with posterior bands (and the extrapolation), corner and forest plots.
+
+Matplotlib is imported only when a function is called, and nothing here calls ``show``, so
+the module works under the non-interactive ``Agg`` backend (scripts, CI, the CLI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from bayescale.result import FitResult, quantile_column
+
+__all__ = ["bands", "corner", "forest", "save_figure"]
+
+_FIGURE_SUFFIXES = (".png", ".pdf")
+_SLICE_QUANTILES = (0.1, 0.5, 0.9)
+
+
+def _label(name: str, unit: str) -> str:
+    return f"{name} [{unit}]" if unit else name
+
+
+def _slice_values(values: np.ndarray, slices) -> np.ndarray:
+    """Values of the slicing covariate: ``slices`` data quantiles, or the values given."""
+    if isinstance(slices, Integral) and not isinstance(slices, bool):
+        if slices < 1:
+            raise ValueError(f"slices must be >= 1 or a sequence of values, got {slices}")
+        qs = [0.5] if slices == 1 else (_SLICE_QUANTILES if slices == 3 else None)
+        if qs is None:
+            qs = np.linspace(0.1, 0.9, int(slices))
+        # quantiles in log space: the covariates span decades
+        return np.exp(np.quantile(np.log(values), qs))
+    out = np.asarray(slices, dtype=float).ravel()
+    if out.size == 0 or not np.all(np.isfinite(out) & (out > 0)):
+        raise ValueError(f"slice values must be finite and > 0, got {list(np.ravel(slices))}")
+    return out
+
+
+def _grid(lo: float, hi: float, extend: float, num: int) -> np.ndarray:
+    """Log-spaced grid over ``[lo, hi * 10**extend]`` that contains ``hi`` exactly."""
+    a, b = np.log10(lo), np.log10(hi)
+    if extend <= 0:
+        return np.logspace(a, b, num)
+    span = max(b - a, 1e-12)
+    n_in = int(np.clip(round(num * span / (span + extend)), 2, num - 1))
+    inside = np.logspace(a, b, n_in)
+    outside = np.logspace(b, b + extend, num - n_in + 1)[1:]
+    inside[-1] = hi
+    return np.concatenate([inside, outside])
+
+
+def bands(
+    result: FitResult,
+    *,
+    x: str | None = None,
+    ax=None,
+    extend: float = 1.0,
+    num: int = 200,
+    quantiles: Sequence[tuple[float, float]] = ((0.05, 0.95), (0.25, 0.75)),
+    kind: str = "mean",
+    slices: int | Sequence[float] = 3,
+):
+    """Data, posterior median and credible bands of the law on log–log axes.
+
+    The curve runs over the observed range of covariate ``x`` and ``extend`` decades beyond
+    its largest observed value; that extrapolated region is shaded, bounded by a dotted
+    vertical line and labelled, and the median is dashed there.  The bands are posterior
+    quantiles of :meth:`FitResult.predict`: with ``kind="mean"`` the law
+    :math:`f(x;\\theta)` itself (credible bands), with ``kind="observation"`` what a new
+    run would measure (predictive bands, noise included).
+
+    With two or more covariates one curve and its bands are drawn per *slice*: the second
+    covariate fixed at its data quantiles (10%, 50%, 90% in log space by default) and any
+    further covariate at its data median; the data points are coloured by the second
+    covariate on the same colour scale as the slices.
+
+    Parameters
+    ----------
+    result : FitResult
+    x : str, optional
+        Covariate on the horizontal axis (default: the law's first covariate).
+    ax : matplotlib Axes, optional
+        Axes to draw into; a new figure is made by default.
+    extend : float
+        Decades to extrapolate beyond the largest observed ``x`` (0: none).
+    num : int
+        Points of the curve.
+    quantiles : sequence of (low, high)
+        Quantile pairs of the bands, e.g. ``((0.05, 0.95), (0.25, 0.75))`` for 90% and 50%.
+    kind : {"mean", "observation"}
+    slices : int or sequence of float
+        Number of slices (data quantiles spread over 10%..90%) or the values of the second
+        covariate to slice at.  Ignored for one-covariate laws.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import colors
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.transforms import blended_transform_factory
+
+    law = result.law
+    covariates = law.covariates
+    x = covariates[0] if x is None else x
+    if x not in covariates:
+        raise ValueError(
+            f"x={x!r} is not a covariate of law {law.id!r} (its covariates: "
+            f"{', '.join(covariates)})"
+        )
+    if not np.isfinite(extend) or extend < 0:
+        raise ValueError(f"extend must be a number of decades >= 0, got {extend!r}")
+    if num < 2:
+        raise ValueError(f"num must be >= 2, got {num}")
+    pairs = [(float(lo), float(hi)) for lo, hi in quantiles]
+    for lo, hi in pairs:
+        if not 0 < lo < hi < 1:
+            raise ValueError(f"each band must be a pair 0 < low < high < 1, got ({lo}, {hi})")
+    pairs.sort(key=lambda p: p[0] - p[1])  # widest first: drawn underneath
+    qs = sorted({0.5, *(q for p in pairs for q in p)})
+
+    observed = {c: np.asarray(result.datatree.constant_data[c].values) for c in covariates}
+    y_obs = np.asarray(result.datatree.observed_data[law.response].values)
+    x_obs = observed[x]
+    x_lo, x_hi = float(x_obs.min()), float(x_obs.max())
+    grid = _grid(x_lo, x_hi, float(extend), int(num))
+
+    others = [c for c in covariates if c != x]
+    slice_by = others[0] if others else None
+    fixed = {c: float(np.exp(np.median(np.log(observed[c])))) for c in others[1:]}
+    slice_values = _slice_values(observed[slice_by], slices) if slice_by else np.array([np.nan])
+
+    new = {x: np.tile(grid, len(slice_values))}
+    if slice_by:
+        new[slice_by] = np.repeat(slice_values, len(grid))
+    for c, v in fixed.items():
+        new[c] = np.full(len(new[x]), v)
+    # predict() stores its draws in the DataTree; predict on a shallow copy so that
+    # plotting leaves the result's own ``predictions`` group untouched.
+    scratch = FitResult(result.datatree.copy(deep=False), law, result.likelihood, result.columns)
+    table = scratch.predict(new, quantiles=qs, kind=kind)
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.0, 4.8), layout="constrained")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+
+    if slice_by:
+        cmap = colors.ListedColormap(plt.get_cmap("viridis")(np.linspace(0.0, 0.85, 256)))
+        all_slice = np.concatenate([observed[slice_by], slice_values])
+        norm = colors.LogNorm(vmin=all_slice.min(), vmax=all_slice.max())
+        slice_colors = [cmap(norm(v)) for v in slice_values]
+        points = ax.scatter(
+            x_obs,
+            y_obs,
+            c=observed[slice_by],
+            cmap=cmap,
+            norm=norm,
+            s=18,
+            edgecolors="white",
+            linewidths=0.4,
+            zorder=3,
+        )
+        cbar = ax.figure.colorbar(points, ax=ax, pad=0.01)
+        cbar.set_label(_label(slice_by, law.units.get(slice_by, "")))
+    else:
+        slice_colors = ["C0"]
+        ax.scatter(x_obs, y_obs, color="k", s=14, zorder=3, label="data")
+
+    band_word = "credible" if kind == "mean" else "predictive"
+    alphas = np.linspace(0.15, 0.35, len(pairs)) if len(pairs) > 1 else [0.25]
+    inside = grid <= x_hi
+    outside = grid >= x_hi
+    handles = []
+    for i, (value, color) in enumerate(zip(slice_values, slice_colors, strict=True)):
+        rows = table.iloc[i * len(grid) : (i + 1) * len(grid)]
+        for (lo, hi), alpha in zip(pairs, alphas, strict=True):
+            ax.fill_between(
+                grid,
+                rows[quantile_column(lo)].to_numpy(),
+                rows[quantile_column(hi)].to_numpy(),
+                color=color,
+                alpha=alpha,
+                linewidth=0,
+                zorder=1,
+            )
+        median = rows[quantile_column(0.5)].to_numpy()
+        ax.plot(grid[inside], median[inside], color=color, lw=1.8, zorder=2)
+        if outside.sum() > 1:
+            ax.plot(grid[outside], median[outside], color=color, lw=1.8, ls="--", zorder=2)
+        if slice_by:
+            handles.append(Line2D([], [], color=color, lw=1.8, label=f"{slice_by} = {value:.3g}"))
+
+    if slice_by:
+        handles.append(Line2D([], [], ls="none", marker="o", color="0.4", label="data"))
+    else:
+        handles = [
+            Line2D([], [], ls="none", marker="o", color="k", markersize=4, label="data"),
+            Line2D([], [], color="C0", lw=1.8, label="posterior median"),
+        ]
+    base = slice_colors[0] if not slice_by else "0.45"
+    for (lo, hi), alpha in zip(pairs, alphas, strict=True):
+        handles.append(
+            Patch(color=base, alpha=alpha, label=f"{100 * (hi - lo):g}% {band_word} band")
+        )
+
+    if extend > 0:
+        ax.axvspan(x_hi, grid[-1], color="0.5", alpha=0.1, linewidth=0, zorder=0)
+        ax.axvline(x_hi, color="0.3", ls=":", lw=1.0, zorder=1)
+        ax.text(
+            x_hi * 10 ** (0.02 * (np.log10(grid[-1]) - np.log10(grid[0]))),
+            0.97,
+            f"extrapolation\n(+{extend:g} dec)",
+            transform=blended_transform_factory(ax.transData, ax.transAxes),
+            ha="left",
+            va="top",
+            fontsize="small",
+            color="0.25",
+        )
+    _plain_log_ticks(ax)
+    ax.set_xlim(grid[0] / 10 ** (0.02 * np.log10(grid[-1] / grid[0])), grid[-1])
+    ax.set_xlabel(_label(x, law.units.get(x, "")))
+    ax.set_ylabel(_label(law.response, law.units.get(law.response, "")))
+    title = law.title
+    if fixed:
+        title += "\n" + ", ".join(f"{c} = {v:.3g}" for c, v in fixed.items()) + " (data median)"
+    ax.set_title(title, fontsize="medium")
+    ax.legend(handles=handles, fontsize="small", loc="best", framealpha=0.8)
+    return ax
+
+
+def _plain_log_ticks(ax) -> None:
+    """Label a log y-axis spanning at most a decade with plain numbers (2, 3, 4 ...).
+
+    Matplotlib's default would write ``2 x 10^0``; a loss axis usually spans less than a
+    decade, where plain labels read better.
+    """
+    from matplotlib.ticker import LogFormatter
+
+    lo, hi = ax.get_ylim()
+    if 0 < lo and hi / lo <= 10 and lo >= 1e-2 and hi <= 1e4:
+        ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+
+
+def _var_names(result: FitResult, var_names) -> list[str]:
+    names = list(result.law.parameter_names) if var_names is None else list(var_names)
+    unknown = [n for n in names if n not in result.datatree.posterior]
+    if unknown:
+        raise ValueError(
+            f"unknown variable(s) {unknown}; the posterior has "
+            f"{', '.join(result.parameter_names)}"
+        )
+    if not names:
+        raise ValueError("var_names is empty")
+    return names
+
+
+def _log10_tree(result: FitResult, names: list[str], log10) -> tuple[xr.DataTree, list[str]]:
+    """A DataTree whose posterior holds ``names``, positive ones as ``log10(name)`` if asked.
+
+    ``log10``: True (every positive variable), False (none), None (those whose draws span
+    more than a decade or whose median lies outside [1e-3, 1e3]) or a list of names.
+    """
+    post = result.datatree.posterior.dataset
+    out, labels = {}, []
+    for n in names:
+        da = post[n]
+        positive = bool((da > 0).all())
+        if log10 is None:
+            median = float(da.median()) if positive else 0.0
+            use = positive and (
+                float(da.max() / da.min()) > 10.0 or not 1e-3 <= median <= 1e3
+            )
+        elif isinstance(log10, bool):
+            use = log10 and positive
+        else:
+            use = n in log10
+            if use and not positive:
+                raise ValueError(f"cannot take log10 of {n!r}: it has draws <= 0")
+        label = f"log10({n})" if use else n
+        out[label] = np.log10(da) if use else da
+        labels.append(label)
+    tree = {"posterior": xr.Dataset(out, attrs=post.attrs)}
+    if "sample_stats" in result.datatree.children:
+        tree["sample_stats"] = result.datatree.sample_stats.to_dataset()
+    return xr.DataTree.from_dict(tree), labels
+
+
+def corner(result: FitResult, *, var_names: Sequence[str] | None = None, log10=None):
+    """Corner (pair) plot of the posterior: marginal densities on the diagonal, draws below.
+
+    Drawn with :func:`arviz_plots.plot_pair` (divergent transitions highlighted).
+
+    Parameters
+    ----------
+    result : FitResult
+    var_names : sequence of str, optional
+        Variables to show (default: the law's parameters; add ``"sigma"``/``"nu"`` to see
+        the noise model).
+    log10 : bool, sequence of str or None
+        Show ``log10`` of positive variables: ``None`` (default) for those whose draws span
+        more than a decade or whose median lies outside [1e-3, 1e3] (scale parameters such
+        as ``A`` or ``N_c``), ``True`` for all, ``False`` for none, or the names listed.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import arviz_plots as azp
+    from arviz_base import rc_context
+
+    names = _var_names(result, var_names)
+    dt, labels = _log10_tree(result, names, log10)
+    n = len(labels)
+    side = min(1.8 * n + 1.0, 16.0)
+    with rc_context({"plot.max_subplots": max(40, n * n)}):
+        pc = azp.plot_pair(
+            dt,
+            var_names=labels,
+            backend="matplotlib",
+            marginal=True,
+            figure_kwargs={"figsize": (side, side)},
+        )
+    return pc.viz["figure"].item()
+
+
+def forest(result: FitResult, *, var_names: Sequence[str] | None = None, log10=True):
+    """Forest plot: posterior median with 50% and 94% (arviz default) intervals per variable.
+
+    Drawn with :func:`arviz_plots.plot_forest`, chains combined.  Scaling-law parameters
+    span many orders of magnitude (``N_c`` ~ 1e13 next to ``alpha`` ~ 0.1), so by default
+    positive variables are shown as ``log10`` on the shared axis.
+
+    Parameters
+    ----------
+    result : FitResult
+    var_names : sequence of str, optional
+        Variables to show (default: the law's parameters).
+    log10 : bool, sequence of str or None
+        As in :func:`corner`, but defaulting to ``True`` (every positive variable).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import arviz_plots as azp
+
+    names = _var_names(result, var_names)
+    dt, labels = _log10_tree(result, names, log10)
+    pc = azp.plot_forest(
+        dt,
+        var_names=labels,
+        backend="matplotlib",
+        combined=True,
+        figure_kwargs={"figsize": (7.0, 0.5 * len(labels) + 1.2)},
+    )
+    return pc.viz["figure"].item()
+
+
+def save_figure(fig_or_ax, path: str | Path) -> Path:
+    """Write a figure (or the figure of an Axes) as PNG or PDF, chosen by the suffix.
+
+    Parent folders are created.  Returns the path written.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _FIGURE_SUFFIXES:
+        raise ValueError(
+            f"cannot save a figure as {str(path)!r}: the file name must end in "
+            f"{' or '.join(_FIGURE_SUFFIXES)}"
+        )
+    fig = fig_or_ax
+    if hasattr(fig, "viz"):  # arviz_plots PlotCollection / PlotMatrix
+        fig = fig.viz["figure"].item()
+    if hasattr(fig, "get_figure"):  # Axes, or a SubFigure: save the whole figure
+        fig = fig.get_figure(root=True)
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"expected a matplotlib Figure or Axes, got {type(fig_or_ax).__name__}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=suffix[1:], dpi=150 if suffix == ".png" else None)
+    return path

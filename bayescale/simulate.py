@@ -1,0 +1,207 @@
+"""Simulated data from a scaling law: for tests, demos and checks of a fit's calibration."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayescale.laws import Law, get_law
+
+__all__ = ["simulate"]
+
+#: Used when neither the argument nor the law's ``[design]`` gives a value.
+DEFAULT_NUM_POINTS = 20
+DEFAULT_NOISE = 0.02
+
+_DESIGN_SCALARS = ("num_points", "noise")
+
+
+def simulate(
+    law: str | Path | Law,
+    *,
+    params: Mapping[str, float] | None = None,
+    design: Mapping[str, object] | None = None,
+    num_points: int | None = None,
+    noise: float | None = None,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Draw a data set from a scaling law with log-normal noise.
+
+    Each covariate is drawn log-uniformly over its design range and the response is the law
+    times log-normal noise:
+
+    .. math::
+
+        \\log x_{ij} \\sim \\mathcal U(\\log \\ell_j, \\log h_j), \\qquad
+        \\log y_i = \\log f(x_i; \\theta) + \\sigma\\, \\varepsilon_i, \\qquad
+        \\varepsilon_i \\sim \\mathcal N(0, 1),
+
+    for :math:`i = 1 \\dots n` points, covariates :math:`j` with ranges
+    :math:`[\\ell_j, h_j]`, parameters :math:`\\theta` and noise scale :math:`\\sigma` (the
+    standard deviation of the log residuals, i.e. the observation model of
+    :func:`bayescale.fit` with ``likelihood="normal"``).
+
+    Parameters
+    ----------
+    law : str, Path or Law
+        Anything :func:`bayescale.laws.get_law` accepts: catalogue id, law file, formula
+        string or :class:`~bayescale.laws.Law`.
+    params : dict, optional
+        Parameter values :math:`\\theta`.  They override the law's reference values
+        (``law.reference``); every parameter must end up with a value.
+    design : dict, optional
+        ``{covariate: (low, high)}`` log-uniform ranges overriding ``law.design``; may also
+        hold ``num_points`` and ``noise`` (as ``law.design`` does).
+    num_points : int, optional
+        Number of rows :math:`n`.  Default: ``design["num_points"]``, else
+        ``law.design["num_points"]``, else 20.
+    noise : float, optional
+        :math:`\\sigma \\ge 0`; ``0`` gives the law exactly.  Default: ``design["noise"]``,
+        else ``law.design["noise"]``, else 0.02.
+    seed : int, optional
+        Seed of :func:`numpy.random.default_rng`; the same seed gives the same data.
+
+    Returns
+    -------
+    DataFrame
+        One column per covariate (in the law's order) then the response, named after the
+        law's variables, so it can be passed to :func:`bayescale.fit` as is.
+
+    Raises
+    ------
+    ValueError
+        Naming the offending parameters or covariates: unknown or missing parameters,
+        non-finite parameter values, missing or invalid ranges (need ``0 < low < high``),
+        ``num_points < 1``, ``noise < 0``, or a law that is not finite at the drawn points.
+        (:class:`~bayescale.LawError`, raised for an unknown law, is a ``ValueError`` too.)
+
+    Examples
+    --------
+    >>> from bayescale.simulate import simulate
+    >>> df = simulate("chinchilla", num_points=5, seed=1)
+    >>> list(df.columns)
+    ['n_params', 'n_tokens', 'loss']
+    """
+    law = get_law(law)
+    theta = _parameters(law, params)
+    user_design = dict(design or {})
+    ranges = _ranges(law, user_design)
+    n = _num_points(law, user_design, num_points)
+    sigma = _noise(law, user_design, noise)
+
+    rng = np.random.default_rng(seed)
+    log_x = {
+        c: rng.uniform(math.log(lo), math.log(hi), size=n) for c, (lo, hi) in ranges.items()
+    }
+    eps = rng.standard_normal(n)
+    log_f = _log_mean(law, theta, log_x)
+    bad = ~np.isfinite(log_f)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        at = ", ".join(f"{c}={math.exp(v[i]):.4g}" for c, v in log_x.items())
+        raise ValueError(
+            f"law {law.id!r} is not finite and positive at {int(bad.sum())} simulated point(s) "
+            f"(first at {at}) with parameters {theta}"
+        )
+    columns = {c: np.exp(log_x[c]) for c in law.covariates}
+    columns[law.response] = np.exp(log_f + sigma * eps)
+    return pd.DataFrame(columns)
+
+
+def _parameters(law: Law, params: Mapping[str, float] | None) -> dict[str, float]:
+    params = dict(params or {})
+    unknown = [k for k in params if k not in law.parameters]
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown} for law {law.id!r}; "
+            f"its parameters: {', '.join(law.parameters)}"
+        )
+    theta = {**law.reference, **params}
+    missing = [k for k in law.parameters if theta.get(k) is None]
+    if missing:
+        raise ValueError(
+            f"law {law.id!r} has no reference value for parameter(s) {missing}; "
+            f"pass them with params={{...}}"
+        )
+    bad = []
+    for k in law.parameters:
+        value = theta[k]
+        if isinstance(value, bool) or not isinstance(value, Real | np.number):
+            bad.append(k)
+        elif not math.isfinite(float(value)):
+            bad.append(k)
+    if bad:
+        shown = ", ".join(f"{k}={theta[k]!r}" for k in bad)
+        raise ValueError(f"parameter(s) of law {law.id!r} must be finite numbers: {shown}")
+    return {k: float(theta[k]) for k in law.parameters}
+
+
+def _ranges(law: Law, design: dict) -> dict[str, tuple[float, float]]:
+    unknown = [k for k in design if k not in law.covariates and k not in _DESIGN_SCALARS]
+    if unknown:
+        raise ValueError(
+            f"design gives range(s) for {unknown}, which are not covariates of law "
+            f"{law.id!r} (its covariates: {', '.join(law.covariates)})"
+        )
+    ranges = {}
+    missing = []
+    for c in law.covariates:
+        spec = design.get(c, law.design.get(c))
+        if spec is None:
+            missing.append(c)
+            continue
+        try:
+            lo, hi = (float(v) for v in spec)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"design range of covariate {c!r} must be a pair (low, high), got {spec!r}"
+            ) from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+            raise ValueError(
+                f"design range of covariate {c!r} must satisfy 0 < low < high (finite), "
+                f"got ({lo!r}, {hi!r})"
+            )
+        ranges[c] = (lo, hi)
+    if missing:
+        raise ValueError(
+            f"law {law.id!r} gives no design range for covariate(s) {missing}; "
+            f"pass design={{{missing[0]!r}: (low, high), ...}}"
+        )
+    return ranges
+
+
+def _num_points(law: Law, design: dict, num_points) -> int:
+    value = num_points
+    if value is None:
+        value = design.get("num_points", law.design.get("num_points", DEFAULT_NUM_POINTS))
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"num_points must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _noise(law: Law, design: dict, noise) -> float:
+    value = noise
+    if value is None:
+        value = design.get("noise", law.design.get("noise", DEFAULT_NOISE))
+    try:
+        sigma = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"noise must be a number >= 0, got {value!r}") from None
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {value!r}")
+    return sigma
+
+
+def _log_mean(law: Law, theta: dict[str, float], log_x: dict[str, np.ndarray]) -> np.ndarray:
+    """``log f`` at the drawn points, evaluated by the law's own (log-space) formula."""
+    import jax.numpy as jnp
+
+    params = {k: jnp.asarray(v) for k, v in theta.items()}
+    covs = {c: jnp.asarray(v) for c, v in log_x.items()}
+    n = len(next(iter(log_x.values())))
+    return np.broadcast_to(np.asarray(law.log_mean(params, covs), dtype=np.float64), (n,))

@@ -1,0 +1,24 @@
+"""Shared fixtures: the real-data folder and reference data sets."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the project)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def chinchilla_frame(shared_data) -> pd.DataFrame:
+    """Epoch's extraction of Hoffmann et al.'s Fig. 4, 5 highest-loss rows dropped (240)."""
+    df = pd.read_csv(shared_data / "chinchilla_epoch_svg_extracted.csv")
+    df = df.sort_values("loss").iloc[:-5].reset_index(drop=True)
+    df["n_tokens"] = df["Training FLOP"] / (6 * df["Model Size"])
+    return df

@@ -1,0 +1,129 @@
+"""One fit end to end: reproducibility, predictions, diagnostics, persistence."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale
+from bayescale.result import quantile_column
+
+SMALL = {"num_chains": 2, "num_warmup": 300, "num_samples": 300}
+
+
+def _data(seed=0, n=30):
+    rng = np.random.default_rng(seed)
+    x = np.exp(rng.uniform(0, np.log(1e4), n))
+    y = (2.0 + 5.0 * x**-0.5) * np.exp(0.01 * rng.standard_normal(n))
+    return pd.DataFrame({"steps": x, "train_loss": y})
+
+
+@pytest.fixture(scope="module")
+def result():
+    return bayescale.fit(
+        _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=3, **SMALL
+    )
+
+
+def test_same_seed_same_draws(result):
+    again = bayescale.fit(
+        _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=3, **SMALL
+    )
+    for name in result.parameter_names:
+        np.testing.assert_array_equal(result.draws()[name], again.draws()[name])
+
+
+def test_other_seed_other_draws(result):
+    other = bayescale.fit(
+        _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=4, **SMALL
+    )
+    assert not np.array_equal(result.draws()["alpha"], other.draws()["alpha"])
+
+
+def test_datatree_groups_and_dims(result):
+    dt = result.datatree
+    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood", "prior"):
+        assert group in dt.children, group
+    for name in ("E", "A", "alpha", "sigma", "nu"):
+        assert dt.posterior[name].dims == ("chain", "draw")
+    assert dt.posterior.sizes["chain"] == 2 and dt.posterior.sizes["draw"] == 300
+    assert dt.log_likelihood["y"].shape == (2, 300, 30)
+    np.testing.assert_allclose(dt.observed_data["y"].values, _data()["train_loss"].values)
+
+
+def test_arviz_stats_work_unchanged(result):
+    import arviz_stats as azs
+
+    summary = result.summary()
+    assert set(result.parameter_names) <= set(summary.index)
+    loo = azs.loo(result.datatree)
+    assert np.isfinite(loo.elpd)
+
+
+def test_save_load_identical(result, tmp_path):
+    path = result.save(tmp_path / "fit.nc")
+    loaded = bayescale.FitResult.load(path)
+    assert loaded.datatree.identical(result.datatree)
+    assert loaded.law.formula.text == result.law.formula.text
+    assert loaded.columns == result.columns
+    pd.testing.assert_frame_equal(loaded.predict({"steps": [1e5]}), result.predict({"steps": [1e5]}))
+
+
+def test_predict_columns_and_bands(result):
+    new = pd.DataFrame({"steps": [10.0, 1e3, 1e5, 1e7]})
+    obs = result.predict(new, quantiles=(0.025, 0.05, 0.25, 0.5, 0.75, 0.95))
+    for col in ("steps", "mean", "q2.5", "q5", "q25", "q50", "q75", "q95", "extrapolation"):
+        assert col in obs.columns, col
+    assert (obs["q5"] <= obs["q50"]).all() and (obs["q50"] <= obs["q95"]).all()
+    mean_pred = result.predict(new, kind="mean")
+    # the observation band includes the noise: it is wider than the band of the law itself
+    assert ((obs["q95"] - obs["q5"]) > (mean_pred["q95"] - mean_pred["q5"])).all()
+    # far extrapolation (3 decades beyond the data) is flagged with its distance
+    assert obs["extrapolation"].iloc[1] == "interpolation"
+    assert obs["decades_beyond"].iloc[1] == 0
+    assert obs["decades_beyond"].iloc[3] == pytest.approx(7 - np.log10(_data()["steps"].max()))
+    assert "steps +" in obs["extrapolation"].iloc[3]
+    # the asymptote: far out the law tends to E
+    e_median = np.median(result.draws()["E"])
+    assert mean_pred["q50"].iloc[3] == pytest.approx(e_median, rel=0.01)
+    assert "predictions" in result.datatree.children
+    assert result.datatree.predictions["y"].shape == (2, 300, 4)
+
+
+def test_quantile_column_names():
+    assert quantile_column(0.05) == "q5"
+    assert quantile_column(0.025) == "q2.5"
+    assert quantile_column(0.5) == "q50"
+
+
+def test_non_convergence_warns_with_numbers():
+    with pytest.warns(bayescale.ConvergenceWarning, match=r"max r̂ = \d") as record:
+        r = bayescale.fit(
+            _data(),
+            "power_law_offset",
+            columns={"x": "steps", "y": "train_loss"},
+            num_chains=2,
+            num_warmup=5,
+            num_samples=20,
+            seed=1,
+        )
+    assert r.status is not bayescale.Status.converged
+    messages = [str(w.message) for w in record if w.category is bayescale.ConvergenceWarning]
+    assert "ESS" in messages[0] and "divergent" in messages[0]
+
+
+def test_converged_fit_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bayescale.ConvergenceWarning)
+        r = bayescale.fit(
+            _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=0
+        )
+    assert r.status is bayescale.Status.converged
+
+
+def test_formula_string_law():
+    df = _data().rename(columns={"steps": "n_tokens", "train_loss": "loss"})
+    r = bayescale.fit(df, "E + A * n_tokens**-alpha", seed=0, **SMALL)
+    assert set(r.parameter_names) >= {"E", "A", "alpha"}
+    assert abs(np.median(r.draws()["alpha"]) - 0.5) < 0.1
