@@ -91,7 +91,10 @@ def _resolve_columns(law: Law, frame: pd.DataFrame, columns, variables) -> dict[
                 f"(its variables: {', '.join((law.response, *law.covariates))})"
             )
         if not isinstance(col, str):
-            raise DataError(f"columns= must map names to column names; {key!r} -> {col!r}")
+            raise DataError(
+                f"columns= must map law {law.id!r}'s variables to column names; {key!r} -> {col!r}"
+            )
+    duplicated = set(frame.columns[frame.columns.duplicated()])
     resolved = {}
     for name in variables:
         col = columns.get(name, name)
@@ -105,6 +108,11 @@ def _resolve_columns(law: Law, frame: pd.DataFrame, columns, variables) -> dict[
                 f"law {law.id!r} needs {hint}; the data has columns "
                 f"{list(map(str, frame.columns))}. Map one with columns={{{name!r}: '<column>'}}"
             )
+        if col in duplicated:
+            raise DataError(
+                f"column {col!r} (for {name!r} of law {law.id!r}) appears more than once "
+                f"in the data"
+            )
         resolved[name] = col
     return resolved
 
@@ -112,11 +120,21 @@ def _resolve_columns(law: Law, frame: pd.DataFrame, columns, variables) -> dict[
 def _validated(law: Law, frame: pd.DataFrame, name: str, col: str) -> np.ndarray:
     series = frame[col]
     where = f"column {col!r}" + (f" ({name})" if col != name else "") + f" of law {law.id!r}"
-    if series.dtype == bool or not pd.api.types.is_numeric_dtype(series):
-        coerced = pd.to_numeric(series, errors="coerce")
+    dtype = series.dtype
+    not_real = (
+        pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_complex_dtype(dtype)
+        or pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+    )
+    if not_real or not pd.api.types.is_numeric_dtype(series):
+        coerced = series if not_real else pd.to_numeric(series, errors="coerce")
         bad = series[coerced.isna() & series.notna()]
-        if series.dtype == bool or len(bad):
-            row, value = (bad.index[0], bad.iloc[0]) if len(bad) else (series.index[0], True)
+        if not_real or len(bad):
+            row, value = (
+                (bad.index[0], bad.iloc[0]) if len(bad) else (series.index[0], series.iloc[0])
+            )
+            value = value.item() if isinstance(value, np.generic) else value
             raise DataError(
                 f"{where} must be numeric; row {row} holds {value!r} (dtype {series.dtype})"
             )
@@ -133,7 +151,8 @@ def _validated(law: Law, frame: pd.DataFrame, name: str, col: str) -> np.ndarray
         rows = list(series.index[bad][:5])
         raise DataError(
             f"{where} must be > 0 because the law is fitted in log space; "
-            f"row {rows[0]} holds {values[bad][0]!r} ({int(bad.sum())} such value(s), rows {rows})"
+            f"row {rows[0]} holds {float(values[bad][0])!r} "
+            f"({int(bad.sum())} such value(s), rows {rows})"
         )
     return values
 
@@ -167,7 +186,10 @@ def prepare(
     DataError
         Naming the law, the column, the value and the row of the first problem found.
     """
-    frame = _as_frame(data)
+    try:
+        frame = _as_frame(data)
+    except DataError as err:
+        raise DataError(f"data for law {law.id!r}: {err}") from None
     if len(frame) == 0:
         raise DataError(f"data for law {law.id!r} is empty (no rows)")
     variables = (*law.covariates, law.response) if require_response else law.covariates
@@ -191,9 +213,19 @@ def prepare(
 
 def covariate_frame(law: Law, new_data, columns: Mapping[str, str] | None = None) -> FitData:
     """Validate prediction inputs: each covariate under its mapped column or its own name."""
-    frame = _as_frame(new_data)
+    try:
+        frame = _as_frame(new_data)
+    except DataError as err:
+        raise DataError(f"prediction inputs for law {law.id!r}: {err}") from None
     mapping = {}
     for name in law.covariates:
-        mapped = (columns or {}).get(name)
-        mapping[name] = mapped if mapped is not None and mapped in frame.columns else name
+        mapped = (columns or {}).get(name, name)
+        if mapped in frame.columns:
+            mapping[name] = mapped
+        elif name not in frame.columns:
+            raise DataError(
+                f"prediction inputs for law {law.id!r} need covariate {name!r}"
+                + (f" (fitted from column {mapped!r})" if mapped != name else "")
+                + f"; they have columns {list(map(str, frame.columns))}"
+            )
     return prepare(frame, law, mapping, require_response=False)

@@ -211,9 +211,3 @@ class Posterior:
         """Log-likelihood of each observed log response, broadcast over draws."""
         mu = self.log_mean(values, log_x)
         return observation_logpdf(self.likelihood, log_y, mu, values["sigma"], values.get("nu"))
-
-    def sample_observations(self, rng_key, values, log_x):
-        """Draw new log responses at ``log_x`` (noise included)."""
-        mu = self.log_mean(values, log_x)
-        obs = observation_dist(self.likelihood, mu, values["sigma"], values.get("nu"))
-        return obs.sample(rng_key)

@@ -15,7 +15,7 @@ import xarray as xr
 
 from bayescale.result import FitResult, quantile_column
 
-__all__ = ["bands", "corner", "forest", "save_figure"]
+__all__ = ["bands", "corner", "forest", "root_figure", "save_figure"]
 
 _FIGURE_SUFFIXES = (".png", ".pdf")
 _SLICE_QUANTILES = (0.1, 0.5, 0.9)
@@ -255,8 +255,7 @@ def _var_names(result: FitResult, var_names) -> list[str]:
     unknown = [n for n in names if n not in result.datatree.posterior]
     if unknown:
         raise ValueError(
-            f"unknown variable(s) {unknown}; the posterior has "
-            f"{', '.join(result.parameter_names)}"
+            f"unknown variable(s) {unknown}; the posterior has {', '.join(result.parameter_names)}"
         )
     if not names:
         raise ValueError("var_names is empty")
@@ -276,9 +275,7 @@ def _log10_tree(result: FitResult, names: list[str], log10) -> tuple[xr.DataTree
         positive = bool((da > 0).all())
         if log10 is None:
             median = float(da.median()) if positive else 0.0
-            use = positive and (
-                float(da.max() / da.min()) > 10.0 or not 1e-3 <= median <= 1e3
-            )
+            use = positive and (float(da.max() / da.min()) > 10.0 or not 1e-3 <= median <= 1e3)
         elif isinstance(log10, bool):
             use = log10 and positive
         else:
@@ -365,6 +362,17 @@ def forest(result: FitResult, *, var_names: Sequence[str] | None = None, log10=T
     return pc.viz["figure"].item()
 
 
+def root_figure(artist):
+    """The top-level Figure of an Axes, SubFigure or Figure (matplotlib >= 3.9)."""
+    try:
+        return artist.get_figure(root=True)
+    except TypeError:  # matplotlib < 3.10: no ``root``; walk up the subfigures
+        fig = artist.get_figure() or artist
+        while getattr(fig, "get_figure", None) and fig.get_figure() not in (None, fig):
+            fig = fig.get_figure()
+        return fig
+
+
 def save_figure(fig_or_ax, path: str | Path) -> Path:
     """Write a figure (or the figure of an Axes) as PNG or PDF, chosen by the suffix.
 
@@ -381,7 +389,7 @@ def save_figure(fig_or_ax, path: str | Path) -> Path:
     if hasattr(fig, "viz"):  # arviz_plots PlotCollection / PlotMatrix
         fig = fig.viz["figure"].item()
     if hasattr(fig, "get_figure"):  # Axes, or a SubFigure: save the whole figure
-        fig = fig.get_figure(root=True)
+        fig = root_figure(fig)
     if not hasattr(fig, "savefig"):
         raise TypeError(f"expected a matplotlib Figure or Axes, got {type(fig_or_ax).__name__}")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -88,12 +88,15 @@ class FitResult:
         law = posterior.law
         values = {k: np.asarray(v) for k, v in posterior.constrain(samples["z"]).items()}
         log_x = {k: jnp.asarray(v) for k, v in data.log_x.items()}
-        ll, ppc = _pointwise(posterior)(values, log_x, data.log_y, jax.random.key(seed))
+        ll, log_mu = _pointwise(posterior)(values, log_x, data.log_y)
+        rng = np.random.default_rng(seed)
+        ppc = np.asarray(log_mu) + _noise(rng, posterior.likelihood, values, log_mu.shape)
         point = np.arange(data.num_points)
         prior = _prior_draws(posterior, num_prior_draws, seed)
-        log_prior_pred = posterior.sample_observations(
-            jax.random.key(seed + 1), {k: v[..., None] for k, v in prior.items()}, log_x
+        log_prior_mu = np.asarray(
+            posterior.log_mean({k: v[..., None] for k, v in prior.items()}, log_x)
         )
+        log_prior_pred = log_prior_mu + _noise(rng, posterior.likelihood, prior, log_prior_mu.shape)
         with np.errstate(over="ignore"):  # wide priors reach beyond float range: inf is honest
             prior_pred = np.exp(np.asarray(log_prior_pred))
         diverging = np.asarray(samples["diverging"], dtype=bool)
@@ -213,7 +216,9 @@ class FitResult:
         log_x = {k: jnp.asarray(v) for k, v in new.log_x.items()}
         if kind == "mean":
             return np.asarray(self.posterior.log_mean(values, log_x))
-        return np.asarray(self.posterior.sample_observations(jax.random.key(seed), values, log_x))
+        log_mu = np.asarray(self.posterior.log_mean(values, log_x))
+        noise = _noise(np.random.default_rng(seed), self.likelihood, self.draws(), log_mu.shape)
+        return log_mu + noise
 
     def predict_draws(self, new_data, *, kind: str = "observation", seed: int = 0) -> np.ndarray:
         """Draws of the response at ``new_data``, shape ``(chain, draw, point)``."""
@@ -259,7 +264,7 @@ class FitResult:
         flat = draws.reshape(-1, draws.shape[-1])
         out = new.frame.rename(columns=new.columns).reset_index(drop=True)
         out["mean"] = flat.mean(axis=0)
-        for q, col in zip(qs, map(quantile_column, qs)):
+        for q, col in zip(qs, map(quantile_column, qs), strict=True):
             out[col] = np.quantile(flat, q, axis=0)
         beyond = self._decades_beyond(new)
         out["decades_beyond"] = beyond.max(axis=1).to_numpy() if len(beyond.columns) else 0.0
@@ -356,26 +361,35 @@ def _pointwise(posterior: Posterior):
     if key not in _POINTWISE:
 
         @jax.jit
-        def fn(values, log_x, log_y, rng_key):
+        def fn(values, log_x, log_y):
             v = {k: x[..., None] for k, x in values.items()}
             ll = posterior.pointwise_log_likelihood(v, log_x, log_y)
-            return ll, posterior.sample_observations(rng_key, v, log_x)
+            return ll, posterior.log_mean(v, log_x)
 
         _POINTWISE[key] = fn
     return _POINTWISE[key]
 
 
+def _noise(rng: np.random.Generator, likelihood: str, values: dict, shape) -> np.ndarray:
+    """Observation noise on the log scale for draws ``values`` (``(..., )`` -> ``shape``).
+
+    Drawn with numpy: post-processing needs no compiled Student-t sampler.
+    """
+    sigma = np.asarray(values["sigma"])[..., None]
+    if likelihood == "student_t":
+        nu = np.broadcast_to(np.asarray(values["nu"])[..., None], shape)
+        return sigma * rng.standard_t(nu)
+    return sigma * rng.standard_normal(shape)
+
+
 def _prior_draws(posterior: Posterior, num: int, seed: int) -> dict[str, np.ndarray]:
     """Exact prior draws with numpy (no compilation), ``{name: (num,)}``."""
     rng = np.random.default_rng(seed)
-    out = {}
-    for name, prior in posterior.prior_specs.items():
-        a = prior.args
-        out[name] = {
-            "lognormal": lambda: rng.lognormal(a[0], a[1], num),
-            "normal": lambda: rng.normal(a[0], a[1], num),
-            "halfnormal": lambda: np.abs(rng.normal(0.0, a[0], num)),
-            "uniform": lambda: rng.uniform(a[0], a[1], num),
-            "gamma": lambda: rng.gamma(a[0], 1.0 / a[1], num),
-        }[prior.kind]()
-    return out
+    samplers = {
+        "lognormal": lambda a: rng.lognormal(a[0], a[1], num),
+        "normal": lambda a: rng.normal(a[0], a[1], num),
+        "halfnormal": lambda a: np.abs(rng.normal(0.0, a[0], num)),
+        "uniform": lambda a: rng.uniform(a[0], a[1], num),
+        "gamma": lambda a: rng.gamma(a[0], 1.0 / a[1], num),
+    }
+    return {name: samplers[prior.kind](prior.args) for name, prior in posterior.prior_specs.items()}

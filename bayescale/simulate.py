@@ -95,9 +95,7 @@ def simulate(
     sigma = _noise(law, user_design, noise)
 
     rng = np.random.default_rng(seed)
-    log_x = {
-        c: rng.uniform(math.log(lo), math.log(hi), size=n) for c, (lo, hi) in ranges.items()
-    }
+    log_x = {c: rng.uniform(math.log(lo), math.log(hi), size=n) for c, (lo, hi) in ranges.items()}
     eps = rng.standard_normal(n)
     log_f = _log_mean(law, theta, log_x)
     bad = ~np.isfinite(log_f)
@@ -156,6 +154,8 @@ def _ranges(law: Law, design: dict) -> dict[str, tuple[float, float]]:
             missing.append(c)
             continue
         try:
+            if isinstance(spec, str | bytes):
+                raise TypeError
             lo, hi = (float(v) for v in spec)
         except (TypeError, ValueError):
             raise ValueError(

@@ -30,7 +30,9 @@ def test_medians_inside_epoch_intervals(chinchilla):
     draws = chinchilla.draws()
     for name, (lo, hi) in EPOCH_95.items():
         median = float(np.median(draws[name]))
-        assert lo < median < hi, f"{name}: posterior median {median:.4g} outside Epoch's [{lo}, {hi}]"
+        assert lo < median < hi, (
+            f"{name}: posterior median {median:.4g} outside Epoch's [{lo}, {hi}]"
+        )
 
 
 def test_converged(chinchilla):

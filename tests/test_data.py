@@ -23,7 +23,7 @@ from bayescale.laws import catalogue, get_law
 COLUMNS = {"n_params": "Model Size"}
 
 
-def chinchilla_frame(n: int = 10, index=None) -> pd.DataFrame:
+def small_frame(n: int = 10, index=None) -> pd.DataFrame:
     """A small valid Chinchilla-style frame; ``n_params`` lives under ``"Model Size"``."""
     return pd.DataFrame(
         {
@@ -69,7 +69,7 @@ def assert_names(message: str, *parts: str) -> None:
     ],
 )
 def test_non_finite_value(column, row, value):
-    df = chinchilla_frame()
+    df = small_frame()
     df.loc[row, column] = value
     msg = fit_fails(df)
     assert_names(msg, f"column {column!r}", f"[{row}]", "'chinchilla'", "non-finite", "NaN or inf")
@@ -78,7 +78,7 @@ def test_non_finite_value(column, row, value):
 
 
 def test_non_finite_rows_are_named_by_index_label():
-    df = chinchilla_frame(index=[f"run_{i}" for i in range(10)])
+    df = small_frame(index=[f"run_{i}" for i in range(10)])
     df.loc["run_7", "loss"] = np.nan
     df.loc["run_2", "loss"] = np.nan
     msg = fit_fails(df)
@@ -95,7 +95,7 @@ def test_non_finite_rows_are_named_by_index_label():
     ],
 )
 def test_non_positive_value_where_a_log_is_taken(column, row, value):
-    df = chinchilla_frame()
+    df = small_frame()
     df.loc[row, column] = value
     msg = fit_fails(df)
     assert_names(
@@ -104,14 +104,14 @@ def test_non_positive_value_where_a_log_is_taken(column, row, value):
 
 
 def test_non_positive_values_are_counted():
-    df = chinchilla_frame()
+    df = small_frame()
     df.loc[[1, 4, 6], "n_tokens"] = [0.0, -1.0, 0.0]
     msg = fit_fails(df)
     assert_names(msg, "column 'n_tokens'", "3 such value(s)", "[1, 4, 6]", "'chinchilla'")
 
 
 def test_non_positive_covariate_of_a_formula_law():
-    df = chinchilla_frame()
+    df = small_frame()
     df.loc[2, "Model Size"] = 0.0
     msg = fit_fails(df, law="E + A * n_params**-alpha")
     assert_names(msg, "column 'Model Size'", "n_params", "row 2", "> 0")
@@ -127,7 +127,7 @@ def test_mismatched_lengths_in_a_dict():
 
 
 def test_too_few_points_for_the_parameters():
-    msg = fit_fails(chinchilla_frame(n=4))
+    msg = fit_fails(small_frame(n=4))
     assert_names(msg, "'chinchilla'", "5 parameters", "4 data point(s)", "at least 7")
 
 
@@ -138,7 +138,7 @@ def test_too_few_points_for_a_two_parameter_law():
 
 
 def test_empty_dataframe():
-    df = chinchilla_frame().iloc[:0]
+    df = small_frame().iloc[:0]
     msg = fit_fails(df)
     assert_names(msg, "'chinchilla'", "empty", "no rows")
 
@@ -170,12 +170,12 @@ def test_csv_path_that_does_not_exist(tmp_path):
 
 
 def test_unknown_law_id_lists_close_ids():
-    msg = fit_fails(chinchilla_frame(), law="chinchila", error=LawError)
+    msg = fit_fails(small_frame(), law="chinchila", error=LawError)
     assert_names(msg, "unknown law 'chinchila'", "chinchilla")
 
 
 def test_unknown_law_id_lists_the_catalogue():
-    msg = fit_fails(chinchilla_frame(), law="no_such_law", error=LawError)
+    msg = fit_fails(small_frame(), law="no_such_law", error=LawError)
     assert_names(msg, "unknown law 'no_such_law'", *catalogue())
 
 
@@ -189,18 +189,18 @@ def test_unknown_law_id_lists_the_catalogue():
     ],
 )
 def test_malformed_formula(formula, problem):
-    msg = fit_fails(chinchilla_frame(), law=formula, error=LawError)
+    msg = fit_fails(small_frame(), law=formula, error=LawError)
     assert_names(msg, problem)
 
 
 def test_missing_law_file(tmp_path):
     missing = tmp_path / "my_law.toml"
-    msg = fit_fails(chinchilla_frame(), law=str(missing), error=LawError)
+    msg = fit_fails(small_frame(), law=str(missing), error=LawError)
     assert_names(msg, str(missing), "does not exist")
 
 
 def test_unknown_prior_parameter():
-    msg = fit_fails(chinchilla_frame(), error=LawError, priors={"gamma": "normal(0, 1)"})
+    msg = fit_fails(small_frame(), error=LawError, priors={"gamma": "normal(0, 1)"})
     assert_names(msg, "'gamma'", "not a parameter", "'chinchilla'", "alpha", "beta")
 
 
@@ -208,28 +208,28 @@ def test_unknown_prior_parameter():
 
 
 def test_unknown_column():
-    df = chinchilla_frame().drop(columns="n_tokens")
+    df = small_frame().drop(columns="n_tokens")
     msg = fit_fails(df)
     assert_names(msg, "'chinchilla'", "column 'n_tokens'", "'Model Size'", "'loss'", "columns=")
 
 
 def test_unmapped_column_is_not_found_under_the_law_name():
-    msg = fit_fails(chinchilla_frame(), columns=None)
+    msg = fit_fails(small_frame(), columns=None)
     assert_names(msg, "'chinchilla'", "column 'n_params'", "'Model Size'", "columns=")
 
 
 def test_columns_key_that_is_not_a_law_variable():
-    msg = fit_fails(chinchilla_frame(), columns={"N": "Model Size"})
+    msg = fit_fails(small_frame(), columns={"N": "Model Size"})
     assert_names(msg, "'N'", "not a variable of law 'chinchilla'", "n_params", "n_tokens", "loss")
 
 
 def test_columns_value_that_is_not_a_column():
-    msg = fit_fails(chinchilla_frame(), columns={"n_params": "Model Sze"})
+    msg = fit_fails(small_frame(), columns={"n_params": "Model Sze"})
     assert_names(msg, "'chinchilla'", "'Model Sze'", "mapped from 'n_params'", "'Model Size'")
 
 
 def test_columns_value_that_is_not_a_string():
-    msg = fit_fails(chinchilla_frame(), columns={"n_params": 3})
+    msg = fit_fails(small_frame(), columns={"n_params": 3})
     assert_names(msg, "'n_params'", "3")
 
 
@@ -237,14 +237,14 @@ def test_columns_value_that_is_not_a_string():
 
 
 def test_strings_in_a_numeric_column():
-    df = chinchilla_frame().astype({"n_tokens": object})
+    df = small_frame().astype({"n_tokens": object})
     df.loc[6, "n_tokens"] = "abc"
     msg = fit_fails(df)
     assert_names(msg, "column 'n_tokens'", "'chinchilla'", "numeric", "row 6", "'abc'", "object")
 
 
 def test_string_column_reports_the_first_bad_row():
-    df = chinchilla_frame()
+    df = small_frame()
     df["loss"] = df["loss"].astype(str)
     df.loc[4, "loss"] = "2.5 nats"
     msg = fit_fails(df)
@@ -252,7 +252,7 @@ def test_string_column_reports_the_first_bad_row():
 
 
 def test_bool_column():
-    df = chinchilla_frame()
+    df = small_frame()
     df["loss"] = df["loss"] > 2.0  # all True
     msg = fit_fails(df)
     assert_names(msg, "column 'loss'", "'chinchilla'", "numeric", "bool", "row 0", "True")
@@ -264,7 +264,7 @@ def test_bool_column():
 def test_prepare_accepts_valid_input_without_touching_it():
     """The counterpart of the cases above: a valid frame passes and is not modified."""
     law = get_law("chinchilla")
-    df = chinchilla_frame()
+    df = small_frame()
     df.loc[3, "color"] = None  # NaN in a column the law does not use is irrelevant
     before = df.copy(deep=True)
     fd = prepare(df, law, COLUMNS)
@@ -277,7 +277,7 @@ def test_prepare_accepts_valid_input_without_touching_it():
 
 def test_prepare_accepts_numeric_strings_and_nullable_floats():
     law = get_law("chinchilla")
-    df = chinchilla_frame()
+    df = small_frame()
     df["loss"] = df["loss"].astype(str)
     df["n_tokens"] = pd.array(df["n_tokens"], dtype="Float64")
     fd = prepare(df, law, COLUMNS)
@@ -292,55 +292,47 @@ def test_prepare_accepts_numeric_strings_and_nullable_floats():
 _LAW_NOT_NAMED = "bug: data._as_frame raises without the law's id"
 
 
-@pytest.mark.xfail(strict=True, reason=_LAW_NOT_NAMED)
 def test_mismatched_lengths_message_names_the_law():
     data = {"n_params": [1e8, 1e9, 1e10], "n_tokens": [1e10, 1e11], "loss": [3.0, 2.6, 2.2]}
     assert_names(fit_fails(data, columns=None), "'chinchilla'")
 
 
-@pytest.mark.xfail(strict=True, reason=_LAW_NOT_NAMED)
 def test_two_dimensional_column_message_names_the_law():
     data = {"n_params": np.ones((10, 2)), "n_tokens": np.ones(10), "loss": np.ones(10)}
     assert_names(fit_fails(data, columns=None), "'chinchilla'")
 
 
-@pytest.mark.xfail(strict=True, reason=_LAW_NOT_NAMED)
 def test_missing_csv_message_names_the_law(tmp_path):
     assert_names(fit_fails(tmp_path / "no_such_runs.csv"), "'chinchilla'")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: data._resolve_columns omits the law's id")
 def test_columns_value_type_message_names_the_law():
-    assert_names(fit_fails(chinchilla_frame(), columns={"n_params": 3}), "'chinchilla'")
+    assert_names(fit_fails(small_frame(), columns={"n_params": 3}), "'chinchilla'")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: data._validated always reports True for bools")
 def test_bool_column_reports_the_value_actually_held():
-    df = chinchilla_frame()
+    df = small_frame()
     df["loss"] = df["loss"] < 3.0  # row 0 holds False
     assert_names(fit_fails(df), "row 0 holds False")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: pandas counts complex as numeric; imag dropped")
 @pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning")
 def test_complex_column_is_rejected():
-    df = chinchilla_frame()
+    df = small_frame()
     df["loss"] = df["loss"] + 0.5j
     with pytest.raises(DataError, match="column 'loss'"):
         prepare(df, get_law("chinchilla"), COLUMNS)  # not fit(): with the bug it would sample
 
 
-@pytest.mark.xfail(strict=True, reason="bug: datetimes are coerced to integer nanoseconds")
 def test_datetime_column_is_rejected():
-    df = chinchilla_frame()
+    df = small_frame()
     df["n_tokens"] = pd.to_datetime(df["n_tokens"] * 1e3)
     with pytest.raises(DataError, match="column 'n_tokens'"):
         prepare(df, get_law("chinchilla"), COLUMNS)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: duplicate column names raise AttributeError")
 def test_duplicate_column_names_are_a_data_error():
-    df = chinchilla_frame()
+    df = small_frame()
     df = pd.concat([df, df[["loss"]]], axis=1)
     assert list(df.columns).count("loss") == 2
     msg = fit_fails(df)

@@ -67,7 +67,9 @@ def test_save_load_identical(result, tmp_path):
     assert loaded.datatree.identical(result.datatree)
     assert loaded.law.formula.text == result.law.formula.text
     assert loaded.columns == result.columns
-    pd.testing.assert_frame_equal(loaded.predict({"steps": [1e5]}), result.predict({"steps": [1e5]}))
+    pd.testing.assert_frame_equal(
+        loaded.predict({"steps": [1e5]}), result.predict({"steps": [1e5]})
+    )
 
 
 def test_predict_columns_and_bands(result):

@@ -122,9 +122,9 @@ NUMPY_LAWS = {
     "kaplan_c": lambda p, x: (p["C_c"] / x["flops"]) ** p["alpha_C"],
     "kaplan_cmin": lambda p, x: (p["C_cmin"] / x["flops_min"]) ** p["alpha_Cmin"],
     "kaplan_nd": lambda p, x: (
-        (p["N_c"] / x["n_params"]) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / x["n_tokens"]
-    )
-    ** p["alpha_D"],
+        ((p["N_c"] / x["n_params"]) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / x["n_tokens"])
+        ** p["alpha_D"]
+    ),
     "kaplan_ns": lambda p, x: (
         (p["N_c"] / x["n_params"]) ** p["alpha_N"] + (p["S_c"] / x["steps"]) ** p["alpha_S"]
     ),

@@ -1,7 +1,7 @@
 """NUTS for one or many independent posteriors in one jit-compiled program.
 
 The sampler is NumPyro's functional NUTS (:func:`numpyro.infer.hmc.hmc`) over the potential
-of :class:`bayescale.model.Posterior`.  Each fit is initialised by multi-start damped Newton
+of :class:`bayescale.model.Posterior`.  Each fit is initialised by multi-start BFGS
 (:mod:`bayescale.infer.optimize`): chains start from draws of the Laplace approximation at
 the best mode, and the inverse Hessian there is the initial dense inverse mass matrix, which
 NumPyro's windowed adaptation then refines per fit.
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.hmc import hmc
 
-from bayescale.infer.optimize import multi_start_map
+from bayescale.infer.optimize import MapResult, multi_start_map
 from bayescale.model import Posterior
 
 __all__ = ["SamplerOptions", "build_sampler"]
@@ -40,7 +40,8 @@ class SamplerOptions(NamedTuple):
     target_accept_prob: float = 0.8
     max_tree_depth: int = 10
     num_starts: int = 8
-    map_steps: int = 30
+    map_steps: int = 60
+    init: str = "map"  # "map": chains start around the MAP; "prior": from prior draws
     vectorized: bool = False  # vmap chains (lock-step) or lax.map them (one after another)
 
 
@@ -66,7 +67,7 @@ class _Progress:
         self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
 
     def __call__(self, i):
-        self.bar.n = int(i) + 1
+        self.bar.n = max(self.bar.n, int(i) + 1)
         self.bar.refresh()
         if self.bar.n >= self.bar.total:
             self.bar.close()
@@ -107,9 +108,13 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool):
 
     def init_fit(key, data):
         k_map, k_jitter, k_chains = jax.random.split(key, 3)
-        mode = multi_start_map(
-            posterior, k_map, data, num_starts=o.num_starts, num_steps=o.map_steps
-        )
+        if o.init == "map":
+            mode = multi_start_map(
+                posterior, k_map, data, num_starts=o.num_starts, num_steps=o.map_steps
+            )
+        else:
+            z = posterior.prior_draws(k_map, 1)[0]
+            mode = MapResult(z, posterior.potential(z, data), 0, 0.01 * jnp.eye(posterior.dim))
         lam, vec = jnp.linalg.eigh(mode.covariance)
         chol = vec * jnp.sqrt(jnp.clip(lam, 0.0, 1.0))  # Laplace draws, sd capped at 1
         eps = jax.random.normal(k_jitter, (o.num_chains, posterior.dim))
@@ -143,51 +148,50 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool):
             "step_size": s.adapt_state.step_size,
         }
 
-    def run(keys, data):
-        num_fits = keys.shape[0]
-        states, mode = jax.vmap(init_fit)(keys, data)
-        # one flat axis of fits x chains: a single vmap level keeps the program small
-        flat = lambda x: x.reshape(num_fits * o.num_chains, *x.shape[2:])  # noqa: E731
-        states = jax.tree.map(flat, states)
-        chain_data = jax.tree.map(lambda x: jnp.repeat(x, o.num_chains, axis=0), data)
-        one_step = lambda s, d: sample_kernel(s, model_args=(d,))  # noqa: E731
-        step = (
-            jax.vmap(one_step)
-            if o.vectorized
-            else (lambda s, d: jax.lax.map(lambda sd: one_step(*sd), (s, d)))
-        )
-        buffer = jax.tree.map(
-            lambda x: jnp.zeros((o.num_samples, *x.shape), x.dtype), stats(states)
-        )
+    def run_chain(state, data, chain_index):
+        """All iterations of one chain; kept draws are written into a preallocated buffer."""
+        buffer = jax.tree.map(lambda x: jnp.zeros((o.num_samples, *x.shape), x.dtype), stats(state))
 
         def body(carry, i):
-            states, buffer = carry
-            states = step(states, chain_data)
-            j = (i - o.num_warmup) // o.thin
+            state, buffer = carry
+            state = sample_kernel(state, model_args=(data,))
+            j = jnp.clip((i - o.num_warmup) // o.thin, 0, o.num_samples - 1)
             keep = (i >= o.num_warmup) & ((i - o.num_warmup) % o.thin == o.thin - 1)
-            jc = jnp.clip(j, 0, o.num_samples - 1)
             buffer = jax.tree.map(
-                lambda b, x: b.at[jc].set(jnp.where(keep, x, b[jc])), buffer, stats(states)
+                lambda b, x: b.at[j].set(jnp.where(keep, x, b[j])), buffer, stats(state)
             )
             if progress_bar:
                 jax.lax.cond(
                     (i % every == 0) | (i == total - 1),
-                    lambda: jax.debug.callback(tick, i),
+                    lambda: jax.debug.callback(tick, chain_index * total + i),
                     lambda: None,
                 )
-            return (states, buffer), None
+            return (state, buffer), None
 
-        (states, buffer), _ = jax.lax.scan(body, (states, buffer), jnp.arange(total))
+        (state, buffer), _ = jax.lax.scan(body, (state, buffer), jnp.arange(total))
+        return buffer, state.adapt_state.inverse_mass_matrix
 
-        def unflat(b):  # (draws, fits*chains, ...) -> (fits, chains, draws, ...)
-            b = jnp.moveaxis(b, 0, 1)
+    def run(keys, data):
+        num_fits = keys.shape[0]
+        states, mode = jax.vmap(init_fit)(keys, data)
+        # one flat axis of fits x chains, each chain a whole scan: vmapped (lock-step) or
+        # lax.map-ped (one after another, no lock-step waste; smaller program)
+        flat = lambda x: x.reshape(num_fits * o.num_chains, *x.shape[2:])  # noqa: E731
+        states = jax.tree.map(flat, states)
+        chain_data = jax.tree.map(lambda x: jnp.repeat(x, o.num_chains, axis=0), data)
+        index = jnp.arange(num_fits * o.num_chains)
+        if o.vectorized:
+            buffer, imm = jax.vmap(run_chain)(states, chain_data, index)
+        else:
+            buffer, imm = jax.lax.map(lambda a: run_chain(*a), (states, chain_data, index))
+
+        def unflat(b):  # (fits*chains, ...) -> (fits, chains, ...)
             return b.reshape(num_fits, o.num_chains, *b.shape[1:])
 
-        draws = jax.tree.map(unflat, buffer)
+        draws = jax.tree.map(unflat, buffer)  # (fits, chains, draws, ...)
         draws["map_potential"] = mode.potential
         draws["map_failed_starts"] = mode.num_failed
-        imm = states.adapt_state.inverse_mass_matrix
-        draws["inverse_mass_matrix"] = imm.reshape(num_fits, o.num_chains, *imm.shape[1:])
+        draws["inverse_mass_matrix"] = unflat(imm)
         return draws
 
     jitted = jax.jit(run)
@@ -195,7 +199,7 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool):
         return jitted
 
     def with_progress(keys, data):
-        bar[0] = _Progress(total, "sampling")
+        bar[0] = _Progress(total * keys.shape[0] * o.num_chains, "sampling")
         return jitted(keys, data)
 
     return with_progress

@@ -8,7 +8,8 @@ functions ``exp``, ``log`` and ``sqrt`` are accepted.
 The compiled law returns :math:`\\log f`, computed without leaving log space wherever the
 structure allows it:
 
-* :math:`\\log(a + b) = \\operatorname{logaddexp}(\\log a, \\log b)`
+* :math:`\\log(a + b + \\dots) = m + \\log(e^{\\log a - m} + e^{\\log b - m} + \\dots)`,
+  :math:`m` the largest term
 * :math:`\\log(a\\,b) = \\log a + \\log b`, :math:`\\log(a / b) = \\log a - \\log b`
 * :math:`\\log(a^c) = c \\log a` (the exponent is evaluated as a plain value)
 * :math:`\\log(a - b) = \\log a + \\operatorname{log1p}(-e^{\\log b - \\log a})`
@@ -23,6 +24,7 @@ import ast
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 
 __all__ = ["Formula", "FormulaError", "parse_formula"]
@@ -207,16 +209,38 @@ def _compile_log(node) -> Fn:
     if isinstance(node.op, ast.Pow):
         log_base, exponent = _compile_log(node.left), _compile_value(node.right)
         return lambda env: exponent(env) * log_base(env)
+    if isinstance(node.op, ast.Add):
+        terms = [_compile_log(t) for t in _flatten_sum(node)]
+        return lambda env: _log_sum_exp([t(env) for t in terms])
     left, right = _compile_log(node.left), _compile_log(node.right)
     match node.op:
-        case ast.Add():
-            return lambda env: jnp.logaddexp(left(env), right(env))
         case ast.Sub():
             return lambda env: _log_sub(left(env), right(env))
         case ast.Mult():
             return lambda env: left(env) + right(env)
         case _:  # Div
             return lambda env: left(env) - right(env)
+
+
+def _flatten_sum(node) -> list:
+    """The terms of ``a + b + c`` (however parenthesised) as a list of nodes."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _flatten_sum(node.left) + _flatten_sum(node.right)
+    return [node]
+
+
+def _log_sum_exp(terms):
+    """``log(sum(exp(t)))`` of several terms at once: one exp per term and one log.
+
+    Cheaper than chained ``logaddexp`` (which costs several transcendental calls per pair
+    and per derivative); the shift by the (constant-gradient) maximum keeps it exact.
+    """
+    terms = jnp.broadcast_arrays(*terms)
+    m = jax.lax.stop_gradient(terms[0])
+    for t in terms[1:]:
+        m = jnp.maximum(m, jax.lax.stop_gradient(t))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    return m + jnp.log(sum(jnp.exp(t - m) for t in terms))
 
 
 def _log_sub(la, lb):

@@ -356,11 +356,12 @@ def law_from_formula(
     """
     if not isinstance(text, str):
         raise LawError(f"a formula must be a string, got {type(text).__name__}")
-    if "=" in text and "==" not in text:
-        lhs, text = text.split("=", 1)
-        if not lhs.strip().isidentifier():
-            raise LawError(f"response {lhs.strip()!r} before '=' is not a name")
-        response = response or lhs.strip()
+    split = re.match(r"^\s*([^=<>!]*?)\s*=(?!=)(.*)$", text)
+    if split:
+        lhs, text = split.group(1), split.group(2)
+        if not lhs.isidentifier():
+            raise LawError(f"response {lhs!r} before '=' is not a name")
+        response = response or lhs
     try:
         formula = parse_formula(text)
     except FormulaError as err:

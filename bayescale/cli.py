@@ -1,0 +1,304 @@
+"""The ``bayescale`` command line: list laws, fit a CSV, predict, plot, run a demo.
+
+Examples
+--------
+::
+
+    bayescale laws
+    bayescale fit runs.csv --law chinchilla --column n_params=N --out fit.nc --plot fit.png
+    bayescale predict fit.nc --at n_params=1e11,n_tokens=2e12 --kind mean
+    bayescale plot fit.nc -o fit.pdf --x n_tokens
+    bayescale demo --out-dir demo/
+
+Errors in the input (unknown law, bad column, missing file ...) are reported as one line
+``error: ...`` on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+DEMO_LAW = "kaplan_n"  # two parameters: compiles and converges fast
+_EXIT_USAGE = 2
+
+
+# ---------------------------------------------------------------------------- helpers
+def _pairs(items: Sequence[str] | None, option: str) -> dict[str, str]:
+    """``["a=b", "c=d"]`` -> ``{"a": "b", "c": "d"}``; a ValueError names a malformed item."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{option} {item!r} must be of the form NAME=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _point(text: str) -> dict[str, float]:
+    """``"n_params=1e11,n_tokens=2e12"`` -> ``{"n_params": 1e11, "n_tokens": 2e12}``."""
+    out = {}
+    for key, value in _pairs([p for p in text.split(",") if p.strip()], "--at").items():
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--at {text!r}: {key} = {value!r} is not a number") from None
+    if not out:
+        raise ValueError(f"--at {text!r} gives no covariate value")
+    return out
+
+
+def _read_csv(path: str):
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no CSV file at {path!r}")
+    return pd.read_csv(path)
+
+
+def _use_agg() -> None:
+    """The CLI only writes files: draw with the non-interactive backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def _save_bands(result, path: str, **kwargs) -> Path:
+    _use_agg()
+    import matplotlib.pyplot as plt
+
+    from bayescale.plot import bands, root_figure, save_figure
+
+    ax = bands(result, **kwargs)
+    try:
+        return save_figure(ax, path)
+    finally:
+        plt.close(root_figure(ax))
+
+
+def _status_line(result) -> str:
+    d = result.diagnostics
+    return (
+        f"status: {result.status.value} (max rhat {d['max_rhat']:.4f}, "
+        f"min ESS bulk {d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f} "
+        f"of {d['num_draws']} draws, {d['num_divergent']} divergent)"
+    )
+
+
+def _print_fit(result) -> None:
+    print(f"law {result.law.id!r}: {result.law.response} = {result.law.formula.text}")
+    print(
+        f"{result.datatree.observed_data.sizes['point']} points, likelihood "
+        f"{result.likelihood}, {result.num_chains} chains x {result.num_draws} draws"
+    )
+    print(_status_line(result))
+    if result.status.value != "converged":
+        print(
+            f"warning: the fit did not converge ({result.status.value}); "
+            "more --warmup/--samples may help",
+            file=sys.stderr,
+        )
+
+
+def _frame_text(frame, **kwargs) -> str:
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        return frame.to_string(**kwargs)
+
+
+# ---------------------------------------------------------------------------- commands
+def _cmd_laws(args) -> int:
+    from bayescale.laws import table
+
+    print(_frame_text(table().drop(columns="source"), index=False))
+    return 0
+
+
+def _fit_options(args) -> dict:
+    """Keyword arguments of :func:`bayescale.fit` given on the command line."""
+    return {
+        "columns": _pairs(args.column, "--column") or None,
+        "likelihood": args.likelihood,
+        "num_chains": args.chains,
+        "num_warmup": args.warmup,
+        "num_samples": args.samples,
+        "seed": args.seed,
+        "warn": False,
+    }
+
+
+def _cmd_fit(args) -> int:
+    import bayescale
+
+    data = _read_csv(args.csv)
+    options = _fit_options(args)
+    # Batched fits (``--by COLUMN``: one fit per group of rows) will branch off here, to the
+    # batched API, writing one result per group; the single-fit path below stays as is.
+    result = bayescale.fit(data, args.law, **options)
+    _print_fit(result)
+    print(_frame_text(result.summary()))
+    out = result.save(args.out)
+    print(f"saved result: {out}")
+    if args.plot:
+        print(f"saved plot: {_save_bands(result, args.plot)}")
+    return 0
+
+
+def _load(path: str):
+    from bayescale import FitResult
+
+    return FitResult.load(path)
+
+
+def _cmd_predict(args) -> int:
+    result = _load(args.result)
+    points = [_point(text) for text in args.at]
+    keys = list(points[0])
+    for p in points[1:]:
+        if set(p) != set(keys):
+            raise ValueError(f"every --at must name the same covariates; got {keys} and {list(p)}")
+    import pandas as pd
+
+    table = result.predict(pd.DataFrame(points), kind=args.kind)
+    print(_frame_text(table, index=False, float_format=lambda v: f"{v:.5g}"))
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    result = _load(args.result)
+    path = _save_bands(result, args.output, x=args.x, extend=args.extend, kind=args.kind)
+    print(f"saved plot: {path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    import bayescale
+    from bayescale.simulate import simulate
+
+    law = bayescale.laws.get_law(args.law)
+    data = simulate(law, seed=args.seed)
+    noise = law.design.get("noise")
+    print(
+        f"demo: {len(data)} points simulated from law {law.id!r} ({law.title}) at its "
+        f"reference values, log-noise sd {noise}, seed {args.seed}"
+    )
+    result = bayescale.fit(
+        data,
+        law,
+        num_chains=args.chains,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        seed=args.seed,
+        warn=False,
+    )
+    _print_fit(result)
+    summary = result.summary()
+    reference = {**law.reference, "sigma": noise}
+    summary.insert(
+        0, "true", [f"{reference[n]:.4g}" if n in reference else "-" for n in summary.index]
+    )
+    print(_frame_text(summary))
+    print("diagnostics:")
+    for key, value in result.diagnostics.items():
+        print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_path = out_dir / "demo_data.csv"
+    data.to_csv(data_path, index=False)
+    result_path = result.save(out_dir / "demo_result.nc")
+    plot_path = _save_bands(result, str(out_dir / "demo_fit.png"))
+    print(f"data:   {data_path}")
+    print(f"result: {result_path}")
+    print(f"plot:   {plot_path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``bayescale`` command."""
+    parser = argparse.ArgumentParser(
+        prog="bayescale",
+        description="Bayesian fits of neural scaling laws (JAX + NumPyro NUTS).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("laws", help="list the catalogue of scaling laws")
+    p.set_defaults(func=_cmd_laws)
+
+    p = sub.add_parser("fit", help="fit a law to a CSV file, save the posterior (netCDF)")
+    p.add_argument("csv", help="CSV file, one row per run")
+    p.add_argument(
+        "--law", required=True, help="catalogue id, formula string or path to a law .toml file"
+    )
+    p.add_argument(
+        "--column",
+        action="append",
+        metavar="LAW_VAR=CSV_COL",
+        help="map a law variable to a CSV column (repeatable)",
+    )
+    p.add_argument("--likelihood", choices=("student_t", "normal"), default="student_t")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    # A later ``--by COLUMN`` option (batched fits, one per group) belongs here.
+    p.add_argument("--out", required=True, help="where to save the result (.nc)")
+    p.add_argument("--plot", help="also save the bands plot (.png or .pdf)")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("predict", help="posterior predictions from a saved result")
+    p.add_argument("result", help="result saved by 'bayescale fit' (.nc)")
+    p.add_argument(
+        "--at",
+        action="append",
+        required=True,
+        metavar="COV=VALUE[,COV=VALUE]",
+        help="covariate values of one point, e.g. n_params=1e11,n_tokens=2e12 (repeatable)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("observation", "mean"),
+        default="observation",
+        help="'observation': a new run, noise included (default); 'mean': the law itself",
+    )
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("plot", help="plot data, posterior bands and extrapolation")
+    p.add_argument("result", help="result saved by 'bayescale fit' (.nc)")
+    p.add_argument("-o", "--output", required=True, help="figure file (.png or .pdf)")
+    p.add_argument("--x", help="covariate on the horizontal axis (default: the first)")
+    p.add_argument("--extend", type=float, default=1.0, help="decades to extrapolate")
+    p.add_argument("--kind", choices=("mean", "observation"), default="mean")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("demo", help="simulate data from a catalogue law, fit it, plot it")
+    p.add_argument("--out-dir", default=".", help="folder for the output files (default: .)")
+    p.add_argument("--law", default=DEMO_LAW, help=f"catalogue id (default: {DEMO_LAW})")
+    p.add_argument("--seed", type=int, default=0)
+    # hidden: smaller runs for tests
+    p.add_argument("--chains", type=int, default=4, help=argparse.SUPPRESS)
+    p.add_argument("--warmup", type=int, default=1000, help=argparse.SUPPRESS)
+    p.add_argument("--samples", type=int, default=1000, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``bayescale`` command; returns the exit status (0 ok, 2 input error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (OSError, ValueError) as err:
+        # DataError, LawError and FormulaError are ValueErrors; FileNotFoundError an OSError.
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return _EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The ``bayescale`` command line, run in-process through :func:`bayescale.cli.main`."""
+
+import contextlib
+import io
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+
+import pytest
+
+from bayescale import FitResult
+from bayescale.cli import main
+from bayescale.simulate import simulate
+
+# the same law, draws and data size as tests/test_plot.py: one compiled sampler for both
+TINY = ["--chains", "2", "--warmup", "150", "--samples", "150"]
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # one line, no traceback
+    assert err[0].startswith("error: ")
+    return err[0]
+
+
+def test_laws_lists_the_catalogue(capsys):
+    assert main(["laws"]) == 0
+    out = capsys.readouterr().out
+    assert "chinchilla" in out and "kaplan_n" in out
+    assert "E + A * n_params**-alpha + B * n_tokens**-beta" in out
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Run ``bayescale demo`` once: (output folder, stdout)."""
+    out_dir = tmp_path_factory.mktemp("demo")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["demo", "--out-dir", str(out_dir), *TINY]) == 0
+    return out_dir, stdout.getvalue()
+
+
+def test_demo_writes_plot_and_result(demo):
+    out_dir, out = demo
+    png = out_dir / "demo_fit.png"
+    nc = out_dir / "demo_result.nc"
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 5000
+    assert str(png) in out and str(nc) in out
+    assert "status:" in out and "max_rhat" in out and "alpha_N" in out
+    result = FitResult.load(nc)
+    assert result.law.id == "kaplan_n"
+    assert result.num_chains == 2 and result.num_draws == 150
+    # the demo fits the reference value it simulated from
+    assert abs(float(result.datatree.posterior["alpha_N"].median()) - 0.076) < 0.005
+
+
+def test_fit_predict_plot_round_trip(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    simulate("kaplan_n", seed=1).rename(columns={"n_params": "N"}).to_csv(csv, index=False)
+    nc = tmp_path / "fit.nc"
+    png = tmp_path / "fit.png"
+    argv = ["fit", str(csv), "--law", "kaplan_n", "--column", "n_params=N", *TINY]
+    assert main([*argv, "--seed", "3", "--out", str(nc), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "status:" in out and "alpha_N" in out and str(nc) in out
+    assert png.read_bytes().startswith(b"\x89PNG")
+    result = FitResult.load(nc)
+    assert result.columns == {"n_params": "N", "loss": "loss"}
+    assert int(result.datatree.attrs["seed"]) == 3
+
+    # covariates by the fit's column name (N) or the law's name (n_params)
+    assert main(["predict", str(nc), "--at", "N=1e10", "--at", "N=1e8", "--kind", "mean"]) == 0
+    header, first, second = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:3] == ["N", "mean", "q5"]
+    beyond = 10 - np.log10(float(result.datatree.constant_data["n_params"].max()))
+    assert f"{beyond:.5g}" in first and "N +1" in first  # a decade past the data (<= 1e9)
+    assert "interpolation" in second
+    expected = result.predict({"n_params": [1e10]}, kind="mean")["q50"].iloc[0]
+    assert f"{expected:.5g}" in first
+    assert main(["predict", str(nc), "--at", "n_params=1e10", "--kind", "mean"]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[0] == "n_params"
+    assert f"{expected:.5g}" in row
+
+    pdf = tmp_path / "again.pdf"
+    assert main(["plot", str(nc), "-o", str(pdf), "--extend", "2"]) == 0
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_bad_column_mapping_is_one_error_line(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    simulate("kaplan_n", num_points=10).to_csv(csv, index=False)
+    argv = ["fit", str(csv), "--law", "kaplan_n", "--column", "n_params=Model Size"]
+    assert main([*argv, "--out", str(tmp_path / "x.nc")]) == 2
+    line = _error_line(capsys)
+    assert "'Model Size'" in line
+    assert not (tmp_path / "x.nc").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["fit", "{tmp}/missing.csv", "--law", "kaplan_n", "--out", "{tmp}/x.nc"], "missing.csv"),
+        (["fit", "{csv}", "--law", "no_such_law", "--out", "{tmp}/x.nc"], "no_such_law"),
+        (["fit", "{csv}", "--law", "kaplan_n", "--column", "n_params", "--out", "x"], "--column"),
+        (["predict", "{tmp}/nothing.nc", "--at", "n_params=1"], "nothing.nc"),
+        (["demo", "--law", "E + A * n_params**-alpha", "--out-dir", "{tmp}"], "reference"),
+    ],
+)
+def test_input_errors_exit_2_without_traceback(tmp_path, capsys, argv, needle):
+    csv = tmp_path / "runs.csv"
+    simulate("kaplan_n", num_points=10).to_csv(csv, index=False)
+    argv = [a.format(tmp=tmp_path, csv=csv) for a in argv]
+    assert main(argv) == 2
+    assert needle in _error_line(capsys)
+
+
+def test_predict_rejects_malformed_points(demo, capsys):
+    nc = demo[0] / "demo_result.nc"
+    assert main(["predict", str(nc), "--at", "n_params=big"]) == 2
+    assert "'big'" in _error_line(capsys)
+    assert main(["predict", str(nc), "--at", "n_tokens=1e9"]) == 2
+    assert "n_params" in _error_line(capsys)
+    assert main(["predict", str(nc), "--at", "n_params=1e9", "--at", "N=1e8,x=2"]) == 2
+    assert "same covariates" in _error_line(capsys)
+
+
+def test_usage_errors_exit_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "runs.csv"])  # --law and --out are required
+    assert exc.value.code == 2

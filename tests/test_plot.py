@@ -1,0 +1,153 @@
+"""bayescale.plot on tiny fits of a one- (kaplan_n) and a two-covariate law (chinchilla)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.collections import PolyCollection
+
+import bayescale
+from bayescale import plot
+from bayescale.simulate import simulate
+
+TINY = {"num_chains": 2, "num_warmup": 150, "num_samples": 150, "warn": False}
+
+
+@pytest.fixture(scope="module")
+def fit_1d():
+    return bayescale.fit(simulate("kaplan_n", seed=0), "kaplan_n", seed=0, **TINY)
+
+
+@pytest.fixture(scope="module")
+def fit_2d():
+    return bayescale.fit(simulate("chinchilla", seed=0), "chinchilla", seed=0, **TINY)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _bands(ax):
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+def _assert_image(path, magic):
+    data = path.read_bytes()
+    assert data.startswith(magic)
+    assert len(data) > 5000
+
+
+def test_bands_one_covariate(fit_1d, tmp_path):
+    ax = plot.bands(fit_1d, extend=1.5)
+    x_max = float(fit_1d.datatree.constant_data["n_params"].max())
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert ax.get_xlabel() == "n_params [parameters (non-embedding)]"
+    assert ax.get_ylabel() == "loss [nats/token]"
+    # 90% and 50% bands, plus the shaded extrapolated region
+    assert len(_bands(ax)) == 2
+    shaded = [p for p in ax.patches if p.get_x() == pytest.approx(x_max)]
+    assert shaded and shaded[0].get_x() + shaded[0].get_width() == pytest.approx(x_max * 10**1.5)
+    # the curve runs 1.5 decades past the data, and the boundary is marked there
+    assert ax.get_xlim()[1] == pytest.approx(x_max * 10**1.5, rel=1e-9)
+    vlines = [ln for ln in ax.lines if np.allclose(ln.get_xdata(), x_max)]
+    assert vlines, "no vertical line at the largest observed covariate"
+    assert any("extrapolation" in t.get_text() for t in ax.texts)
+    # median: solid inside the data, dashed beyond it, joined at the data's maximum
+    medians = [ln for ln in ax.lines if len(ln.get_xdata()) > 2]
+    assert {ln.get_linestyle() for ln in medians} == {"-", "--"}
+    solid = next(ln for ln in medians if ln.get_linestyle() == "-")
+    assert solid.get_xdata()[-1] == pytest.approx(x_max)
+    # data points are all drawn
+    offsets = ax.collections[0].get_offsets()
+    assert len(offsets) == fit_1d.datatree.observed_data.sizes["point"]
+    # the median follows the law: it decreases with model size for kaplan_n
+    y = solid.get_ydata()
+    assert np.all(np.diff(y) < 0)
+    path = plot.save_figure(ax, tmp_path / "bands.png")
+    _assert_image(path, b"\x89PNG")
+
+
+def test_bands_do_not_touch_stored_predictions(fit_1d):
+    fit_1d.predict({"n_params": [1e9, 1e10]})
+    before = fit_1d.datatree["predictions"].to_dataset().copy(deep=True)
+    plot.bands(fit_1d, num=50)
+    after = fit_1d.datatree["predictions"].to_dataset()
+    assert after.sizes["prediction_point"] == 2
+    np.testing.assert_array_equal(after["loss"].values, before["loss"].values)
+
+
+def test_bands_no_extrapolation_and_bad_arguments(fit_1d):
+    ax = plot.bands(fit_1d, extend=0, quantiles=[(0.1, 0.9)])
+    x_max = float(fit_1d.datatree.constant_data["n_params"].max())
+    assert ax.get_xlim()[1] == pytest.approx(x_max)
+    assert len(_bands(ax)) == 1
+    assert not any("extrapolation" in t.get_text() for t in ax.texts)
+    with pytest.raises(ValueError, match="n_tokens"):
+        plot.bands(fit_1d, x="n_tokens")
+    with pytest.raises(ValueError, match="extend"):
+        plot.bands(fit_1d, extend=-1)
+    with pytest.raises(ValueError, match="band"):
+        plot.bands(fit_1d, quantiles=[(0.9, 0.1)])
+
+
+def test_bands_two_covariates_one_curve_per_slice(fit_2d, tmp_path):
+    ax = plot.bands(fit_2d, kind="observation")
+    fig = ax.get_figure()
+    tokens = fit_2d.datatree.constant_data["n_tokens"].values
+    assert ax.get_xlabel() == "n_params [parameters]"
+    # three slices x (90%, 50%) bands
+    assert len(_bands(ax)) == 6
+    medians = [ln for ln in ax.lines if len(ln.get_xdata()) > 2]
+    assert len(medians) == 6  # solid + dashed per slice
+    # a colour bar for the slicing covariate, with its unit
+    colorbar_axes = [a for a in fig.axes if a is not ax]
+    assert len(colorbar_axes) == 1
+    assert colorbar_axes[0].get_ylabel() == "n_tokens [tokens]"
+    # slices at the 10/50/90% data quantiles (log space), named in the legend
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    expected = np.exp(np.quantile(np.log(tokens), [0.1, 0.5, 0.9]))
+    for value in expected:
+        assert f"n_tokens = {value:.3g}" in labels
+    assert "90% predictive band" in labels
+    # more tokens -> lower loss: the slice medians are ordered
+    solid = [ln for ln in medians if ln.get_linestyle() == "-"]
+    first_y = [ln.get_ydata()[0] for ln in solid]
+    assert first_y[0] > first_y[1] > first_y[2]
+    path = plot.save_figure(fig, tmp_path / "sub" / "bands2d.pdf")
+    _assert_image(path, b"%PDF")
+
+
+def test_bands_other_axis_and_explicit_slices(fit_2d):
+    ax = plot.bands(fit_2d, x="n_tokens", slices=[1e8, 1e10], extend=0.5)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "n_params = 1e+08" in labels and "n_params = 1e+10" in labels
+    assert len(_bands(ax)) == 4
+    assert ax.get_xlabel() == "n_tokens [tokens]"
+
+
+def test_corner_and_forest(fit_2d, tmp_path):
+    fig = plot.corner(fit_2d)
+    visible = [a for a in fig.axes if a.get_visible() and a.axison]
+    assert len(visible) == 5 * 6 // 2  # lower triangle and diagonal of 5 parameters
+    xlabels = {a.get_xlabel() for a in fig.axes}
+    assert "log10(A)" in xlabels and "alpha" in xlabels  # A spans decades, alpha does not
+    _assert_image(plot.save_figure(fig, tmp_path / "corner.png"), b"\x89PNG")
+
+    fig = plot.forest(fit_2d, var_names=["E", "alpha", "sigma"])
+    texts = " ".join(t.get_text() for a in fig.axes for t in a.texts)
+    assert "log10(E)" in texts and "log10(sigma)" in texts
+    _assert_image(plot.save_figure(fig, tmp_path / "forest.png"), b"\x89PNG")
+
+    with pytest.raises(ValueError, match="gamma"):
+        plot.corner(fit_2d, var_names=["E", "gamma"])
+
+
+def test_save_figure_rejects_unknown_suffix(fit_1d, tmp_path):
+    ax = plot.bands(fit_1d, num=20)
+    with pytest.raises(ValueError, match="jpg"):
+        plot.save_figure(ax, tmp_path / "fig.jpg")
