@@ -21,14 +21,15 @@ if _cache and not _jax.config.jax_compilation_cache_dir:
     _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 from bayescale import laws  # noqa: E402
-from bayescale.api import fit  # noqa: E402
+from bayescale.api import fit, fit_batch  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.laws import FormulaError, LawError  # noqa: E402
-from bayescale.result import ConvergenceWarning, FitResult, Status  # noqa: E402
+from bayescale.result import BatchResult, ConvergenceWarning, FitResult, Status  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchResult",
     "ConvergenceWarning",
     "DataError",
     "FitResult",
@@ -36,5 +37,6 @@ __all__ = [
     "LawError",
     "Status",
     "fit",
+    "fit_batch",
     "laws",
 ]

@@ -25,7 +25,7 @@ from bayescale.data import FitData, covariate_frame
 from bayescale.laws import Law, law_from_spec
 from bayescale.model import Posterior
 
-__all__ = ["ConvergenceWarning", "FitResult", "Status", "quantile_column"]
+__all__ = ["BatchResult", "ConvergenceWarning", "FitResult", "Status", "quantile_column"]
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
@@ -393,3 +393,244 @@ def _prior_draws(posterior: Posterior, num: int, seed: int) -> dict[str, np.ndar
         "gamma": lambda a: rng.gamma(a[0], 1.0 / a[1], num),
     }
     return {name: samplers[prior.kind](prior.args) for name, prior in posterior.prior_specs.items()}
+
+
+class BatchResult:
+    """Posteriors of many independent fits of one law (``fit_batch``).
+
+    ``datatree`` has a fit dimension named after ``by`` (coordinates: the group labels)
+    before ``chain``/``draw``; padded points of shorter curves are NaN in the data groups.
+    ``result[label]`` is one fit's :class:`FitResult`.
+    """
+
+    def __init__(self, datatree: xr.DataTree, law: Law, likelihood: str, columns: dict, by):
+        self.datatree = datatree
+        self.law = law
+        self.likelihood = likelihood
+        self.columns = dict(columns)
+        self.by = by
+        self.posterior = Posterior(law, likelihood)
+
+    @classmethod
+    def from_samples(
+        cls,
+        posterior: Posterior,
+        fits: Sequence[FitData],
+        labels: Sequence,
+        by,
+        samples: dict,
+        *,
+        seed: int,
+        attrs: dict,
+        max_pointwise: int = 50_000_000,
+    ) -> BatchResult:
+        """Assemble the batched DataTree from sampler output with a leading fit axis.
+
+        The pointwise ``log_likelihood`` and ``posterior_predictive`` groups are stored when
+        they hold at most ``max_pointwise`` numbers (fits x chains x draws x points).
+        """
+        law = posterior.law
+        dim = by if isinstance(by, str) else "_".join(by)
+        values = {k: np.asarray(v) for k, v in posterior.constrain(samples["z"]).items()}
+        k, c, s = values[law.parameter_names[0]].shape
+        n_max = max(f.num_points for f in fits)
+
+        def padded(arrays):
+            out = np.full((len(arrays), n_max), np.nan)
+            for i, a in enumerate(arrays):
+                out[i, : a.size] = a
+            return out
+
+        coords = {dim: list(labels), "chain": np.arange(c), "draw": np.arange(s)}
+        sample_dims = (dim, "chain", "draw")
+        posterior_ds = xr.Dataset({n: (sample_dims, v) for n, v in values.items()}, coords=coords)
+        n_steps = np.asarray(samples["n_steps"])
+        stats = {
+            "diverging": np.asarray(samples["diverging"], dtype=bool),
+            "n_steps": n_steps,
+            "tree_depth": np.ceil(np.log2(n_steps + 1)).astype(int),
+            "acceptance_rate": np.asarray(samples["acceptance_rate"]),
+            "lp": np.asarray(samples["lp"]),
+            "energy": np.asarray(samples["energy"]),
+            "step_size": np.asarray(samples["step_size"]),
+        }
+        groups = {
+            "posterior": posterior_ds,
+            "sample_stats": xr.Dataset({n: (sample_dims, v) for n, v in stats.items()}, coords),
+            "observed_data": xr.Dataset(
+                {law.response: ((dim, "point"), padded([np.exp(f.log_y) for f in fits]))},
+                coords={dim: list(labels)},
+            ),
+            "constant_data": xr.Dataset(
+                {
+                    cv: ((dim, "point"), padded([np.exp(f.log_x[cv]) for f in fits]))
+                    for cv in law.covariates
+                },
+                coords={dim: list(labels)},
+            ),
+        }
+        if k * c * s * n_max <= max_pointwise:
+            from bayescale.infer.batch import stack
+
+            data = stack(fits)
+            ll, log_mu = jax.vmap(_pointwise(posterior))(values, data["log_x"], data["log_y"])
+            ll, log_mu = np.asarray(ll), np.asarray(log_mu)
+            mask = data["mask"][:, None, None, :]
+            rng = np.random.default_rng(seed)
+            ppc = np.exp(log_mu + _noise(rng, posterior.likelihood, values, log_mu.shape))
+            dims4 = (*sample_dims, "point")
+            groups["log_likelihood"] = xr.Dataset(
+                {law.response: (dims4, np.where(mask, ll, np.nan))}, coords
+            )
+            groups["posterior_predictive"] = xr.Dataset(
+                {law.response: (dims4, np.where(mask, ppc, np.nan))}, coords
+            )
+        dt = xr.DataTree.from_dict(groups)
+        dt.attrs = {
+            "law": json.dumps(law.to_spec(), default=float),
+            "law_id": law.id,
+            "likelihood": posterior.likelihood,
+            "by": json.dumps(by),
+            "seed": int(seed),
+            **{a: (json.dumps(v) if isinstance(v, dict | list) else v) for a, v in attrs.items()},
+        }
+        return cls(dt, law, posterior.likelihood, fits[0].columns, by)
+
+    @property
+    def dim(self) -> str:
+        return self.by if isinstance(self.by, str) else "_".join(self.by)
+
+    @property
+    def labels(self) -> list:
+        return list(self.datatree.posterior[self.dim].values)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return self.posterior.site_names
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def diagnostics(self) -> pd.DataFrame:
+        """Per fit: max r̂, min bulk/tail ESS, divergences, status and the reason if failed."""
+        import arviz_stats as azs
+
+        names = list(self.parameter_names)
+        post = self.datatree.posterior.dataset[names]
+        rhat = azs.rhat(post).to_array().max("variable").values
+        bulk = azs.ess(post, method="bulk").to_array().min("variable").values
+        tail = azs.ess(post, method="tail").to_array().min("variable").values
+        div = self.datatree.sample_stats["diverging"].sum(("chain", "draw")).values
+        chains = int(self.datatree.posterior.sizes["chain"])
+        draws = int(self.datatree.posterior.sizes["draw"])
+        reasons = json.loads(self.datatree.attrs.get("failure_reasons", "{}"))
+        rows = []
+        for i, label in enumerate(self.labels):
+            d = {
+                "max_rhat": float(rhat[i]),
+                "min_ess_bulk": float(bulk[i]),
+                "min_ess_tail": float(tail[i]),
+                "num_divergent": int(div[i]),
+                "num_draws": chains * draws,
+                "rhat_max_allowed": RHAT_MAX,
+                "ess_min_allowed": ESS_PER_CHAIN_MIN * chains,
+            }
+            reason = reasons.get(str(label), "")
+            d["status"] = _status(d, failed=bool(reason)).value
+            d["reason"] = reason
+            rows.append({self.dim: label, **d})
+        return pd.DataFrame(rows).set_index(self.dim)
+
+    @property
+    def status(self) -> pd.Series:
+        return self.diagnostics["status"]
+
+    @property
+    def failed(self) -> list:
+        """Labels of fits that did not converge."""
+        s = self.status
+        return list(s.index[s != Status.converged.value])
+
+    def check_convergence(self, *, warn: bool = True) -> pd.Series:
+        """Per-fit status; one warning listing the failing labels with their numbers."""
+        diag = self.diagnostics
+        bad = diag[diag["status"] != Status.converged.value]
+        if warn and len(bad):
+            shown = "; ".join(
+                f"{label}: {row.status}{' (' + row.reason + ')' if row.reason else ''} "
+                f"r̂={row.max_rhat:.3f} ESS={min(row.min_ess_bulk, row.min_ess_tail):.0f} "
+                f"div={row.num_divergent}"
+                for label, row in bad.head(10).iterrows()
+            )
+            more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+            warnings.warn(
+                f"{len(diag) - len(bad)} of {len(diag)} fits of law {self.law.id!r} converged; "
+                f"not converged: {shown}{more}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return diag["status"]
+
+    def summary(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
+        """One row per (fit, parameter): mean, sd and quantiles of the posterior."""
+        rows = []
+        post = self.datatree.posterior
+        for name in self.parameter_names:
+            x = post[name].values.reshape(len(self), -1)
+            qs = np.quantile(x, quantiles, axis=1)
+            for i, label in enumerate(self.labels):
+                row = {self.dim: label, "parameter": name, "mean": x[i].mean(), "sd": x[i].std()}
+                row.update({quantile_column(q): qs[j, i] for j, q in enumerate(quantiles)})
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def __getitem__(self, label) -> FitResult:
+        if label not in self.labels:
+            raise KeyError(f"no fit labelled {label!r}; labels include {self.labels[:5]}")
+        sub = self.datatree.sel({self.dim: label})
+        mask = ~np.isnan(sub.observed_data[self.law.response].values)
+        groups = {}
+        for name, node in sub.children.items():
+            ds = node.to_dataset()
+            if "point" in ds.dims:
+                ds = ds.isel(point=np.flatnonzero(mask))
+            groups[name] = ds
+        dt = xr.DataTree.from_dict(groups)
+        dt.attrs = dict(self.datatree.attrs)
+        return FitResult(dt, self.law, self.likelihood, self.columns)
+
+    def predict(self, new_data, **kwargs) -> pd.DataFrame:
+        """Predictions per fit: ``new_data`` carries the ``by`` column(s), kept in the output."""
+        from bayescale.data import DataError
+
+        frame = new_data if isinstance(new_data, pd.DataFrame) else pd.DataFrame(new_data)
+        by = [self.by] if isinstance(self.by, str) else list(self.by)
+        missing = [b for b in by if b not in frame.columns]
+        if missing:
+            raise DataError(f"prediction inputs need the group column(s) {missing}")
+        parts = []
+        for key, rows in frame.groupby(by, sort=False):
+            label = key[0] if isinstance(self.by, str) else "/".join(map(str, key))
+            pred = self[_match_label(self.labels, label)].predict(rows.drop(columns=by), **kwargs)
+            for b, v in zip(by, key if isinstance(key, tuple) else (key,), strict=True):
+                pred.insert(0, b, v)
+            pred.index = rows.index
+            parts.append(pred)
+        return pd.concat(parts).loc[frame.index]
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.datatree.to_netcdf(path, engine="h5netcdf")
+        return path
+
+    def __repr__(self) -> str:
+        n_ok = int((self.status == Status.converged.value).sum())
+        return f"<BatchResult law={self.law.id!r} fits={len(self)} converged={n_ok}>"
+
+
+def _match_label(labels: list, label):
+    for candidate in labels:
+        if candidate == label or str(candidate) == str(label):
+            return candidate
+    return label

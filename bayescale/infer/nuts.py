@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.infer.hmc import hmc
 
 from bayescale.infer.optimize import MapResult, multi_start_map
@@ -76,25 +77,35 @@ class _Progress:
 _CACHE: dict = {}
 
 
-def build_sampler(posterior: Posterior, options: SamplerOptions, *, progress_bar: bool = False):
-    """Compile (once per law, likelihood and options) ``run(keys, data) -> dict``.
+def build_sampler(
+    posterior: Posterior,
+    options: SamplerOptions,
+    *,
+    progress_bar: bool = False,
+    devices: tuple | None = None,
+):
+    """Compile (once per law, likelihood, options and devices) ``run(keys, data) -> dict``.
 
     The returned arrays have shape ``(fits, chains, draws, ...)``: ``z`` the unconstrained
-    draws and the NUTS statistics; plus per fit the MAP potential and failed starts.
+    draws and the NUTS statistics; plus per fit the MAP potential and failed starts.  With
+    several ``devices`` the fit axis is split over them with ``jax.shard_map`` (the number
+    of fits must then be a multiple of the number of devices).
     """
     _check_options(options)
+    devices = tuple(devices) if devices is not None and len(devices) > 1 else None
     key = (
         json.dumps(posterior.law.to_spec(), sort_keys=True, default=str),
         posterior.likelihood,
         options,
         progress_bar,
+        devices,
     )
     if key not in _CACHE:
-        _CACHE[key] = _build(posterior, options, progress_bar)
+        _CACHE[key] = _build(posterior, options, progress_bar, devices)
     return _CACHE[key]
 
 
-def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool):
+def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices):
     init_kernel, sample_kernel = hmc(
         potential_fn_gen=lambda data: partial(posterior.potential, data=data), algo="NUTS"
     )
@@ -194,6 +205,13 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool):
         draws["inverse_mass_matrix"] = unflat(imm)
         return draws
 
+    if devices is not None:
+        from jax.sharding import Mesh, PartitionSpec
+
+        mesh = Mesh(np.array(devices), ("fits",))
+        run = jax.shard_map(
+            run, mesh=mesh, in_specs=PartitionSpec("fits"), out_specs=PartitionSpec("fits")
+        )
     jitted = jax.jit(run)
     if not progress_bar:
         return jitted
