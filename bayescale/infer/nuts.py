@@ -209,8 +209,14 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices)
         from jax.sharding import Mesh, PartitionSpec
 
         mesh = Mesh(np.array(devices), ("fits",))
+        # every fit is independent: no collectives, so the per-device blocks need no
+        # varying-axis bookkeeping (check_vma would reject NumPyro's replicated inits)
         run = jax.shard_map(
-            run, mesh=mesh, in_specs=PartitionSpec("fits"), out_specs=PartitionSpec("fits")
+            run,
+            mesh=mesh,
+            in_specs=PartitionSpec("fits"),
+            out_specs=PartitionSpec("fits"),
+            check_vma=False,
         )
     jitted = jax.jit(run)
     if not progress_bar:
