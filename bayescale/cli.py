@@ -137,8 +137,19 @@ def _cmd_fit(args) -> int:
 
     data = _read_csv(args.csv)
     options = _fit_options(args)
-    # Batched fits (``--by COLUMN``: one fit per group of rows) will branch off here, to the
-    # batched API, writing one result per group; the single-fit path below stays as is.
+    if args.by:
+        by = args.by[0] if len(args.by) == 1 else args.by
+        batch = bayescale.fit_batch(data, args.law, by=by, **options)
+        diag = batch.diagnostics
+        converged = len(batch) - len(batch.failed)
+        print(f"law {batch.law.id}: {len(batch)} fits by {by}, {converged} converged")
+        if batch.failed:
+            print(f"warning: not converged: {batch.failed}", file=sys.stderr)
+        print(_frame_text(diag))
+        print(_frame_text(batch.summary(), index=False))
+        out = batch.save(args.out)
+        print(f"saved result: {out}")
+        return 0
     result = bayescale.fit(data, args.law, **options)
     _print_fit(result)
     print(_frame_text(result.summary()))
@@ -246,7 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    # A later ``--by COLUMN`` option (batched fits, one per group) belongs here.
+    p.add_argument(
+        "--by",
+        action="append",
+        metavar="COLUMN",
+        help="fit one curve per group of rows (repeat for several columns): one batched call",
+    )
     p.add_argument("--out", required=True, help="where to save the result (.nc)")
     p.add_argument("--plot", help="also save the bands plot (.png or .pdf)")
     p.set_defaults(func=_cmd_fit)

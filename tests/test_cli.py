@@ -131,3 +131,23 @@ def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as exc:
         main(["fit", "runs.csv"])  # --law and --out are required
     assert exc.value.code == 2
+
+
+def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
+    import pandas as pd
+
+    csv = tmp_path / "runs.csv"
+    frames = [simulate("power_law", seed=i).assign(run=f"r{i}") for i in range(3)]
+    pd.concat(frames).to_csv(csv, index=False)
+    out = tmp_path / "runs.nc"
+    code = main(
+        ["fit", str(csv), "--law", "power_law", "--by", "run", "--out", str(out)]
+        + ["--chains", "2", "--warmup", "150", "--samples", "150"]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "3 fits by run" in text and out.is_file()
+    import xarray as xr
+
+    with xr.open_datatree(out, engine="h5netcdf") as dt:
+        assert list(dt.posterior["run"].values) == ["r0", "r1", "r2"]
