@@ -140,10 +140,8 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
     frames = [simulate("power_law", seed=i).assign(run=f"r{i}") for i in range(3)]
     pd.concat(frames).to_csv(csv, index=False)
     out = tmp_path / "runs.nc"
-    code = main(
-        ["fit", str(csv), "--law", "power_law", "--by", "run", "--out", str(out)]
-        + ["--chains", "2", "--warmup", "150", "--samples", "150"]
-    )
+    small = ["--chains", "2", "--warmup", "150", "--samples", "150"]
+    code = main(["fit", str(csv), "--law", "power_law", "--by", "run", "--out", str(out), *small])
     assert code == 0
     text = capsys.readouterr().out
     assert "3 fits by run" in text and out.is_file()
