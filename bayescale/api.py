@@ -103,8 +103,7 @@ def fit(
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     run = build_sampler(posterior, options, progress_bar=progress_bar)
-    batched = jax.tree.map(lambda x: np.asarray(x)[None], fit_data.arrays())
-    out = jax.device_get(run(key[None], batched))
+    out = jax.device_get(run(key[None], stack([fit_data])))
     samples = {k: v[0] for k, v in out.items()}
     result = FitResult.from_samples(
         posterior,

@@ -472,7 +472,7 @@ class BatchResult:
         if k * c * s * n_max <= max_pointwise:
             from bayescale.infer.batch import stack
 
-            data = stack(fits)
+            data = stack(fits, bucket=False)
             ll, log_mu = jax.vmap(_pointwise(posterior))(values, data["log_x"], data["log_y"])
             ll, log_mu = np.asarray(ll), np.asarray(log_mu)
             mask = data["mask"][:, None, None, :]

@@ -1,0 +1,73 @@
+"""Every notebook in notebooks/ runs top to bottom (with bounded draw settings).
+
+Each ``notebooks/*.ipynb`` is executed with nbclient in a kernel of this interpreter
+(``sys.executable``, through a kernelspec installed into a temporary folder, so neither a
+kernelspec in the user's home nor the user's home itself is involved), with the working
+directory ``notebooks/`` and the bounded-mode environment variables that notebooks read their
+draw settings from.  A notebook whose metadata has ``"bayescale": {"needs_shared_data": true}``
+is skipped where ``../shared/data`` (beside the project) is absent.
+"""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+KERNEL_NAME = "python3"
+CELL_TIMEOUT_S = 600
+BOUNDED = {
+    "BAYESCALE_NB_CHAINS": "2",
+    "BAYESCALE_NB_WARMUP": "200",
+    "BAYESCALE_NB_SAMPLES": "200",
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+}
+
+
+@pytest.fixture(scope="session")
+def kernel_env(tmp_path_factory) -> dict[str, str]:
+    """Environment under which ``KERNEL_NAME`` starts this interpreter's ipykernel.
+
+    The kernelspec (argv ``[sys.executable, "-m", "ipykernel_launcher", ...]``) is installed
+    into a temporary prefix put first on JUPYTER_PATH; IPython's profile and the connection
+    files go to temporary folders too.
+    """
+    from ipykernel.kernelspec import install
+
+    base = tmp_path_factory.mktemp("jupyter")
+    install(kernel_name=KERNEL_NAME, prefix=str(base / "prefix"))
+    return {
+        "JUPYTER_PATH": str(base / "prefix" / "share" / "jupyter"),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "IPYTHONDIR": str(base / "ipython"),
+    }
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs(path: Path, kernel_env, monkeypatch):
+    nb = nbformat.read(path, as_version=4)
+    needs = nb.metadata.get("bayescale", {})
+    if needs.get("needs_shared_data") and not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"{path.name} needs the real data folder {SHARED_DATA}, which is absent "
+            "(it sits beside the project)"
+        )
+    for key, value in {**BOUNDED, **kernel_env}.items():
+        monkeypatch.setenv(key, value)
+    client = NotebookClient(
+        nb,
+        kernel_name=KERNEL_NAME,
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+    )
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        err.add_note(f"in notebook {path.relative_to(ROOT)}")
+        raise
