@@ -1,14 +1,35 @@
 """bayescale: Bayesian fitting of neural scaling laws with JAX and NumPyro.
 
-Importing bayescale enables float64 in JAX (set ``BAYESCALE_X64=0`` before import to keep
-float32) and JAX's persistent compilation cache under ``~/.cache/bayescale/jax`` (set
-``BAYESCALE_CACHE_DIR`` to move it, or to an empty string to disable it), so a law compiled
-once is not compiled again by later processes.
+Importing bayescale exposes every CPU core as a JAX device (``BAYESCALE_CPU_DEVICES``
+overrides the count; an ``XLA_FLAGS`` device count is respected), enables float64 in JAX
+(set ``BAYESCALE_X64=0`` before import to keep float32) and JAX's persistent compilation
+cache under ``~/.cache/bayescale/jax`` (set ``BAYESCALE_CACHE_DIR`` to move it, or to an
+empty string to disable it), so a law compiled once is not compiled again by later
+processes.
 """
 
 import os as _os
 
 import jax as _jax
+
+
+def _use_all_cpu_cores() -> None:
+    """Expose each CPU core as a JAX device (chains and fits are then split over them).
+
+    Only where the user has not chosen (``XLA_FLAGS`` device count, ``BAYESCALE_CPU_DEVICES``)
+    and JAX's backends are not started yet; ``BAYESCALE_CPU_DEVICES=1`` turns it off.
+    """
+    if "xla_force_host_platform_device_count" in _os.environ.get("XLA_FLAGS", ""):
+        return
+    count = int(_os.environ.get("BAYESCALE_CPU_DEVICES", _os.cpu_count() or 1))
+    if count > 1:
+        try:
+            _jax.config.update("jax_num_cpu_devices", count)
+        except RuntimeError:  # backends already initialised by the caller: leave them
+            pass
+
+
+_use_all_cpu_cores()
 
 if _os.environ.get("BAYESCALE_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)

@@ -102,7 +102,12 @@ def fit(
     key, seed_int = _seed_key(seed)
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
-    run = build_sampler(posterior, options, progress_bar=progress_bar)
+    # the chains of one fit, split over the CPU cores (or accelerators) JAX sees
+    devices = jax.devices()
+    usable = max(d for d in range(1, len(devices) + 1) if num_chains % d == 0)
+    run = build_sampler(
+        posterior, options, progress_bar=progress_bar, devices=devices[:usable], shard="chains"
+    )
     out = jax.device_get(run(key[None], stack([fit_data])))
     samples = {k: v[0] for k, v in out.items()}
     result = FitResult.from_samples(

@@ -83,13 +83,15 @@ def build_sampler(
     *,
     progress_bar: bool = False,
     devices: tuple | None = None,
+    shard: str = "fits",
 ):
     """Compile (once per law, likelihood, options and devices) ``run(keys, data) -> dict``.
 
     The returned arrays have shape ``(fits, chains, draws, ...)``: ``z`` the unconstrained
     draws and the NUTS statistics; plus per fit the MAP potential and failed starts.  With
-    several ``devices`` the fit axis is split over them with ``jax.shard_map`` (the number
-    of fits must then be a multiple of the number of devices).
+    several ``devices``, ``shard="fits"`` splits the fit axis over them (the number of fits
+    must be a multiple of the number of devices) and ``shard="chains"`` splits the chains
+    of each fit (used by a single fit: four chains on two CPU cores run two by two).
     """
     _check_options(options)
     devices = tuple(devices) if devices is not None and len(devices) > 1 else None
@@ -99,13 +101,27 @@ def build_sampler(
         options,
         progress_bar,
         devices,
+        shard,
     )
     if key not in _CACHE:
-        _CACHE[key] = _build(posterior, options, progress_bar, devices)
+        _CACHE[key] = _build(posterior, options, progress_bar, devices, shard)
     return _CACHE[key]
 
 
-def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices):
+def _shard(fn, devices, axis: str):
+    """``fn`` split along the leading axis of every argument and output over ``devices``.
+
+    Every block is independent (no collectives), so the per-device blocks need no
+    varying-axis bookkeeping (``check_vma`` would reject NumPyro's replicated inits).
+    """
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(devices), (axis,))
+    spec = PartitionSpec(axis)
+    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+
+def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices, shard: str):
     init_kernel, sample_kernel = hmc(
         potential_fn_gen=lambda data: partial(posterior.potential, data=data), algo="NUTS"
     )
@@ -191,10 +207,15 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices)
         states = jax.tree.map(flat, states)
         chain_data = jax.tree.map(lambda x: jnp.repeat(x, o.num_chains, axis=0), data)
         index = jnp.arange(num_fits * o.num_chains)
-        if o.vectorized:
-            buffer, imm = jax.vmap(run_chain)(states, chain_data, index)
-        else:
-            buffer, imm = jax.lax.map(lambda a: run_chain(*a), (states, chain_data, index))
+
+        def run_chains(states, chain_data, index):
+            if o.vectorized:
+                return jax.vmap(run_chain)(states, chain_data, index)
+            return jax.lax.map(lambda a: run_chain(*a), (states, chain_data, index))
+
+        if devices is not None and shard == "chains":
+            run_chains = _shard(run_chains, devices, "chains")
+        buffer, imm = run_chains(states, chain_data, index)
 
         def unflat(b):  # (fits*chains, ...) -> (fits, chains, ...)
             return b.reshape(num_fits, o.num_chains, *b.shape[1:])
@@ -205,19 +226,8 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices)
         draws["inverse_mass_matrix"] = unflat(imm)
         return draws
 
-    if devices is not None:
-        from jax.sharding import Mesh, PartitionSpec
-
-        mesh = Mesh(np.array(devices), ("fits",))
-        # every fit is independent: no collectives, so the per-device blocks need no
-        # varying-axis bookkeeping (check_vma would reject NumPyro's replicated inits)
-        run = jax.shard_map(
-            run,
-            mesh=mesh,
-            in_specs=PartitionSpec("fits"),
-            out_specs=PartitionSpec("fits"),
-            check_vma=False,
-        )
+    if devices is not None and shard == "fits":
+        run = _shard(run, devices, "fits")
     jitted = jax.jit(run)
     if not progress_bar:
         return jitted
