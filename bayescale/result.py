@@ -197,10 +197,16 @@ class FitResult:
         return status
 
     def summary(self, **kwargs) -> pd.DataFrame:
-        """arviz-stats summary (mean, sd, HDI/ETI, MCSE, ESS, r̂) of the parameters."""
+        """arviz-stats summary (mean, sd, 95% ETI, MCSE, ESS, r̂) of the parameters.
+
+        Keyword arguments go to :func:`arviz_stats.summary` (defaults here: 95% intervals,
+        unrounded numbers).
+        """
         import arviz_stats as azs
 
         kwargs.setdefault("var_names", list(self.parameter_names))
+        kwargs.setdefault("ci_prob", 0.95)
+        kwargs.setdefault("round_to", "none")
         return azs.summary(self.datatree, **kwargs)
 
     def draws(self, var_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:

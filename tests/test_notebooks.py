@@ -34,16 +34,16 @@ BOUNDED = {
 def kernel_env(tmp_path_factory) -> dict[str, str]:
     """Environment under which ``KERNEL_NAME`` starts this interpreter's ipykernel.
 
-    The kernelspec (argv ``[sys.executable, "-m", "ipykernel_launcher", ...]``) is installed
-    into a temporary prefix put first on JUPYTER_PATH; IPython's profile and the connection
-    files go to temporary folders too.
+    The kernelspec (argv ``[sys.executable, "-m", "ipykernel_launcher", ...]``) is written
+    into a temporary data folder put first on JUPYTER_PATH; IPython's profile and the
+    connection files go to temporary folders too.
     """
-    from ipykernel.kernelspec import install
+    from ipykernel.kernelspec import write_kernel_spec
 
     base = tmp_path_factory.mktemp("jupyter")
-    install(kernel_name=KERNEL_NAME, prefix=str(base / "prefix"))
+    write_kernel_spec(base / "data" / "kernels" / KERNEL_NAME)
     return {
-        "JUPYTER_PATH": str(base / "prefix" / "share" / "jupyter"),
+        "JUPYTER_PATH": str(base / "data"),
         "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
         "IPYTHONDIR": str(base / "ipython"),
     }

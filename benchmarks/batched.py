@@ -1,0 +1,681 @@
+"""Many curves at once: ``bayescale.fit_batch`` against a Python loop of NumPyro fits.
+
+Run ``python benchmarks/batched.py`` (defaults: W = S = 500, K = 64, 256, 1024, 4096; tens of
+minutes on a 2-core CPU), ``--quick`` for a smoke run (W = S = 100, K = 64, 256), ``--sizes``
+to choose K, ``--big`` to add one fit of K = 10,000 curves (the issue's memory target).
+
+Data
+----
+Curves of the per-token law ``L(T) = a + b * T**-c`` (catalogue id ``kaplan_per_token``),
+each simulated with ``bayescale.simulate.simulate("kaplan_per_token", params=..., seed=i)``
+(30 points, T log-uniform on [1, 1024], log-normal noise 0.01) around the reference
+(a, b, c) = (2.3, 5.4, 0.62): ``a = 2.3 e^{0.2 u1}``, ``b = 5.4 e^{0.2 u2}``,
+``c = 0.62 e^{0.15 u3}``, u ~ N(0, 1) drawn once (numpy seed 12345).  Every curve has 30
+points, so nothing is padded.
+
+Peers
+-----
+(a) **Python loop of NumPyro fits** — the same posterior written as a plain NumPyro model
+    (Student-t on log loss with nu ~ Gamma(2, 0.1), sigma ~ HalfNormal(0.1), the priors of
+    ``models/kaplan_per_token.toml``; checked against the law file at start-up), fitted
+    one curve after another with ``MCMC(NUTS(model), num_warmup=W, num_samples=S,
+    num_chains=1, progress_bar=False)``, the MCMC object rebuilt for every fit as users do.
+    NUTS settings are NumPyro's defaults (diagonal mass matrix, target 0.8, tree depth 10,
+    uniform init).  The first fit (its compilation) is not timed; the next ``--loop-fits``
+    (default 8) are, each including whatever NumPyro re-traces and re-compiles per MCMC
+    object.  Measured twice, each in a fresh process: without a persistent compilation
+    cache, and with JAX's persistent cache in a fresh temporary folder
+    (``jax_compilation_cache_dir``, ``jax_persistent_cache_min_compile_time_secs=0``), which
+    the untimed first fit fills.
+(b) **bayescale.fit_batch** — all K curves in one call, ``by="curve"``, with the same W/S
+    and **one chain per curve** (for comparability with the loop; bayescale's default is 4),
+    its own defaults otherwise (MAP start, dense mass, target 0.8, tree depth 10; chunk size
+    its default unless ``--chunk-size``).  Each K runs in its own fresh process, so peak
+    RSS (``getrusage`` maxrss, which XLA's allocations count in; tracemalloc does not see
+    them) and compilation are per K.  ``BAYESCALE_CACHE_DIR=""`` is set before bayescale is
+    imported, so no compiled program comes from an earlier run.
+
+Figures
+-------
+* **per fit, incl. compile** = wall time of the ``fit_batch`` call / K (data preparation,
+  compilation, MAP search, NUTS, post-processing and convergence diagnostics all included).
+* **per fit, excl. compile** = (wall - compile) / K, where *compile* is the union of JAX's
+  own trace, lowering and XLA-compile time spans during the call (``jax.monitoring``), so
+  one run per K suffices.
+* **speed-up** = loop time per fit / fit_batch time per fit, against both loops.
+* **gradient evaluations** (leapfrog steps; NUTS reuses the gradient of the previous step)
+  *needed* = the sum over curves and iterations of each chain's own step count, **warm-up
+  included**: the benchmark wraps NumPyro's ``hmc`` kernel as bayescale builds it so that
+  the ``num_steps`` it reports accumulates over iterations (the Markov chain itself is
+  untouched; only this benchmark's ``n_steps`` statistic changes meaning), so the first
+  kept draw carries the warm-up total.  MAP search and Laplace start are not counted.
+* **throughput limit** = K / time of one ``jax.jit(jax.vmap(jax.value_and_grad(potential)))``
+  call at the same K (median of repeated calls): what the hardware gives when every lane
+  of the vmapped gradient does needed work and nothing else runs.
+* **achieved** = needed gradients / NUTS time, where NUTS time = time inside the sampler
+  calls - compile - the MAP search (timed separately: ``jit(vmap(multi_start_map))`` at
+  the same K, compile excluded; not done for ``--big``).
+* **lock-step efficiency** = achieved / limit.  It splits into
+  **lane use** = needed / executed gradients — under ``vmap`` each NUTS iteration runs
+  until the longest trajectory among all chains of the chunk has finished, so executed =
+  chunk size x sum over iterations of the chunk's max step count (counted exactly on the
+  kept draws; the warm-up is assumed to waste the same fraction) — and the **per-step
+  overhead** left (tree bookkeeping, adaptation, data movement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ["BAYESCALE_CACHE_DIR"] = ""  # before any bayescale import: time every compile
+
+LAW = "kaplan_per_token"
+NUM_POINTS = 30
+REFERENCE = {"a": 2.3, "b": 5.4, "c": 0.62}
+SPREAD = {"a": 0.2, "b": 0.2, "c": 0.15}  # log-scale sd of the per-curve parameters
+BIG_K = 10_000
+TARGET_SPEEDUP, TARGET_K = 50.0, 1024
+TARGET_RSS_GIB = 24.0
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+class CompileClock:
+    """Union of JAX's trace/lower/compile time spans (nested spans counted once)."""
+
+    def __init__(self):
+        from jax import monitoring
+
+        self.spans: list[tuple[float, float]] = []
+
+        def listener(event, start, end, **_):
+            if event in COMPILE_EVENTS:
+                self.spans.append((start, end))
+
+        monitoring.register_event_time_span_listener(listener)
+
+    def between(self, t0: float, t1: float) -> float:
+        """Seconds of [t0, t1] (``time.time()``) covered by compile spans."""
+        spans = sorted((max(s, t0), min(e, t1)) for s, e in self.spans if e > t0 and s < t1)
+        total, cur_s, cur_e = 0.0, None, None
+        for s, e in spans:
+            if cur_e is None or s > cur_e:
+                if cur_e is not None:
+                    total += cur_e - cur_s
+                cur_s, cur_e = s, e
+            else:
+                cur_e = max(cur_e, e)
+        if cur_e is not None:
+            total += cur_e - cur_s
+        return total
+
+
+def simulate_curves(num: int, path: Path) -> None:
+    """``num`` simulated curves -> npz (token_index, loss: (num, 30); params: (num, 3))."""
+    import numpy as np
+
+    from bayescale.simulate import simulate
+
+    rng = np.random.default_rng(12345)
+    u = rng.standard_normal((num, 3))
+    params = np.array([REFERENCE[k] for k in "abc"]) * np.exp(u * [SPREAD[k] for k in "abc"])
+    tokens, losses = [], []
+    for i in range(num):
+        df = simulate(LAW, params=dict(zip("abc", params[i], strict=True)), seed=i)
+        assert len(df) == NUM_POINTS
+        tokens.append(df["token_index"].to_numpy())
+        losses.append(df["loss"].to_numpy())
+    np.savez(path, token_index=np.array(tokens), loss=np.array(losses), params=params)
+
+
+def load_curves(path: Path, num: int):
+    import numpy as np
+
+    with np.load(path) as f:
+        if f["loss"].shape[0] < num:
+            raise ValueError(f"{path} holds {f['loss'].shape[0]} curves, {num} asked")
+        return f["token_index"][:num], f["loss"][:num]
+
+
+# ----------------------------------------------------------------------------- (a) loop
+
+
+def plain_numpyro_model():
+    """The kaplan_per_token posterior as a user would write it in NumPyro."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model(log_t, log_y=None):
+        a = numpyro.sample("a", dist.LogNormal(1.0, 0.75))
+        b = numpyro.sample("b", dist.LogNormal(1.5, 1.0))
+        c = numpyro.sample("c", dist.LogNormal(-0.7, 0.6))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(0.1))
+        nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
+        mu = jnp.log(a + b * jnp.exp(-c * log_t))
+        numpyro.sample("loss", dist.StudentT(nu, mu, sigma), obs=log_y)
+
+    return model
+
+
+def check_priors_match_law() -> None:
+    from bayescale.laws import get_law
+    from bayescale.model import NU_PRIOR
+
+    law = get_law(LAW)
+    got = {k: (p.prior.kind, tuple(p.prior.args)) for k, p in law.parameters.items()}
+    want = {
+        "a": ("lognormal", (1, 0.75)),
+        "b": ("lognormal", (1.5, 1)),
+        "c": ("lognormal", (-0.7, 0.6)),
+    }
+    sigma = (law.sigma_prior.kind, tuple(law.sigma_prior.args))
+    if got != want or sigma != ("halfnormal", (0.1,)) or tuple(NU_PRIOR) != (2.0, 0.1):
+        raise SystemExit(f"plain NumPyro model out of date with {LAW}: {got}, sigma {sigma}")
+
+
+def worker_loop(spec: dict) -> dict:
+    """A user's loop: plain JAX + NumPyro (bayescale not imported), float64 as bayescale."""
+    import jax
+    from jax import monitoring
+
+    jax.config.update("jax_enable_x64", True)
+    if spec["cache_dir"]:
+        jax.config.update("jax_compilation_cache_dir", spec["cache_dir"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    clock = CompileClock()
+    counts = {"hits": 0, "misses": 0}
+
+    def count(event, **_):
+        if event.endswith("/cache_hits"):
+            counts["hits"] += 1
+        elif event.endswith("/cache_misses"):
+            counts["misses"] += 1
+
+    monitoring.register_event_listener(count)
+    import jax.numpy as jnp
+    import numpy as np
+    from numpyro.infer import MCMC, NUTS
+
+    model = plain_numpyro_model()
+    tokens, losses = load_curves(Path(spec["curves"]), spec["fits"] + 1)
+    times, compiles, steps, diverging, hits, misses = [], [], [], [], [], []
+    for i in range(spec["fits"] + 1):
+        before = dict(counts)
+        t0 = time.time()
+        mcmc = MCMC(
+            NUTS(model),
+            num_warmup=spec["warmup"],
+            num_samples=spec["samples"],
+            num_chains=1,
+            progress_bar=False,
+            jit_model_args=spec["jit_model_args"],
+        )
+        mcmc.run(
+            jax.random.key(i),
+            jnp.log(tokens[i]),
+            jnp.log(losses[i]),
+            extra_fields=("num_steps", "diverging"),
+        )
+        jax.block_until_ready(mcmc.get_samples())
+        t1 = time.time()
+        extra = mcmc.get_extra_fields()
+        times.append(t1 - t0)
+        compiles.append(clock.between(t0, t1))
+        steps.append(int(np.sum(extra["num_steps"])))
+        diverging.append(int(np.sum(extra["diverging"])))
+        hits.append(counts["hits"] - before["hits"])
+        misses.append(counts["misses"] - before["misses"])
+    return {
+        "first_s": times[0],
+        "first_compile_s": compiles[0],
+        "times": times[1:],
+        "compile_s": compiles[1:],
+        "sampling_steps": steps[1:],
+        "diverging": diverging[1:],
+        "cache_hits": hits[1:],
+        "cache_misses": misses[1:],
+        "devices": len(jax.devices()),
+        "peak_rss_gib": peak_rss_gib(),
+    }
+
+
+# ----------------------------------------------------------------------------- (b) fit_batch
+
+
+def counting_hmc_patch() -> None:
+    """Make the NUTS ``num_steps`` that bayescale records cumulative over iterations."""
+    import bayescale.infer.nuts as nuts
+
+    original = nuts.hmc
+
+    def hmc(*args, **kwargs):
+        init_kernel, sample_kernel = original(*args, **kwargs)
+
+        def counting_sample_kernel(state, model_args=(), model_kwargs=None):
+            new = sample_kernel(state, model_args=model_args, model_kwargs=model_kwargs)
+            return new._replace(num_steps=state.num_steps + new.num_steps)
+
+        return init_kernel, counting_sample_kernel
+
+    nuts.hmc = hmc
+
+
+def worker_batch(spec: dict) -> dict:
+    import jax
+
+    clock = CompileClock()
+    import jax.numpy as jnp
+    import numpy as np
+    import pandas as pd
+
+    import bayescale
+    import bayescale.api as api
+    from bayescale.data import prepare
+    from bayescale.infer.batch import default_chunk_size, stack
+    from bayescale.infer.nuts import SamplerOptions
+    from bayescale.infer.optimize import multi_start_map
+    from bayescale.laws import get_law
+    from bayescale.model import Posterior
+    from bayescale.result import BatchResult
+
+    counting_hmc_patch()
+    K, W, S = spec["k"], spec["warmup"], spec["samples"]
+    tokens, losses = load_curves(Path(spec["curves"]), K)
+    frame = pd.DataFrame(
+        {
+            "curve": np.repeat(np.arange(K), NUM_POINTS),
+            "token_index": tokens.ravel(),
+            "loss": losses.ravel(),
+        }
+    )
+    rss_before = peak_rss_gib()
+
+    phases: dict[str, float] = {}
+    sampler_spans: list[tuple[float, float]] = []
+    original_run_batch = api.run_batch
+
+    def timed_run_batch(*args, **kwargs):
+        t0 = time.time()
+        out = original_run_batch(*args, **kwargs)
+        sampler_spans.append((t0, time.time()))
+        return out
+
+    api.run_batch = timed_run_batch
+    original_from_samples = BatchResult.from_samples.__func__
+    original_check = BatchResult.check_convergence
+
+    def timed_from_samples(cls, *args, **kwargs):
+        t0 = time.time()
+        out = original_from_samples(cls, *args, **kwargs)
+        phases["assemble_s"] = time.time() - t0
+        return out
+
+    def timed_check(self, *args, **kwargs):
+        t0 = time.time()
+        out = original_check(self, *args, **kwargs)
+        phases["diagnostics_s"] = time.time() - t0
+        return out
+
+    BatchResult.from_samples = classmethod(timed_from_samples)
+    BatchResult.check_convergence = timed_check
+
+    t0 = time.time()
+    result = bayescale.fit_batch(
+        frame,
+        LAW,
+        by="curve",
+        num_chains=1,
+        num_warmup=W,
+        num_samples=S,
+        seed=0,
+        chunk_size=spec["chunk_size"],
+        progress_bar=False,
+        warn=False,
+    )
+    t1 = time.time()
+    rss_fit = peak_rss_gib()
+    wall = t1 - t0
+    compile_s = clock.between(t0, t1)
+    (s0, s1) = sampler_spans[0]
+    sampler_s = s1 - s0
+    sampler_compile_s = clock.between(s0, s1)
+
+    # ---- gradient counts (the recorded n_steps is cumulative: see counting_hmc_patch)
+    cum = result.datatree.sample_stats["n_steps"].values.astype(np.int64)  # (K, 1, S)
+    per_draw = np.diff(cum, axis=-1)  # steps of kept draws 2..S
+    n0 = per_draw.mean(axis=-1, keepdims=True)  # draw 1's own count, estimated
+    warm = cum[..., :1] - n0
+    needed_total = float(cum[..., -1].sum())
+    needed_warm = float(warm.sum())
+    needed_draws = float(per_draw.sum())
+    # lock-step groups as run_batch forms them: chunks (the last padded with copies of its
+    # first fit), each split over the devices into contiguous blocks run by one vmap each
+    devices = jax.devices()
+    n_dev = len(devices)
+    options = SamplerOptions(num_chains=1, num_warmup=W, num_samples=S, vectorized=True)
+    chunk = spec["chunk_size"] or default_chunk_size(options, 5, NUM_POINTS)
+    chunk = min(chunk, K)
+    chunk = -(-chunk // n_dev) * n_dev
+    block = chunk // n_dev
+    executed_draws, saturated, groups = 0.0, 0, 0
+    num_chunks = math.ceil(K / chunk)
+    for start in range(0, K, chunk):
+        idx = np.arange(start, start + chunk)
+        idx = np.where(idx < K, idx, start)
+        for d in range(n_dev):
+            steps = per_draw[idx[d * block : (d + 1) * block], 0]  # (block, draws)
+            longest = steps.max(axis=0)
+            executed_draws += block * float(longest.sum())
+            saturated += int((longest >= 2**options.max_tree_depth - 1).sum())
+            groups += 1
+    lane_use = needed_draws / executed_draws
+    diag = result.diagnostics
+    converged = float((diag["status"] == "converged").mean())
+    mean_steps = per_draw.mean(axis=(1, 2))
+
+    # ---- throughput limit: one vmapped value-and-grad call at the same K, on the same
+    # (padded) data and split over the same devices as fit_batch's sampler
+    law = get_law(LAW)
+    posterior = Posterior(law)
+    fits = [
+        prepare(frame.iloc[i * NUM_POINTS : (i + 1) * NUM_POINTS].drop(columns="curve"), law)
+        for i in range(K)
+    ]
+    data = jax.tree.map(jnp.asarray, stack(fits))
+    post = result.datatree.posterior
+    z = posterior.unconstrain(
+        {k: jnp.asarray(post[k].values[:, 0, -1]) for k in posterior.site_names}
+    )
+    if n_dev > 1 and K % n_dev == 0:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        sharding = NamedSharding(Mesh(np.array(devices), ("fits",)), PartitionSpec("fits"))
+        z, data = jax.device_put((z, data), sharding)
+    grad = jax.jit(jax.vmap(jax.value_and_grad(posterior.potential)))
+    jax.block_until_ready(grad(z, data))
+    calls = []
+    t_end = time.time() + spec["grad_seconds"]
+    while time.time() < t_end or len(calls) < 5:
+        ta = time.perf_counter()
+        jax.block_until_ready(grad(z, data))
+        calls.append(time.perf_counter() - ta)
+
+    # ---- the MAP search alone (as init_fit runs it), compile excluded
+    map_s = None
+    if spec["time_map"]:
+        o = SamplerOptions()
+        find = jax.jit(
+            jax.vmap(
+                lambda key, d: multi_start_map(
+                    posterior, key, d, num_starts=o.num_starts, num_steps=o.map_steps
+                )
+            )
+        )
+        keys = jax.random.split(jax.random.key(1), K)
+        if n_dev > 1 and K % n_dev == 0:
+            keys = jax.device_put(keys, sharding)
+        ta = time.time()
+        jax.block_until_ready(find(keys, data))
+        tb = time.time()
+        map_s = (tb - ta) - clock.between(ta, tb)
+
+    nuts_s = sampler_s - sampler_compile_s - (map_s or 0.0)
+    return {
+        "k": K,
+        "wall_s": wall,
+        "compile_s": compile_s,
+        "sampler_s": sampler_s,
+        "sampler_compile_s": sampler_compile_s,
+        "prepare_s": s0 - t0,
+        "assemble_s": phases.get("assemble_s", float("nan")),
+        "diagnostics_s": phases.get("diagnostics_s", float("nan")),
+        "map_s": map_s,
+        "nuts_s": nuts_s,
+        "chunk": chunk,
+        "num_chunks": num_chunks,
+        "needed_total": needed_total,
+        "needed_warm": needed_warm,
+        "needed_draws": needed_draws,
+        "executed_draws": executed_draws,
+        "lane_use": lane_use,
+        "saturated_iters": saturated,
+        "draw_iters": per_draw.shape[-1] * groups,
+        "mean_steps_per_iter": float(per_draw.mean()),
+        "mean_max_steps_per_iter": float(executed_draws / block / groups / per_draw.shape[-1]),
+        "mean_steps_p99_fit": float(np.quantile(mean_steps, 0.99)),
+        "warm_steps_per_iter": needed_warm / K / W if W else float("nan"),
+        "grad_call_s": float(np.min(calls)),
+        "grad_call_median_s": float(np.median(calls)),
+        "grad_calls_timed": len(calls),
+        "points_padded": int(data["log_y"].shape[1]),
+        "devices": n_dev,
+        "lockstep_groups": groups,
+        "converged": converged,
+        "divergent_fits": int((diag["num_divergent"] > 0).sum()),
+        "rss_before_gib": rss_before,
+        "peak_rss_gib": rss_fit,
+    }
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+def run_worker(kind: str, spec: dict, tmp: Path) -> dict:
+    out = tmp / f"{kind}-{len(list(tmp.iterdir()))}.json"
+    spec = {**spec, "kind": kind, "out": str(out)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} worker failed (exit {proc.returncode}): {spec}")
+    return json.loads(out.read_text())
+
+
+def worker_main(spec: dict) -> None:
+    warnings.simplefilter("ignore")
+    result = {"loop": worker_loop, "batch": worker_batch}[spec["kind"]](spec)
+    Path(spec["out"]).write_text(json.dumps(result))
+
+
+def fmt_s(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def summarise_loop(name: str, r: dict, scale: float) -> float:
+    import numpy as np
+
+    t = np.array(r["times"])
+    per_fit = float(t.mean())
+    grads = np.array(r["sampling_steps"])
+    run = t - np.array(r["compile_s"])
+    print(
+        f"  {name}: first fit {r['first_s']:.2f} s (compile {r['first_compile_s']:.2f} s); "
+        f"next {len(t)} fits {per_fit:.3f} s/fit (sd {t.std(ddof=1):.3f}, min {t.min():.3f}, "
+        f"max {t.max():.3f}), of which compile/trace {np.mean(r['compile_s']):.3f} s; "
+        f"gradients in the kept draws {grads.mean():.0f}/fit (NumPyro reports no warm-up "
+        f"counts; scaled by (W+S)/S: ~{grads.sum() * scale / run.sum():,.0f} grad/s of "
+        f"non-compile time); divergent fits {sum(d > 0 for d in r['diverging'])}; "
+        f"peak RSS {r['peak_rss_gib']:.2f} GiB",
+        flush=True,
+    )
+    return per_fit
+
+
+def summarise_batch(r: dict, warmup: int, samples: int) -> None:
+    K = r["k"]
+    limit = K / r["grad_call_s"]
+    achieved = r["needed_total"] / r["nuts_s"]
+    executed_total = r["needed_total"] / r["lane_use"]
+    print(
+        f"  K={K}: wall {r['wall_s']:.1f} s = prepare {r['prepare_s']:.1f} + sampler "
+        f"{r['sampler_s']:.1f} (compile {r['sampler_compile_s']:.1f}, MAP "
+        f"{fmt_s(r['map_s'])}, NUTS {r['nuts_s']:.1f}) + assemble {r['assemble_s']:.1f} + "
+        f"diagnostics {r['diagnostics_s']:.1f}; compile in total {r['compile_s']:.1f} s; "
+        f"{r['num_chunks']} chunk(s) of {r['chunk']}",
+        flush=True,
+    )
+    print(
+        f"    gradients needed {r['needed_total']:.3g} ({r['needed_warm'] / K / warmup:.1f} per "
+        f"warm-up iteration, {r['mean_steps_per_iter']:.1f} per kept draw; the slowest 1% of "
+        f"curves {r['mean_steps_p99_fit']:.1f}); executed per kept-draw iteration "
+        f"{r['mean_max_steps_per_iter']:.1f} (max over the chunk) -> lane use "
+        f"{r['lane_use']:.1%}; iterations where some chain hit the depth limit "
+        f"{r['saturated_iters']}/{r['draw_iters']}",
+        flush=True,
+    )
+    print(
+        f"    vmapped value_and_grad at K={K}: {fmt_s(r['grad_call_s'])}/call = "
+        f"{r['grad_call_s'] / K * 1e6:.2f} us/gradient -> limit {limit:,.0f} grad/s; achieved "
+        f"{achieved:,.0f} grad/s -> lock-step efficiency {achieved / limit:.1%} (lane use "
+        f"{r['lane_use']:.1%} x per-step efficiency "
+        f"{executed_total / r['nuts_s'] / limit:.1%}); converged {r['converged']:.1%}, fits "
+        f"with divergences {r['divergent_fits']}; peak RSS {r['peak_rss_gib']:.2f} GiB "
+        f"(before the call {r['rss_before_gib']:.2f})",
+        flush=True,
+    )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="W=S=100, K up to 256")
+    parser.add_argument("--sizes", type=lambda s: [int(k) for k in s.split(",")], default=None)
+    parser.add_argument("--big", action="store_true", help=f"also fit K={BIG_K} curves once")
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--samples", type=int, default=None)
+    parser.add_argument("--loop-fits", type=int, default=8, help="timed loop fits (>= 8)")
+    parser.add_argument("--chunk-size", type=int, default=None, help="fit_batch chunk_size")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_main(json.loads(args.worker))
+        return
+
+    W = args.warmup or (100 if args.quick else 500)
+    S = args.samples or (100 if args.quick else 500)
+    sizes = args.sizes or ([64, 256] if args.quick else [64, 256, 1024, 4096])
+    if args.loop_fits < 1:
+        parser.error("--loop-fits must be >= 1")
+    n_curves = max([*sizes, BIG_K if args.big else 0, args.loop_fits + 1])
+
+    import platform
+
+    import jax
+
+    print(
+        f"bayescale batched benchmark: law {LAW}, {NUM_POINTS} points/curve, "
+        f"num_warmup = num_samples = {W} / {S}, 1 chain per curve for every peer; "
+        f"K = {sizes}{' + ' + str(BIG_K) if args.big else ''}; "
+        f"{os.cpu_count()} CPU core(s), {platform.processor() or platform.machine()}, "
+        f"jax {jax.__version__} ({jax.default_backend()}), float64",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bayescale-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        curves = tmp / "curves.npz"
+        t0 = time.time()
+        simulate_curves(n_curves, curves)
+        print(f"simulated {n_curves} curves in {time.time() - t0:.1f} s", flush=True)
+        base = {"curves": str(curves), "warmup": W, "samples": S}
+
+        print("\n(a) Python loop of NumPyro MCMC(NUTS) fits, one fresh process each:", flush=True)
+        loop = {}
+        r = run_worker("loop", {**base, "fits": args.loop_fits, "cache_dir": ""}, tmp)
+        loop["no cache"] = summarise_loop("no persistent cache", r, (W + S) / S)
+        cache_dir = tmp / "jax-cache"
+        cache_dir.mkdir()
+        r = run_worker("loop", {**base, "fits": args.loop_fits, "cache_dir": str(cache_dir)}, tmp)
+        loop["cache"] = summarise_loop("persistent cache   ", r, (W + S) / S)
+
+        print("\n(b) bayescale.fit_batch, one fresh process per K:", flush=True)
+        batch = {}
+        for K in sizes:
+            spec = {**base, "k": K, "chunk_size": args.chunk_size, "grad_seconds": 3.0}
+            batch[K] = run_worker("batch", {**spec, "time_map": True}, tmp)
+            summarise_batch(batch[K], W, S)
+        big = None
+        if args.big:
+            spec = {**base, "k": BIG_K, "chunk_size": args.chunk_size, "grad_seconds": 3.0}
+            big = run_worker("batch", {**spec, "time_map": False}, tmp)
+            summarise_batch(big, W, S)
+
+    # ---- final table
+    rows = [*(batch[K] for K in sizes), *([big] if big else [])]
+    header = (
+        f"{'K':>6} {'wall s':>8} {'compile s':>9} {'ms/fit':>8} {'ms/fit':>8} "
+        f"{'speed-up vs loop':>17} {'speed-up vs cached':>19} {'peak RSS':>9} "
+        f"{'grad/s':>9} {'limit':>9} {'lock-step':>9} {'lane':>6} {'conv.':>6}"
+    )
+    sub = (
+        f"{'':>6} {'':>8} {'':>9} {'incl.':>8} {'excl.':>8} {'incl.':>8} {'excl.':>8} "
+        f"{'incl.':>9} {'excl.':>9} {'GiB':>9} {'achieved':>9} {'grad/s':>9} "
+        f"{'effic.':>9} {'use':>6} {'':>6}"
+    )
+    print(
+        f"\nSummary (W={W}, S={S}, 1 chain per curve; loop: {loop['no cache']:.3f} s/fit "
+        f"without, {loop['cache']:.3f} s/fit with the persistent compilation cache)",
+        flush=True,
+    )
+    print(header)
+    print(sub)
+    for r in rows:
+        K = r["k"]
+        incl = r["wall_s"] / K
+        excl = (r["wall_s"] - r["compile_s"]) / K
+        achieved = r["needed_total"] / r["nuts_s"]
+        limit = K / r["grad_call_s"]
+        print(
+            f"{K:>6} {r['wall_s']:>8.1f} {r['compile_s']:>9.1f} {incl * 1e3:>8.1f} "
+            f"{excl * 1e3:>8.1f} {loop['no cache'] / incl:>7.1f}x {loop['no cache'] / excl:>7.1f}x "
+            f"{loop['cache'] / incl:>8.1f}x {loop['cache'] / excl:>8.1f}x "
+            f"{r['peak_rss_gib']:>9.2f} {achieved:>9.3g} {limit:>9.3g} {achieved / limit:>9.1%} "
+            f"{r['lane_use']:>6.1%} {r['converged']:>6.1%}",
+            flush=True,
+        )
+    print("\nTargets (issue, this CPU):")
+    if TARGET_K in batch:
+        r = batch[TARGET_K]
+        incl = r["wall_s"] / TARGET_K
+        speed = loop["no cache"] / incl
+        print(
+            f"  >= {TARGET_SPEEDUP:.0f}x per fit at K={TARGET_K}: {speed:.1f}x vs the uncached "
+            f"loop, {loop['cache'] / incl:.1f}x vs the cached loop (compile included) -> "
+            f"{'MET' if speed >= TARGET_SPEEDUP else 'NOT MET'}"
+        )
+    else:
+        print(f"  >= {TARGET_SPEEDUP:.0f}x per fit at K={TARGET_K}: K={TARGET_K} not run")
+    if big:
+        ok = big["peak_rss_gib"] <= TARGET_RSS_GIB
+        print(
+            f"  {BIG_K} curves in one call within {TARGET_RSS_GIB:.0f} GiB: wall "
+            f"{big['wall_s']:.0f} s, peak RSS {big['peak_rss_gib']:.2f} GiB -> "
+            f"{'MET' if ok else 'NOT MET'}"
+        )
+    else:
+        print(f"  {BIG_K} curves within {TARGET_RSS_GIB:.0f} GiB: not run (use --big)")
+
+
+if __name__ == "__main__":
+    main()
