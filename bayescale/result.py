@@ -99,17 +99,7 @@ class FitResult:
         log_prior_pred = log_prior_mu + _noise(rng, posterior.likelihood, prior, log_prior_mu.shape)
         with np.errstate(over="ignore"):  # wide priors reach beyond float range: inf is honest
             prior_pred = np.exp(np.asarray(log_prior_pred))
-        diverging = np.asarray(samples["diverging"], dtype=bool)
-        n_steps = np.asarray(samples["n_steps"])
-        stats = {
-            "diverging": diverging,
-            "n_steps": n_steps,
-            "tree_depth": np.ceil(np.log2(n_steps + 1)).astype(int),
-            "acceptance_rate": np.asarray(samples["acceptance_rate"]),
-            "lp": np.asarray(samples["lp"]),
-            "energy": np.asarray(samples["energy"]),
-            "step_size": np.asarray(samples["step_size"]),
-        }
+        stats = _sample_stats(samples)
         covariate_dims = {c: ["point"] for c in law.covariates}
         attrs = {
             "law": json.dumps(law.to_spec(), default=float),
@@ -346,6 +336,20 @@ class FitResult:
         )
 
 
+def _sample_stats(samples: dict) -> dict[str, np.ndarray]:
+    """NUTS statistics under ArviZ's names (``tree_depth`` from the leapfrog count)."""
+    n_steps = np.asarray(samples["n_steps"])
+    return {
+        "diverging": np.asarray(samples["diverging"], dtype=bool),
+        "n_steps": n_steps,
+        "tree_depth": np.ceil(np.log2(n_steps + 1)).astype(int),
+        "acceptance_rate": np.asarray(samples["acceptance_rate"]),
+        "lp": np.asarray(samples["lp"]),
+        "energy": np.asarray(samples["energy"]),
+        "step_size": np.asarray(samples["step_size"]),
+    }
+
+
 def _status(d: dict, *, failed: bool = False) -> Status:
     if failed:
         return Status.failed
@@ -450,16 +454,7 @@ class BatchResult:
         coords = {dim: list(labels), "chain": np.arange(c), "draw": np.arange(s)}
         sample_dims = (dim, "chain", "draw")
         posterior_ds = xr.Dataset({n: (sample_dims, v) for n, v in values.items()}, coords=coords)
-        n_steps = np.asarray(samples["n_steps"])
-        stats = {
-            "diverging": np.asarray(samples["diverging"], dtype=bool),
-            "n_steps": n_steps,
-            "tree_depth": np.ceil(np.log2(n_steps + 1)).astype(int),
-            "acceptance_rate": np.asarray(samples["acceptance_rate"]),
-            "lp": np.asarray(samples["lp"]),
-            "energy": np.asarray(samples["energy"]),
-            "step_size": np.asarray(samples["step_size"]),
-        }
+        stats = _sample_stats(samples)
         groups = {
             "posterior": posterior_ds,
             "sample_stats": xr.Dataset({n: (sample_dims, v) for n, v in stats.items()}, coords),
