@@ -22,3 +22,12 @@ def chinchilla_frame(shared_data) -> pd.DataFrame:
     df = df.sort_values("loss").iloc[:-5].reset_index(drop=True)
     df["n_tokens"] = df["Training FLOP"] / (6 * df["Model Size"])
     return df
+
+
+FULL = __import__("os").environ.get("BAYESCALE_FULL") == "1"
+
+
+def scaled(full, bounded):
+    """The size of a long statistical test: ``full`` with ``BAYESCALE_FULL=1``, else the
+    bounded form the default run (and CI) executes.  Mark such tests ``@pytest.mark.slow``."""
+    return full if FULL else bounded
