@@ -29,6 +29,7 @@ import numpyro.distributions as dist
 from numpyro.distributions.transforms import biject_to
 
 from bayescale.laws import Law, Prior
+from bayescale.laws.formula import PowerTerm
 
 __all__ = ["LIKELIHOODS", "Posterior", "observation_dist"]
 
@@ -153,6 +154,70 @@ class Posterior:
         return jnp.stack(
             [biject_to(self.priors[k].support).inv(values[k]) for k in self.site_names], axis=-1
         )
+
+    @cached_property
+    def shears(self) -> tuple[tuple[int, PowerTerm], ...]:
+        """The law's terms :math:`P\\,v^{e}` that the sampler's coordinates centre.
+
+        Those with :math:`v` a covariate, :math:`P` a positive parameter (unconstrained
+        coordinate :math:`\\log P`) and :math:`e` a function of other parameters that are
+        themselves not centred; each with the index of :math:`\\log P` in the flat vector.
+        """
+        index = {k: i for i, k in enumerate(self.site_names)}
+        coefficients = {t.coefficient for t in self.law.formula.power_terms}
+        out, seen = [], set()
+        for t in self.law.formula.power_terms:
+            if (
+                t.base in self.law.covariates
+                and t.coefficient in self.law.parameters
+                and t.coefficient not in seen
+                and self.prior_specs[t.coefficient].kind != "uniform"
+                and self.prior_specs[t.coefficient].positive
+                and t.exponent_names
+                and t.exponent_names <= set(self.law.parameters) - coefficients
+            ):
+                seen.add(t.coefficient)
+                out.append((index[t.coefficient], t))
+        return tuple(out)
+
+    def _shifts(self, w, data):
+        """Per centred term, :math:`e \\cdot \\overline{\\log v}` (mean over the data)."""
+        out = []
+        for _, t in self.shears:
+            env = ({}, {})
+            for name in t.exponent_names:
+                i = self.site_names.index(name)
+                env[0][name], env[1][name], _ = prior_term(self.prior_specs[name], w[..., i])
+            log_v, mask = data["log_x"][t.base], data["mask"]
+            centre = jnp.sum(jnp.where(mask, log_v, 0.0), -1) / jnp.maximum(jnp.sum(mask, -1), 1)
+            out.append(t.exponent(env) * centre)
+        return out
+
+    def from_sampler(self, w, data):
+        """Sampler coordinates ``w`` -> the unconstrained ``z`` of :meth:`log_density`.
+
+        For each term :math:`P\\,v^{e}` of :attr:`shears` the sampler works with the log of
+        the term at the data's centre, :math:`w_P = \\log P + e\\,\\overline{\\log v}`,
+        instead of :math:`\\log P`: with :math:`\\log v` far from 0 (:math:`\\log N \\approx
+        20`) :math:`\\log P` and a log-scale exponent lie on a curved ridge that no mass
+        matrix straightens; centred, they are nearly independent.  The map is a shear
+        (:math:`z_P = w_P - e(w)\\,\\overline{\\log v}`, every other coordinate unchanged,
+        :math:`e` depending only on unchanged ones), so its Jacobian is 1 and the density is
+        the same function: ``log_density(from_sampler(w))``.
+        """
+        for (i, _), shift in zip(self.shears, self._shifts(w, data), strict=True):
+            w = w.at[..., i].add(-shift)
+        return w
+
+    def to_sampler(self, z, data):
+        """Inverse of :meth:`from_sampler`."""
+        for (i, _), shift in zip(self.shears, self._shifts(z, data), strict=True):
+            z = z.at[..., i].add(shift)
+        return z
+
+    def sampler_potential(self, w, data):
+        """:meth:`potential` in the sampler's (centred) coordinates ``w``."""
+        return self.potential(self.from_sampler(w, data), data)
 
     def log_density(self, z, data):
         """Log posterior density (unnormalised) at unconstrained ``z`` of shape ``(dim,)``.

@@ -335,7 +335,7 @@ def worker_batch(spec: dict) -> dict:
     import bayescale
     import bayescale.api as api
     from bayescale.data import prepare
-    from bayescale.infer.batch import default_chunk_size, stack
+    from bayescale.infer.batch import default_chunk_size, lockstep_defaults, stack
     from bayescale.infer.nuts import SamplerOptions
     from bayescale.infer.optimize import multi_start_map
     from bayescale.laws import get_law
@@ -393,6 +393,8 @@ def worker_batch(spec: dict) -> dict:
         num_samples=S,
         seed=0,
         chunk_size=spec["chunk_size"],
+        vectorized=spec["vectorized"],
+        group_size=spec["group_size"],
         progress_bar=False,
         warn=False,
     )
@@ -414,25 +416,33 @@ def worker_batch(spec: dict) -> dict:
     needed_warm = float(warm.sum())
     needed_draws = float(per_draw.sum())
     # lock-step groups as run_batch forms them: chunks (the last padded with copies of its
-    # first fit), each split over the devices into contiguous blocks run by one vmap each
+    # first fit), each split over the devices into contiguous blocks, each block run in
+    # groups of group_size fits one after another; with vectorized chains a group's chains
+    # advance together under vmap, otherwise every chain runs alone (a group of one)
     devices = jax.devices()
     n_dev = len(devices)
+    vectorized, group_size = lockstep_defaults(devices)
+    vectorized = vectorized if spec["vectorized"] is None else spec["vectorized"]
+    group_size = spec["group_size"] or group_size
     options = SamplerOptions(num_chains=1, num_warmup=W, num_samples=S, vectorized=True)
     chunk = spec["chunk_size"] or default_chunk_size(options, 5, NUM_POINTS)
     chunk = min(chunk, K)
     chunk = -(-chunk // n_dev) * n_dev
     block = chunk // n_dev
+    lanes = (group_size or block) if vectorized else 1
     executed_draws, saturated, groups = 0.0, 0, 0
     num_chunks = math.ceil(K / chunk)
     for start in range(0, K, chunk):
         idx = np.arange(start, start + chunk)
         idx = np.where(idx < K, idx, start)
         for d in range(n_dev):
-            steps = per_draw[idx[d * block : (d + 1) * block], 0]  # (block, draws)
-            longest = steps.max(axis=0)
-            executed_draws += block * float(longest.sum())
-            saturated += int((longest >= 2**options.max_tree_depth - 1).sum())
-            groups += 1
+            mine = idx[d * block : (d + 1) * block]
+            for g in range(0, block, lanes):
+                steps = per_draw[mine[g : g + lanes], 0]  # (lanes, draws)
+                longest = steps.max(axis=0)
+                executed_draws += steps.shape[0] * float(longest.sum())
+                saturated += int((longest >= 2**options.max_tree_depth - 1).sum())
+                groups += 1
     lane_use = needed_draws / executed_draws
     diag = result.diagnostics
     converged = float((diag["status"] == "converged").mean())
@@ -489,12 +499,29 @@ def worker_batch(spec: dict) -> dict:
     map_s = None
     if spec["time_map"]:
         o = SamplerOptions()
-        find = jax.jit(
-            jax.vmap(
-                lambda key, d: multi_start_map(
-                    posterior, key, d, num_starts=o.num_starts, num_steps=o.map_steps
-                )
+        one = jax.vmap(
+            lambda key, d: multi_start_map(
+                posterior, key, d, num_starts=o.num_starts, num_steps=o.map_steps
             )
+        )
+        g = group_size if group_size and K % (n_dev * group_size) == 0 else None
+
+        def grouped(keys, d):  # as run_batch: vmapped within a group, groups one by one
+            if g is None:
+                return one(keys, d)
+            split = lambda x: x.reshape(-1, g, *x.shape[1:])  # noqa: E731
+            return jax.lax.map(lambda a: one(*a), (split(keys), jax.tree.map(split, d)))
+
+        find = jax.jit(
+            jax.shard_map(
+                grouped,
+                mesh=sharding.mesh,
+                in_specs=sharding.spec,
+                out_specs=sharding.spec,
+                check_vma=False,
+            )
+            if n_dev > 1 and K % n_dev == 0
+            else grouped
         )
         keys = jax.random.split(jax.random.key(1), K)
         if n_dev > 1 and K % n_dev == 0:
@@ -526,7 +553,7 @@ def worker_batch(spec: dict) -> dict:
         "saturated_iters": saturated,
         "draw_iters": per_draw.shape[-1] * groups,
         "mean_steps_per_iter": float(per_draw.mean()),
-        "mean_max_steps_per_iter": float(executed_draws / block / groups / per_draw.shape[-1]),
+        "mean_max_steps_per_iter": float(executed_draws / K / per_draw.shape[-1]),
         "mean_steps_p99_fit": float(np.quantile(mean_steps, 0.99)),
         "warm_steps_per_iter": needed_warm / K / W if W else float("nan"),
         "grad_call_s": float(np.min(calls)),
@@ -536,6 +563,8 @@ def worker_batch(spec: dict) -> dict:
         "points_padded": int(data["log_y"].shape[1]),
         "devices": n_dev,
         "lockstep_groups": groups,
+        "vectorized": bool(vectorized),
+        "group_size": group_size,
         "converged": converged,
         "converged_split": float(ok.mean()),
         "max_rhat_split": float(np.nanmax(rhat)),
@@ -629,7 +658,9 @@ def summarise_batch(r: dict, warmup: int) -> None:
         f"{fmt_s(r['map_s'])}, NUTS {r['nuts_s']:.1f}) + assemble {r['assemble_s']:.1f} + "
         f"diagnostics {r['diagnostics_s']:.1f}; compile in total {r['compile_s']:.1f} s; "
         f"{r['num_chunks']} chunk(s) of {r['chunk']} over {r['devices']} device(s) = "
-        f"{r['lockstep_groups']} lock-step group(s); points padded to {r['points_padded']}",
+        f"{r['lockstep_groups']} lock-step group(s) (chains "
+        f"{'vmapped' if r['vectorized'] else 'one by one'}, MAP vmapped over groups of "
+        f"{r['group_size'] or 'all'} fits); points padded to {r['points_padded']}",
         flush=True,
     )
     print(
@@ -675,6 +706,13 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--loop-fits", type=int, default=8, help="timed loop fits (>= 8)")
     parser.add_argument("--chunk-size", type=int, default=None, help="fit_batch chunk_size")
+    parser.add_argument(
+        "--vectorized",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="fit_batch vectorized= (chains under vmap); auto: bayescale's default",
+    )
+    parser.add_argument("--group-size", type=int, default=None, help="fit_batch group_size")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -737,6 +775,8 @@ def main(argv=None) -> None:
                 **base,
                 "k": K,
                 "chunk_size": args.chunk_size,
+                "vectorized": {"auto": None, "yes": True, "no": False}[args.vectorized],
+                "group_size": args.group_size,
                 "grad_seconds": 3.0,
                 "time_map": time_map,
             }

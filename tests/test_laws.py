@@ -578,3 +578,42 @@ def test_path_objects_are_laws_not_ids(tmp_path):
     path = tmp_path / "chinchilla.toml"
     path.write_text(USER_TOML)
     assert get_law(Path(path)).id == "my_law"
+
+
+def test_power_terms_found_in_the_formula():
+    terms = parse_formula("E + A * n**-alpha + n2**beta * B + C / m**gamma").power_terms
+    found = {(t.coefficient, t.base, tuple(sorted(t.exponent_names))) for t in terms}
+    assert found == {("A", "n", ("alpha",)), ("B", "n2", ("beta",)), ("C", "m", ("gamma",))}
+    by_coef = {t.coefficient: t for t in terms}
+    env = ({"alpha": 0.3, "beta": 0.5, "gamma": 0.7}, {})
+    assert by_coef["A"].exponent(env) == pytest.approx(-0.3)  # n**-alpha
+    assert by_coef["B"].exponent(env) == pytest.approx(0.5)
+    assert by_coef["C"].exponent(env) == pytest.approx(-0.7)  # divided by m**gamma
+    assert parse_formula("(N_c / n)**alpha").power_terms == ()
+
+
+@pytest.mark.parametrize("law_key", sorted(DENSITY_LAWS))
+def test_sampler_coordinates_are_a_unit_jacobian_shear(law_key):
+    """The sampler's centred coordinates carry the same density, invertibly, |J| = 1."""
+    law = DENSITY_LAWS[law_key]()
+    posterior = Posterior(law, "student_t")
+    data = simulated_data(law, np.random.default_rng(zlib.crc32(law_key.encode())))
+    data = jax.tree.map(jnp.asarray, data)
+    z = posterior.prior_draws(jax.random.key(1), 3)
+    w = posterior.to_sampler(z, data)
+    np.testing.assert_allclose(posterior.from_sampler(w, data), z, rtol=0, atol=1e-12)
+    for zi, wi in zip(z, w, strict=True):
+        assert float(posterior.sampler_potential(wi, data)) == pytest.approx(
+            float(posterior.potential(zi, data)), rel=1e-12
+        )
+        jac = jax.jacfwd(posterior.from_sampler)(wi, data)
+        assert float(jnp.linalg.det(jac)) == pytest.approx(1.0, abs=1e-12)
+    centred = {t.coefficient for _, t in posterior.shears}
+    moved = {posterior.site_names[i] for i in np.flatnonzero(np.any(np.abs(w - z) > 0, 0))}
+    assert moved == centred
+    expected = {
+        t.coefficient
+        for t in law.formula.power_terms
+        if t.base in law.covariates and law.parameters[t.coefficient].prior.kind != "uniform"
+    }
+    assert centred == expected

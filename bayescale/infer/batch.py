@@ -19,7 +19,24 @@ from bayescale.data import FitData
 from bayescale.infer.nuts import SamplerOptions, build_sampler
 from bayescale.model import Posterior
 
-__all__ = ["default_chunk_size", "padded_length", "run_batch", "stack"]
+__all__ = ["default_chunk_size", "lockstep_defaults", "padded_length", "run_batch", "stack"]
+
+CPU_GROUP_SIZE = 32
+
+
+def lockstep_defaults(devices: Sequence) -> tuple[bool, int | None]:
+    """``(vectorized, group_size)`` for fits run on ``devices``.
+
+    On accelerators all chains of a chunk advance together under ``vmap`` (lanes are the
+    parallelism).  On CPU, measured (``benchmarks/batched.py --group-sizes``): NUTS's
+    bookkeeping under ``vmap`` (data-dependent ``cond``/``while`` turned into selects, every
+    iteration as long as the longest trajectory among the lanes) costs more than
+    vectorisation saves, so chains run one after another; the fixed-length MAP search is
+    still vmapped over groups of ``CPU_GROUP_SIZE`` fits, small enough to stay in cache.
+    """
+    if all(d.platform == "cpu" for d in devices):
+        return False, CPU_GROUP_SIZE
+    return True, None
 
 
 def padded_length(n: int) -> int:
@@ -79,14 +96,20 @@ def run_batch(
 ) -> dict:
     """Sample every fit of ``data`` (leaves with a leading fit axis); numpy output.
 
-    Chunks all have the same size (the last is padded with copies of its first fit and
-    trimmed), so the program is compiled once.  With ``devices`` (default: every JAX
-    device), the chunk size is rounded up to a multiple of their number and each chunk is
-    sharded over them.
+    ``options.vectorized`` / ``options.group_size`` left ``None`` take the defaults of
+    :func:`lockstep_defaults` for ``devices``.  Chunks all have the same size (the last is
+    padded with copies of its first fit and trimmed), so the program is compiled once.
+    With ``devices`` (default: every JAX device), the chunk size is rounded up to a
+    multiple of their number and each chunk is sharded over them.
     """
     num_fits = keys.shape[0]
     devices = list(jax.devices() if devices is None else devices)
     n_dev = len(devices)
+    vectorized, group_size = lockstep_defaults(devices)
+    if options.vectorized is None:
+        options = options._replace(vectorized=vectorized)
+    if options.group_size is None:
+        options = options._replace(group_size=group_size)
     if chunk_size is None:
         chunk_size = default_chunk_size(options, posterior.dim, data["log_y"].shape[1])
     chunk_size = int(min(chunk_size, num_fits))

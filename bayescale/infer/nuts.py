@@ -43,7 +43,8 @@ class SamplerOptions(NamedTuple):
     num_starts: int = 8
     map_steps: int = 60
     init: str = "map"  # "map": chains start around the MAP; "prior": from prior draws
-    vectorized: bool = False  # vmap chains (lock-step) or lax.map them (one after another)
+    vectorized: bool | None = False  # vmap chains (lock-step) or lax.map them one by one
+    group_size: int | None = None  # fits initialised together; groups one by one (None: all)
 
 
 def _check_options(o: SamplerOptions) -> None:
@@ -53,6 +54,8 @@ def _check_options(o: SamplerOptions) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not isinstance(o.num_warmup, int) or o.num_warmup < 0:
         raise ValueError(f"num_warmup must be a non-negative integer, got {o.num_warmup!r}")
+    if o.group_size is not None and (not isinstance(o.group_size, int) or o.group_size < 1):
+        raise ValueError(f"group_size must be None or a positive integer, got {o.group_size!r}")
     if not 0 < o.target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must lie in (0, 1), got {o.target_accept_prob!r}")
     if not isinstance(o.max_tree_depth, int) or not 1 <= o.max_tree_depth <= 15:
@@ -123,7 +126,7 @@ def _shard(fn, devices, axis: str):
 
 def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices, shard: str):
     init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda data: partial(posterior.potential, data=data), algo="NUTS"
+        potential_fn_gen=lambda data: partial(posterior.sampler_potential, data=data), algo="NUTS"
     )
     total = o.num_warmup + o.num_samples * o.thin
     every = max(1, total // 100)
@@ -142,18 +145,24 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
         else:
             z = posterior.prior_draws(k_map, 1)[0]
             mode = MapResult(z, posterior.potential(z, data), 0, 0.01 * jnp.eye(posterior.dim))
-        lam, vec = jnp.linalg.eigh(mode.covariance)
+        # the chains move in the sampler's centred coordinates (Posterior.from_sampler); at
+        # the mode the Laplace covariance maps through the Jacobian of the shear
+        to_sampler = partial(posterior.to_sampler, data=data)
+        jac = jax.jacfwd(to_sampler)(mode.z)
+        cov = jac @ mode.covariance @ jac.T
+        w = to_sampler(mode.z)
+        lam, vec = jnp.linalg.eigh(cov)
         chol = vec * jnp.sqrt(jnp.clip(lam, 0.0, 1.0))  # Laplace draws, sd capped at 1
         eps = jax.random.normal(k_jitter, (o.num_chains, posterior.dim))
-        z0 = mode.z + eps @ chol.T
-        ok = jnp.isfinite(jax.vmap(posterior.potential, (0, None))(z0, data))
-        z0 = jnp.where(ok[:, None], z0, mode.z)
+        w0 = w + eps @ chol.T
+        ok = jnp.isfinite(jax.vmap(posterior.sampler_potential, (0, None))(w0, data))
+        w0 = jnp.where(ok[:, None], w0, w)
 
         def init_chain(z, k):
             return init_kernel(
                 z,
                 o.num_warmup,
-                inverse_mass_matrix=mode.covariance if o.dense_mass else jnp.diag(mode.covariance),
+                inverse_mass_matrix=cov if o.dense_mass else jnp.diag(cov),
                 dense_mass=o.dense_mass,
                 target_accept_prob=o.target_accept_prob,
                 max_tree_depth=o.max_tree_depth,
@@ -161,12 +170,12 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
                 rng_key=k,
             )
 
-        states = jax.vmap(init_chain)(z0, jax.random.split(k_chains, o.num_chains))
+        states = jax.vmap(init_chain)(w0, jax.random.split(k_chains, o.num_chains))
         return states, mode
 
-    def stats(s):
+    def stats(s, data):
         return {
-            "z": s.z,
+            "z": posterior.from_sampler(s.z, data),
             "diverging": s.diverging,
             "n_steps": s.num_steps,
             "acceptance_rate": s.mean_accept_prob,
@@ -177,7 +186,9 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
 
     def run_chain(state, data, chain_index):
         """All iterations of one chain; kept draws are written into a preallocated buffer."""
-        buffer = jax.tree.map(lambda x: jnp.zeros((o.num_samples, *x.shape), x.dtype), stats(state))
+        buffer = jax.tree.map(
+            lambda x: jnp.zeros((o.num_samples, *x.shape), x.dtype), stats(state, data)
+        )
 
         def body(carry, i):
             state, buffer = carry
@@ -185,7 +196,7 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
             j = jnp.clip((i - o.num_warmup) // o.thin, 0, o.num_samples - 1)
             keep = (i >= o.num_warmup) & ((i - o.num_warmup) % o.thin == o.thin - 1)
             buffer = jax.tree.map(
-                lambda b, x: b.at[j].set(jnp.where(keep, x, b[j])), buffer, stats(state)
+                lambda b, x: b.at[j].set(jnp.where(keep, x, b[j])), buffer, stats(state, data)
             )
             if progress_bar:
                 jax.lax.cond(
@@ -198,7 +209,8 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
         (state, buffer), _ = jax.lax.scan(body, (state, buffer), jnp.arange(total))
         return buffer, state.adapt_state.inverse_mass_matrix
 
-    def run(keys, data):
+    def run_fits(keys, data):
+        """Initialise and sample the fits of ``keys``/``data`` (leading fit axis)."""
         num_fits = keys.shape[0]
         states, mode = jax.vmap(init_fit)(keys, data)
         # one flat axis of fits x chains, each chain a whole scan: vmapped (lock-step) or
@@ -225,6 +237,28 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
         draws["map_failed_starts"] = mode.num_failed
         draws["inverse_mass_matrix"] = unflat(imm)
         return draws
+
+    def run(keys, data):
+        """Fits in groups of ``group_size``, each group one ``run_fits``, groups one by one.
+
+        Within a group the MAP search is vmapped over fits (fixed-length, so no lane waits)
+        and the chains are vmapped (``vectorized``) or mapped one after another.  Under
+        ``vmap`` every NUTS iteration lasts as long as the longest trajectory among the
+        chains advancing together, and wide vmaps fall out of the CPU caches; groups bound
+        both, while the whole batch stays one compiled call.
+        """
+        num_fits = keys.shape[0]
+        per_group = o.group_size or num_fits
+        if num_fits <= per_group:
+            return run_fits(keys, data)
+        pad = -num_fits % per_group
+
+        def grouped(x):  # pad with copies of the first fits, then (groups, per_group, ...)
+            x = jnp.concatenate([x, x[:pad]]) if pad else x
+            return x.reshape(-1, per_group, *x.shape[1:])
+
+        out = jax.lax.map(lambda a: run_fits(*a), jax.tree.map(grouped, (keys, data)))
+        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[:num_fits], out)
 
     if devices is not None and shard == "fits":
         run = _shard(run, devices, "fits")

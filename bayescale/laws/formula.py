@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Formula", "FormulaError", "parse_formula"]
+__all__ = ["Formula", "FormulaError", "PowerTerm", "parse_formula"]
 
 _FUNCTIONS = ("exp", "log", "sqrt")
 _MAX_LENGTH = 2000
@@ -39,6 +39,23 @@ class FormulaError(ValueError):
 
 Env = tuple[Mapping[str, object], Mapping[str, object]]  # (values, log-values)
 Fn = Callable[[Env], object]
+
+
+@dataclass(frozen=True)
+class PowerTerm:
+    r"""A product :math:`P\,v^{e}` (or :math:`P / v^{-e}`) of a name and a power of a name.
+
+    ``coefficient`` is :math:`P`, ``base`` is :math:`v`; ``exponent`` evaluates :math:`e`
+    (sign included) from the environment and depends only on ``exponent_names``.  In log
+    space the term is :math:`\log P + e \log v`: for a covariate :math:`v` and parameters
+    :math:`P, e`, the pair :math:`(\log P, e)` is strongly correlated unless
+    :math:`\log v` is centred (see :meth:`bayescale.model.Posterior.from_sampler`).
+    """
+
+    coefficient: str
+    base: str
+    exponent_names: frozenset[str]
+    exponent: Callable
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,7 @@ class Formula:
     exponent_names: frozenset[str]
     _log_fn: Fn
     _value_fn: Fn
+    power_terms: tuple[PowerTerm, ...] = ()
 
     def log(self, values: Mapping[str, object], logs: Mapping[str, object]):
         """Return :math:`\\log f` given plain values and log-values of every name."""
@@ -100,7 +118,37 @@ def parse_formula(text: str) -> Formula:
         exponent_names=exponent_names,
         _log_fn=_compile_log(tree.body),
         _value_fn=_compile_value(tree.body),
+        power_terms=_power_terms(tree.body),
     )
+
+
+def _power_terms(root) -> tuple[PowerTerm, ...]:
+    """Every ``P * v**e``, ``v**e * P`` and ``P / v**e`` in the tree (``P``, ``v`` names)."""
+
+    def names(node):
+        return frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+
+    found = []
+    for node in ast.walk(root):
+        if not isinstance(node, ast.BinOp) or not isinstance(node.op, ast.Mult | ast.Div):
+            continue
+        pairs = [(node.left, node.right)]
+        if isinstance(node.op, ast.Mult):
+            pairs.append((node.right, node.left))
+        for coef, power in pairs:
+            if not (
+                isinstance(coef, ast.Name)
+                and isinstance(power, ast.BinOp)
+                and isinstance(power.op, ast.Pow)
+                and isinstance(power.left, ast.Name)
+            ):
+                continue
+            exponent = _compile_value(power.right)
+            if isinstance(node.op, ast.Div):
+                exponent = (lambda f: lambda env: -f(env))(exponent)
+            found.append(PowerTerm(coef.id, power.left.id, names(power.right), exponent))
+            break
+    return tuple(found)
 
 
 def _check(node, text, names, in_exponent, *, exponent):
