@@ -29,7 +29,7 @@ from bayescale.workflows import (
     steps_to_target,
 )
 
-SETTINGS = {"num_chains": 2, "num_warmup": 300, "num_samples": 300}
+SETTINGS = {"num_chains": 2, "num_warmup": 500, "num_samples": 500}
 LEVELS_85M = [3.3, 3.6, 4.0, 4.5, 5.0, 5.5, 6.0]
 LEVELS_3M = [4.3, 4.6, 5.0, 5.5, 6.0, 6.5, 7.0]
 Z_MAX = 3.5  # two-sided 4.7e-4 per quantity

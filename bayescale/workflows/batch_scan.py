@@ -20,7 +20,8 @@ A batch-size scan is the loss curves of one model trained at several batch sizes
 Only :math:`S` enters the likelihood: :math:`E = BS` is the same measurement multiplied by
 the known :math:`B` (:math:`\\log E = \\log S + \\log B`), so adding it would count every
 run twice and halve the noise the fit believes in.  Residuals are on :math:`\\log S`, the
-scale on which read-off and seed-to-seed noise of a step count is multiplicative.
+scale on which read-off and seed-to-seed noise of a step count is multiplicative; they are
+normal by default (see :func:`fit_batch_scan`).
 """
 
 from __future__ import annotations
@@ -248,6 +249,7 @@ def fit_batch_scan(
     smooth: int = 5,
     min_runs: int = 4,
     quantiles: Sequence[float] = (0.025, 0.5, 0.975),
+    likelihood: str = "normal",
     **fit_options,
 ) -> BatchScanResult:
     """Fit :math:`S = S_{\\min} + E_{\\min}/B` at every target loss, in one batched call.
@@ -259,8 +261,8 @@ def fit_batch_scan(
 
         \\log S_r = \\log\\bigl(S_{\\min} + E_{\\min}/B_r\\bigr) + \\varepsilon_r,
 
-    with the likelihood of :func:`bayescale.fit` (Student-t by default) and the priors of
-    the catalogue law ``mccandlish_steps``; all levels are fitted by one
+    with :math:`\\varepsilon_r` normal (or Student-t) and the priors of the catalogue law
+    ``mccandlish_steps``; all levels are fitted by one
     :func:`bayescale.fit_batch` call (``by="loss_level"``).  :math:`B_{\\rm crit} =
     E_{\\min}/S_{\\min}` is computed draw by draw, so its posterior is exact.
 
@@ -274,6 +276,11 @@ def fit_batch_scan(
         listed in ``skipped``.
     quantiles : sequence of float
         Quantiles reported in ``levels`` (default: median and 95% interval).
+    likelihood : {"normal", "student_t"}
+        Normal by default, unlike :func:`bayescale.fit`: a level has one point per run (about
+        ten), too few to identify a Student-t :math:`\\nu`, whose funnel with
+        :math:`\\sigma` then slows mixing and causes divergences.  Choose ``"student_t"``
+        when a scan may hold a broken run.
     **fit_options
         Passed to :func:`bayescale.fit_batch` (``num_chains``, ``num_warmup``,
         ``num_samples``, ``seed``, ``likelihood``, ``priors`` ...).
@@ -314,17 +321,19 @@ def fit_batch_scan(
             stacklevel=2,
         )
     data = kept.drop(columns=["n_tokens", *(["run"] if run is not None else [])])
-    batch = fit_batch(data, LAW_ID, by="loss_level", **fit_options)
-    result = BatchScanResult(
-        batch=batch, points=kept.reset_index(drop=True), levels=None, skipped=skipped
+    batch = fit_batch(data, LAW_ID, by="loss_level", likelihood=likelihood, **fit_options)
+    return BatchScanResult(
+        batch=batch,
+        points=kept.reset_index(drop=True),
+        levels=_level_table(batch, kept, quantiles),
+        skipped=skipped,
     )
-    result.levels = _level_table(result, kept, quantiles)
-    return result
 
 
-def _level_table(result: BatchScanResult, points: pd.DataFrame, quantiles) -> pd.DataFrame:
-    labels = result.batch.labels
-    post = result.batch.datatree.posterior
+def _level_table(batch: BatchResult, points: pd.DataFrame, quantiles) -> pd.DataFrame:
+    """Per level: runs, posterior mean/sd/quantiles of S_min, E_min, B_crit, status."""
+    labels = batch.labels
+    post = batch.datatree.posterior
     s_min, e_min = post["S_min"].values, post["E_min"].values
     values = {"S_min": s_min, "E_min": e_min, "B_crit": e_min / s_min}
     table = pd.DataFrame(index=pd.Index(labels, name="loss_level"))
@@ -335,7 +344,7 @@ def _level_table(result: BatchScanResult, points: pd.DataFrame, quantiles) -> pd
         table[f"{name}_sd"] = flat.std(axis=1)
         for q, col in zip(quantiles, map(quantile_column, quantiles), strict=True):
             table[f"{name}_{col}"] = np.quantile(flat, q, axis=1)
-    table["status"] = result.batch.status.reindex(labels).to_numpy()
+    table["status"] = batch.status.reindex(labels).to_numpy()
     lo = points.groupby("loss_level")["batch_size"].min().reindex(labels).to_numpy()
     hi = points.groupby("loss_level")["batch_size"].max().reindex(labels).to_numpy()
     median = np.median(values["B_crit"].reshape(len(labels), -1), axis=1)

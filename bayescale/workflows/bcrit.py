@@ -70,11 +70,10 @@ class CriticalBatchSizeResult:
 
     @property
     def failed(self) -> list:
-        """Imputations (or ``["median"]``) whose fit did not converge."""
+        """Labels of the fits (imputations, or ``0`` for the median fit) that did not
+        converge."""
         diag = self.diagnostics
-        return [
-            str(i) if self.batch is None else i for i in diag.index[diag["status"] != "converged"]
-        ]
+        return list(diag.index[diag["status"] != "converged"])
 
     def draws(self) -> dict[str, np.ndarray]:
         """Pooled posterior draws ``{name: (chain, draw)}``; with imputation the chains of
