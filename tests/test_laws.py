@@ -43,6 +43,7 @@ EXPECTED = {
     "kaplan_nd": (("alpha_N", "alpha_D", "N_c", "D_c"), "loss", ("n_params", "n_tokens")),
     "kaplan_ns": (("alpha_N", "alpha_S", "N_c", "S_c"), "loss", ("n_params", "steps")),
     "kaplan_bcrit": (("B_star", "alpha_B"), "critical_batch_size", ("loss",)),
+    "mccandlish_steps": (("S_min", "E_min"), "steps", ("batch_size",)),
     "kaplan_frontier_n": (("N_e", "p_N"), "n_params", ("flops_min",)),
     "kaplan_frontier_s": (("S_e", "p_S"), "steps", ("flops_min",)),
     "kaplan_frontier_b": (("B_e", "p_B"), "batch_size", ("flops_min",)),
@@ -129,6 +130,7 @@ NUMPY_LAWS = {
         (p["N_c"] / x["n_params"]) ** p["alpha_N"] + (p["S_c"] / x["steps"]) ** p["alpha_S"]
     ),
     "kaplan_bcrit": lambda p, x: p["B_star"] * x["loss"] ** (-1.0 / p["alpha_B"]),
+    "mccandlish_steps": lambda p, x: p["S_min"] + p["E_min"] / x["batch_size"],
     "kaplan_frontier_n": lambda p, x: p["N_e"] * x["flops_min"] ** p["p_N"],
     "kaplan_frontier_s": lambda p, x: p["S_e"] * x["flops_min"] ** p["p_S"],
     "kaplan_frontier_b": lambda p, x: p["B_e"] * x["flops_min"] ** p["p_B"],
@@ -148,6 +150,7 @@ FAR = {
     "flops": [1e6, 1e-12],
     "flops_min": [1e6, 1e-12],
     "steps": [1e8, 2.0],
+    "batch_size": [1e9, 1.0],
     "loss": [1.0, 20.0],
     "token_index": [1e9],
     "x": [1e9, 1e-3],
