@@ -22,10 +22,10 @@ candidates, (c) a uniform grid (3 log-spaced sizes at 20 tokens per parameter), 
 scaled to the cost of (a); and, with ``simple-scaling-laws`` importable
 (``pip install --target /tmp/ssl simple-scaling-laws``, ``PYTHONPATH=/tmp/ssl:.``),
 (d) the 3 runs its ``suggest_runs`` chooses (bootstrap fit of the same start, separable
-power law, target budget 1e22, candidate budgets 1e19 and 3e19, cost 6ND) with (a') our
-``next_runs`` given the same total cost.  Every design is refitted by bayescale (one
-``fit_batch`` call) and scored by the width of the target's 90% interval; printed: median
-width ratios, wins, and the coverage of the truth.
+power law, 200 bootstrap draws, target budget 1e22, candidate budgets 1e19 and 3e19, cost
+6ND) with (a') our ``next_runs`` given the same total cost.  Every design is refitted by
+bayescale (one ``fit_batch`` call) and scored by the width of the target's 90% interval;
+printed: median width ratios, wins, and the coverage of the truth.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def ssl_design(frame: pd.DataFrame, seed: int):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = ssl.fit(rows, n_draws=400, seed=seed)
+        model = ssl.fit(rows, n_draws=200, seed=seed)
         runs = ssl.suggest_runs(
             model,
             target_budgets=[TARGET_FLOPS],
