@@ -127,6 +127,49 @@ def test_kaplan_nd_allocation_gives_batch_size_and_steps():
         plan.allocation_draws(result, c, bcrit=result)
 
 
+def test_user_flops_formula_is_spent_exactly(chinchilla_draws):
+    """A FLOP formula with an attention-like term, C = 6ND + 6 * 2048 * 96 * D: the optimum
+    spends the budget exactly and lies on the law's minimum along that budget curve."""
+
+    def flops(n, d):
+        return 6 * n * d + 6 * 2048 * 96 * d
+
+    c = 1e22
+    out = plan.allocation_draws(chinchilla_draws, c, flops_formula=flops)
+    np.testing.assert_allclose(flops(out["n_params"], out["n_tokens"]), c, rtol=1e-9)
+    v = {k: float(x[0, 0]) for k, x in chinchilla_draws.draws().items()}
+
+    def loss(log_n):
+        n = math.exp(log_n)
+        d = c / (6 * n + 6 * 2048 * 96)
+        return v["E"] + v["A"] * n ** -v["alpha"] + v["B"] * d ** -v["beta"]
+
+    best = optimize.minimize_scalar(
+        loss, bounds=(10, 40), method="bounded", options={"xatol": 1e-9}
+    )
+    assert out["n_params"][0, 0, 0] == pytest.approx(math.exp(best.x), rel=5e-3)
+
+
+def test_frontier_plot_draws_bands_and_references(chinchilla_draws, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayescale import plot
+
+    budgets = np.geomspace(1e20, 1e25, 12)
+    refs = {"Hoffmann": {"flops": CHINCHILLA_FLOPS, "n_params": 70e9, "n_tokens": 1.4e12}}
+    ax = plot.frontier(chinchilla_draws, budgets, references=refs)
+    assert len(ax.collections) == 2  # one band per quantity
+    median = ax.lines[0].get_ydata()
+    q50 = np.median(plan.allocation_draws(chinchilla_draws, budgets)["n_params"].reshape(-1, 12), 0)
+    np.testing.assert_allclose(median, q50)
+    assert len(ax.lines) == 4  # two medians, two reference points
+    path = plot.save_figure(ax, tmp_path / "frontier.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="unknown allocation quantities"):
+        plot.frontier(chinchilla_draws, budgets, quantities=("n_best",))
+
+
 def test_allocation_rejects_laws_without_n_and_d():
     result = draws_result(
         "power_law", lognormal_draws({"A": 5.0, "alpha": 0.3, "sigma": 0.02}, 0.1)
