@@ -183,7 +183,7 @@ def _allocation_fn(law, flops_formula: FlopsFormula | None = None, num_grid: int
     return allocation
 
 
-def _bcrit_values(bcrit: FitResult | None, num: int, seed: int) -> dict[str, np.ndarray] | None:
+def _bcrit_values(bcrit: FitResult | None, num: int, seed: int) -> dict[str, np.ndarray]:
     """``B_star`` and ``alpha_B`` per draw: a kaplan_bcrit posterior resampled to ``num``
     draws, or the published constants."""
     if bcrit is None:
