@@ -9,6 +9,8 @@ Examples
     bayescale predict fit.nc --at n_params=1e11,n_tokens=2e12 --kind mean
     bayescale plot fit.nc -o fit.pdf --x n_tokens
     bayescale demo --out-dir demo/
+    bayescale plan fit.nc --flops 5.76e23
+    bayescale plan fit.nc --target n_opt@1e22 --candidates runs.csv --budget 3e19 --k 3
 
 Errors in the input (unknown law, bad column, missing file ...) are reported as one line
 ``error: ...`` on stderr with exit status 2.
@@ -187,6 +189,42 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_plan(args) -> int:
+    from bayescale import plan
+
+    result = _load(args.result)
+    fmt = {"float_format": lambda v: f"{v:.5g}"}
+    if args.flops:
+        table = plan.allocate(result, [float(c) for c in args.flops])
+        print(f"compute-optimal allocation (C = 6ND), law {result.law.id!r}:")
+        print(_frame_text(table, index=False, **fmt))
+    if args.target is None:
+        if not args.flops:
+            raise ValueError("plan needs --flops (allocation) and/or --target (next runs)")
+        return 0
+    if args.candidates is None or args.budget is None:
+        raise ValueError("--target needs --candidates CSV and --budget")
+    design = plan.next_runs(
+        result,
+        target=args.target,
+        candidates=_read_csv(args.candidates),
+        budget=args.budget,
+        k=args.k,
+        num_outer=args.num_outer,
+        seed=args.seed,
+    )
+    attrs = design.attrs
+    print(
+        f"next runs for target {attrs['target']} (posterior sd of its log now "
+        f"{attrs['prior_variance'] ** 0.5:.4g}; greedy rule {attrs['rule']}):"
+    )
+    print(_frame_text(design, index=False, **fmt))
+    if args.out:
+        design.to_csv(args.out, index=False)
+        print(f"saved design: {args.out}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     import bayescale
     from bayescale.simulate import simulate
@@ -291,6 +329,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extend", type=float, default=1.0, help="decades to extrapolate")
     p.add_argument("--kind", choices=("mean", "observation"), default="mean")
     p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser(
+        "plan", help="compute-optimal allocation and the next runs that sharpen a target"
+    )
+    p.add_argument("result", help="result saved by 'bayescale fit' (.nc)")
+    p.add_argument(
+        "--flops",
+        action="append",
+        metavar="C",
+        help="budget in FLOP for the compute-optimal allocation (repeatable)",
+    )
+    p.add_argument(
+        "--target",
+        help="quantity to sharpen: COV=VALUE[,COV=VALUE] (the response there) or "
+        "QUANTITY@FLOPS with QUANTITY n_opt, d_opt, tokens_per_param or loss_opt",
+    )
+    p.add_argument(
+        "--candidates",
+        help="CSV of candidate runs: the law's covariates and a 'cost' column "
+        "(default 6*n_params*n_tokens)",
+    )
+    p.add_argument("--budget", type=float, help="total cost allowed for the next runs")
+    p.add_argument("--k", type=int, default=4, help="at most this many runs (default 4)")
+    p.add_argument("--num-outer", type=int, default=128, help="simulated outcomes per design")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="save the chosen runs as CSV")
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("demo", help="simulate data from a catalogue law, fit it, plot it")
     p.add_argument("--out-dir", default=".", help="folder for the output files (default: .)")

@@ -1,11 +1,15 @@
-"""Planning from a fitted posterior: compute-optimal allocation with uncertainty.
+"""Planning from a fitted posterior: compute-optimal allocation and the design of next runs.
 
-For a law of model size :math:`N` and tokens :math:`D` under the budget :math:`C = 6ND`,
-:func:`allocate` returns the posterior of the loss-minimising :math:`N_{opt}(C)`,
-:math:`D_{opt}(C) = C / (6 N_{opt})`, tokens per parameter and the loss there.
+Allocation
+----------
+For a law of model size :math:`N` and tokens :math:`D` under the budget :math:`C = 6ND`
+(or a user-supplied FLOP formula :math:`C = c(N, D)`), :func:`allocate` returns the
+posterior of the loss-minimising :math:`N_{opt}(C)`, :math:`D_{opt}(C)`, tokens per
+parameter and the loss there, at one budget or a grid of budgets (vmapped over draws and
+budgets).
 
-For the Chinchilla form :math:`L = E + A N^{-\\alpha} + B D^{-\\beta}` the optimum is closed
-form (Hoffmann et al. 2022, eq. 4):
+For the Chinchilla form :math:`L = E + A N^{-\\alpha} + B D^{-\\beta}` under :math:`C = 6ND`
+the optimum is closed form (Hoffmann et al. 2022, eq. 4):
 
 .. math::
 
@@ -13,85 +17,247 @@ form (Hoffmann et al. 2022, eq. 4):
     D_{opt} = G^{-1} (C/6)^{\\alpha/(\\alpha+\\beta)}, \\quad
     G = \\left(\\frac{\\alpha A}{\\beta B}\\right)^{1/(\\alpha+\\beta)}.
 
-Any other law with ``n_params`` and ``n_tokens`` covariates is minimised numerically per
-posterior draw (a log-spaced grid over :math:`N` refined by a parabola through the best
-three points), vmapped over draws and budgets.
+Any other law with ``n_params`` and ``n_tokens`` covariates (``kaplan_nd``, a formula of
+your own) or another FLOP formula is minimised numerically per posterior draw: a log-spaced
+grid over :math:`N` (six decades either side of :math:`N = D`) refined by a parabola through
+the best three points; :math:`D` solves :math:`c(N, D) = C` (closed form for ``6ND``,
+bisection in :math:`\\log D` otherwise).
+
+For the ``kaplan_*`` laws the allocation also gives the batch size and the number of steps:
+the critical batch size at the predicted loss, :math:`B = B_{crit}(L_{opt}) = B_*
+L_{opt}^{-1/\\alpha_B}` (Kaplan et al. 2020, eq. 5.3; the published constants, or the
+posterior of a ``kaplan_bcrit`` fit passed as ``bcrit=``), and :math:`S = D_{opt} / B`.
+
+Design of the next runs
+-----------------------
+:func:`next_runs` chooses, among candidate runs with costs, up to ``k`` runs within a budget
+that minimise the expected posterior variance of a target quantity :math:`t(\\theta)` (its
+log, for positive targets) once their outcomes are observed,
+
+.. math::
+
+    U(\\xi) = \\operatorname{Var}[t] - \\mathbb E_{y \\sim p(y \\mid \\xi)}
+    \\operatorname{Var}[t \\mid y, \\xi]
+
+(the expected reduction of the target's posterior variance).  It is estimated by nested Monte
+Carlo over the posterior draws, without any Gaussian assumption: for ``num_outer`` draws
+:math:`\\theta_j`, an outcome :math:`y_j` of the design is simulated through the model's
+observation noise (Student-t or normal, on the log response); every draw :math:`\\theta_i`
+is weighted by its likelihood :math:`w_{ij} \\propto p(y_j \\mid \\theta_i, \\xi)` (the
+model's own :meth:`~bayescale.model.Posterior.pointwise_log_likelihood`, importance
+reweighting of the current posterior) and
+
+.. math::
+
+    \\widehat{\\mathbb E \\operatorname{Var}}[t \\mid y, \\xi] = \\frac{1}{J} \\sum_j
+    \\Big( \\sum_i w_{ij} t_i^2 - \\big(\\sum_i w_{ij} t_i\\big)^2 \\Big).
+
+All candidates are scored in one compiled, vmapped call (candidates x outer draws x inner
+draws) with common random numbers (the same outer draws and noise for every candidate), so
+differences between candidates carry little Monte Carlo noise.  Runs are chosen greedily: each
+step scores every remaining affordable candidate jointly with the runs already chosen (their
+simulated outcomes enter the same weights), once ranking by the variance removed and once by
+the variance removed per unit cost; the better of the two final designs is returned (the
+cost-benefit greedy of Krause & Guestrin 2005, within a constant factor of the best design
+for a submodular criterion).  The weights degenerate when a design is far more informative
+than the current posterior; the effective sample size of the weights is reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayescale.data import DataError, covariate_frame
+from bayescale.laws import get_law
+from bayescale.model import observation_dist
 from bayescale.result import FitResult, quantile_column
 
-__all__ = ["allocate", "allocation_draws"]
+__all__ = [
+    "ALLOCATION_QUANTITIES",
+    "Target",
+    "allocate",
+    "allocation_draws",
+    "next_runs",
+    "parse_target",
+    "score_candidates",
+    "target_draws",
+]
+
+#: Target names for an allocation quantity at a budget (``"n_opt@5.76e23"``).
+ALLOCATION_QUANTITIES = {
+    "n_opt": "n_params",
+    "d_opt": "n_tokens",
+    "tokens_per_param": "tokens_per_param",
+    "loss_opt": "response",
+}
+
+FlopsFormula = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def _closed_form_chinchilla(v, log_c6):
-    a, b = v["alpha"], v["beta"]
-    log_g = (jnp.log(a) + jnp.log(v["A"]) - jnp.log(b) - jnp.log(v["B"])) / (a + b)
-    log_n = log_g + log_c6 * b / (a + b)
-    return log_n, log_c6 - log_n
+# ---------------------------------------------------------------------------- allocation
+def _is_chinchilla(law) -> bool:
+    return law.formula.text.replace(" ", "") == "E+A*n_params**-alpha+B*n_tokens**-beta"
 
 
-def _numeric(result: FitResult, v, log_c6, num_grid: int = 512):
-    law = result.law
-    # N from 1e-6 * sqrt(C/6) .. 1e6 * sqrt(C/6): five decades on either side of N = D
-    offsets = jnp.linspace(-6.0, 6.0, num_grid) * jnp.log(10.0)
-
-    def loss_at(log_n):
-        return law.log_mean(v, {"n_params": log_n, "n_tokens": log_c6 - log_n})
-
-    grid = 0.5 * log_c6 + offsets
-    vals = loss_at(grid)
-    i = jnp.clip(jnp.argmin(jnp.where(jnp.isfinite(vals), vals, jnp.inf)), 1, num_grid - 2)
-    y0, y1, y2 = vals[i - 1], vals[i], vals[i + 1]
-    h = offsets[1] - offsets[0]
-    denom = y0 - 2 * y1 + y2
-    shift = jnp.where(denom > 0, 0.5 * h * (y0 - y2) / denom, 0.0)
-    log_n = grid[i] + jnp.clip(shift, -h, h)
-    return log_n, log_c6 - log_n
-
-
-def allocation_draws(result: FitResult, flops) -> dict[str, np.ndarray]:
-    """Posterior draws of the allocation at each budget, arrays ``(chain, draw, budget)``."""
-    law = result.law
+def _check_allocation_law(law) -> None:
     if not {"n_params", "n_tokens"} <= set(law.covariates) or len(law.covariates) != 2:
         raise ValueError(
             f"allocate needs a law of n_params and n_tokens; law {law.id!r} has covariates "
             f"{list(law.covariates)}"
         )
+
+
+def _budgets(flops) -> np.ndarray:
     flops = np.atleast_1d(np.asarray(flops, dtype=np.float64))
     if flops.ndim != 1 or not np.all(np.isfinite(flops)) or np.any(flops <= 0):
         raise ValueError(f"flops must be positive finite budget(s), got {flops!r}")
+    return flops
+
+
+def _log_tokens_solver(flops_formula: FlopsFormula | None):
+    """``(log_n, log_c) -> log_d`` with ``c(N, D) = C``: closed form for 6ND, else bisection."""
+    if flops_formula is None:
+        return lambda log_n, log_c: log_c - math.log(6.0) - log_n
+
+    def solve(log_n, log_c):
+        def excess(log_d):
+            return jnp.log(flops_formula(jnp.exp(log_n), jnp.exp(log_d))) - log_c
+
+        lo, hi = log_c - log_n - 60.0, log_c - log_n + 60.0  # D in e^±60 of C/N
+
+        def step(_, bounds):
+            lo, hi = bounds
+            mid = 0.5 * (lo + hi)
+            above = excess(mid) > 0
+            return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
+
+        lo, hi = jax.lax.fori_loop(0, 80, step, (lo, hi))
+        return 0.5 * (lo + hi)
+
+    return solve
+
+
+def _allocation_fn(law, flops_formula: FlopsFormula | None = None, num_grid: int = 512):
+    """``(values, log_c) -> (log_n, log_d, log_loss)`` for one draw and one budget (jittable)."""
+    _check_allocation_law(law)
+    log_d_of = _log_tokens_solver(flops_formula)
+    if flops_formula is None and _is_chinchilla(law):
+
+        def optimum(v, log_c):
+            log_c6 = log_c - math.log(6.0)
+            a, b = v["alpha"], v["beta"]
+            log_g = (jnp.log(a) + jnp.log(v["A"]) - jnp.log(b) - jnp.log(v["B"])) / (a + b)
+            log_n = log_g + log_c6 * b / (a + b)
+            return log_n, log_c6 - log_n
+
+    else:
+        offsets = jnp.linspace(-6.0, 6.0, num_grid) * math.log(10.0)
+        h = float(offsets[1] - offsets[0])
+
+        def optimum(v, log_c):
+            grid = 0.5 * (log_c - math.log(6.0)) + offsets
+            log_d = jax.vmap(lambda n: log_d_of(n, log_c))(grid)
+            vals = law.log_mean(v, {"n_params": grid, "n_tokens": log_d})
+            i = jnp.argmin(jnp.where(jnp.isfinite(vals), vals, jnp.inf))
+            i = jnp.clip(i, 1, num_grid - 2)
+            y0, y1, y2 = vals[i - 1], vals[i], vals[i + 1]
+            denom = y0 - 2 * y1 + y2
+            shift = jnp.where(denom > 0, 0.5 * h * (y0 - y2) / denom, 0.0)
+            log_n = grid[i] + jnp.clip(shift, -h, h)
+            return log_n, log_d_of(log_n, log_c)
+
+    def allocation(v, log_c):
+        log_n, log_d = optimum(v, log_c)
+        log_l = law.log_mean(v, {"n_params": log_n, "n_tokens": log_d})
+        return log_n, log_d, log_l
+
+    return allocation
+
+
+def _bcrit_values(bcrit: FitResult | None, num: int, seed: int) -> dict[str, np.ndarray]:
+    """``B_star`` and ``alpha_B`` per draw: a kaplan_bcrit posterior resampled to ``num``
+    draws, or the published constants."""
+    if bcrit is None:
+        ref = get_law("kaplan_bcrit").reference
+        return {k: np.full(num, float(ref[k])) for k in ("B_star", "alpha_B")}
+    if not {"B_star", "alpha_B"} <= set(bcrit.law.parameters):
+        raise ValueError(
+            f"bcrit must be a fit of the kaplan_bcrit law (parameters B_star, alpha_B); got law "
+            f"{bcrit.law.id!r} with parameters {list(bcrit.law.parameters)}"
+        )
+    draws = bcrit.draws(["B_star", "alpha_B"])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, draws["B_star"].size, num)
+    return {k: v.ravel()[idx] for k, v in draws.items()}
+
+
+def allocation_draws(
+    result: FitResult,
+    flops,
+    *,
+    flops_formula: FlopsFormula | None = None,
+    bcrit: FitResult | None = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Posterior draws of the allocation at each budget, arrays ``(chain, draw, budget)``.
+
+    Parameters
+    ----------
+    result : FitResult
+        A fit of a law of ``n_params`` and ``n_tokens``.
+    flops : float or sequence of float
+        Budget(s) :math:`C` in FLOP.
+    flops_formula : callable, optional
+        ``flops_formula(n_params, n_tokens) -> flops`` written with ``jax.numpy`` and
+        increasing in ``n_tokens``; default :math:`C = 6ND`.
+    bcrit : FitResult, optional
+        A ``kaplan_bcrit`` fit giving :math:`B_{crit}(L)` for the batch size of ``kaplan_*``
+        laws (its draws are resampled with ``seed`` to pair with this posterior's); default
+        the published constants.  Passing it adds batch size and steps for any law.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``n_params``, ``n_tokens``, ``tokens_per_param``, the response (e.g. ``loss``) at the
+        optimum, and for ``kaplan_*`` laws (or with ``bcrit``) ``batch_size`` (tokens) and
+        ``steps``.
+    """
+    law = result.law
+    _check_allocation_law(law)
+    flops = _budgets(flops)
+    allocation = _allocation_fn(law, flops_formula)
     draws = {k: jnp.asarray(x) for k, x in result.draws().items()}
-    log_c6 = jnp.log(jnp.asarray(flops) / 6.0)
-    closed = law.formula.text.replace(" ", "") == "E+A*n_params**-alpha+B*n_tokens**-beta"
-    solve = _closed_form_chinchilla if closed else (lambda v, c: _numeric(result, v, c))
+    shape = (*next(iter(draws.values())).shape, flops.size)
+    flat = {k: x.reshape(-1) for k, x in draws.items()}
+    log_c = jnp.log(jnp.asarray(flops))
 
     @jax.jit
-    def per_draw(v):
-        def per_budget(c):
-            log_n, log_d = solve(v, c)
-            log_l = law.log_mean(v, {"n_params": log_n, "n_tokens": log_d})
-            return log_n, log_d, log_l
+    def run(flat):
+        per_draw = lambda v: jax.vmap(lambda c: allocation(v, c))(log_c)  # noqa: E731
+        return jax.vmap(per_draw)(flat)
 
-        return jax.vmap(per_budget)(log_c6)
-
-    flat = {k: x.reshape(-1) for k, x in draws.items()}
-    log_n, log_d, log_l = jax.vmap(per_draw)(flat)
-    shape = (*next(iter(draws.values())).shape, flops.size)
-    return {
-        "n_params": np.exp(np.asarray(log_n)).reshape(shape),
-        "n_tokens": np.exp(np.asarray(log_d)).reshape(shape),
-        "tokens_per_param": np.exp(np.asarray(log_d - log_n)).reshape(shape),
-        law.response: np.exp(np.asarray(log_l)).reshape(shape),
+    log_n, log_d, log_l = (np.asarray(a) for a in run(flat))
+    out = {
+        "n_params": np.exp(log_n).reshape(shape),
+        "n_tokens": np.exp(log_d).reshape(shape),
+        "tokens_per_param": np.exp(log_d - log_n).reshape(shape),
+        law.response: np.exp(log_l).reshape(shape),
     }
+    if law.id.startswith("kaplan_") or bcrit is not None:
+        b = _bcrit_values(bcrit, log_l.shape[0], seed)
+        log_b = np.log(b["B_star"])[:, None] - log_l / b["alpha_B"][:, None]
+        out["batch_size"] = np.exp(log_b).reshape(shape)
+        out["steps"] = np.exp(log_d - log_b).reshape(shape)
+    return out
 
 
 def allocate(
@@ -99,23 +265,483 @@ def allocate(
     flops,
     *,
     quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+    flops_formula: FlopsFormula | None = None,
+    bcrit: FitResult | None = None,
 ) -> pd.DataFrame:
-    """Compute-optimal allocation at budget(s) ``flops`` (FLOP, :math:`C = 6ND`).
+    """Compute-optimal allocation at budget(s) ``flops`` (FLOP, :math:`C = 6ND` by default).
+
+    Parameters
+    ----------
+    result : FitResult
+        A fit of a law of ``n_params`` and ``n_tokens``.
+    flops : float or sequence of float
+        One budget or a grid of budgets (all computed in one vmapped call).
+    quantiles : sequence of float
+        Each gives a column ``q<percent>``.
+    flops_formula, bcrit
+        See :func:`allocation_draws`.
 
     Returns
     -------
     DataFrame
         One row per budget and quantity (``n_params``, ``n_tokens``, ``tokens_per_param``,
-        the response at the optimum) with its posterior ``mean`` and quantile columns
-        (``q5``, ``q50``, ``q95`` by default).  :func:`allocation_draws` gives the draws.
+        the response at the optimum, and ``batch_size``, ``steps`` for ``kaplan_*`` laws)
+        with its posterior ``mean`` and quantile columns (``q5``, ``q50``, ``q95`` by
+        default).  :func:`allocation_draws` gives the draws.
     """
-    draws = allocation_draws(result, flops)
-    flops = np.atleast_1d(np.asarray(flops, dtype=np.float64))
+    qs = [float(q) for q in quantiles]
+    if not all(0 < q < 1 for q in qs):
+        raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+    draws = allocation_draws(result, flops, flops_formula=flops_formula, bcrit=bcrit)
+    flops = _budgets(flops)
     rows = []
     for j, c in enumerate(flops):
         for name, x in draws.items():
             d = x[..., j].ravel()
             row = {"flops": c, "quantity": name, "mean": d.mean()}
-            row.update({quantile_column(q): np.quantile(d, q) for q in quantiles})
+            row.update({quantile_column(q): np.quantile(d, q) for q in qs})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- targets
+@dataclass(frozen=True)
+class Target:
+    """A scalar quantity of the posterior whose uncertainty a design should shrink.
+
+    Attributes
+    ----------
+    kind : {"point", "allocation"}
+        ``"point"``: the law's response at covariate values ``at`` (loss at a target
+        :math:`(N, D)`; :math:`B_{crit}` at a target loss for ``kaplan_bcrit``).
+        ``"allocation"``: an allocation quantity (``n_opt``, ``d_opt``,
+        ``tokens_per_param``, ``loss_opt``) at the budget ``at["flops"]``.
+    quantity : str
+        The response name (``"point"``) or the allocation quantity.
+    at : dict of str to float
+    """
+
+    kind: str
+    quantity: str
+    at: dict
+
+    def __str__(self) -> str:
+        if self.kind == "allocation":
+            return f"{self.quantity}@{self.at['flops']:.4g}"
+        where = ",".join(f"{k}={v:.4g}" for k, v in self.at.items())
+        return f"{self.quantity}({where})"
+
+
+def _number(text, what: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"target {what}: {text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"target {what}: {text!r} must be a positive finite number")
+    return value
+
+
+def parse_target(law, target) -> Target:
+    """Read a target: ``Target``, ``{"n_params": 1e11, "n_tokens": 2e12}``,
+    ``"n_params=1e11,n_tokens=2e12"``, ``("n_opt", 5.76e23)`` or ``"n_opt@5.76e23"``.
+
+    A mapping (or ``NAME=VALUE`` list) gives the law's response at those covariate values;
+    ``QUANTITY@FLOPS`` gives an allocation quantity (``n_opt``, ``d_opt``,
+    ``tokens_per_param``, ``loss_opt``) at a budget, for laws of ``n_params`` and
+    ``n_tokens``.  Errors name the offending value.
+    """
+    if isinstance(target, Target):
+        return target
+    if isinstance(target, str):
+        text = target.strip()
+        if "@" in text:
+            name, _, budget = text.partition("@")
+            target = (name.strip(), budget.strip())
+        else:
+            pairs = {}
+            for item in filter(None, (p.strip() for p in text.split(","))):
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise ValueError(
+                        f"target {target!r}: {item!r} is neither NAME=VALUE nor QUANTITY@FLOPS"
+                    )
+                pairs[key.strip()] = value.strip()
+            target = pairs
+    if isinstance(target, tuple):
+        if len(target) != 2 or target[0] not in ALLOCATION_QUANTITIES:
+            raise ValueError(
+                f"allocation target {target!r} must be (QUANTITY, FLOPS) with QUANTITY one of "
+                f"{', '.join(ALLOCATION_QUANTITIES)}"
+            )
+        _check_allocation_law(law)
+        return Target("allocation", target[0], {"flops": _number(target[1], "budget")})
+    if isinstance(target, Mapping):
+        unknown = [k for k in target if k not in law.covariates]
+        missing = [c for c in law.covariates if c not in target]
+        if unknown or missing:
+            raise ValueError(
+                f"point target {dict(target)!r} for law {law.id!r} must give exactly its "
+                f"covariates {list(law.covariates)}"
+                + (f"; unknown {unknown}" if unknown else "")
+                + (f"; missing {missing}" if missing else "")
+            )
+        at = {c: _number(target[c], c) for c in law.covariates}
+        return Target("point", law.response, at)
+    raise TypeError(f"cannot read a target from {type(target).__name__}: {target!r}")
+
+
+def _target_fn(law, target: Target, flops_formula: FlopsFormula | None = None):
+    """``values -> log t`` for one draw (jittable)."""
+    if target.kind == "point":
+        log_x = {c: jnp.asarray(math.log(v)) for c, v in target.at.items()}
+        return lambda v: law.log_mean(v, log_x)
+    allocation = _allocation_fn(law, flops_formula)
+    log_c = math.log(target.at["flops"])
+    index = {"n_opt": 0, "d_opt": 1, "loss_opt": 2}
+
+    def fn(v):
+        log_n, log_d, log_l = allocation(v, log_c)
+        if target.quantity == "tokens_per_param":
+            return log_d - log_n
+        return (log_n, log_d, log_l)[index[target.quantity]]
+
+    return fn
+
+
+def target_draws(result: FitResult, target, *, flops_formula: FlopsFormula | None = None):
+    """Posterior draws of a target (see :func:`parse_target`), shape ``(chain, draw)``."""
+    target = parse_target(result.law, target)
+    draws = result.draws()
+    shape = next(iter(draws.values())).shape
+    flat = {k: jnp.asarray(x).reshape(-1) for k, x in draws.items()}
+    fn = jax.jit(jax.vmap(_target_fn(result.law, target, flops_formula)))
+    return np.exp(np.asarray(fn(flat))).reshape(shape)
+
+
+# ---------------------------------------------------------------------------- candidates
+def _candidates(
+    result: FitResult, candidates, flops_formula
+) -> tuple[pd.DataFrame, dict, np.ndarray]:
+    """Validated candidates: the frame, log covariates ``{name: (m,)}`` and costs ``(m,)``."""
+    law = result.law
+    new = covariate_frame(law, candidates, result.columns)
+    frame = pd.DataFrame(candidates).reset_index(drop=True)
+    if "cost" in frame.columns:
+        cost = pd.to_numeric(frame["cost"], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~(np.isfinite(cost) & (cost > 0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"candidates column 'cost' must be positive and finite; row {i} has "
+                f"{frame['cost'].iloc[i]!r} ({int(bad.sum())} bad row(s))"
+            )
+    elif {"n_params", "n_tokens"} <= set(law.covariates):
+        n, d = np.exp(new.log_x["n_params"]), np.exp(new.log_x["n_tokens"])
+        cost = 6.0 * n * d if flops_formula is None else np.asarray(flops_formula(n, d))
+    else:
+        raise DataError(
+            f"candidates need a 'cost' column (law {law.id!r} has no n_params and n_tokens "
+            "to cost a run by C = 6ND); they have columns "
+            f"{list(map(str, frame.columns))}"
+        )
+    return frame, {k: np.asarray(v) for k, v in new.log_x.items()}, cost
+
+
+# ---------------------------------------------------------------------------- scoring
+def _observation_noise(likelihood: str, values, rng_key, shape):
+    """Log-scale observation noise for outer draws ``values`` (``(J,)``) -> ``(J, *rest)``."""
+    extra = (1,) * (len(shape) - 1)
+    sigma = values["sigma"].reshape(-1, *extra)
+    nu = values["nu"].reshape(-1, *extra) if likelihood == "student_t" else None
+    d = observation_dist(likelihood, jnp.zeros(shape), sigma, nu)
+    return d.sample(rng_key)
+
+
+_SCORERS: dict = {}
+
+
+def _scorer(posterior):
+    """The jitted scorer of one posterior (law + likelihood), compiled once per process."""
+    key = (json.dumps(posterior.law.to_spec(), sort_keys=True, default=str), posterior.likelihood)
+    if key not in _SCORERS:
+        _SCORERS[key] = jax.jit(
+            partial(_expected_variances, posterior), static_argnames=("num_outer", "batch_size")
+        )
+    return _SCORERS[key]
+
+
+def _expected_variances(
+    posterior, values, t, chosen_log_x, chosen_mask, cand_log_x, rng_key, num_outer, batch_size
+):
+    """Expected posterior variance of ``t`` after observing the chosen runs + each candidate.
+
+    ``values``: ``{name: (S,)}`` draws; ``t``: ``(S,)`` log target; ``chosen_log_x``:
+    ``{name: (K,)}`` with ``chosen_mask`` ``(K,)`` (a fixed size, so that one compiled program
+    serves every greedy step); ``cand_log_x``: ``{name: (M,)}``.  Returns the expected
+    variance ``(M,)``, the mean effective sample size of the weights ``(M,)`` and the
+    expected variance with the chosen runs alone (scalar).
+
+    The variance a candidate removes is estimated through the law of total variance,
+    :math:`\\mathbb E_{y_c} (\\bar t_w(y, y_c) - \\bar t_w(y))^2` with :math:`\\bar t_w` the
+    importance-weighted posterior mean, less the delta-method variance
+    :math:`\\sum_i (w_i - w^0_i)^2 (t_i - \\bar t_w)^2` that the finite number of inner draws
+    adds to it; with common random numbers its Monte Carlo error is small where a candidate
+    carries little information.
+    """
+    num_draws = t.shape[0]
+    k_outer, k_chosen, k_cand = jax.random.split(rng_key, 3)
+    outer = jax.random.choice(k_outer, num_draws, (num_outer,), replace=num_outer > num_draws)
+    v_outer = {k: x[outer] for k, x in values.items()}
+    v_col = {k: x[None, :] for k, x in values.items()}  # inner draws along the last axis
+
+    def loglik(log_x, log_y):  # log_x {name: scalar}, log_y (J_outer,) -> (J_outer, S)
+        return posterior.pointwise_log_likelihood(v_col, log_x, log_y[:, None])
+
+    # the chosen runs' simulated outcomes: the same for every candidate (common random numbers)
+    num_chosen = chosen_mask.shape[0]
+    ll_chosen = jnp.zeros((num_outer, num_draws))
+    if num_chosen:
+        eps = _observation_noise(posterior.likelihood, v_outer, k_chosen, (num_outer, num_chosen))
+        mu = posterior.log_mean({k: x[:, None] for k, x in v_outer.items()}, chosen_log_x)
+        y = mu + eps  # (J_outer, K)
+
+        def add(j, acc):
+            ll = loglik({k: x[j] for k, x in chosen_log_x.items()}, y[:, j])
+            return acc + jnp.where(chosen_mask[j], ll, 0.0)
+
+        ll_chosen = jax.lax.fori_loop(0, num_chosen, add, ll_chosen)
+    eps_cand = _observation_noise(posterior.likelihood, v_outer, k_cand, (num_outer,))
+
+    def weighted_moments(logw):  # (J_outer, S) -> weights, means, variances (J_outer, ...)
+        w = jax.nn.softmax(logw, axis=-1)
+        mean = w @ t
+        var = jnp.maximum(w @ (t * t) - mean * mean, 0.0)
+        return w, mean, var
+
+    base_w, base_mean, base_var = weighted_moments(ll_chosen)
+
+    def score(log_x):
+        mu = posterior.log_mean(v_outer, log_x)  # (J_outer,)
+        w, mean, _ = weighted_moments(ll_chosen + loglik(log_x, mu + eps_cand))
+        # E_y Var[E(t | y_chosen, y_c) | y_chosen], the variance the candidate removes, less
+        # the delta-method variance of the importance-sampling estimate of that difference
+        dev = t[None, :] - mean[:, None]
+        noise = jnp.sum((w - base_w) ** 2 * dev * dev, axis=-1)
+        ess = 1.0 / jnp.sum(w * w, axis=-1)
+        return jnp.mean((mean - base_mean) ** 2 - noise), jnp.mean(ess)
+
+    reduction, ess = jax.lax.map(score, cand_log_x, batch_size=batch_size)
+    base = jnp.mean(base_var)
+    # a design that pins the target below the spacing of the draws (ESS near 1) saturates the
+    # estimate: it cannot resolve a variance below zero
+    var = jnp.clip(base - reduction, 0.0, None)
+    return var, ess, base
+
+
+def _prepared(result, target, flops_formula, num_draws, seed):
+    target = parse_target(result.law, target)
+    draws = result.draws(list(result.posterior.site_names))
+    flat = {k: np.asarray(x, dtype=np.float64).reshape(-1) for k, x in draws.items()}
+    total = next(iter(flat.values())).size
+    if num_draws is not None and num_draws < total:
+        idx = np.random.default_rng(seed).choice(total, num_draws, replace=False)
+        flat = {k: x[idx] for k, x in flat.items()}
+    values = {k: jnp.asarray(x) for k, x in flat.items()}
+    t = jax.jit(jax.vmap(_target_fn(result.law, target, flops_formula)))(values)
+    if not bool(jnp.all(jnp.isfinite(t))):
+        bad = int(jnp.sum(~jnp.isfinite(t)))
+        raise ValueError(f"target {target} is not finite for {bad} of {t.size} posterior draws")
+    return target, values, t
+
+
+def score_candidates(
+    result: FitResult,
+    target,
+    candidates,
+    *,
+    chosen=None,
+    num_outer: int = 128,
+    num_draws: int | None = None,
+    batch_size: int = 16,
+    flops_formula: FlopsFormula | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Score every candidate run, in one vmapped call, by the expected reduction of the
+    posterior variance of the (log) target.
+
+    Parameters
+    ----------
+    result : FitResult
+        The current posterior.
+    target
+        See :func:`parse_target`.
+    candidates : DataFrame or dict
+        One row per candidate run: the law's covariates (under the law's names or the fit's
+        columns) and a ``cost`` column (default :math:`6ND` for laws of ``n_params`` and
+        ``n_tokens``).
+    chosen : DataFrame or dict, optional
+        Runs already planned; each candidate is scored jointly with them.
+    num_outer : int
+        Outer draws :math:`J` (simulated outcomes) per candidate.
+    num_draws : int, optional
+        Inner draws used (a random subset of the posterior); default all.
+    batch_size : int
+        Candidates evaluated together (memory: ``batch_size * num_outer * num_draws``).
+    flops_formula : callable, optional
+        See :func:`allocation_draws`.
+    seed : int
+        Seed of the outer draws and the simulated noise (common to all candidates).
+
+    Returns
+    -------
+    DataFrame
+        The candidates with ``cost``, ``expected_variance`` (of the log target after the
+        run), ``variance_reduction`` (relative to the current design: the posterior, plus
+        ``chosen``) and ``ess`` (mean effective sample size of the importance weights).
+        ``attrs`` holds ``prior_variance`` (of the log target under the current design).
+    """
+    target, values, t = _prepared(result, target, flops_formula, num_draws, seed)
+    frame, log_x, cost = _candidates(result, candidates, flops_formula)
+    chosen_log_x = {c: np.zeros(0) for c in result.law.covariates}
+    if chosen is not None and len(pd.DataFrame(chosen)):
+        _, chosen_log_x, _ = _candidates(result, chosen, flops_formula)
+    num_chosen = len(next(iter(chosen_log_x.values())))
+    # at least one (masked) slot: an empty design would be constant-folded by XLA, slowly
+    mask = np.arange(max(num_chosen, 1)) < num_chosen
+    if not num_chosen:
+        chosen_log_x = {c: np.zeros(1) for c in chosen_log_x}
+    var, ess, base = _scorer(result.posterior)(
+        values,
+        t,
+        {k: jnp.asarray(v) for k, v in chosen_log_x.items()},
+        jnp.asarray(mask),
+        {k: jnp.asarray(v) for k, v in log_x.items()},
+        jax.random.key(seed),
+        num_outer=int(num_outer),
+        batch_size=int(batch_size),
+    )
+    out = frame.copy()
+    out["cost"] = cost
+    out["expected_variance"] = np.asarray(var)
+    out["variance_reduction"] = float(base) - np.asarray(var)
+    out["ess"] = np.asarray(ess)
+    out.attrs["prior_variance"] = float(base)
+    out.attrs["target"] = str(target)
+    return out
+
+
+def next_runs(
+    result: FitResult,
+    *,
+    target,
+    candidates,
+    budget: float,
+    k: int = 4,
+    num_outer: int = 128,
+    num_draws: int | None = None,
+    batch_size: int = 16,
+    flops_formula: FlopsFormula | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Choose up to ``k`` candidate runs, of total cost at most ``budget``, that most reduce
+    the expected posterior variance of the (log) target.
+
+    The criterion and its nested Monte Carlo estimate are described in the module docstring:
+    importance reweighting of the current posterior draws under outcomes simulated through
+    the model's observation noise, all candidates in one vmapped call.  Selection is greedy
+    and joint (each step conditions on the runs already chosen), run twice — ranking by the
+    variance removed and by the variance removed per unit cost — keeping the design with the
+    lower expected variance.  A candidate is chosen at most once.
+
+    Parameters
+    ----------
+    result : FitResult
+        The current posterior.
+    target
+        What to learn: ``{"n_params": 1e11, "n_tokens": 2e12}`` (loss there),
+        ``"n_opt@5.76e23"`` (:math:`N_{opt}` at a budget), ``"loss_opt@5.76e23"``,
+        ``{"loss": 2.0}`` (:math:`B_{crit}` at a loss, ``kaplan_bcrit``) ... see
+        :func:`parse_target`.
+    candidates : DataFrame or dict
+        The runs one could do: the law's covariates and a ``cost`` column (default
+        :math:`6ND` FLOP for laws of ``n_params`` and ``n_tokens``).
+    budget : float
+        Total cost allowed, in the units of ``cost``.
+    k : int
+        At most this many runs.
+    num_outer, num_draws, batch_size, flops_formula, seed
+        See :func:`score_candidates`.
+
+    Returns
+    -------
+    DataFrame
+        The chosen runs in the order chosen: the candidate's columns, ``cost``,
+        ``cumulative_cost``, ``expected_variance`` (of the log target once all runs so far
+        are observed), ``expected_sd_ratio`` (its square root over the current posterior
+        sd) and ``ess``.  ``attrs`` holds ``target``, ``prior_variance``, ``rule``
+        (``"gain"`` or ``"gain_per_cost"``, the greedy ranking kept) and the candidate row
+        indices ``candidate_index``.
+    """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    budget = float(budget)
+    if not (math.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget must be a positive finite number, got {budget!r}")
+    target, values, t = _prepared(result, target, flops_formula, num_draws, seed)
+    frame, log_x, cost = _candidates(result, candidates, flops_formula)
+    if not np.any(cost <= budget):
+        raise ValueError(
+            f"no candidate run fits the budget {budget:.4g}: the cheapest costs {cost.min():.4g}"
+        )
+    cand = {k_: jnp.asarray(v) for k_, v in log_x.items()}
+    key = jax.random.key(seed)
+    prior_var = float(jnp.var(t))
+    scorer = _scorer(result.posterior)
+
+    def greedy(per_cost: bool):
+        chosen, rows, spent = [], [], 0.0
+        for _ in range(int(k)):
+            slots = np.zeros(int(k), dtype=int)
+            slots[: len(chosen)] = chosen
+            mask = np.arange(int(k)) < len(chosen)
+            chosen_log_x = {c: jnp.asarray(v[slots]) for c, v in log_x.items()}
+            var, ess, base = (
+                np.asarray(a)
+                for a in scorer(
+                    values,
+                    t,
+                    chosen_log_x,
+                    jnp.asarray(mask),
+                    cand,
+                    key,
+                    num_outer=int(num_outer),
+                    batch_size=int(batch_size),
+                )
+            )
+            gain = float(base) - var
+            allowed = cost + spent <= budget * (1 + 1e-12)
+            allowed[chosen] = False
+            if not allowed.any():
+                break
+            rank = gain / cost if per_cost else gain
+            best = int(np.argmax(np.where(allowed, rank, -np.inf)))
+            if gain[best] <= 0 and chosen:
+                break
+            chosen.append(best)
+            spent += float(cost[best])
+            rows.append((best, float(var[best]), float(ess[best]), spent))
+        return rows
+
+    designs = {"gain": greedy(False), "gain_per_cost": greedy(True)}
+    rule = min(designs, key=lambda r: designs[r][-1][1])
+    rows = designs[rule]
+    idx = [r[0] for r in rows]
+    out = frame.iloc[idx].reset_index(drop=True)
+    out["cost"] = cost[idx]
+    out["cumulative_cost"] = [r[3] for r in rows]
+    out["expected_variance"] = [r[1] for r in rows]
+    out["expected_sd_ratio"] = np.sqrt(np.asarray([r[1] for r in rows]) / prior_var)
+    out["ess"] = [r[2] for r in rows]
+    out.attrs.update(target=str(target), prior_variance=prior_var, rule=rule, candidate_index=idx)
+    return out

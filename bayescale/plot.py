@@ -15,7 +15,7 @@ import xarray as xr
 
 from bayescale.result import FitResult, quantile_column
 
-__all__ = ["bands", "corner", "forest", "root_figure", "save_figure"]
+__all__ = ["bands", "corner", "forest", "frontier", "root_figure", "save_figure"]
 
 _FIGURE_SUFFIXES = (".png", ".pdf")
 _SLICE_QUANTILES = (0.1, 0.5, 0.9)
@@ -360,6 +360,88 @@ def forest(result: FitResult, *, var_names: Sequence[str] | None = None, log10=T
         figure_kwargs={"figsize": (7.0, 0.5 * len(labels) + 1.2)},
     )
     return pc.viz["figure"].item()
+
+
+def frontier(
+    result: FitResult,
+    flops=None,
+    *,
+    quantities: Sequence[str] = ("n_params", "n_tokens"),
+    prob: float = 0.9,
+    references: dict | None = None,
+    ax=None,
+    **allocation_kwargs,
+):
+    """The compute-optimal frontier with posterior bands: :math:`N_{opt}(C)`, :math:`D_{opt}(C)`.
+
+    Parameters
+    ----------
+    result : FitResult
+        A fit of a law of ``n_params`` and ``n_tokens`` (see :func:`bayescale.plan.allocate`).
+    flops : sequence of float, optional
+        Budgets (FLOP); default 40 log-spaced budgets from the smallest fitted run's
+        :math:`6ND` to 1e4 times the largest.
+    quantities : sequence of str
+        Allocation quantities drawn (keys of :func:`bayescale.plan.allocation_draws`).
+    prob : float
+        Probability of the central band (the median is drawn as a line).
+    references : dict, optional
+        ``{label: {"flops": C, "n_params": N, ...}}`` point answers to mark (e.g. Hoffmann's).
+    ax : matplotlib Axes, optional
+    **allocation_kwargs
+        Passed to :func:`bayescale.plan.allocation_draws` (``flops_formula``, ``bcrit``).
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    import matplotlib.pyplot as plt
+
+    from bayescale.plan import allocation_draws
+
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must lie in (0, 1), got {prob}")
+    if flops is None:
+        const = result.datatree.constant_data
+        if not {"n_params", "n_tokens"} <= set(const.data_vars):
+            raise ValueError(
+                f"frontier needs a law of n_params and n_tokens; got {result.law.id!r}"
+            )
+        c = 6.0 * const["n_params"].values * const["n_tokens"].values
+        flops = np.geomspace(c.min(), c.max() * 1e4, 40)
+    flops = np.asarray(flops, dtype=float)
+    draws = allocation_draws(result, flops, **allocation_kwargs)
+    unknown = [q for q in quantities if q not in draws]
+    if unknown:
+        raise ValueError(f"unknown allocation quantities {unknown}; choose from {list(draws)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.4))
+    lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
+    for i, name in enumerate(quantities):
+        flat = draws[name].reshape(-1, flops.size)
+        lo, med, hi = np.quantile(flat, [lo_q, 0.5, hi_q], axis=0)
+        color = f"C{i}"
+        ax.fill_between(flops, lo, hi, color=color, alpha=0.25, lw=0)
+        ax.plot(flops, med, color=color, label=f"{name} (median, {prob:.0%} band)")
+    for j, (label, ref) in enumerate((references or {}).items()):
+        for i, name in enumerate(quantities):
+            if name in ref:
+                ax.plot(
+                    ref["flops"],
+                    ref[name],
+                    ls="none",
+                    marker="osD^v"[j % 5],
+                    color=f"C{i}",
+                    mec="k",
+                    label=f"{label}: {name}",
+                )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("compute budget C [FLOP]")
+    ax.set_ylabel("compute-optimal value")
+    ax.set_title(f"compute-optimal frontier, law {result.law.id}", fontsize="medium")
+    ax.legend(fontsize="small", loc="best", framealpha=0.8)
+    return ax
 
 
 def root_figure(artist):

@@ -149,3 +149,58 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
 
     with xr.open_datatree(out, engine="h5netcdf") as dt:
         assert list(dt.posterior["run"].values) == ["r0", "r1", "r2"]
+
+
+def test_plan_allocation_and_next_runs(tmp_path, capsys):
+    """``bayescale plan``: the allocation at a budget and the chosen runs (saved as CSV),
+    from a saved posterior (draws around Epoch's Chinchilla constants, no sampling)."""
+    import json
+
+    import pandas as pd
+    from arviz_base import from_dict
+
+    from bayescale.laws import get_law
+
+    law = get_law("chinchilla")
+    rng = np.random.default_rng(0)
+    center = {"E": 1.817, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366, "sigma": 0.02}
+    draws = {k: v * np.exp(0.05 * rng.standard_normal((2, 500))) for k, v in center.items()}
+    columns = {c: c for c in (*law.covariates, law.response)}
+    attrs = {"law": json.dumps(law.to_spec()), "likelihood": "normal"}
+    dt = from_dict({"posterior": draws}, attrs={"/": {**attrs, "columns": json.dumps(columns)}})
+    nc = FitResult(dt, law, "normal", columns).save(tmp_path / "posterior.nc")
+    n = np.geomspace(1e8, 3e9, 6)
+    cands = pd.DataFrame(
+        [(a, a * r) for a in n for r in (5, 20, 80)], columns=["n_params", "n_tokens"]
+    )
+    cands.to_csv(tmp_path / "candidates.csv", index=False)
+    out_csv = tmp_path / "design.csv"
+    argv = ["plan", str(nc), "--flops", "5.76e23", "--target", "n_opt@1e22"]
+    argv += ["--candidates", str(tmp_path / "candidates.csv"), "--budget", "3e21", "--k", "2"]
+    assert main([*argv, "--num-outer", "32", "--out", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "tokens_per_param" in out and "5.76e+23" in out
+    assert "next runs for target n_opt@1e+22" in out
+    design = pd.read_csv(out_csv)
+    assert 1 <= len(design) <= 2 and design["cost"].sum() <= 3e21
+    # a target without candidates is an input error: one line, exit status 2
+    assert main(["plan", str(nc), "--target", "n_opt@1e22"]) == 2
+    assert "--candidates" in _error_line(capsys)
+    assert (
+        main(
+            [
+                "plan",
+                str(nc),
+                "--flops",
+                "1e22",
+                "--target",
+                "n_best@1e22",
+                "--candidates",
+                str(tmp_path / "candidates.csv"),
+                "--budget",
+                "1e21",
+            ]
+        )
+        == 2
+    )
+    assert "QUANTITY" in _error_line(capsys)

@@ -1,0 +1,390 @@
+"""Compute-optimal allocation and the design of next runs (bayescale.plan).
+
+Most checks run on posteriors given as draws (a ``FitResult`` built from an ArviZ DataTree,
+no sampling), so that the allocation and the design criterion are tested against closed
+forms; the campaign test fits and refits simulated campaigns with ``fit_batch``.
+"""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from arviz_base import from_dict
+from conftest import scaled
+from scipy import optimize, stats
+
+import bayescale
+from bayescale import DataError, FitResult, plan
+from bayescale.laws import get_law
+
+EPOCH = {"E": 1.817, "A": 482.01, "B": 2085.43, "alpha": 0.348, "beta": 0.366}
+CHINCHILLA_FLOPS = 5.76e23
+
+
+def draws_result(law, draws: dict, likelihood: str = "normal") -> FitResult:
+    """A FitResult holding the given posterior draws (``{name: (chain, draw)}``)."""
+    law = get_law(law)
+    dt = from_dict(
+        {"posterior": draws},
+        attrs={
+            "/": {
+                "law": json.dumps(law.to_spec(), default=float),
+                "law_id": law.id,
+                "likelihood": likelihood,
+                "columns": json.dumps({c: c for c in (*law.covariates, law.response)}),
+            }
+        },
+    )
+    return FitResult(dt, law, likelihood, {c: c for c in (*law.covariates, law.response)})
+
+
+def lognormal_draws(center: dict, rel_sd: float, shape=(2, 1000), seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {k: v * np.exp(rel_sd * rng.standard_normal(shape)) for k, v in center.items()}
+
+
+@pytest.fixture(scope="module")
+def chinchilla_draws():
+    return draws_result("chinchilla", lognormal_draws({**EPOCH, "sigma": 0.02}, 0.05))
+
+
+# ---------------------------------------------------------------------------- allocation
+def test_allocation_closed_form_equals_numeric_minimum(chinchilla_draws):
+    """Hoffmann's closed form, the numeric grid + parabola path (forced by a FLOP formula
+    equal to 6ND) and a scipy minimisation of the law along C = 6ND agree per draw."""
+    budgets = [1e20, CHINCHILLA_FLOPS, 1e26]
+    closed = plan.allocation_draws(chinchilla_draws, budgets)
+    numeric = plan.allocation_draws(chinchilla_draws, budgets, flops_formula=lambda n, d: 6 * n * d)
+    for name in ("n_params", "n_tokens", "tokens_per_param", "loss"):
+        assert closed[name].shape == (2, 1000, 3)
+        np.testing.assert_allclose(numeric[name], closed[name], rtol=2e-3)
+    np.testing.assert_allclose(
+        6 * closed["n_params"] * closed["n_tokens"],
+        np.broadcast_to(budgets, (2, 1000, 3)),
+        rtol=1e-10,
+    )
+    draws = chinchilla_draws.draws()
+    for i in range(5):
+        v = {k: float(x[0, i]) for k, x in draws.items()}
+
+        def loss(log_n, c=CHINCHILLA_FLOPS, v=v):
+            n = math.exp(log_n)
+            return v["E"] + v["A"] * n ** -v["alpha"] + v["B"] * (c / (6 * n)) ** -v["beta"]
+
+        best = optimize.minimize_scalar(
+            loss, bounds=(10, 40), method="bounded", options={"xatol": 1e-10}
+        )
+        assert closed["n_params"][0, i, 1] == pytest.approx(math.exp(best.x), rel=1e-4)
+        assert closed["loss"][0, i, 1] == pytest.approx(best.fun, rel=1e-9)
+
+
+def test_allocate_grid_of_budgets_bands(chinchilla_draws):
+    budgets = np.geomspace(1e20, 1e26, 7)
+    table = plan.allocate(chinchilla_draws, budgets)
+    assert len(table) == 7 * 4
+    n_opt = table[table.quantity == "n_params"]
+    assert np.all(np.diff(n_opt["q50"]) > 0)  # more compute -> bigger model
+    assert np.all((n_opt["q5"] < n_opt["q50"]) & (n_opt["q50"] < n_opt["q95"]))
+    # Epoch's rounded constants at Chinchilla's budget, by hand: D/N = G^-2 (C/6)^((a-b)/(a+b))
+    point = draws_result(
+        "chinchilla", {k: np.full((1, 4), v) for k, v in {**EPOCH, "sigma": 0.02}.items()}
+    )
+    a, b = EPOCH["alpha"], EPOCH["beta"]
+    g = (a * EPOCH["A"] / (b * EPOCH["B"])) ** (1 / (a + b))
+    expected = g**-2 * (CHINCHILLA_FLOPS / 6) ** ((a - b) / (a + b))
+    row = plan.allocate(point, CHINCHILLA_FLOPS).set_index("quantity").loc["tokens_per_param"]
+    assert row["q5"] == pytest.approx(expected, rel=1e-9)
+    assert row["q95"] == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="flops must be positive"):
+        plan.allocate(chinchilla_draws, [1e20, -1.0])
+
+
+def test_kaplan_nd_allocation_gives_batch_size_and_steps():
+    """A kaplan_* law: numeric optimum (checked against scipy), and B = B_crit(L_opt),
+    S = D_opt / B with the published B_crit constants (DOMAIN.md)."""
+    law = get_law("kaplan_nd")
+    result = draws_result(law, lognormal_draws({**law.reference, "sigma": 0.02}, 0.02, (1, 50)))
+    c = 1e21
+    out = plan.allocation_draws(result, c)
+    assert {"batch_size", "steps"} <= set(out)
+    ref = get_law("kaplan_bcrit").reference
+    expected_b = ref["B_star"] * out["loss"] ** (-1 / ref["alpha_B"])
+    np.testing.assert_allclose(out["batch_size"], expected_b, rtol=1e-10)
+    np.testing.assert_allclose(out["steps"] * out["batch_size"], out["n_tokens"], rtol=1e-10)
+    v = {k: float(x[0, 0]) for k, x in result.draws().items()}
+
+    def loss(log_n):
+        n = math.exp(log_n)
+        d = c / (6 * n)
+        return ((v["N_c"] / n) ** (v["alpha_N"] / v["alpha_D"]) + v["D_c"] / d) ** v["alpha_D"]
+
+    best = optimize.minimize_scalar(loss, bounds=(5, 45), method="bounded", options={"xatol": 1e-9})
+    assert out["n_params"][0, 0, 0] == pytest.approx(math.exp(best.x), rel=5e-3)
+    with pytest.raises(ValueError, match="kaplan_bcrit"):
+        plan.allocation_draws(result, c, bcrit=result)
+
+
+def test_user_flops_formula_is_spent_exactly(chinchilla_draws):
+    """A FLOP formula with an attention-like term, C = 6ND + 6 * 2048 * 96 * D: the optimum
+    spends the budget exactly and lies on the law's minimum along that budget curve."""
+
+    def flops(n, d):
+        return 6 * n * d + 6 * 2048 * 96 * d
+
+    c = 1e22
+    out = plan.allocation_draws(chinchilla_draws, c, flops_formula=flops)
+    np.testing.assert_allclose(flops(out["n_params"], out["n_tokens"]), c, rtol=1e-9)
+    v = {k: float(x[0, 0]) for k, x in chinchilla_draws.draws().items()}
+
+    def loss(log_n):
+        n = math.exp(log_n)
+        d = c / (6 * n + 6 * 2048 * 96)
+        return v["E"] + v["A"] * n ** -v["alpha"] + v["B"] * d ** -v["beta"]
+
+    best = optimize.minimize_scalar(
+        loss, bounds=(10, 40), method="bounded", options={"xatol": 1e-9}
+    )
+    assert out["n_params"][0, 0, 0] == pytest.approx(math.exp(best.x), rel=5e-3)
+
+
+def test_frontier_plot_draws_bands_and_references(chinchilla_draws, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayescale import plot
+
+    budgets = np.geomspace(1e20, 1e25, 12)
+    refs = {"Hoffmann": {"flops": CHINCHILLA_FLOPS, "n_params": 70e9, "n_tokens": 1.4e12}}
+    ax = plot.frontier(chinchilla_draws, budgets, references=refs)
+    assert len(ax.collections) == 2  # one band per quantity
+    median = ax.lines[0].get_ydata()
+    q50 = np.median(plan.allocation_draws(chinchilla_draws, budgets)["n_params"].reshape(-1, 12), 0)
+    np.testing.assert_allclose(median, q50)
+    assert len(ax.lines) == 4  # two medians, two reference points
+    path = plot.save_figure(ax, tmp_path / "frontier.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="unknown allocation quantities"):
+        plot.frontier(chinchilla_draws, budgets, quantities=("n_best",))
+
+
+def test_allocation_rejects_laws_without_n_and_d():
+    result = draws_result(
+        "power_law", lognormal_draws({"A": 5.0, "alpha": 0.3, "sigma": 0.02}, 0.1)
+    )
+    with pytest.raises(ValueError, match="n_params and n_tokens"):
+        plan.allocate(result, 1e20)
+
+
+# ---------------------------------------------------------------------------- targets
+def test_parse_target_forms_and_errors():
+    law = get_law("chinchilla")
+    assert plan.parse_target(law, "n_opt@5.76e23") == plan.Target(
+        "allocation", "n_opt", {"flops": 5.76e23}
+    )
+    assert plan.parse_target(law, ("loss_opt", 1e22)).quantity == "loss_opt"
+    point = plan.parse_target(law, "n_params=1e11, n_tokens=2e12")
+    assert point == plan.parse_target(law, {"n_params": 1e11, "n_tokens": 2e12})
+    assert point.kind == "point" and point.quantity == "loss"
+    with pytest.raises(ValueError, match="n_tokens"):
+        plan.parse_target(law, {"n_params": 1e11})
+    with pytest.raises(ValueError, match="QUANTITY"):
+        plan.parse_target(law, "n_best@1e22")
+    with pytest.raises(ValueError, match="not a number"):
+        plan.parse_target(law, "n_opt@lots")
+    bcrit = plan.parse_target(get_law("kaplan_bcrit"), {"loss": 2.0})
+    assert bcrit.quantity == "critical_batch_size"
+
+
+# ---------------------------------------------------------------------------- design
+def gaussian_power_law(seed=0, num=4000):
+    """Gaussian posterior of (log A, alpha) for y = A x^-alpha, fixed sigma: every quantity
+    below is linear-Gaussian, so the expected posterior variance has a closed form."""
+    rng = np.random.default_rng(seed)
+    mean = np.array([math.log(5.0), 0.3])
+    cov = np.array([[0.04, 0.006], [0.006, 0.0016]])
+    z = rng.multivariate_normal(mean, cov, num)
+    draws = {"A": np.exp(z[:, 0]), "alpha": z[:, 1], "sigma": np.full(num, 0.05)}
+    return draws_result("power_law", {k: v.reshape(2, -1) for k, v in draws.items()}), z
+
+
+def test_expected_variance_matches_linear_gaussian_closed_form():
+    """For a linear-Gaussian problem the criterion is known exactly:
+    Var[t] - Cov(t, f_c)^2 / (Var f_c + sigma^2).  The nested Monte Carlo estimate (no
+    Gaussian assumption inside) must match it within its Monte Carlo error."""
+    result, z = gaussian_power_law()
+    x_t, sigma, num_outer = 1e4, 0.05, 512
+    xs = np.geomspace(1, 3e3, 9)
+    scores = plan.score_candidates(
+        result, {"x": x_t}, pd.DataFrame({"x": xs, "cost": xs}), num_outer=num_outer
+    )
+    t = z[:, 0] - z[:, 1] * math.log(x_t)
+    assert scores.attrs["prior_variance"] == pytest.approx(np.var(t), rel=1e-9)
+    for x, got in zip(xs, scores["variance_reduction"], strict=True):
+        f = z[:, 0] - z[:, 1] * math.log(x)
+        exact = np.cov(t, f)[0, 1] ** 2 / (np.var(f) + sigma**2)
+        # the estimate is a mean of num_outer squared deviations: chi-square-like relative sd
+        # sqrt(2 / num_outer), 4 sd; near zero, the importance-sampling error of the inner
+        # draws, of order Var[t] / num_draws
+        tol = 4 * math.sqrt(2 / num_outer) * exact + 8 * np.var(t) / len(t)
+        assert abs(got - exact) < tol, (x, got, exact)
+
+
+def test_next_runs_respects_budget_k_and_prefers_informative_runs():
+    result, _ = gaussian_power_law(seed=1)
+    xs = np.geomspace(1, 3e3, 30)
+    cands = pd.DataFrame({"x": xs, "cost": xs})
+    design = plan.next_runs(
+        result, target={"x": 1e4}, candidates=cands, budget=3500.0, k=3, num_draws=1000
+    )
+    assert 1 <= len(design) <= 3
+    assert design["cost"].sum() <= 3500.0
+    assert design["x"].is_unique
+    assert np.all(design["expected_variance"] >= 0)
+    assert np.all(design["expected_sd_ratio"] < 1)
+    assert np.all(design["ess"] >= 1)
+    # one run only: for extrapolation to x = 1e4 the largest affordable x is the most informative
+    one = plan.next_runs(result, target={"x": 1e4}, candidates=cands, budget=1000.0, k=1)
+    assert one["x"].iloc[0] == xs[xs <= 1000.0].max()
+    with pytest.raises(ValueError, match="no candidate run fits the budget"):
+        plan.next_runs(result, target={"x": 1e4}, candidates=cands, budget=0.5, k=2)
+    with pytest.raises(DataError, match="cost"):
+        plan.next_runs(result, target={"x": 1e4}, candidates={"x": xs}, budget=10.0)
+    with pytest.raises(DataError, match="cost"):
+        plan.next_runs(result, target={"x": 1e4}, candidates={"x": xs, "cost": -xs}, budget=10.0)
+    with pytest.raises(ValueError, match="k must be"):
+        plan.next_runs(result, target={"x": 1e4}, candidates=cands, budget=10.0, k=0)
+
+
+def test_next_runs_allocation_target_on_chinchilla(chinchilla_draws):
+    """Target N_opt at a budget; candidates costed by 6ND by default."""
+    n = np.geomspace(1e8, 3e9, 8)
+    cands = pd.DataFrame(
+        [(a, a * r) for a in n for r in (5.0, 20.0, 80.0)], columns=["n_params", "n_tokens"]
+    )
+    budget = 3e21
+    design = plan.next_runs(
+        chinchilla_draws,
+        target="n_opt@5.76e23",
+        candidates=cands,
+        budget=budget,
+        k=2,
+        num_outer=64,
+    )
+    assert design["cost"].sum() <= budget
+    np.testing.assert_allclose(design["cost"], 6 * design["n_params"] * design["n_tokens"])
+    assert design.attrs["target"] == "n_opt@5.76e+23"
+
+
+# ---------------------------------------------------------------------------- campaigns
+TRUE = EPOCH
+NOISE = 0.02
+TARGET_FLOPS = 1e22
+CAMPAIGN_FIT = dict(
+    likelihood="normal", num_chains=2, num_warmup=300, num_samples=300, progress_bar=False
+)
+
+
+def true_log_loss(n, d):
+    v = TRUE
+    return np.log(v["E"] + v["A"] * n ** -v["alpha"] + v["B"] * d ** -v["beta"])
+
+
+def simulate_runs(n, d, rng_seed, campaign):
+    n, d = np.asarray(n, float), np.asarray(d, float)
+    eps = np.random.default_rng(rng_seed).standard_normal(n.size)
+    loss = np.exp(true_log_loss(n, d) + NOISE * eps)
+    return pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss, "campaign": campaign})
+
+
+def isoflop_points(budgets, sizes=5, spread=(0.2, 5.0)):
+    """Small isoFLOP sweeps: per budget, ``sizes`` model sizes around 20 tokens/parameter."""
+    rows = []
+    for c in budgets:
+        for f in np.geomspace(*spread, sizes):
+            n = f * math.sqrt(c / 120)
+            rows.append((n, c / (6 * n)))
+    return np.array(rows)
+
+
+def same_cost(n, d, cost):
+    """Scale runs (N and D by the same factor) to the total cost ``cost``."""
+    f = math.sqrt(cost / np.sum(6 * n * d))
+    return n * f, d * f
+
+
+def interval(result, q=(0.05, 0.95)):
+    log_t = np.log(plan.target_draws(result, ("n_opt", TARGET_FLOPS)).ravel())
+    return np.quantile(log_t, q)
+
+
+@pytest.mark.slow
+def test_campaigns_next_runs_shrink_the_target_more_than_random_and_grid():
+    """Seeded simulated campaigns (truth: Epoch's Chinchilla constants): start from small
+    isoFLOP sweeps, then spend the same compute on the runs ``next_runs`` chooses, on random
+    candidates, or on a uniform grid (20 tokens per parameter, log-spaced sizes); refit all of
+    them in one ``fit_batch`` call.  The target is N_opt at 1e22 FLOP, 4 decades beyond.
+
+    Asserts that the median ratio of 90% interval widths (next / random, next / grid) is below
+    one, with a one-sided sign test at 1% in the full size, and that the refitted 90%
+    intervals cover the truth at their nominal rate (binomial bound, 0.1%)."""
+    num = scaled(60, 6)
+    k, budget = 3, 3e19
+    a, b = TRUE["alpha"], TRUE["beta"]
+    g = (a * TRUE["A"] / (b * TRUE["B"])) ** (1 / (a + b))
+    truth = math.log(g * (TARGET_FLOPS / 6) ** (b / (a + b)))
+    sizes = np.geomspace(2e7, 1e9, 12)
+    cands = pd.DataFrame(
+        [(n, n * r) for n in sizes for r in np.geomspace(2, 200, 7)],
+        columns=["n_params", "n_tokens"],
+    )
+    cands = cands[6 * cands.n_params * cands.n_tokens <= budget].reset_index(drop=True)
+    start = isoflop_points([1e17, 3e17, 1e18, 3e18])
+    init = pd.concat([simulate_runs(start[:, 0], start[:, 1], s, s) for s in range(num)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
+        first = bayescale.fit_batch(init, "chinchilla", by="campaign", seed=1, **CAMPAIGN_FIT)
+    rng = np.random.default_rng(0)
+    designs = []
+    for s in range(num):
+        chosen = plan.next_runs(
+            first[s],
+            target=("n_opt", TARGET_FLOPS),
+            candidates=cands,
+            budget=budget,
+            k=k,
+            num_outer=128,
+            seed=s,
+        )
+        cost = chosen["cost"].sum()
+        pick = rng.choice(len(cands), k, replace=False)
+        grid_n = np.geomspace(sizes[0], sizes[-1], k)
+        runs = {
+            "next": (chosen["n_params"].to_numpy(), chosen["n_tokens"].to_numpy()),
+            "random": same_cost(cands.n_params.values[pick], cands.n_tokens.values[pick], cost),
+            "grid": same_cost(grid_n, 20 * grid_n, cost),
+        }
+        base = init[init.campaign == s]
+        for name, (n, d) in runs.items():
+            new = simulate_runs(n, d, 10_000 + s, f"{name}/{s}")  # same noise for every design
+            designs.append(pd.concat([base.assign(campaign=f"{name}/{s}"), new]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
+        refit = bayescale.fit_batch(
+            pd.concat(designs), "chinchilla", by="campaign", seed=2, **CAMPAIGN_FIT
+        )
+    bounds = {label: interval(refit[label]) for label in refit.labels}
+    width = {
+        name: np.array([np.diff(bounds[f"{name}/{s}"])[0] for s in range(num)])
+        for name in ("next", "random", "grid")
+    }
+    for other in ("random", "grid"):
+        ratio = width["next"] / width[other]
+        assert np.median(ratio) < 1, (other, np.median(ratio), ratio)
+        if num >= 50:
+            wins = int(np.sum(ratio < 1))
+            assert wins > stats.binom.ppf(0.99, num, 0.5), (other, wins, num)
+    covered = sum(lo <= truth <= hi for lo, hi in bounds.values())
+    assert covered >= stats.binom.ppf(0.001, len(bounds), 0.9), (covered, len(bounds))
