@@ -16,6 +16,7 @@ baseline evaluates the same law function (:meth:`bayescale.laws.Law.log_mean`).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -345,9 +346,9 @@ def least_squares_fit(
 
     Minimises :math:`\\sum_i \\rho(\\log y_i - \\log f(x_i; \\theta))` with
     :func:`scipy.optimize.least_squares` over the unconstrained parameters (log of the
-    positive ones), from ``num_starts`` prior draws and the law's reference values; the best
-    optimum is returned.  ``loss="linear"`` is ordinary least squares; ``loss="huber"``
-    with ``f_scale=1e-3`` is Hoffmann et al.'s Huber fit (:math:`\\delta = 10^{-3}`).
+    positive ones), from ``num_starts`` prior draws; the best optimum is returned.
+    ``loss="linear"`` is ordinary least squares; ``loss="huber"`` with ``f_scale=1e-3`` is
+    Hoffmann et al.'s Huber fit (:math:`\\delta = 10^{-3}`).
 
     Returns
     -------
@@ -362,30 +363,19 @@ def least_squares_fit(
     posterior = Posterior(law, "normal")
     names = law.parameter_names
     k = len(names)
-    log_x = {c: jnp.asarray(v) for c, v in data.log_x.items()}
-    log_y = jnp.asarray(data.log_y)
-
-    def residual(z):
-        full = jnp.concatenate([z, jnp.zeros(posterior.dim - k)])
-        values = posterior.constrain(full)
-        return law.log_mean({n: values[n] for n in names}, log_x) - log_y
-
-    res_fn = jax.jit(residual)
-    jac_fn = jax.jit(jax.jacfwd(residual))
+    res_fn, jac_fn = _residual_functions(posterior)
+    log_x = {c: np.asarray(v) for c, v in data.log_x.items()}
+    log_y = np.asarray(data.log_y)
     starts = np.asarray(posterior.prior_draws(jax.random.key(seed), num_starts))[:, :k]
-    if all(v is not None for v in law.reference.values()):
-        ref = {**law.reference, "sigma": 0.1}
-        z_ref = np.asarray(posterior.unconstrain({n: jnp.asarray(ref[n]) for n in ref}))[:k]
-        starts = np.vstack([z_ref, starts])
     best, best_cost = None, np.inf
     for z0 in starts:
-        if not np.all(np.isfinite(np.asarray(res_fn(z0)))):
+        if not np.all(np.isfinite(np.asarray(res_fn(z0, log_x, log_y)))):
             continue
         try:
             out = least_squares(
-                lambda z: np.asarray(res_fn(z)),
+                lambda z: np.asarray(res_fn(z, log_x, log_y)),
                 z0,
-                jac=lambda z: np.asarray(jac_fn(z)),
+                jac=lambda z: np.asarray(jac_fn(z, log_x, log_y)),
                 loss=loss,
                 f_scale=f_scale,
                 method="trf",
@@ -398,6 +388,27 @@ def least_squares_fit(
         return {n: math.nan for n in names}
     values = posterior.constrain(jnp.concatenate([jnp.asarray(best), jnp.zeros(posterior.dim - k)]))
     return {n: float(values[n]) for n in names}
+
+
+_RESIDUALS: dict = {}
+
+
+def _residual_functions(posterior: Posterior):
+    """Jitted log-space residual and its Jacobian in the unconstrained law parameters."""
+    import jax
+    import jax.numpy as jnp
+
+    key = json.dumps(posterior.law.to_spec(), sort_keys=True, default=str)
+    if key not in _RESIDUALS:
+        names = posterior.law.parameter_names
+        k = len(names)
+
+        def residual(z, log_x, log_y):
+            values = posterior.constrain(jnp.concatenate([z, jnp.zeros(posterior.dim - k)]))
+            return posterior.law.log_mean({n: values[n] for n in names}, log_x) - log_y
+
+        _RESIDUALS[key] = (jax.jit(residual), jax.jit(jax.jacfwd(residual)))
+    return _RESIDUALS[key]
 
 
 # ============================================================================ backtest
@@ -640,6 +651,7 @@ def _score(
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "curve"
+    table = table.astype({"final_in_50": object, "final_in_90": object})
     num_converged = int((table["status"] == Status.converged.value).sum())
     table.loc["overall"] = {
         "num_fit": int(table["num_fit"].sum()),

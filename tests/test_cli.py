@@ -5,6 +5,7 @@ import io
 
 import matplotlib
 import numpy as np
+import pandas as pd
 
 matplotlib.use("Agg")
 
@@ -149,3 +150,26 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
 
     with xr.open_datatree(out, engine="h5netcdf") as dt:
         assert list(dt.posterior["run"].values) == ["r0", "r1", "r2"]
+
+
+def test_backtest_prints_the_table(tmp_path, capsys):
+    parts = []
+    for i in range(3):
+        params = {"E": 2.0, "A": 5.0, "alpha": 0.4 + 0.1 * i}
+        df = simulate("power_law_offset", params=params, num_points=20, seed=i)
+        parts.append(df.rename(columns={"x": "step", "y": "loss"}).assign(run=f"r{i}"))
+    csv = tmp_path / "curves.csv"
+    pd.concat(parts).to_csv(csv, index=False)
+    table = tmp_path / "table.csv"
+    argv = ["backtest", str(csv), "--law", "power_law_offset", "--by", "run"]
+    argv += ["--column", "x=step", "--column", "y=loss", "--fit-fraction", "0.2"]
+    assert main([*argv, *TINY, "--out", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert "coverage_90" in out and "baseline_rmse_log" in out and "overall" in out
+    saved = pd.read_csv(table, index_col=0)
+    assert list(saved.index) == ["r0", "r1", "r2", "overall"]
+    assert (saved["num_held_out"] > 0).all() and (saved["num_fit"] >= 5).all()
+
+    # exactly one split rule; a bad one is one error line, exit status 2
+    assert main([*argv, "--fit-below", "x=100"]) == 2
+    assert "exactly one of --fit-fraction and --fit-below" in _error_line(capsys)
