@@ -41,7 +41,7 @@ if _cache and not _jax.config.jax_compilation_cache_dir:
     _jax.config.update("jax_compilation_cache_dir", _cache)
     _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
-from bayescale import laws  # noqa: E402
+from bayescale import check, laws  # noqa: E402
 from bayescale.api import fit, fit_batch  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.laws import FormulaError, LawError  # noqa: E402
@@ -57,6 +57,7 @@ __all__ = [
     "FormulaError",
     "LawError",
     "Status",
+    "check",
     "fit",
     "fit_batch",
     "laws",

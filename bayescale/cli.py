@@ -11,6 +11,8 @@ Examples
     bayescale demo --out-dir demo/
     bayescale plan fit.nc --flops 5.76e23
     bayescale plan fit.nc --target n_opt@1e22 --candidates runs.csv --budget 3e19 --k 3
+    bayescale backtest runs.csv --law power_law_offset --by model --by seed \
+        --column x=step --column y=loss --fit-fraction 0.2
 
 Errors in the input (unknown law, bad column, missing file ...) are reported as one line
 ``error: ...`` on stderr with exit status 2.
@@ -267,6 +269,42 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_backtest(args) -> int:
+    from bayescale.check import backtest
+
+    if (args.fit_fraction is None) == (args.fit_below is None):
+        raise ValueError("give exactly one of --fit-fraction and --fit-below")
+    if args.fit_below is not None:
+        split = {k: float(v) for k, v in _pairs([args.fit_below], "--fit-below").items()}
+    else:
+        split = args.fit_fraction
+    by = None if not args.by else (args.by[0] if len(args.by) == 1 else args.by)
+    result = backtest(
+        _read_csv(args.csv),
+        args.law,
+        by=by,
+        split=split,
+        on=args.on,
+        columns=_pairs(args.column, "--column") or None,
+        baseline=args.baseline,
+        likelihood=args.likelihood,
+        num_chains=args.chains,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        seed=args.seed,
+    )
+    print(
+        f"backtest of law {result.batch.law.id!r}: split {split!r}, "
+        f"baseline {args.baseline} point fit; one row per curve, then overall"
+    )
+    print(_frame_text(result.table, float_format=lambda v: f"{v:.4g}"))
+    print(f"posterior-median RMSE / baseline RMSE (log response): {result.error_ratio:.3f}")
+    if args.out:
+        result.table.to_csv(args.out)
+        print(f"saved table: {args.out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayescale`` command."""
@@ -366,6 +404,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1000, help=argparse.SUPPRESS)
     p.add_argument("--samples", type=int, default=1000, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "backtest", help="fit the early part of each curve, score predictions of the rest"
+    )
+    p.add_argument("csv", help="CSV file, one row per observation")
+    p.add_argument(
+        "--law", required=True, help="catalogue id, formula string or path to a law .toml file"
+    )
+    p.add_argument(
+        "--by", action="append", metavar="COLUMN", help="column naming the curves (repeatable)"
+    )
+    p.add_argument(
+        "--fit-fraction",
+        type=float,
+        help="fit the rows up to this fraction of each curve's largest covariate value",
+    )
+    p.add_argument(
+        "--fit-below",
+        metavar="COV=VALUE",
+        help="fit the rows with the covariate below VALUE instead, e.g. n_params=1e9",
+    )
+    p.add_argument("--on", help="covariate --fit-fraction applies to (default: the only one)")
+    p.add_argument(
+        "--column",
+        action="append",
+        metavar="LAW_VAR=CSV_COL",
+        help="map a law variable to a CSV column (repeatable)",
+    )
+    p.add_argument("--baseline", choices=("least_squares", "huber"), default="least_squares")
+    p.add_argument("--likelihood", choices=("student_t", "normal"), default="student_t")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="also save the table (.csv)")
+    p.set_defaults(func=_cmd_backtest)
     return parser
 
 

@@ -5,6 +5,7 @@ import io
 
 import matplotlib
 import numpy as np
+import pandas as pd
 
 matplotlib.use("Agg")
 
@@ -204,3 +205,28 @@ def test_plan_allocation_and_next_runs(tmp_path, capsys):
         == 2
     )
     assert "QUANTITY" in _error_line(capsys)
+
+
+def test_backtest_prints_the_table(tmp_path, capsys):
+    # the curves and draw settings of tests/test_check.py's backtest: one compiled sampler
+    parts = []
+    for i in range(6):
+        params = {"E": 2.0 + 0.1 * i, "A": 5.0, "alpha": 0.4 + 0.04 * i}
+        df = simulate("power_law_offset", params=params, noise=0.01, seed=100 + i)
+        parts.append(df.rename(columns={"x": "step", "y": "loss"}).assign(run=f"r{i}"))
+    csv = tmp_path / "curves.csv"
+    pd.concat(parts).to_csv(csv, index=False)
+    table = tmp_path / "table.csv"
+    argv = ["backtest", str(csv), "--law", "power_law_offset", "--by", "run"]
+    argv += ["--column", "x=step", "--column", "y=loss", "--fit-fraction", "0.1"]
+    settings = ["--chains", "2", "--warmup", "200", "--samples", "200"]
+    assert main([*argv, *settings, "--out", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert "coverage_90" in out and "baseline_rmse_log" in out and "overall" in out
+    saved = pd.read_csv(table, index_col=0)
+    assert list(saved.index) == [f"r{i}" for i in range(6)] + ["overall"]
+    assert (saved["num_held_out"] > 0).all() and (saved["num_fit"] >= 5).all()
+
+    # exactly one split rule; a bad one is one error line, exit status 2
+    assert main([*argv, "--fit-below", "x=100"]) == 2
+    assert "exactly one of --fit-fraction and --fit-below" in _error_line(capsys)

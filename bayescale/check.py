@@ -1,0 +1,669 @@
+"""Calibration checks of the Bayesian fits: simulation-based calibration and backtests.
+
+* :func:`sbc` — simulation-based calibration (Talts et al. 2018): parameters drawn from the
+  prior, data simulated from the same observation model the fit assumes, every replication
+  fitted in one :func:`bayescale.fit_batch` call, and the rank of each true value among
+  (thinned) posterior draws tested for uniformity.
+* :func:`backtest` — per curve, fit the early part (a fraction of the steps, or the runs
+  below a size/budget threshold), predict the held-out later part and score the predictive
+  intervals' coverage and the posterior median's error against a least-squares (or Huber)
+  point fit of the same law.
+
+Both are consumers of :func:`bayescale.fit_batch` results: the one log density
+(:meth:`bayescale.model.Posterior.log_density`) is used by every fit here; the point-fit
+baseline evaluates the same law function (:meth:`bayescale.laws.Law.log_mean`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale.api import fit_batch
+from bayescale.data import DataError, FitData, _as_frame, prepare
+from bayescale.laws import Law, get_law
+from bayescale.model import Posterior
+from bayescale.result import BatchResult, Status, _noise, _prior_draws
+from bayescale.simulate import simulate
+
+__all__ = ["BacktestResult", "SBCResult", "backtest", "least_squares_fit", "sbc"]
+
+REPLICATION = "replication"
+#: Expected count per bin of the chi-square test at least this large (Cochran's rule).
+MIN_EXPECTED_PER_BIN = 5
+MAX_BINS = 20
+
+
+# ================================================================================= SBC
+@dataclass
+class SBCResult:
+    """Outcome of :func:`sbc`.
+
+    Attributes
+    ----------
+    law : Law
+    likelihood : str
+    ranks : DataFrame
+        One row per replication, one column per latent site (law parameters, ``sigma``,
+        ``nu``): the rank :math:`r \\in \\{0, \\dots, L\\}` of the true value among the
+        :math:`L` thinned posterior draws.
+    num_rank_draws : int
+        :math:`L`.
+    tests : DataFrame
+        Per site: ``chi2``, ``dof``, ``num_bins``, ``p_value`` of the uniformity test.
+    diagnostics : DataFrame
+        Per replication: the fit's r̂, ESS, divergences, status (as
+        :attr:`BatchResult.diagnostics`) and the true values drawn from the prior.
+    batch : BatchResult
+        The fits themselves.
+    num_redrawn : int
+        Prior draws replaced because their simulated responses left the float range.
+    """
+
+    law: Law
+    likelihood: str
+    ranks: pd.DataFrame
+    num_rank_draws: int
+    tests: pd.DataFrame
+    diagnostics: pd.DataFrame
+    batch: BatchResult = field(repr=False)
+    num_redrawn: int = 0
+
+    @property
+    def num_replications(self) -> int:
+        return len(self.ranks)
+
+    @property
+    def num_not_converged(self) -> int:
+        """Replications whose fit did not converge (their ranks are kept in the test)."""
+        return int((self.diagnostics["status"] != Status.converged.value).sum())
+
+    @property
+    def status_counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.diagnostics["status"].value_counts().items()}
+
+    @property
+    def num_low_ess(self) -> int:
+        """Replications whose smallest bulk ESS is below :math:`L` (ranking draws correlated)."""
+        return int((self.diagnostics["min_ess_bulk"] < self.num_rank_draws).sum())
+
+    def passed(self, alpha: float = 0.01, num_tests: int | None = None) -> bool:
+        """True if every site's p-value exceeds ``alpha / num_tests`` (Bonferroni).
+
+        ``num_tests`` defaults to the number of sites tested here; pass the total when
+        several SBC runs are judged together.
+        """
+        m = len(self.tests) if num_tests is None else num_tests
+        return bool((self.tests["p_value"] > alpha / m).all())
+
+    def report(self) -> str:
+        """One paragraph with the numbers: p-values, non-converged and low-ESS counts."""
+        p = ", ".join(f"{k} {v:.3g}" for k, v in self.tests["p_value"].items())
+        return (
+            f"SBC of law {self.law.id!r} ({self.likelihood}): {self.num_replications} "
+            f"replications, ranks among L={self.num_rank_draws} thinned draws; chi-square "
+            f"p-values: {p}; not converged: {self.num_not_converged} "
+            f"({self.status_counts}), min bulk ESS < L: {self.num_low_ess} "
+            f"(all kept in the test); prior draws redrawn (data out of float range): "
+            f"{self.num_redrawn}"
+        )
+
+    @property
+    def datatree(self) -> xr.DataTree:
+        """Ranks as PIT values in a ``prior_sbc`` group (``chain`` = 1, ``draw`` =
+        replication), the layout :func:`arviz_plots.plot_ecdf_pit` reads.
+
+        PIT :math:`= (r + 1/2) / (L + 1)`, the centre of the rank's cell in :math:`[0, 1]`.
+        """
+        pit = (self.ranks.to_numpy(dtype=float) + 0.5) / (self.num_rank_draws + 1)
+        ds = xr.Dataset(
+            {n: (("chain", "draw"), pit[None, :, j]) for j, n in enumerate(self.ranks.columns)},
+            coords={"chain": [0], "draw": np.arange(len(self.ranks))},
+        )
+        return xr.DataTree.from_dict({"prior_sbc": ds})
+
+    def plot(self, **kwargs):
+        """ECDF-difference plot of the ranks with simultaneous bands
+        (:func:`arviz_plots.plot_ecdf_pit`); returns its PlotCollection."""
+        import arviz_plots as azp
+
+        kwargs.setdefault("backend", "matplotlib")
+        return azp.plot_ecdf_pit(self.datatree, **kwargs)
+
+
+def sbc(
+    law: str | Path | Law,
+    *,
+    num_replications: int,
+    design: Mapping[str, object] | None = None,
+    seed: int = 0,
+    likelihood: str = "student_t",
+    priors: Mapping[str, str] | None = None,
+    num_rank_draws: int = 99,
+    num_bins: int | None = None,
+    num_chains: int = 2,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    **fit_options,
+) -> SBCResult:
+    """Simulation-based calibration of a law's posterior (Talts et al. 2018).
+
+    For each replication :math:`r = 1 \\dots R`:
+
+    .. math::
+
+        \\tilde\\theta_r \\sim p(\\theta), \\quad
+        (\\tilde\\sigma_r, \\tilde\\nu_r) \\sim p(\\sigma)\\,p(\\nu), \\quad
+        \\log \\tilde y_{ri} = \\log f(x_{ri}; \\tilde\\theta_r) + \\tilde\\sigma_r\\,
+        \\varepsilon_{ri}, \\quad \\varepsilon_{ri} \\sim t_{\\tilde\\nu_r}
+        \\;(\\text{or } \\mathcal N(0, 1))
+
+    with the covariates :math:`x_{ri}` drawn log-uniformly over the law's typical design
+    (:func:`bayescale.simulate.simulate`), i.e. the data come from exactly the model
+    :func:`bayescale.fit` assumes.  All replications are fitted in one
+    :func:`bayescale.fit_batch` call.  Of each fit's :math:`N` draws (chains concatenated),
+    :math:`L` equally spaced ones are kept — a spacing of :math:`N/L` draws, at least the
+    autocorrelation length when the fit's bulk ESS is :math:`\\ge L` (Talts et al.'s
+    thinning; replications below are counted in :attr:`SBCResult.num_low_ess`) — and the
+    rank :math:`r = \\#\\{\\ell : \\theta^{(\\ell)} < \\tilde\\theta\\}` is recorded per site.
+
+    If the posterior is calibrated, each site's rank is uniform on :math:`\\{0..L\\}`.
+    Uniformity is tested per site with Pearson's chi-square test on :math:`B` equal bins
+    of ranks (:math:`B` a divisor of :math:`L+1`, at most 20, with at least 5 expected
+    counts per bin): :math:`X^2 = \\sum_b (n_b - R/B)^2 / (R/B)` against
+    :math:`\\chi^2_{B-1}`.  :meth:`SBCResult.passed` applies a Bonferroni correction for the
+    number of sites.  A prior draw whose simulated data leave the float range (possible
+    for the Student-t at :math:`\\nu < 1`) is replaced by the next one and counted in
+    :attr:`SBCResult.num_redrawn`.  Replications that did not converge are kept in the
+    test (dropping them would bias it) and counted in :attr:`SBCResult.num_not_converged`.
+
+    Parameters
+    ----------
+    law : str, Path or Law
+    num_replications : int
+        :math:`R \\ge 10`.
+    design : dict, optional
+        Overrides of the law's ``[design]`` (covariate ranges, ``num_points``) as in
+        :func:`~bayescale.simulate.simulate`; the noise scale is drawn from its prior, so a
+        ``noise`` entry is rejected.
+    seed : int
+        Seeds the prior draws, the simulated data and the fits.
+    likelihood : {"student_t", "normal"}
+    priors : dict, optional
+        Replacement priors (both for drawing and fitting).
+    num_rank_draws : int
+        :math:`L`.
+    num_bins : int, optional
+        :math:`B`; default as above.
+    num_chains, num_warmup, num_samples, **fit_options
+        Passed to :func:`bayescale.fit_batch`.
+
+    Returns
+    -------
+    SBCResult
+    """
+    law = get_law(law, priors=priors)
+    posterior = Posterior(law, likelihood)
+    if isinstance(num_replications, bool) or not isinstance(num_replications, int | np.integer):
+        raise ValueError(f"num_replications must be an integer, got {num_replications!r}")
+    if num_replications < 10:
+        raise ValueError(f"num_replications must be >= 10, got {num_replications}")
+    design = dict(design or {})
+    if "noise" in design:
+        raise ValueError(
+            "design['noise'] is not used by sbc: the noise scale sigma is drawn from its prior "
+            f"({law.sigma_prior}), as the fitted model assumes"
+        )
+    num_draws = num_chains * num_samples
+    if not 1 <= num_rank_draws <= num_draws:
+        raise ValueError(
+            f"num_rank_draws must lie in [1, num_chains * num_samples = {num_draws}], "
+            f"got {num_rank_draws}"
+        )
+    bins = _num_bins(num_rank_draws, num_replications) if num_bins is None else int(num_bins)
+    if bins < 2 or (num_rank_draws + 1) % bins:
+        raise ValueError(
+            f"num_bins must be >= 2 and divide num_rank_draws + 1 = {num_rank_draws + 1}, "
+            f"got {bins}"
+        )
+
+    frame, truth, num_redrawn = _simulate_replications(
+        law, posterior, num_replications, design, seed
+    )
+    batch = fit_batch(
+        frame,
+        law,
+        by=REPLICATION,
+        likelihood=likelihood,
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        seed=seed,
+        warn=False,
+        **fit_options,
+    )
+    keep = np.linspace(0, num_draws - 1, num_rank_draws).round().astype(int)
+    ranks = {}
+    for name in posterior.site_names:
+        draws = batch.datatree.posterior[name].values.reshape(num_replications, -1)[:, keep]
+        ranks[name] = (draws < truth[name][:, None]).sum(axis=1)
+    ranks = pd.DataFrame(ranks, index=pd.Index(range(num_replications), name=REPLICATION))
+    tests = pd.DataFrame(
+        [_chi2_uniform(ranks[n].to_numpy(), num_rank_draws, bins) for n in ranks.columns],
+        index=pd.Index(ranks.columns, name="parameter"),
+    )
+    diagnostics = batch.diagnostics.join(
+        pd.DataFrame({f"true_{k}": v for k, v in truth.items()}, index=batch.diagnostics.index)
+    )
+    return SBCResult(law, likelihood, ranks, num_rank_draws, tests, diagnostics, batch, num_redrawn)
+
+
+def _simulate_replications(law: Law, posterior: Posterior, num: int, design: dict, seed: int):
+    """Prior draws and data of ``num`` replications: ``(frame, truth, num_redrawn)``.
+
+    The covariates come from :func:`~bayescale.simulate.simulate` at the exact law
+    (``noise=0``); the noise of the fitted likelihood (Student-t or normal, with each
+    replication's own sigma and nu) is added in log space by the same helper that draws
+    the posterior predictive.  A draw whose responses leave the float range (a heavy
+    Student-t tail at nu < 1) cannot be fitted; it is replaced by the next prior draw and
+    counted.
+    """
+    spare = num // 10 + 10
+    candidates = _prior_draws(posterior, num + spare, seed)
+    rng = np.random.default_rng([seed, 1])
+    frames, kept = [], []
+    for c in range(num + spare):
+        if len(kept) == num:
+            break
+        theta = {k: v[c] for k, v in candidates.items()}
+        exact = simulate(
+            law,
+            params={k: theta[k] for k in law.parameter_names},
+            design=design,
+            noise=0.0,
+            seed=[seed, c],
+        )
+        shape = (1, len(exact))
+        noise = _noise(rng, posterior.likelihood, {k: v[None] for k, v in theta.items()}, shape)
+        with np.errstate(over="ignore"):
+            y = exact[law.response].to_numpy() * np.exp(noise[0])
+        if not np.all(np.isfinite(y) & (y > 0)):
+            continue
+        exact[law.response] = y
+        exact.insert(0, REPLICATION, len(kept))
+        frames.append(exact)
+        kept.append(c)
+    if len(kept) < num:
+        raise ValueError(
+            f"prior draws of law {law.id!r} give responses outside the float range in "
+            f"{num + spare - len(kept)} of {num + spare} replications: its priors reach "
+            "beyond what can be simulated"
+        )
+    truth = {k: v[kept] for k, v in candidates.items()}
+    return pd.concat(frames, ignore_index=True), truth, kept[-1] + 1 - num
+
+
+def _num_bins(num_rank_draws: int, num_replications: int) -> int:
+    cells = num_rank_draws + 1
+    limit = min(MAX_BINS, num_replications // MIN_EXPECTED_PER_BIN)
+    divisors = [b for b in range(2, cells + 1) if cells % b == 0 and b <= limit]
+    if not divisors:
+        raise ValueError(
+            f"no bin count B >= 2 divides L + 1 = {cells} with >= {MIN_EXPECTED_PER_BIN} "
+            f"expected ranks per bin at {num_replications} replications; "
+            "give num_bins or more replications"
+        )
+    return max(divisors)
+
+
+def _chi2_uniform(ranks: np.ndarray, num_rank_draws: int, num_bins: int) -> dict:
+    """Pearson's chi-square test of ranks uniform on {0..L} over ``num_bins`` equal bins."""
+    from scipy import stats
+
+    counts = np.bincount(ranks * num_bins // (num_rank_draws + 1), minlength=num_bins)
+    chi2, p = stats.chisquare(counts)
+    return {"chi2": float(chi2), "dof": num_bins - 1, "num_bins": num_bins, "p_value": float(p)}
+
+
+# ============================================================================ baseline
+def least_squares_fit(
+    law: str | Path | Law,
+    data: FitData,
+    *,
+    loss: str = "linear",
+    f_scale: float = 1e-3,
+    num_starts: int = 16,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Point fit of a law's parameters in log space (the classical baseline).
+
+    Minimises :math:`\\sum_i \\rho(\\log y_i - \\log f(x_i; \\theta))` with
+    :func:`scipy.optimize.least_squares` over the unconstrained parameters (log of the
+    positive ones), from ``num_starts`` prior draws; the best optimum is returned.
+    ``loss="linear"`` is ordinary least squares; ``loss="huber"`` with ``f_scale=1e-3`` is
+    Hoffmann et al.'s Huber fit (:math:`\\delta = 10^{-3}`).
+
+    Returns
+    -------
+    dict
+        Parameter name -> fitted value (NaN if no start gave a finite optimum).
+    """
+    import jax
+    import jax.numpy as jnp
+    from scipy.optimize import least_squares
+
+    law = get_law(law)
+    posterior = Posterior(law, "normal")
+    names = law.parameter_names
+    k = len(names)
+    res_fn, jac_fn = _residual_functions(posterior)
+    log_x = {c: np.asarray(v) for c, v in data.log_x.items()}
+    log_y = np.asarray(data.log_y)
+    starts = np.asarray(posterior.prior_draws(jax.random.key(seed), num_starts))[:, :k]
+    best, best_cost = None, np.inf
+    for z0 in starts:
+        if not np.all(np.isfinite(np.asarray(res_fn(z0, log_x, log_y)))):
+            continue
+        try:
+            out = least_squares(
+                lambda z: np.asarray(res_fn(z, log_x, log_y)),
+                z0,
+                jac=lambda z: np.asarray(jac_fn(z, log_x, log_y)),
+                loss=loss,
+                f_scale=f_scale,
+                method="trf",
+            )
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if np.isfinite(out.cost) and out.cost < best_cost:
+            best, best_cost = out.x, out.cost
+    if best is None:
+        return {n: math.nan for n in names}
+    values = posterior.constrain(jnp.concatenate([jnp.asarray(best), jnp.zeros(posterior.dim - k)]))
+    return {n: float(values[n]) for n in names}
+
+
+_RESIDUALS: dict = {}
+
+
+def _residual_functions(posterior: Posterior):
+    """Jitted log-space residual and its Jacobian in the unconstrained law parameters."""
+    import jax
+    import jax.numpy as jnp
+
+    key = json.dumps(posterior.law.to_spec(), sort_keys=True, default=str)
+    if key not in _RESIDUALS:
+        names = posterior.law.parameter_names
+        k = len(names)
+
+        def residual(z, log_x, log_y):
+            values = posterior.constrain(jnp.concatenate([z, jnp.zeros(posterior.dim - k)]))
+            return posterior.law.log_mean({n: values[n] for n in names}, log_x) - log_y
+
+        _RESIDUALS[key] = (jax.jit(residual), jax.jit(jax.jacfwd(residual)))
+    return _RESIDUALS[key]
+
+
+# ============================================================================ backtest
+@dataclass
+class BacktestResult:
+    """Outcome of :func:`backtest`.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per curve and a final ``overall`` row: ``num_fit`` / ``num_held_out``
+        points, ``coverage_50`` / ``coverage_90`` (fraction of held-out points inside the
+        central 50% / 90% posterior-predictive intervals), ``final_in_50`` /
+        ``final_in_90`` (the last held-out point inside them), ``rmse_log`` (RMSE of the
+        log response of the posterior-median prediction of the law over the held-out
+        points), ``baseline_rmse_log`` (the same for the point fit), ``final_error_log`` /
+        ``baseline_final_error_log`` (signed log error at the last held-out point) and the
+        fit's ``status``.  The overall row pools all held-out points (coverage, RMSE), averages
+        ``final_in_*`` over curves and gives the root mean square of the final errors.
+    predictions : DataFrame
+        Every held-out point: the curve, covariates, observed response, predictive
+        quantiles ``q5 q25 q50 q75 q95``, ``median`` (of the law), ``baseline``.
+    batch : BatchResult
+        The Bayesian fits of the early parts.
+    baseline : DataFrame
+        The point-fit parameters per curve.
+    """
+
+    table: pd.DataFrame
+    predictions: pd.DataFrame
+    batch: BatchResult = field(repr=False)
+    baseline: pd.DataFrame = field(repr=False)
+
+    @property
+    def overall(self) -> pd.Series:
+        return self.table.loc["overall"]
+
+    @property
+    def error_ratio(self) -> float:
+        """Overall posterior-median RMSE / baseline RMSE (log response)."""
+        row = self.overall
+        return float(row["rmse_log"] / row["baseline_rmse_log"])
+
+
+def backtest(
+    data,
+    law: str | Path | Law,
+    *,
+    by: str | Sequence[str] | None,
+    split: float | Mapping[str, float] = 0.2,
+    on: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    baseline: str = "least_squares",
+    likelihood: str = "student_t",
+    priors: Mapping[str, str] | None = None,
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    seed: int = 0,
+    **fit_options,
+) -> BacktestResult:
+    """Extrapolation backtest: fit the early part of each curve, predict the rest.
+
+    Each curve (group of ``by``) is split on a covariate :math:`x` into a fitted part and a
+    held-out part:
+
+    * ``split=s`` (a float in (0, 1)): fitted are the rows with
+      :math:`x \\le s \\cdot \\max x` of that curve (``split=0.2``: the first 20% of the
+      steps); ``on`` names :math:`x` (default: the law's only covariate);
+    * ``split={"n_params": 1e9}``: fitted are the rows with :math:`x < 10^9` (the smaller
+      models or budgets), held out the rest.
+
+    The early parts are fitted in one :func:`bayescale.fit_batch` call.  At each held-out
+    point :math:`x_j` the posterior predictive of a new observation gives the central 50%
+    and 90% intervals, and the posterior median of the law
+    :math:`\\hat y_j = \\operatorname{median}_\\theta f(x_j; \\theta)` the point
+    prediction.  The error is :math:`\\mathrm{RMSE} = \\sqrt{\\tfrac1m \\sum_j (\\log\\hat y_j
+    - \\log y_j)^2}`; the baseline is :func:`least_squares_fit` of the same law to the same
+    early part (``baseline="least_squares"``: ordinary least squares in log space;
+    ``"huber"``: Hoffmann et al.'s Huber loss, :math:`\\delta = 10^{-3}`).
+
+    Parameters
+    ----------
+    data : DataFrame, dict of arrays, or CSV path
+    law : str, Path or Law
+    by : str, list of str or None
+        Column(s) naming the curves; ``None``: the whole data set is one curve.
+    split : float or dict
+        As above.
+    on : str, optional
+        The law covariate a fractional ``split`` applies to.
+    columns : dict, optional
+        Law variable -> data column.
+    baseline : {"least_squares", "huber"}
+    likelihood, priors, num_chains, num_warmup, num_samples, seed, **fit_options
+        Passed to :func:`bayescale.fit_batch`.
+
+    Returns
+    -------
+    BacktestResult
+
+    Raises
+    ------
+    DataError
+        Unknown columns, a split that leaves a curve without fitted or held-out points.
+    """
+    law = get_law(law, priors=priors)
+    if baseline not in ("least_squares", "huber"):
+        raise ValueError(f"baseline must be 'least_squares' or 'huber', got {baseline!r}")
+    frame = _as_frame(data).reset_index(drop=True)
+    by_cols = [] if by is None else ([by] if isinstance(by, str) else list(by))
+    missing = [b for b in by_cols if b not in frame.columns]
+    if missing:
+        raise DataError(f"by= names column(s) {missing} not in the data; it has {list(frame)}")
+    cov, threshold, fraction = _split_rule(law, split, on)
+    col = (columns or {}).get(cov, cov)
+    if col not in frame.columns:
+        raise DataError(
+            f"the split covariate {cov!r} (column {col!r}) is not in the data; it has "
+            f"{list(map(str, frame.columns))}"
+        )
+    curve_col = "/".join(by_cols) if by_cols else "curve"
+    if by_cols:
+        keys = frame[by_cols].astype(str).agg("/".join, axis=1)
+    else:
+        keys = pd.Series("all", index=frame.index)
+        frame[curve_col] = "all"
+        by_cols = [curve_col]
+    x = pd.to_numeric(frame[col], errors="coerce")
+    if fraction is not None:
+        limit = x.groupby(keys).transform("max") * fraction
+        early = x <= limit
+    else:
+        early = x < threshold
+    for label, is_early in early.groupby(keys):
+        if is_early.all() or not is_early.any():
+            part = "held-out" if is_early.all() else "fitted"
+            raise DataError(f"split {split!r} on {cov!r} leaves curve {label!r} no {part} points")
+    fit_frame, held = frame[early], frame[~early]
+    by_arg = by_cols[0] if len(by_cols) == 1 else by_cols
+    batch = fit_batch(
+        fit_frame,
+        law,
+        by=by_arg,
+        columns=columns,
+        likelihood=likelihood,
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        seed=seed,
+        warn=False,
+        **fit_options,
+    )
+    quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
+    keep = [*by_cols, *((columns or {}).get(c, c) for c in law.covariates)]
+    observation = batch.predict(held[keep], quantiles=quantiles, kind="observation", seed=seed)
+    mean = batch.predict(held[keep], quantiles=(0.5,), kind="mean", seed=seed)
+    response_col = (columns or {}).get(law.response, law.response)
+    pred = observation[[*by_cols, *keep[len(by_cols) :], "q5", "q25", "q50", "q75", "q95"]]
+    pred = pred.assign(
+        curve=keys[~early].to_numpy(),
+        observed=held[response_col].to_numpy(dtype=float),
+        median=mean["q50"].to_numpy(),
+    )
+
+    loss = "huber" if baseline == "huber" else "linear"
+    base_rows, base_pred = [], pd.Series(np.nan, index=held.index)
+    for label, rows in fit_frame.groupby(keys[early], sort=True):
+        fit_data = prepare(rows.drop(columns=by_cols), law, columns, min_points=1)
+        theta = least_squares_fit(law, fit_data, loss=loss, seed=seed)
+        base_rows.append({"curve": label, **theta})
+        target = held[keys[~early] == label]
+        new = prepare(target.drop(columns=by_cols), law, columns, require_response=False)
+        log_f = np.asarray(law.log_mean(theta, new.log_x), dtype=float)
+        base_pred.loc[target.index] = np.exp(np.broadcast_to(log_f, (len(target),)))
+    pred["baseline"] = base_pred.to_numpy()
+    baseline_table = pd.DataFrame(base_rows).set_index("curve")
+
+    status = pd.Series(batch.status.to_numpy(), index=[str(label) for label in batch.status.index])
+    table = _score(pred, x_col=col, fit_counts=keys[early].value_counts(), status=status)
+    return BacktestResult(table, pred.reset_index(drop=True), batch, baseline_table)
+
+
+def _split_rule(law: Law, split, on) -> tuple[str, float | None, float | None]:
+    """``(covariate, absolute threshold or None, fraction or None)``."""
+    if isinstance(split, Mapping):
+        if len(split) != 1:
+            raise ValueError(f"split as a dict names one covariate and its threshold, got {split}")
+        ((cov, threshold),) = split.items()
+        if cov not in law.covariates:
+            raise ValueError(
+                f"split covariate {cov!r} is not a covariate of law {law.id!r} "
+                f"({', '.join(law.covariates)})"
+            )
+        threshold = float(threshold)
+        if not (math.isfinite(threshold) and threshold > 0):
+            raise ValueError(f"split threshold of {cov!r} must be a positive number, got {split}")
+        return cov, threshold, None
+    if isinstance(split, bool) or not isinstance(split, float | int) or not 0 < split < 1:
+        raise ValueError(
+            f"split must be a fraction in (0, 1) or {{covariate: value}}, got {split!r}"
+        )
+    if on is None:
+        if len(law.covariates) != 1:
+            raise ValueError(
+                f"law {law.id!r} has covariates {list(law.covariates)}: say which one the "
+                "fraction applies to with on="
+            )
+        on = law.covariates[0]
+    if on not in law.covariates:
+        raise ValueError(f"on={on!r} is not a covariate of law {law.id!r} ({law.covariates})")
+    return on, None, float(split)
+
+
+def _score(
+    pred: pd.DataFrame, *, x_col: str, fit_counts: pd.Series, status: pd.Series
+) -> pd.DataFrame:
+    log_obs = np.log(pred["observed"])
+    pred = pred.assign(
+        in_50=(pred["q25"] <= pred["observed"]) & (pred["observed"] <= pred["q75"]),
+        in_90=(pred["q5"] <= pred["observed"]) & (pred["observed"] <= pred["q95"]),
+        err=np.log(pred["median"]) - log_obs,
+        base_err=np.log(pred["baseline"]) - log_obs,
+    )
+    rows = {}
+    for label, g in pred.groupby("curve", sort=True):
+        last = g.loc[g[x_col].idxmax()]
+        rows[label] = {
+            "num_fit": int(fit_counts.get(label, 0)),
+            "num_held_out": len(g),
+            "coverage_50": float(g["in_50"].mean()),
+            "coverage_90": float(g["in_90"].mean()),
+            "final_in_50": bool(last["in_50"]),
+            "final_in_90": bool(last["in_90"]),
+            "rmse_log": float(np.sqrt(np.mean(g["err"] ** 2))),
+            "baseline_rmse_log": float(np.sqrt(np.mean(g["base_err"] ** 2))),
+            "final_error_log": float(last["err"]),
+            "baseline_final_error_log": float(last["base_err"]),
+            "status": str(status.get(str(label), "")),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "curve"
+    table = table.astype({"final_in_50": object, "final_in_90": object})
+    num_converged = int((table["status"] == Status.converged.value).sum())
+    table.loc["overall"] = {
+        "num_fit": int(table["num_fit"].sum()),
+        "num_held_out": int(table["num_held_out"].sum()),
+        "coverage_50": float(pred["in_50"].mean()),
+        "coverage_90": float(pred["in_90"].mean()),
+        "final_in_50": float(table["final_in_50"].mean()),
+        "final_in_90": float(table["final_in_90"].mean()),
+        "rmse_log": float(np.sqrt(np.mean(pred["err"] ** 2))),
+        "baseline_rmse_log": float(np.sqrt(np.mean(pred["base_err"] ** 2))),
+        "final_error_log": float(np.sqrt(np.mean(table["final_error_log"] ** 2))),
+        "baseline_final_error_log": float(np.sqrt(np.mean(table["baseline_final_error_log"] ** 2))),
+        "status": f"{num_converged}/{len(table)} converged",
+    }
+    return table
