@@ -26,6 +26,7 @@ BOUNDED = {
     "BAYESCALE_NB_CHAINS": "2",
     "BAYESCALE_NB_WARMUP": "200",
     "BAYESCALE_NB_SAMPLES": "200",
+    "BAYESCALE_NB_BOUNDED": "1",  # notebooks may also cut their data (fewer curves) with it
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
 }
 
