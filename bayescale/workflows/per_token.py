@@ -76,6 +76,7 @@ def fit_trends(
     n_params: Mapping | None = None,
     parameters: Sequence[str] = ("a", "b", "c"),
     num_imputations: int = 16,
+    likelihood: str = "normal",
     **fit_kwargs,
 ) -> PooledFit:
     """Fit each coefficient's power law in model size, carrying its per-size posterior.
@@ -90,6 +91,9 @@ def fit_trends(
         Which coefficients to trend (default all three).
     num_imputations : int
         :math:`K`, evenly spaced per-size posterior draws.
+    likelihood : {"normal", "student_t"}
+        Normal by default: a handful of model sizes cannot identify Student-t's degrees of
+        freedom, whose prior-dominated posterior only slows the sampler.
     **fit_kwargs
         :func:`bayescale.fit_batch` settings (priors default to :data:`TREND_PRIORS`).
 
@@ -126,7 +130,9 @@ def fit_trends(
         ignore_index=True,
     )
     fit_kwargs.setdefault("priors", TREND_PRIORS)
-    return fit_pooled(imputed, TREND_LAW, groups=("parameter",), **fit_kwargs)
+    return fit_pooled(
+        imputed, TREND_LAW, groups=("parameter",), likelihood=likelihood, **fit_kwargs
+    )
 
 
 def trends(pooled: PooledFit, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
