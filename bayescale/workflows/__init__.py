@@ -13,4 +13,10 @@
   batched call and the trends of a, b, c in N (seed chart 004).
 """
 
-from bayescale.workflows import propagate  # noqa: F401
+from bayescale.workflows import (  # noqa: F401
+    frontier,
+    isoflop,
+    loss_n_steps,
+    per_token,
+    propagate,
+)
