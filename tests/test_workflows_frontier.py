@@ -206,6 +206,7 @@ def test_per_token_coefficients_cover_the_truth(per_token_case):
 
 def test_per_token_trends_recover_the_exponents(per_token_case):
     _, _, pooled = per_token_case
+    assert_sampled(pooled)
     table = trends(pooled).set_index("parameter")
     for name, (_, p) in PER_TOKEN_TRENDS.items():
         row = table.loc[name]
@@ -213,6 +214,10 @@ def test_per_token_trends_recover_the_exponents(per_token_case):
     # the signs the seed chart shows: a falls with N, b and c rise
     assert table.loc["a", "q95"] < 0 < table.loc["b", "q5"]
     assert table.loc["c", "q5"] > 0
+    # the band is in model-size units: at N = 1e6 it covers the simulated a(1e6) = 4.0
+    band = pooled.band({"x": [1e6]}, quantiles=(0.005, 0.995))
+    a_band = band[band["parameter"] == "a"].iloc[0]
+    assert a_band["q0.5"] <= 4.0 <= a_band["q99.5"], a_band
 
 
 def test_trends_need_a_size_per_curve(per_token_case):

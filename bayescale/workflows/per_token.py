@@ -12,10 +12,13 @@ in :math:`N` as a power law,
 
 .. math::
 
-    a_N = A_a N^{p_a}, \\qquad b_N = A_b N^{p_b}, \\qquad c_N = A_c N^{p_c}
+    a_N = A_a (N/N_{ref})^{p_a}, \\qquad b_N = A_b (N/N_{ref})^{p_b}, \\qquad
+    c_N = A_c (N/N_{ref})^{p_c}
 
-(law ``power_law``, :math:`y = A x^{-\\alpha}` with :math:`p = -\\alpha` and a symmetric
-prior on :math:`\\alpha`), with each size's posterior of :math:`a_N, b_N, c_N` carried by
+(law ``power_law``, :math:`y = A x^{-\\alpha}` with :math:`x = N/N_{ref}`,
+:math:`p = -\\alpha` and a symmetric prior on :math:`\\alpha`; :math:`N_{ref}` the geometric
+mean of the sizes, so that :math:`A` is the coefficient at a typical size and nearly
+uncorrelated with :math:`p`), with each size's posterior of :math:`a_N, b_N, c_N` carried by
 pooled multiple imputation (:mod:`bayescale.workflows.propagate`): all three coefficients and
 all imputations in one batched call.  The same functions fit loss against training step
 (seed 004's right panel; e.g. the PolyPythia curves) with ``columns={"token_index": "step"}``.
@@ -24,6 +27,7 @@ all imputations in one batched call.  The same functions fit loss against traini
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -95,13 +99,17 @@ def fit_trends(
         Normal by default: a handful of model sizes cannot identify Student-t's degrees of
         freedom, whose prior-dominated posterior only slows the sampler.
     **fit_kwargs
-        :func:`bayescale.fit_batch` settings (priors default to :data:`TREND_PRIORS`).
+        :func:`bayescale.fit_batch` settings (priors default to :data:`TREND_PRIORS`;
+        ``target_accept_prob`` to 0.95: with a handful of sizes lying almost exactly on their
+        trend, the posterior of the noise scale :math:`\\sigma` reaches towards zero, a
+        funnel that the default step size crosses with occasional divergences).
 
     Returns
     -------
     PooledFit
-        Groups ``parameter`` (``a``, ``b``, ``c``); law ``power_law`` of ``x`` = :math:`N`,
-        ``y`` = the coefficient; the trend exponent is :math:`p = -\\alpha` (see
+        Groups ``parameter`` (``a``, ``b``, ``c``); law ``power_law`` of ``x`` =
+        :math:`N/N_{ref}` (``covariate_scale["x"]`` = :math:`N_{ref}`; :meth:`PooledFit.band`
+        takes :math:`N`), ``y`` = the coefficient; the trend exponent is :math:`p = -\\alpha` (see
         :func:`trends`).
     """
     labels = per_token.labels
@@ -119,20 +127,23 @@ def fit_trends(
     unknown = [p for p in parameters if p not in per_token.law.parameter_names]
     if unknown:
         raise DataError(f"parameter(s) {unknown} are not in law {per_token.law.id!r}")
+    n_ref = float(np.exp(np.log(sizes).mean()))
     post = per_token.datatree.posterior
     draws = imputation_draws({p: post[p].values for p in parameters}, num_imputations)
     imputed = pd.concat(
         [
-            pd.DataFrame({"parameter": p, IMPUTATION: k, "x": sizes, "y": draws[p][:, k]})
+            pd.DataFrame({"parameter": p, IMPUTATION: k, "x": sizes / n_ref, "y": draws[p][:, k]})
             for p in parameters
             for k in range(num_imputations)
         ],
         ignore_index=True,
     )
     fit_kwargs.setdefault("priors", TREND_PRIORS)
-    return fit_pooled(
+    fit_kwargs.setdefault("target_accept_prob", 0.95)
+    pooled = fit_pooled(
         imputed, TREND_LAW, groups=("parameter",), likelihood=likelihood, **fit_kwargs
     )
+    return replace(pooled, covariate_scale={"x": n_ref})
 
 
 def trends(pooled: PooledFit, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:

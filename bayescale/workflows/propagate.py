@@ -24,7 +24,7 @@ posteriors are Gaussian (isoFLOP vertices near the edge of a sweep are strongly 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -80,11 +80,16 @@ class PooledFit:
         The group columns (empty for a single fit).
     keys : DataFrame
         One row per group (columns ``groups``), in the order of :meth:`draws`' first axis.
+    covariate_scale : dict of str to float
+        Units the covariates were fitted in: the law saw ``x / covariate_scale[x]``
+        (e.g. model size over a reference size, which decorrelates a power law's prefactor
+        and exponent); :meth:`band` takes covariates in the original units.
     """
 
     batch: BatchResult
     groups: tuple[str, ...]
     keys: pd.DataFrame
+    covariate_scale: dict[str, float] = field(default_factory=dict)
 
     @property
     def law(self) -> Law:
@@ -160,7 +165,9 @@ class PooledFit:
         import jax.numpy as jnp
 
         log_x = {
-            c: jnp.log(jnp.asarray(np.asarray(covariates[c], dtype=float)))
+            c: jnp.log(
+                jnp.asarray(np.asarray(covariates[c], dtype=float) / self.covariate_scale.get(c, 1))
+            )
             for c in self.law.covariates
         }
         params = {k: jnp.asarray(v)[..., None] for k, v in self.draws().items()}
