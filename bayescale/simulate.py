@@ -12,7 +12,15 @@ import pandas as pd
 
 from bayescale.laws import Law, get_law
 
-__all__ = ["batch_scan_truth", "simulate", "simulate_batch_scan", "simulate_gradient_norms"]
+__all__ = [
+    "batch_scan_truth",
+    "simulate",
+    "simulate_batch_scan",
+    "simulate_frontier",
+    "simulate_gradient_norms",
+    "simulate_isoflop",
+    "simulate_per_token",
+]
 
 #: Used when neither the argument nor the law's ``[design]`` gives a value.
 DEFAULT_NUM_POINTS = 20
@@ -490,5 +498,299 @@ def simulate_gradient_norms(
             "grad_norm_sq_small": small,
             "grad_norm_sq_big": big,
             "noise_scale_true": b_simple,
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Simulators of the seed analyses' raw runs (Kaplan et al. 2020's runs are not public)
+
+#: FLOP in one PF-day (1e15 FLOP/s for a day).
+PF_DAY = 8.64e19
+
+#: Per-token loss trends L_N(T) = a(N) + b(N) T^-c(N), each coefficient ``A * N**p``, set so
+#: the seed chart 004 legend's smallest fit (4.0 + 3.2 T^-0.47) holds at N = 1e6 and its
+#: largest (2.3 + 5.4 T^-0.62) at N = 3e8 (the ends of the chart's colour bar).
+PER_TOKEN_SIZES = (1e6, 3e8)
+PER_TOKEN_ENDS = {"a": (4.0, 2.3), "b": (3.2, 5.4), "c": (0.47, 0.62)}
+
+
+def _trend(v_small: float, v_large: float) -> tuple[float, float]:
+    """``(A, p)`` of ``A * N**p`` through the two ends of :data:`PER_TOKEN_ENDS`."""
+    n0, n1 = PER_TOKEN_SIZES
+    p = math.log(v_large / v_small) / math.log(n1 / n0)
+    return v_small / n0**p, p
+
+
+#: ``{coefficient: (A, p)}`` of the default per-token trends.
+PER_TOKEN_TRENDS = {k: _trend(*v) for k, v in PER_TOKEN_ENDS.items()}
+
+
+def simulate_per_token(
+    *,
+    n_params=(1e6, 3e6, 1e7, 3e7, 1e8, 3e8),
+    token_index: tuple[float, float] = (1.0, 1024.0),
+    num_points: int = 32,
+    trends: Mapping[str, tuple[float, float]] | None = None,
+    noise: float = 0.01,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Per-token loss curves of several model sizes (seed chart 004, left panel).
+
+    For each model size :math:`N` the loss at token position :math:`T` in the context is
+
+    .. math::
+
+        L_N(T) = a(N) + b(N)\\, T^{-c(N)}, \\qquad
+        a(N) = A_a N^{p_a},\\; b(N) = A_b N^{p_b},\\; c(N) = A_c N^{p_c},
+
+    observed with log-normal noise :math:`\\log y = \\log L_N(T) + \\sigma\\varepsilon`.
+    The default trends (:data:`PER_TOKEN_TRENDS`) pass through the seed legend's smallest and
+    largest fits (:math:`4.0 + 3.2 T^{-0.47}` at :math:`N = 10^6`, :math:`2.3 + 5.4
+    T^{-0.62}` at :math:`3 \\cdot 10^8`): :math:`p_a \\approx -0.097`, :math:`p_b \\approx
+    0.092`, :math:`p_c \\approx 0.049`.
+
+    Parameters
+    ----------
+    n_params : sequence of float
+        Model sizes :math:`N` (one curve each).
+    token_index : (float, float)
+        First and last token position; ``num_points`` distinct integer positions, spaced
+        logarithmically between them.
+    num_points : int
+        Positions per curve (fewer if rounding to integers merges some).
+    trends : dict, optional
+        ``{"a": (A_a, p_a), "b": (A_b, p_b), "c": (A_c, p_c)}``; default
+        :data:`PER_TOKEN_TRENDS`.
+    noise : float
+        :math:`\\sigma`, the log-noise standard deviation (Kaplan's per-token losses are
+        averages over many contexts, so it is small).
+    seed : int, optional
+        Seed of :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``n_params``, ``token_index``, ``loss`` (the ``kaplan_per_token`` law's
+        names, with ``n_params`` to split the curves).  ``attrs["parameters"]`` holds the
+        true ``{N: {"a", "b", "c"}}`` and ``attrs["trends"]`` the trends used.
+    """
+    trends = dict(PER_TOKEN_TRENDS if trends is None else trends)
+    if sorted(trends) != ["a", "b", "c"]:
+        raise ValueError(f"trends must give 'a', 'b' and 'c', got {sorted(trends)}")
+    sizes = np.atleast_1d(np.asarray(n_params, dtype=float))
+    if sizes.ndim != 1 or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
+        raise ValueError(f"n_params must be positive finite sizes, got {n_params!r}")
+    lo, hi = (float(v) for v in token_index)
+    if not 1 <= lo < hi:
+        raise ValueError(
+            f"token_index must be (first, last) with 1 <= first < last, got {token_index!r}"
+        )
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
+        raise ValueError(f"num_points must be an integer >= 2, got {num_points!r}")
+    sigma = _noise(get_law("kaplan_per_token"), {}, noise)
+    positions = np.unique(np.round(np.geomspace(lo, hi, num_points)))
+    rng = np.random.default_rng(seed)
+    parts, truth = [], {}
+    for n in sizes:
+        coef = {k: a_k * n**p_k for k, (a_k, p_k) in trends.items()}
+        truth[float(n)] = coef
+        mean = coef["a"] + coef["b"] * positions ** -coef["c"]
+        loss = mean * np.exp(sigma * rng.standard_normal(positions.size))
+        parts.append(pd.DataFrame({"n_params": n, "token_index": positions, "loss": loss}))
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs = {"parameters": truth, "trends": trends}
+    return out
+
+
+def simulate_isoflop(
+    law: str | Path | Law = "chinchilla",
+    *,
+    flops=(1e18, 3e18, 1e19, 3e19, 1e20, 3e20, 1e21),
+    params: Mapping[str, float] | None = None,
+    num_points: int = 9,
+    span: float = 1.0,
+    center_jitter: float = 0.2,
+    noise: float = 0.01,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """IsoFLOP sweeps: at each budget :math:`C`, runs of several sizes with :math:`D = C/(6N)`.
+
+    Each sweep has ``num_points`` sizes log-spaced over ``span`` decades on either side of a
+    centre that lies ``center_jitter`` decades at most (uniformly drawn) from the law's
+    loss-minimising :math:`N^*(C)` (researchers do not know it in advance), and
+
+    .. math::
+
+        D_i = \\frac{C}{6 N_i}, \\qquad
+        \\log L_i = \\log f(N_i, D_i; \\theta) + \\sigma \\varepsilon_i .
+
+    For the Chinchilla law :math:`N^*(C) = G (C/6)^{\\beta/(\\alpha+\\beta)}` (Hoffmann et al.
+    2022, eq. 4), so the sweeps' vertices follow a power law of exponent
+    :math:`\\beta/(\\alpha+\\beta)`.
+
+    Parameters
+    ----------
+    law : str, Path or Law
+        A law of ``n_params`` and ``n_tokens``.
+    flops : sequence of float
+        Budgets :math:`C` in FLOP.
+    params : dict, optional
+        Parameter values overriding the law's reference values.
+    num_points : int
+        Runs per budget.
+    span : float
+        Decades of :math:`N` on either side of the sweep's centre.
+    center_jitter : float
+        Largest offset (decades) of the sweep's centre from :math:`N^*(C)`.
+    noise : float
+        :math:`\\sigma`, the standard deviation of the log-loss noise.
+    seed : int, optional
+
+    Returns
+    -------
+    DataFrame
+        Columns ``flops``, ``n_params``, ``n_tokens``, ``loss``; ``attrs["n_opt"]`` maps each
+        budget to the law's :math:`N^*(C)` (minimised on a grid of 1e-4 decades).
+    """
+    import jax.numpy as jnp
+
+    law = get_law(law)
+    if set(law.covariates) != {"n_params", "n_tokens"}:
+        raise ValueError(
+            f"simulate_isoflop needs a law of n_params and n_tokens; law {law.id!r} has "
+            f"covariates {list(law.covariates)}"
+        )
+    theta = _parameters(law, params)
+    budgets = np.atleast_1d(np.asarray(flops, dtype=float))
+    if budgets.ndim != 1 or not np.all(np.isfinite(budgets)) or np.any(budgets <= 0):
+        raise ValueError(f"flops must be positive finite budgets, got {flops!r}")
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 3:
+        raise ValueError(f"num_points must be an integer >= 3, got {num_points!r}")
+    if not (span > 0 and 0 <= center_jitter < span):
+        raise ValueError(
+            f"need span > 0 and 0 <= center_jitter < span, got {span}, {center_jitter}"
+        )
+    sigma = _noise(law, {}, noise)
+    rng = np.random.default_rng(seed)
+    ln10 = math.log(10.0)
+    params_j = {k: jnp.asarray(v) for k, v in theta.items()}
+
+    def log_f(log_n, log_c6):
+        covs = {"n_params": jnp.asarray(log_n), "n_tokens": jnp.asarray(log_c6 - log_n)}
+        return np.asarray(law.log_mean(params_j, covs))
+
+    parts, n_opt = [], {}
+    for c in budgets:
+        log_c6 = math.log(c / 6.0)
+        grid = 0.5 * log_c6 + np.arange(-6.0, 6.0, 1e-4) * ln10
+        values = log_f(grid, log_c6)
+        log_n_opt = float(grid[np.nanargmin(values)])
+        n_opt[float(c)] = math.exp(log_n_opt)
+        centre = log_n_opt + rng.uniform(-center_jitter, center_jitter) * ln10
+        log_n = centre + np.linspace(-span, span, num_points) * ln10
+        log_loss = log_f(log_n, log_c6) + sigma * rng.standard_normal(num_points)
+        n = np.exp(log_n)
+        parts.append(
+            pd.DataFrame(
+                {"flops": c, "n_params": n, "n_tokens": c / (6 * n), "loss": np.exp(log_loss)}
+            )
+        )
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs = {"n_opt": n_opt}
+    return out
+
+
+def simulate_frontier(
+    *,
+    flops_min: tuple[float, float] = (1e-7, 1.0),
+    num_points: int = 24,
+    batch_size: float = 2.0**19,
+    params: Mapping[str, float] | None = None,
+    noise: float = 0.1,
+    loss_noise: float = 0.005,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Compute-efficient training runs, as measured at a fixed batch size (seed chart 002).
+
+    For budgets :math:`C_{min}` (PF-days) drawn log-uniformly, the compute-efficient run has
+
+    .. math::
+
+        N = N_e C_{min}^{p_N} e^{\\sigma\\varepsilon_1}, \\quad
+        S_{min} = S_e C_{min}^{p_S} e^{\\sigma\\varepsilon_2}, \\quad
+        E_{min} = \\frac{C_{min}\\,[\\text{FLOP}]}{6N}, \\quad
+        B_{crit} = \\frac{E_{min}}{S_{min}}, \\quad
+        L = \\Big(\\frac{B_{crit}}{B_*}\\Big)^{-\\alpha_B} e^{\\sigma_L \\varepsilon_3},
+
+    (Kaplan et al. 2020, eqs. 5.3, 6.1-6.3; :math:`B_{crit}(L) = B_* L^{-1/\\alpha_B}`
+    inverted).  The run is trained at the fixed ``batch_size`` :math:`B`, so by McCandlish et
+    al.'s trade-off it takes :math:`S = S_{min}(1 + B_{crit}/B)` steps and
+    :math:`E = E_{min}(1 + B/B_{crit}) = BS` tokens, and costs :math:`C = 6NBS` FLOP.
+    Defaults are the published values (the ``kaplan_frontier_n``, ``kaplan_frontier_s`` and
+    ``kaplan_bcrit`` references: :math:`N_e = 1.3\\cdot10^9, p_N = 0.73, S_e = 5.4\\cdot10^3,
+    p_S = 0.03, B_* = 2.1\\cdot10^8, \\alpha_B = 0.21`).
+
+    Parameters
+    ----------
+    flops_min : (float, float)
+        Range of :math:`C_{min}` in PF-days.
+    num_points : int
+        Runs.
+    batch_size : float
+        :math:`B` in tokens.
+    params : dict, optional
+        Overrides of ``N_e, p_N, S_e, p_S, B_star, alpha_B``.
+    noise : float
+        :math:`\\sigma`, log scatter of :math:`N` and :math:`S_{min}` about the frontier.
+    loss_noise : float
+        :math:`\\sigma_L`, log noise of the measured loss.
+    seed : int, optional
+
+    Returns
+    -------
+    DataFrame
+        What a researcher measures: ``n_params``, ``batch_size``, ``steps``, ``n_tokens``,
+        ``flops`` (FLOP), ``loss``; and the truth behind it: ``true_flops_min`` (PF-days),
+        ``true_steps_min``, ``true_critical_batch_size``, ``true_tokens_min``.
+    """
+    laws = [get_law(k) for k in ("kaplan_frontier_n", "kaplan_frontier_s", "kaplan_bcrit")]
+    defaults = {k: v for law in laws for k, v in law.reference.items()}
+    unknown = [k for k in (params or {}) if k not in defaults]
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown}; simulate_frontier takes {list(defaults)}"
+        )
+    p = {**defaults, **(params or {})}
+    lo, hi = (float(v) for v in flops_min)
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+        raise ValueError(f"flops_min must be (low, high) with 0 < low < high, got {flops_min!r}")
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1:
+        raise ValueError(f"num_points must be an integer >= 1, got {num_points!r}")
+    if not (math.isfinite(batch_size) and batch_size > 0):
+        raise ValueError(f"batch_size must be a positive number of tokens, got {batch_size!r}")
+    sigma = _noise(laws[0], {}, noise)
+    sigma_loss = _noise(laws[0], {}, loss_noise)
+    rng = np.random.default_rng(seed)
+    c_min = np.exp(rng.uniform(math.log(lo), math.log(hi), num_points))
+    eps = rng.standard_normal((3, num_points))
+    n = p["N_e"] * c_min ** p["p_N"] * np.exp(sigma * eps[0])
+    s_min = p["S_e"] * c_min ** p["p_S"] * np.exp(sigma * eps[1])
+    e_min = c_min * PF_DAY / (6 * n)
+    b_crit = e_min / s_min
+    loss = (b_crit / p["B_star"]) ** -p["alpha_B"] * np.exp(sigma_loss * eps[2])
+    steps = s_min * (1 + b_crit / batch_size)
+    return pd.DataFrame(
+        {
+            "n_params": n,
+            "batch_size": float(batch_size),
+            "steps": steps,
+            "n_tokens": batch_size * steps,
+            "flops": 6 * n * batch_size * steps,
+            "loss": loss,
+            "true_flops_min": c_min,
+            "true_steps_min": s_min,
+            "true_critical_batch_size": b_crit,
+            "true_tokens_min": e_min,
         }
     )

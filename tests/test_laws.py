@@ -140,6 +140,9 @@ NUMPY_LAWS = {
         p["E"] + p["A"] * x["n_params"] ** -p["alpha"] + p["B"] * x["n_tokens"] ** -p["beta"]
     ),
     "power_law": lambda p, x: p["A"] * x["x"] ** -p["alpha"],
+    "isoflop_parabola": lambda p, x: (
+        p["L_star"] * np.exp(p["k"] * (np.log(x["n_params"]) - p["log_n_star"]) ** 2)
+    ),
     "power_law_offset": lambda p, x: p["E"] + p["A"] * x["x"] ** -p["alpha"],
 }
 

@@ -1,0 +1,243 @@
+"""The compute-efficient frontier (Kaplan et al. 2020, §6; seed chart 002).
+
+Runs trained at a batch size :math:`B` other than the critical one spend more compute or
+more steps than needed to reach their loss :math:`L`.  By McCandlish et al.'s trade-off
+:math:`(S/S_{min} - 1)(E/E_{min} - 1) = 1` with :math:`B_{crit} = E_{min}/S_{min}`, each run
+is mapped to the minimal compute and steps that reach the same loss:
+
+.. math::
+
+    C_{min} = \\frac{C}{1 + B / B_{crit}(L)}, \\qquad
+    S_{min} = \\frac{S}{1 + B_{crit}(L) / B}, \\qquad
+    E_{min} = \\frac{E}{1 + B / B_{crit}(L)},
+
+with :math:`B_{crit}(L) = B_* L^{-1/\\alpha_B}` from a fitted ``kaplan_bcrit`` posterior
+(seed chart 000), evaluated per posterior draw, so the adjusted values are posteriors too.
+The frontier laws
+
+.. math::
+
+    N = N_e C_{min}^{p_N}, \\quad S_{min} = S_e C_{min}^{p_S}, \\quad
+    B = B_e C_{min}^{p_B}, \\quad D = D_e C_{min}^{p_D}
+
+(``kaplan_frontier_n/s/b/d``, :math:`C_{min}` in PF-days, :math:`B = B_{crit}(L)` and
+:math:`D = E_{min}` at the frontier) are then fitted to :math:`K` imputed adjustments, one per
+evenly spaced :math:`B_{crit}` posterior draw, all :math:`K` in one batched call per law, and
+the posteriors pooled (:mod:`bayescale.workflows.propagate`): the exponents' intervals carry
+the uncertainty of :math:`B_*` and :math:`\\alpha_B`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayescale.data import DataError, _as_frame
+from bayescale.result import FitResult, quantile_column
+from bayescale.simulate import PF_DAY
+from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
+
+__all__ = ["FRONTIER_LAWS", "FrontierResult", "adjust_runs", "adjusted_summary", "fit_frontier"]
+
+#: Frontier quantity -> catalogue law of it against C_min (PF-days).
+FRONTIER_LAWS = {
+    "n_params": "kaplan_frontier_n",
+    "steps": "kaplan_frontier_s",
+    "batch_size": "kaplan_frontier_b",
+    "n_tokens": "kaplan_frontier_d",
+}
+_RUN_COLUMNS = ("n_params", "batch_size", "steps", "loss")
+
+
+def _runs(runs, columns: Mapping[str, str] | None) -> pd.DataFrame:
+    """Validated runs under the standard names; ``flops`` (FLOP) = 6·N·B·S where absent."""
+    frame = _as_frame(runs)
+    names = {c: c for c in (*_RUN_COLUMNS, "flops")} | dict(columns or {})
+    missing = [names[c] for c in _RUN_COLUMNS if names[c] not in frame.columns]
+    if missing:
+        raise DataError(
+            f"frontier runs lack the column(s) {missing} (need n_params, batch_size, steps, "
+            f"loss; flops optional); they have {list(map(str, frame.columns))}"
+        )
+    use = [c for c in (*_RUN_COLUMNS, "flops") if names[c] in frame.columns]
+    out = pd.DataFrame({c: pd.to_numeric(frame[names[c]], errors="coerce") for c in use})
+    for c in use:
+        bad = ~np.isfinite(out[c].to_numpy(dtype=float)) | (out[c].to_numpy(dtype=float) <= 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"column {names[c]!r} ({c}) must be positive and finite; row "
+                f"{frame.index[i]!r} has {frame[names[c]].iloc[i]!r} ({int(bad.sum())} bad)"
+            )
+    if "flops" not in out:
+        out["flops"] = 6 * out["n_params"] * out["batch_size"] * out["steps"]
+    return out.reset_index(drop=True)
+
+
+def adjust_runs(
+    runs, bcrit: FitResult, *, columns: Mapping[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """Posterior draws of each run's minimal compute, steps, tokens and critical batch.
+
+    Parameters
+    ----------
+    runs : DataFrame, dict of arrays, or CSV path
+        One row per run (or per point of a run's learning curve): ``n_params``,
+        ``batch_size`` (tokens), ``steps``, ``loss`` and optionally ``flops`` (FLOP;
+        default :math:`6NBS`); other names mapped by ``columns``.
+    bcrit : FitResult
+        A fit of ``kaplan_bcrit`` (:math:`B_{crit}(L) = B_* L^{-1/\\alpha_B}`).
+    columns : dict, optional
+        Standard name -> column.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``flops_min`` (PF-days), ``steps_min``, ``tokens_min`` and ``critical_batch_size``,
+        each ``(chain, draw, run)`` over ``bcrit``'s posterior draws.
+    """
+    if not isinstance(bcrit, FitResult) or bcrit.law.covariates != ("loss",):
+        raise TypeError(
+            "bcrit must be the FitResult of a critical-batch law of loss (e.g. 'kaplan_bcrit')"
+        )
+    frame = _runs(runs, columns)
+    b_crit = bcrit.predict_draws({"loss": frame["loss"].to_numpy()}, kind="mean")
+    b = frame["batch_size"].to_numpy()
+    flops_min = frame["flops"].to_numpy() / (1 + b / b_crit) / PF_DAY
+    steps_min = frame["steps"].to_numpy() / (1 + b_crit / b)
+    tokens_min = (b * frame["steps"].to_numpy()) / (1 + b / b_crit)
+    return {
+        "flops_min": flops_min,
+        "steps_min": steps_min,
+        "tokens_min": tokens_min,
+        "critical_batch_size": b_crit,
+    }
+
+
+def adjusted_summary(
+    runs,
+    bcrit: FitResult,
+    *,
+    columns: Mapping[str, str] | None = None,
+    quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+) -> pd.DataFrame:
+    """The runs with the posterior median and quantiles of each adjusted quantity.
+
+    Columns: the validated run columns, then ``<quantity>_<q>`` for ``flops_min``,
+    ``steps_min``, ``tokens_min`` and ``critical_batch_size`` (e.g. ``steps_min_q50``).
+    """
+    out = _runs(runs, columns)
+    for name, x in adjust_runs(runs, bcrit, columns=columns).items():
+        flat = x.reshape(-1, x.shape[-1])
+        for q in quantiles:
+            out[f"{name}_{quantile_column(q)}"] = np.quantile(flat, q, axis=0)
+    return out
+
+
+@dataclass(frozen=True)
+class FrontierResult:
+    """Pooled posteriors of the frontier laws, ``fits[quantity]`` (a :class:`PooledFit`)."""
+
+    fits: dict[str, PooledFit]
+
+    def exponents(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
+        """One row per (quantity, law parameter): pooled mean, sd, quantiles, MCSE, status."""
+        parts = []
+        for quantity, pooled in self.fits.items():
+            table = pooled.summary(quantiles)
+            table = table[table["parameter"].isin(pooled.law.parameter_names)]
+            parts.append(table.assign(quantity=quantity))
+        out = pd.concat(parts, ignore_index=True)
+        return out[["quantity", *[c for c in out.columns if c != "quantity"]]]
+
+    def band(
+        self, quantity: str, flops_min, quantiles: Sequence[float] = (0.05, 0.5, 0.95)
+    ) -> pd.DataFrame:
+        """Credible band of the frontier ``quantity`` at ``flops_min`` (PF-days)."""
+        if quantity not in self.fits:
+            raise KeyError(f"no frontier fit of {quantity!r}; fitted: {list(self.fits)}")
+        return self.fits[quantity].band({"flops_min": np.asarray(flops_min, float)}, quantiles)
+
+
+def fit_frontier(
+    runs,
+    bcrit: FitResult,
+    *,
+    quantities: Sequence[str] = tuple(FRONTIER_LAWS),
+    columns: Mapping[str, str] | None = None,
+    num_imputations: int = 16,
+    likelihood: str = "student_t",
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    seed: int = 0,
+    **fit_kwargs,
+) -> FrontierResult:
+    """Fit the compute-efficient frontier laws with :math:`B_{crit}`'s posterior propagated.
+
+    Parameters
+    ----------
+    runs : DataFrame, dict of arrays, or CSV path
+        Compute-efficient runs (see :func:`adjust_runs` for the columns).
+    bcrit : FitResult
+        Posterior of :math:`B_{crit}(L)` (law ``kaplan_bcrit``).
+    quantities : sequence of str
+        Which of ``n_params`` (:math:`N_{opt}`), ``steps`` (:math:`S_{min}`), ``batch_size``
+        (:math:`B_{crit}`) and ``n_tokens`` (:math:`E_{min}`) to fit against :math:`C_{min}`.
+    columns : dict, optional
+        Standard name -> column of ``runs``.
+    num_imputations : int
+        :math:`K`, evenly spaced :math:`B_{crit}` draws; each gives one adjusted data set.
+    likelihood, num_chains, num_warmup, num_samples, seed, **fit_kwargs
+        Passed to :func:`bayescale.fit_batch` (one call per quantity, fitting all
+        :math:`K` imputed data sets).
+
+    Returns
+    -------
+    FrontierResult
+        ``.exponents()`` (``p_N``, ``p_S``, ``p_B``, ``p_D`` and prefactors), ``.band()``,
+        ``.fits``.
+    """
+    unknown = [q for q in quantities if q not in FRONTIER_LAWS]
+    if unknown or not quantities:
+        raise ValueError(f"quantities must be among {list(FRONTIER_LAWS)}, got {list(quantities)}")
+    frame = _runs(runs, columns)
+    adjusted = imputation_draws(
+        {k: np.moveaxis(v, -1, 0) for k, v in adjust_runs(frame, bcrit).items()},
+        num_imputations,
+    )  # each (run, K)
+    response = {
+        "n_params": lambda k: frame["n_params"].to_numpy(),
+        "steps": lambda k: adjusted["steps_min"][:, k],
+        "batch_size": lambda k: adjusted["critical_batch_size"][:, k],
+        "n_tokens": lambda k: adjusted["tokens_min"][:, k],
+    }
+    fits = {}
+    for i, quantity in enumerate(quantities):
+        imputed = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        IMPUTATION: k,
+                        "flops_min": adjusted["flops_min"][:, k],
+                        quantity: response[quantity](k),
+                    }
+                )
+                for k in range(num_imputations)
+            ],
+            ignore_index=True,
+        )
+        fits[quantity] = fit_pooled(
+            imputed,
+            FRONTIER_LAWS[quantity],
+            likelihood=likelihood,
+            num_chains=num_chains,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            seed=seed + i,
+            **fit_kwargs,
+        )
+    return FrontierResult(fits)

@@ -1,0 +1,239 @@
+"""IsoFLOP profiles: the loss-minimising model size per budget, then its power law in compute.
+
+Hoffmann et al.'s approach 2, as Porian et al. (2024) apply it, with posteriors at both stages:
+
+1. **Profiles.**  For every FLOP budget :math:`C_j` (and configuration), the runs' losses along
+   the budget's sweep of model sizes are fitted by a parabola of log loss in :math:`\\log N`
+   (law ``isoflop_parabola``),
+
+   .. math::
+
+       \\log L_{ij} = \\log L^*_j + k_j (\\log N_{ij} - \\log N^*_j)^2 + \\varepsilon_{ij},
+
+   all budgets of all configurations in one :func:`bayescale.fit_batch` call.  The vertex
+   :math:`N^*_j` is a parameter, so its posterior is read off directly, draw by draw.
+2. **Power law.**  :math:`N^*(C) = N_e\\, C^{a}` (law ``kaplan_frontier_n``, :math:`C` in
+   PF-days) is fitted to :math:`K` imputed sets of vertices, set :math:`k` holding the
+   :math:`k`-th of :math:`K` evenly spaced posterior draws of every :math:`N^*_j`, and the
+   :math:`K` posteriors pooled (:mod:`bayescale.workflows.propagate`): the exponent's
+   interval carries both the budgets' scatter about the power law and each vertex's own
+   uncertainty (wide where a sweep barely brackets its minimum).
+
+The exponent :math:`a` is Porian et al.'s ``n_exponent``: the slope of :math:`\\log N^*`
+against :math:`\\log C`, with :math:`C` the budget as given (``flops``) and :math:`N` the
+model size as given (``n_params``; Porian's count follows each configuration's
+``param_count`` convention).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayescale.api import fit_batch
+from bayescale.data import DataError, _as_frame
+from bayescale.result import BatchResult, ConvergenceWarning, Status, quantile_column
+from bayescale.simulate import PF_DAY
+from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
+
+__all__ = ["IsoflopResult", "fit_isoflop"]
+
+PROFILE_LAW = "isoflop_parabola"
+FRONTIER_LAW = "kaplan_frontier_n"
+
+
+@dataclass(frozen=True)
+class IsoflopResult:
+    """Both stages of an isoFLOP analysis.
+
+    Attributes
+    ----------
+    profiles : BatchResult
+        One parabola fit per (group, budget); ``profiles.diagnostics`` per budget.
+    keys : DataFrame
+        The (group columns, ``flops``) of each profile, in ``profiles``' order.
+    frontier : PooledFit
+        The pooled posterior of :math:`N^* = N_e C^a` per group (``p_N`` is :math:`a`,
+        ``N_e`` the size at 1 PF-day).
+    groups : tuple of str
+        The group columns (e.g. Porian's configuration columns); empty for one sweep set.
+    used : ndarray of bool
+        Which profiles entered stage 2 (those whose fit had enough points).
+    """
+
+    profiles: BatchResult
+    keys: pd.DataFrame
+    frontier: PooledFit
+    groups: tuple[str, ...]
+    used: np.ndarray
+
+    def vertex_draws(self) -> np.ndarray:
+        """Posterior draws of :math:`N^*` per profile, ``(profile, chain * draw)``."""
+        x = self.profiles.datatree.posterior["log_n_star"].values
+        return np.exp(x.reshape(x.shape[0], -1))
+
+    def vertices(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
+        """Per profile: the posterior of :math:`N^*(C)` (mean, quantiles), fit status, use."""
+        draws = self.vertex_draws()
+        out = self.keys.copy()
+        out["n_opt_mean"] = draws.mean(axis=1)
+        for q in quantiles:
+            out[f"n_opt_{quantile_column(q)}"] = np.quantile(draws, q, axis=1)
+        out["status"] = self.profiles.status.to_numpy()
+        out["used"] = self.used
+        return out
+
+    def exponent(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
+        """The pooled posterior of the exponent :math:`a` of :math:`N^* \\propto C^a` per group."""
+        table = self.frontier.summary(quantiles)
+        table = table[table["parameter"] == "p_N"].drop(columns="parameter")
+        return table.reset_index(drop=True)
+
+
+def fit_isoflop(
+    data,
+    *,
+    by: str | Sequence[str] = (),
+    columns: Mapping[str, str] | None = None,
+    num_imputations: int = 16,
+    likelihood: str = "student_t",
+    priors: Mapping[str, str] | None = None,
+    frontier_priors: Mapping[str, str] | None = None,
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    seed: int = 0,
+    warn: bool = True,
+    **fit_kwargs,
+) -> IsoflopResult:
+    """Fit isoFLOP profiles and the power law of their vertices, uncertainty carried through.
+
+    Parameters
+    ----------
+    data : DataFrame, dict of arrays, or CSV path
+        One row per run: ``flops`` (the budget, FLOP), ``n_params``, ``loss`` (or columns
+        mapped by ``columns``), and the ``by`` columns.
+    by : str or sequence of str
+        Columns naming independent analyses (e.g. Porian's configuration columns); each
+        gets its own profiles and its own power law.
+    columns : dict, optional
+        ``{"flops": ..., "n_params": ..., "loss": ...}`` -> data columns.
+    num_imputations : int
+        :math:`K`, imputed vertex sets per group in stage 2.
+    likelihood : {"student_t", "normal"}
+        Observation model of both stages.
+    priors, frontier_priors : dict, optional
+        Prior overrides of the profile law (``L_star``, ``k``, ``log_n_star``, ``sigma``) and
+        of the frontier law (``N_e``, ``p_N``, ``sigma``).
+    num_chains, num_warmup, num_samples, seed, **fit_kwargs
+        NUTS settings of both stages' :func:`bayescale.fit_batch` calls.
+    warn : bool
+        Warn (with the numbers) about profiles left out or fits that did not converge.
+
+    Returns
+    -------
+    IsoflopResult
+        ``.exponent()`` (the posterior of :math:`a` per group), ``.vertices()``,
+        ``.profiles``, ``.frontier``.
+
+    Raises
+    ------
+    DataError
+        Missing columns, or a group with fewer than two usable budgets.
+    """
+    frame = _as_frame(data)
+    groups = (by,) if isinstance(by, str) else tuple(by)
+    names = {"flops": "flops", "n_params": "n_params", "loss": "loss", **dict(columns or {})}
+    missing = [c for c in (*groups, *names.values()) if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"isoFLOP data lacks the column(s) {missing}; it has {list(map(str, frame.columns))}"
+        )
+    flops_col = names["flops"]
+    budgets = pd.to_numeric(frame[flops_col], errors="coerce")
+    bad = ~np.isfinite(budgets) | (budgets <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"column {flops_col!r} (budget) must hold positive finite FLOP counts; "
+            f"row {frame.index[i]!r} has {frame[flops_col].iloc[i]!r}"
+        )
+    settings = dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
+    profile_by = [*groups, flops_col]
+    profiles = fit_batch(
+        frame[[*profile_by, names["n_params"], names["loss"]]],
+        PROFILE_LAW,
+        by=profile_by,
+        columns={"n_params": names["n_params"], "loss": names["loss"]},
+        likelihood=likelihood,
+        priors=priors,
+        seed=seed,
+        warn=warn,
+        **settings,
+        **fit_kwargs,
+    )
+    keys = frame[profile_by].drop_duplicates().sort_values(profile_by).reset_index(drop=True)
+    reasons = profiles.diagnostics["reason"].to_numpy()
+    used = reasons == ""
+    if warn and not used.all():
+        left = "; ".join(
+            f"{'/'.join(map(str, keys.iloc[i]))}: {reasons[i]}" for i in np.flatnonzero(~used)
+        )
+        warnings.warn(
+            f"{int((~used).sum())} isoFLOP profile(s) left out of the power law: {left}",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    if groups:
+        counts = keys[used].groupby(list(groups)).size()
+        num_groups = len(keys[list(groups)].drop_duplicates())
+    else:
+        counts, num_groups = pd.Series([int(used.sum())]), 1
+    if (counts < 2).any() or len(counts) < num_groups:
+        raise DataError(
+            f"every group needs at least two budgets with a fitted profile; usable budgets per "
+            f"group: {counts.to_dict()}"
+        )
+    log_n = imputation_draws(
+        {"log_n_star": profiles.datatree.posterior["log_n_star"].values}, num_imputations
+    )["log_n_star"]  # (profile, K)
+    rows = keys[used]
+    imputed = pd.concat(
+        [
+            rows[list(groups)].assign(
+                **{
+                    IMPUTATION: k,
+                    "flops_min": rows[flops_col].to_numpy() / PF_DAY,
+                    "n_params": np.exp(log_n[used, k]),
+                }
+            )
+            for k in range(log_n.shape[1])
+        ],
+        ignore_index=True,
+    )
+    frontier = fit_pooled(
+        imputed,
+        FRONTIER_LAW,
+        groups=groups,
+        likelihood=likelihood,
+        priors=frontier_priors,
+        seed=seed + 1,
+        warn=warn,
+        **settings,
+        **fit_kwargs,
+    )
+    if warn:
+        status = frontier.status()
+        bad = status[status != Status.converged.value]
+        if len(bad):
+            warnings.warn(
+                f"isoFLOP power law did not converge for {len(bad)} group(s): "
+                f"{bad.to_dict()} (see .frontier.batch.diagnostics)",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+    return IsoflopResult(profiles=profiles, keys=keys, frontier=frontier, groups=groups, used=used)
