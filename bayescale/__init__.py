@@ -41,7 +41,7 @@ if _cache and not _jax.config.jax_compilation_cache_dir:
     _jax.config.update("jax_compilation_cache_dir", _cache)
     _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
-from bayescale import check, laws  # noqa: E402
+from bayescale import check, laws, plan, plot, simulate, workflows  # noqa: E402
 from bayescale.api import fit, fit_batch  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.laws import FormulaError, LawError  # noqa: E402
@@ -61,4 +61,8 @@ __all__ = [
     "fit",
     "fit_batch",
     "laws",
+    "plan",
+    "plot",
+    "simulate",
+    "workflows",
 ]
