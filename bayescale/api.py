@@ -12,9 +12,10 @@ import numpy as np
 from bayescale.data import DataError, _as_frame, prepare
 from bayescale.infer.batch import run_batch, stack
 from bayescale.infer.nuts import SamplerOptions, build_sampler
+from bayescale.infer.optimize import METHODS, build_mode_fit, run_mode_fit
 from bayescale.laws import Law, get_law
 from bayescale.model import Posterior
-from bayescale.result import BatchResult, FitResult
+from bayescale.result import BatchResult, FitResult, mode_failure
 
 __all__ = ["fit", "fit_batch"]
 
@@ -45,6 +46,9 @@ def fit(
     num_starts: int = 8,
     progress_bar: bool | None = None,
     warn: bool = True,
+    method: str = "nuts",
+    map_steps: int = 500,
+    flat_priors: bool = False,
 ) -> FitResult:
     """Fit a scaling law by NUTS and return its posterior.
 
@@ -78,7 +82,24 @@ def fit(
         Default: shown when stderr is a terminal.
     warn : bool
         Emit a :class:`~bayescale.result.ConvergenceWarning` carrying the numbers if the fit
-        did not converge (max r̂ > 1.01, ESS < 100 per chain, divergences).
+        did not converge (max r̂ > 1.01, ESS < 100 per chain, divergences; for ``"map"`` and
+        ``"laplace"``: no finite mode, or a Hessian that is not positive definite).
+    method : {"nuts", "map", "laplace"}
+        ``"nuts"``: the posterior by NUTS.  ``"map"``: the posterior mode
+        :math:`\\hat z = \\arg\\min_z U(z)` of the potential in the unconstrained space,
+        by optax L-BFGS from ``num_starts`` prior draws (vmapped), the best kept; one draw
+        (``chain``, ``draw`` of size 1).  ``"laplace"``: ``num_chains`` x ``num_samples``
+        draws of :math:`\\mathcal N(\\hat z, H^{-1})`, :math:`H = \\nabla^2 U(\\hat z)`,
+        mapped to the constrained space.  Both come back in the same DataTree shape, so
+        ``predict``, ``summary`` and the plots work unchanged; ``.datatree.attrs["method"]``
+        says which made them.
+    map_steps : int
+        L-BFGS steps per start (``"map"``, ``"laplace"``).
+    flat_priors : bool
+        With ``method="map"``: maximise the likelihood alone (no priors).  With
+        ``likelihood="huber"`` this minimises :math:`\\sum_i \\rho_{\\delta}(r_i)`,
+        :math:`\\delta = 10^{-3}`, over the law's parameters: Hoffmann et al.'s objective,
+        whose optimum Besiroglu et al. (2024) report (see :mod:`bayescale.model`).
 
     Returns
     -------
@@ -86,9 +107,34 @@ def fit(
         ``.datatree`` (ArviZ DataTree), ``.status``, ``.diagnostics``, ``.summary()``,
         ``.predict()``, ``.save()``.
     """
+    _check_method(method)
     law = get_law(law, priors=priors)
     posterior = Posterior(law, likelihood)
     fit_data = prepare(data, law, columns)
+    if method != "nuts":
+        key, seed_int = _seed_key(seed)
+        run = build_mode_fit(
+            posterior,
+            method,
+            num_starts=num_starts,
+            num_steps=map_steps,
+            num_chains=num_chains,
+            num_samples=num_samples,
+            flat_priors=flat_priors,
+        )
+        out = run_mode_fit(run, key[None], stack([fit_data]))
+        samples = {k: v[0] for k, v in out.items()}
+        result = FitResult.from_samples(
+            posterior,
+            fit_data,
+            samples,
+            seed=seed_int,
+            sampler_attrs=_mode_attrs(method, samples, num_starts, map_steps, flat_priors),
+        )
+        result.check_convergence(warn=warn)
+        return result
+    if flat_priors:
+        raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
     options = SamplerOptions(
         num_chains=num_chains,
         num_warmup=num_warmup,
@@ -150,6 +196,9 @@ def fit_batch(
     num_starts: int = 8,
     progress_bar: bool | None = None,
     warn: bool = True,
+    method: str = "nuts",
+    map_steps: int = 500,
+    flat_priors: bool = False,
 ) -> BatchResult:
     """Fit one law to many independent curves in one compiled, vmapped program.
 
@@ -164,12 +213,19 @@ def fit_batch(
     is mostly prior) but reported as ``failed`` with the reason; bad values (NaN, inf,
     non-positive) in any curve raise :class:`~bayescale.DataError` naming the curve.
 
+    ``method``, ``map_steps`` and ``flat_priors`` are those of :func:`fit`; with ``"map"`` or
+    ``"laplace"`` the optimiser (and Laplace draws) of every curve run in one vmapped call,
+    its fit axis split over ``devices``.
+
     Returns
     -------
     BatchResult
         ``.datatree`` with a fit dimension named after ``by``; ``.diagnostics`` per fit;
         ``.failed``; ``.summary()``; ``.predict(new_data)``; ``result[label]``.
     """
+    _check_method(method)
+    if flat_priors and method != "map":
+        raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
     law = get_law(law, priors=priors)
     posterior = Posterior(law, likelihood)
     frame = _as_frame(data)
@@ -195,6 +251,12 @@ def fit_batch(
         labels.append(label.item() if isinstance(label, np.generic) else label)
     if not fits:
         raise DataError(f"data for law {law.id!r} is empty (no rows)")
+    if method != "nuts":
+        return _fit_batch_modes(
+            posterior, fits, labels, by, reasons, method, seed, devices, warn,
+            num_starts=num_starts, num_steps=map_steps, num_chains=num_chains,
+            num_samples=num_samples, flat_priors=flat_priors,
+        )  # fmt: skip
     options = SamplerOptions(
         num_chains=num_chains,
         num_warmup=num_warmup,
@@ -234,6 +296,71 @@ def fit_batch(
             "num_warmup": num_warmup,
             "thin": thin,
             "dense_mass": int(dense_mass),
+            "failure_reasons": reasons,
+            "columns": dict(fits[0].columns),
+        },
+    )
+    result.check_convergence(warn=warn)
+    return result
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _mode_attrs(method: str, out: dict, num_starts: int, map_steps: int, flat_priors: bool):
+    """Root attributes of a MAP/Laplace result: the method and the mode search's numbers."""
+    return {
+        "sampler": f"{method}: optax L-BFGS from {num_starts} prior draws, {map_steps} steps"
+        + (", flat priors (maximum likelihood)" if flat_priors else ""),
+        "method": method,
+        "num_starts": num_starts,
+        "map_steps": map_steps,
+        "flat_priors": int(flat_priors),
+        "map_failed": int(not np.isfinite(out["map_potential"])),
+        "map_potential": float(out["map_potential"]),
+        "map_grad_norm": float(out["map_grad_norm"]),
+        "map_failed_starts": int(out["map_failed_starts"]),
+        "map_agreeing_starts": int(out["map_agreeing_starts"]),
+        "min_eigenvalue": float(out["min_eigenvalue"]),
+    }
+
+
+def _fit_batch_modes(
+    posterior, fits, labels, by, reasons, method, seed, devices, warn, **settings
+) -> BatchResult:
+    """``fit_batch`` with ``method="map"`` or ``"laplace"``: one vmapped call over all fits."""
+    key, seed_int = _seed_key(seed)
+    keys = jax.random.split(key, len(fits))
+    devices = list(jax.devices() if devices is None else devices)
+    run = build_mode_fit(posterior, method, devices=devices, **settings)
+    out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))
+    for i, label in enumerate(labels):
+        reason = mode_failure(method, out["map_potential"][i], out["min_eigenvalue"][i])
+        if reason:
+            reasons.setdefault(str(label), reason)
+    per_fit = ("map_potential", "map_grad_norm", "map_failed_starts", "map_agreeing_starts")
+    result = BatchResult.from_samples(
+        posterior,
+        fits,
+        labels,
+        by,
+        out,
+        seed=seed_int,
+        attrs={
+            **{
+                k: v
+                for k, v in _mode_attrs(
+                    method,
+                    {k: out[k][0] for k in out},
+                    settings["num_starts"],
+                    settings["num_steps"],
+                    settings["flat_priors"],
+                ).items()
+                if k in ("sampler", "method", "num_starts", "map_steps", "flat_priors")
+            },
+            "mode_stats": {k: out[k].tolist() for k in (*per_fit, "min_eigenvalue")},
             "failure_reasons": reasons,
             "columns": dict(fits[0].columns),
         },

@@ -10,6 +10,27 @@ The observation model is on the log of the response:
 with the law's priors on :math:`\\theta`, the law's ``sigma_prior`` on :math:`\\sigma` and
 :math:`\\nu \\sim \\text{Gamma}(2, 0.1)` (Juárez & Steel 2010) for the robust default.
 
+Likelihoods (the ``likelihood`` string):
+
+* ``"student_t"``: :math:`\\nu` fitted; ``"student_t(4)"``: :math:`\\nu` fixed at 4.
+* ``"normal"``.
+* ``"huber"``: the density whose negative log is Hoffmann et al.'s (2022) Huber loss of the
+  log residual :math:`r`, threshold :math:`\\delta = 10^{-3}` (:data:`HUBER_DELTA`), divided
+  by :math:`\\sigma^2`:
+
+  .. math::
+
+      -\\log p(r \\mid \\sigma) = \\frac{\\rho_\\delta(r)}{\\sigma^2}
+      + \\log\\bigl(\\sigma Z(\\delta/\\sigma)\\bigr),\\quad
+      \\rho_\\delta(r) = \\begin{cases} r^2/2 & |r| \\le \\delta \\\\
+      \\delta |r| - \\delta^2/2 & |r| > \\delta \\end{cases},\\quad
+      Z(c) = \\sqrt{2\\pi}\\,\\operatorname{erf}(c/\\sqrt 2) + \\tfrac{2}{c} e^{-c^2/2}.
+
+  For any fixed :math:`\\sigma` the :math:`\\theta` that maximises this likelihood minimises
+  :math:`\\sum_i \\rho_\\delta(r_i)`, Hoffmann's (and Besiroglu et al.'s) objective, so the
+  MAP with flat priors is their point estimate; :math:`\\sigma` scales the quadratic core
+  (:math:`|r| \\le \\delta`) and the Laplace tails (scale :math:`\\sigma^2/\\delta`).
+
 :class:`Posterior` exposes the model and its potential (negative log density in the
 unconstrained space, Jacobians included) as a pure function of a flat parameter vector and a
 data pytree, so the same function is jitted for one fit, vmapped over thousands and
@@ -18,9 +39,12 @@ differentiated by the optimiser.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +54,40 @@ from numpyro.distributions.transforms import biject_to
 
 from bayescale.laws import Law, Prior
 
-__all__ = ["LIKELIHOODS", "Posterior", "observation_dist"]
+__all__ = [
+    "HUBER_DELTA",
+    "LIKELIHOODS",
+    "Huber",
+    "Posterior",
+    "likelihood_family",
+    "observation_dist",
+    "observation_noise",
+]
 
-LIKELIHOODS = ("student_t", "normal")
+LIKELIHOODS = ("student_t", "normal", "huber")
 NU_PRIOR = (2.0, 0.1)  # Gamma(shape, rate) on the Student-t degrees of freedom
+HUBER_DELTA = 1e-3  # Hoffmann et al. 2022 / Besiroglu et al. 2024: delta on log residuals
+_FIXED_NU = re.compile(r"^student_t\(\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\)$")
+
+
+@functools.cache
+def likelihood_family(likelihood: str) -> tuple[str, float | None]:
+    """``(family, fixed_nu)`` of a likelihood string: ``"student_t(4)"`` -> ``("student_t", 4.0)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown likelihood or a fixed :math:`\\nu \\le 0`.
+    """
+    if likelihood in LIKELIHOODS:
+        return likelihood, None
+    m = _FIXED_NU.match(str(likelihood).strip())
+    if m and float(m.group(1)) > 0:
+        return "student_t", float(m.group(1))
+    raise ValueError(
+        f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)} "
+        f"or 'student_t(nu)' with a fixed nu > 0, e.g. 'student_t(4)'"
+    )
 
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -70,13 +124,30 @@ def prior_term(prior: Prior, z):
             return z, jnp.log(z), _normal_logpdf(z, a[0], a[1])
 
 
+def _huber_log_norm(c):
+    """:math:`\\log Z(c)`, :math:`Z(c) = \\int e^{-\\rho_c(u)} du`; stable for small ``c``."""
+    core = math.sqrt(2 * math.pi) * jax.scipy.special.erf(c / math.sqrt(2.0))
+    return jnp.log(core * c + 2.0 * jnp.exp(-0.5 * c * c)) - jnp.log(c)
+
+
+def huber_logpdf(r, sigma, delta: float = HUBER_DELTA):
+    """Log density of the Huber likelihood at log residual ``r`` (see the module docstring)."""
+    a = jnp.abs(r)
+    rho = jnp.where(a <= delta, 0.5 * r * r, delta * a - 0.5 * delta * delta)
+    return -rho / (sigma * sigma) - jnp.log(sigma) - _huber_log_norm(delta / sigma)
+
+
 def observation_logpdf(likelihood: str, log_y, log_mean, sigma, nu=None):
     """Pointwise log density of the log response (the same as :func:`observation_dist`)."""
+    family, fixed_nu = likelihood_family(likelihood)
+    if family == "huber":
+        return huber_logpdf(log_y - log_mean, sigma)
     r = (log_y - log_mean) / sigma
-    if likelihood == "student_t":
+    if family == "student_t":
+        nu = fixed_nu if fixed_nu is not None else nu
         return (
             jax.lax.lgamma(0.5 * (nu + 1.0))
-            - jax.lax.lgamma(0.5 * nu)
+            - jax.lax.lgamma(0.5 * jnp.asarray(nu, dtype=r.dtype))
             - 0.5 * jnp.log(nu * math.pi)
             - jnp.log(sigma)
             - 0.5 * (nu + 1.0) * jnp.log1p(r * r / nu)
@@ -84,11 +155,72 @@ def observation_logpdf(likelihood: str, log_y, log_mean, sigma, nu=None):
     return -0.5 * r * r - jnp.log(sigma) - _HALF_LOG_2PI
 
 
+class Huber(dist.Distribution):
+    """NumPyro distribution of the Huber likelihood around ``loc`` (threshold ``delta``)."""
+
+    arg_constraints: ClassVar[dict] = {
+        "loc": dist.constraints.real,
+        "scale": dist.constraints.positive,
+    }
+    support = dist.constraints.real
+    reparametrized_params: ClassVar[list] = ["loc", "scale"]
+
+    def __init__(self, loc=0.0, scale=1.0, delta: float = HUBER_DELTA, *, validate_args=None):
+        self.loc, self.scale = dist.util.promote_shapes(loc, scale)
+        self.delta = delta
+        batch_shape = jax.lax.broadcast_shapes(jnp.shape(loc), jnp.shape(scale))
+        super().__init__(batch_shape=batch_shape, validate_args=validate_args)
+
+    def log_prob(self, value):
+        return huber_logpdf(value - self.loc, self.scale, self.delta)
+
+    def sample(self, key, sample_shape=()):
+        shape = sample_shape + self.batch_shape
+        c = jnp.broadcast_to(self.delta / self.scale, shape)
+        k_which, k_core, k_tail, k_sign = jax.random.split(key, 4)
+        log_core = jnp.log(math.sqrt(2 * math.pi) * jax.scipy.special.erf(c / math.sqrt(2.0)))
+        in_core = jnp.log(jax.random.uniform(k_which, shape)) < log_core - _huber_log_norm(c)
+        lo = jax.scipy.stats.norm.cdf(-c)
+        u = lo + (1 - 2 * lo) * jax.random.uniform(k_core, shape)
+        core = jax.scipy.special.ndtri(u)
+        tail = c + jax.random.exponential(k_tail, shape) / c
+        sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, shape), 1.0, -1.0)
+        return self.loc + self.scale * jnp.where(in_core, core, sign * tail)
+
+
 def observation_dist(likelihood: str, log_mean, sigma, nu=None) -> dist.Distribution:
     """Distribution of the log response around the law's log mean."""
-    if likelihood == "student_t":
-        return dist.StudentT(nu, log_mean, sigma)
+    family, fixed_nu = likelihood_family(likelihood)
+    if family == "student_t":
+        return dist.StudentT(fixed_nu if fixed_nu is not None else nu, log_mean, sigma)
+    if family == "huber":
+        return Huber(log_mean, sigma)
     return dist.Normal(log_mean, sigma)
+
+
+def observation_noise(rng, likelihood: str, values: dict, shape):
+    """Numpy draws of the log-scale observation noise for parameter draws ``values``.
+
+    ``values["sigma"]`` (and ``values["nu"]`` for a fitted Student-t) have shape ``(...)``;
+    the noise has ``shape = (..., points)``.  Numpy, so post-processing compiles nothing.
+    """
+    import numpy as np
+    from scipy.special import erf, ndtr, ndtri
+
+    family, fixed_nu = likelihood_family(likelihood)
+    sigma = np.asarray(values["sigma"])[..., None]
+    if family == "student_t":
+        nu = fixed_nu if fixed_nu is not None else np.asarray(values["nu"])[..., None]
+        return sigma * rng.standard_t(np.broadcast_to(nu, shape))
+    if family == "huber":
+        c = np.broadcast_to(HUBER_DELTA / sigma, shape)
+        core_mass = math.sqrt(2 * math.pi) * erf(c / math.sqrt(2.0))
+        p_core = core_mass * c / (core_mass * c + 2.0 * np.exp(-0.5 * c * c))
+        lo = ndtr(-c)
+        core = ndtri(lo + (1 - 2 * lo) * rng.uniform(size=shape))
+        tail = (c + rng.exponential(size=shape) / c) * rng.choice([-1.0, 1.0], size=shape)
+        return sigma * np.where(rng.uniform(size=shape) < p_core, core, tail)
+    return sigma * rng.standard_normal(shape)
 
 
 @dataclass(frozen=True)
@@ -103,22 +235,24 @@ class Posterior:
     likelihood: str = "student_t"
 
     def __post_init__(self):
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(
-                f"unknown likelihood {self.likelihood!r}; choose one of {', '.join(LIKELIHOODS)}"
-            )
+        likelihood_family(self.likelihood)  # raises on an unknown likelihood
+
+    @property
+    def fits_nu(self) -> bool:
+        """Whether the Student-t degrees of freedom are a fitted parameter."""
+        return likelihood_family(self.likelihood) == ("student_t", None)
 
     @cached_property
     def site_names(self) -> tuple[str, ...]:
         """Latent sites in the order of the flat parameter vector."""
-        extra = ("sigma", "nu") if self.likelihood == "student_t" else ("sigma",)
+        extra = ("sigma", "nu") if self.fits_nu else ("sigma",)
         return (*self.law.parameter_names, *extra)
 
     @cached_property
     def prior_specs(self) -> dict[str, Prior]:
         specs = {k: p.prior for k, p in self.law.parameters.items()}
         specs["sigma"] = self.law.sigma_prior
-        if self.likelihood == "student_t":
+        if self.fits_nu:
             specs["nu"] = Prior("gamma", NU_PRIOR)
         return specs
 
@@ -126,7 +260,7 @@ class Posterior:
     def priors(self) -> dict[str, dist.Distribution]:
         priors = {k: p.prior.distribution() for k, p in self.law.parameters.items()}
         priors["sigma"] = self.law.sigma_prior.distribution()
-        if self.likelihood == "student_t":
+        if self.fits_nu:
             priors["nu"] = dist.Gamma(*NU_PRIOR)
         return priors
 
@@ -161,6 +295,19 @@ class Posterior:
         NumPyro's density of :meth:`model` (tested), written out so that the compiled
         program stays small.
         """
+        log_prior, log_lik = self._log_terms(z, data)
+        return log_prior + log_lik
+
+    def log_likelihood(self, z, data):
+        """Log-likelihood alone (no priors, no Jacobians) at unconstrained ``z``.
+
+        The likelihood term of :meth:`log_density`: the objective of a maximum-likelihood
+        fit (``method="map"`` with ``flat_priors=True``).
+        """
+        return self._log_terms(z, data)[1]
+
+    def _log_terms(self, z, data):
+        """``(log prior incl. Jacobians, summed log-likelihood of unmasked points)``."""
         values, logs, lp = {}, {}, 0.0
         for i, (name, prior) in enumerate(self.prior_specs.items()):
             values[name], logs[name], term = prior_term(prior, z[i])
@@ -172,7 +319,7 @@ class Posterior:
         ll = observation_logpdf(
             self.likelihood, data["log_y"], mu, values["sigma"], values.get("nu")
         )
-        return lp + jnp.sum(jnp.where(data["mask"], ll, 0.0))
+        return lp, jnp.sum(jnp.where(data["mask"], ll, 0.0))
 
     def potential(self, z, data):
         """Negative :meth:`log_density`; ``inf`` where it is not finite."""
