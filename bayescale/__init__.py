@@ -43,6 +43,7 @@ if _cache and not _jax.config.jax_compilation_cache_dir:
 
 from bayescale import laws  # noqa: E402
 from bayescale.api import fit, fit_batch  # noqa: E402
+from bayescale.compare import compare  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.laws import FormulaError, LawError  # noqa: E402
 from bayescale.result import BatchResult, ConvergenceWarning, FitResult, Status  # noqa: E402
@@ -57,6 +58,7 @@ __all__ = [
     "FormulaError",
     "LawError",
     "Status",
+    "compare",
     "fit",
     "fit_batch",
     "laws",

@@ -54,7 +54,7 @@ EXPECTED = {
 }
 
 # Laws whose variables are the generic, dimensionless x and y.
-GENERIC = {"power_law", "power_law_offset"}
+GENERIC = {"power_law", "power_law_offset", "broken_power_law"}
 
 
 def scipy_prior(prior: Prior):
@@ -139,6 +139,12 @@ NUMPY_LAWS = {
     ),
     "power_law": lambda p, x: p["A"] * x["x"] ** -p["alpha"],
     "power_law_offset": lambda p, x: p["E"] + p["A"] * x["x"] ** -p["alpha"],
+    "broken_power_law": lambda p, x: (
+        p["a"]
+        + p["b"]
+        * x["x"] ** -p["c0"]
+        * (1 + (x["x"] / p["d1"]) ** (1 / p["f1"])) ** (-p["c1"] * p["f1"])
+    ),
 }
 
 # Far extrapolation points per covariate (beyond every design range).
