@@ -12,6 +12,8 @@ Run ``python benchmarks/map_fit.py`` (``--quick``: smaller grid, 1,000 curves, f
    ``fit_batch(..., method="map")`` call; time per curve printed (second call: compiled).
 3. **Laplace vs NUTS** on Chinchilla (Student-t likelihood, the default): 95% intervals side
    by side.
+4. **NUTS initialised at the MAP vs from a prior draw** (``SamplerOptions.init``), Chinchilla,
+   4 chains, short warm-up (300) and long (1000): r-hat, ESS, divergences, wall time.
 """
 
 from __future__ import annotations
@@ -146,11 +148,41 @@ def laplace_vs_nuts(df: pd.DataFrame, num_samples: int) -> None:
         print(f"{k:6s} Laplace {cells[0]}   NUTS {cells[1]}")
 
 
+def nuts_init(df: pd.DataFrame, num_samples: int) -> None:
+    from bayescale.data import prepare
+    from bayescale.infer.batch import stack
+    from bayescale.infer.nuts import SamplerOptions, build_sampler
+    from bayescale.model import Posterior
+    from bayescale.result import FitResult
+
+    law = get_law("chinchilla")
+    posterior = Posterior(law)
+    fit_data = prepare(df, law, COLUMNS)
+    devices = jax.devices()[:2] if len(jax.devices()) >= 2 else None
+    print("\n== 4. NUTS start: MAP (default) vs a prior draw; Chinchilla, 4 chains ==")
+    print(f"{'init':>6} {'warm-up':>8} {'wall s':>7} {'max r-hat':>10} {'min ESS':>8} {'div':>5}")
+    for warmup in (300, 1000):
+        for init in ("map", "prior"):
+            options = SamplerOptions(num_warmup=warmup, num_samples=num_samples, init=init)
+            run = build_sampler(posterior, options, devices=devices, shard="chains")
+            out, wall = timed(
+                lambda r=run: jax.device_get(r(jax.random.key(0)[None], stack([fit_data])))
+            )
+            samples = {k: v[0] for k, v in out.items()}
+            result = FitResult.from_samples(posterior, fit_data, samples, seed=0)
+            d = result.diagnostics
+            ess = min(d["min_ess_bulk"], d["min_ess_tail"])
+            print(
+                f"{init:>6} {warmup:>8} {wall:7.1f} {d['max_rhat']:10.4f} {ess:8.0f} "
+                f"{d['num_divergent']:5d}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--only", choices=("1", "2", "3"), default=None)
+    parser.add_argument("--only", choices=("1", "2", "3", "4"), default=None)
     args = parser.parse_args()
     df = load_data(args.data)
     print(f"jax {jax.__version__}, {len(jax.devices())} device(s), {len(df)} Chinchilla points")
@@ -160,6 +192,8 @@ def main() -> None:
         batched_map(1000 if args.quick else 10_000)
     if args.only in (None, "3"):
         laplace_vs_nuts(df, 300 if args.quick else 1000)
+    if args.only in (None, "4"):
+        nuts_init(df, 300 if args.quick else 1000)
 
 
 if __name__ == "__main__":
