@@ -47,7 +47,7 @@ def main() -> None:
     cols = ["elpd", "se", "p", "elpd_diff", "dse", "weight", "max_pareto_k", "num_high_pareto_k"]
     with pd.option_context("display.width", 200, "display.precision", 4):
         print("\nPSIS-LOO comparison (elpd on log loss; stacking weights):")
-        print(comparison.table[cols])
+        print(comparison.table[cols].to_string())
         new = pd.DataFrame({"Model Size": [7e10, 1e12], "n_tokens": [1.4e12, 2e13]})
         print("\nLoss at Chinchilla (70B, 1.4T) and at 1T params x 20T tokens: median [5%, 95%]")
         for name, result in comparison.results.items():
