@@ -43,6 +43,7 @@ if _cache and not _jax.config.jax_compilation_cache_dir:
 
 from bayescale import check, laws, plan, plot, simulate, workflows  # noqa: E402
 from bayescale.api import fit, fit_batch  # noqa: E402
+from bayescale.compare import compare  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.laws import FormulaError, LawError  # noqa: E402
 from bayescale.result import BatchResult, ConvergenceWarning, FitResult, Status  # noqa: E402
@@ -58,6 +59,7 @@ __all__ = [
     "LawError",
     "Status",
     "check",
+    "compare",
     "fit",
     "fit_batch",
     "laws",

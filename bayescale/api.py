@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -12,9 +12,10 @@ import numpy as np
 from bayescale.data import DataError, _as_frame, prepare
 from bayescale.infer.batch import run_batch, stack
 from bayescale.infer.nuts import SamplerOptions, build_sampler
+from bayescale.infer.optimize import METHODS, build_mode_fit, run_mode_fit
 from bayescale.laws import Law, get_law
-from bayescale.model import Posterior
-from bayescale.result import BatchResult, FitResult
+from bayescale.model import PooledPosterior, Posterior
+from bayescale.result import BatchResult, FitResult, mode_failure
 
 __all__ = ["fit", "fit_batch"]
 
@@ -45,7 +46,12 @@ def fit(
     num_starts: int = 8,
     progress_bar: bool | None = None,
     warn: bool = True,
-) -> FitResult:
+    method: str = "nuts",
+    map_steps: int = 500,
+    flat_priors: bool = False,
+    group: str | None = None,
+    pooled: Sequence[str] | None = None,
+) -> FitResult | BatchResult:
     """Fit a scaling law by NUTS and return its posterior.
 
     The law is fitted in log space: :math:`\\log y_i = \\log f(x_i;\\theta) + \\varepsilon_i`
@@ -78,17 +84,90 @@ def fit(
         Default: shown when stderr is a terminal.
     warn : bool
         Emit a :class:`~bayescale.result.ConvergenceWarning` carrying the numbers if the fit
-        did not converge (max r̂ > 1.01, ESS < 100 per chain, divergences).
+        did not converge (max r̂ > 1.01, ESS < 100 per chain, divergences; for ``"map"`` and
+        ``"laplace"``: no finite mode, or a Hessian that is not positive definite).
+    method : {"nuts", "map", "laplace"}
+        ``"nuts"``: the posterior by NUTS.  ``"map"``: the posterior mode
+        :math:`\\hat z = \\arg\\min_z U(z)` of the potential in the unconstrained space,
+        by optax L-BFGS from ``num_starts`` prior draws (vmapped), the best kept; one draw
+        (``chain``, ``draw`` of size 1).  ``"laplace"``: ``num_chains`` x ``num_samples``
+        draws of :math:`\\mathcal N(\\hat z, H^{-1})`, :math:`H = \\nabla^2 U(\\hat z)`,
+        mapped to the constrained space.  Both come back in the same DataTree shape, so
+        ``predict``, ``summary`` and the plots work unchanged; ``.datatree.attrs["method"]``
+        says which made them.
+    map_steps : int
+        L-BFGS steps per start (``"map"``, ``"laplace"``).
+    flat_priors : bool
+        With ``method="map"``: maximise the likelihood alone (no priors).  With
+        ``likelihood="huber"`` this minimises :math:`\\sum_i \\rho_{\\delta}(r_i)`,
+        :math:`\\delta = 10^{-3}`, over the law's parameters: Hoffmann et al.'s objective,
+        whose optimum Besiroglu et al. (2024) report (see :mod:`bayescale.model`).
+    group : str, optional
+        Column splitting the data into groups (seeds, datasets, architectures) that share
+        the ``pooled`` parameters' population (:class:`~bayescale.model.PooledPosterior`):
+        :math:`z_{p,g} = \\mu_p + \\tau_p \\eta_{p,g}`, non-centred, every other parameter
+        per group.  One NUTS fit of all groups together; returns a
+        :class:`~bayescale.result.BatchResult` with a dimension named ``group`` (each
+        group's parameters, pooled ones included) plus ``<p>_pop`` (population centre,
+        :math:`\\mu_p` mapped to the parameter's scale) and ``<p>_pop_sd``
+        (:math:`\\tau_p`, on the log scale for a positive parameter) in the posterior.
+    pooled : list of str, optional
+        The law parameters drawn from a population across groups, e.g. ``["alpha"]``.
 
     Returns
     -------
     FitResult
         ``.datatree`` (ArviZ DataTree), ``.status``, ``.diagnostics``, ``.summary()``,
-        ``.predict()``, ``.save()``.
+        ``.predict()``, ``.save()`` (a ``BatchResult`` with ``group=``).
     """
+    _check_method(method)
     law = get_law(law, priors=priors)
     posterior = Posterior(law, likelihood)
+    if group is not None or pooled:
+        if group is None or not pooled or method != "nuts":
+            raise ValueError(
+                "hierarchical pooling needs both group= (a column) and pooled= (parameter "
+                f"names), with method='nuts'; got group={group!r}, pooled={pooled!r}, "
+                f"method={method!r}"
+            )
+        options = SamplerOptions(
+            num_chains=num_chains,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            thin=thin,
+            dense_mass=dense_mass,
+            target_accept_prob=target_accept_prob,
+            max_tree_depth=max_tree_depth,
+            num_starts=num_starts,
+        )
+        return _fit_pooled(
+            data, posterior, group, tuple(pooled), columns, options, seed, progress_bar, warn
+        )
     fit_data = prepare(data, law, columns)
+    if method != "nuts":
+        key, seed_int = _seed_key(seed)
+        run = build_mode_fit(
+            posterior,
+            method,
+            num_starts=num_starts,
+            num_steps=map_steps,
+            num_chains=num_chains,
+            num_samples=num_samples,
+            flat_priors=flat_priors,
+        )
+        out = run_mode_fit(run, key[None], stack([fit_data]))
+        samples = {k: v[0] for k, v in out.items()}
+        result = FitResult.from_samples(
+            posterior,
+            fit_data,
+            samples,
+            seed=seed_int,
+            sampler_attrs=_mode_attrs(method, samples, num_starts, map_steps, flat_priors),
+        )
+        result.check_convergence(warn=warn)
+        return result
+    if flat_priors:
+        raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
     options = SamplerOptions(
         num_chains=num_chains,
         num_warmup=num_warmup,
@@ -152,6 +231,9 @@ def fit_batch(
     group_size: int | None = None,
     progress_bar: bool | None = None,
     warn: bool = True,
+    method: str = "nuts",
+    map_steps: int = 500,
+    flat_priors: bool = False,
 ) -> BatchResult:
     """Fit one law to many independent curves in one compiled, vmapped program.
 
@@ -171,6 +253,9 @@ def fit_batch(
     vmapped together; groups run one after another inside the same call) default to what
     was measured fastest for the devices: on accelerators everything vmapped; on CPU chains
     one by one and groups of 32 fits (see :func:`bayescale.infer.batch.lockstep_defaults`).
+    ``method``, ``map_steps`` and ``flat_priors`` are those of :func:`fit`; with ``"map"`` or
+    ``"laplace"`` the optimiser (and Laplace draws) of every curve run in one vmapped call,
+    its fit axis split over ``devices``.
 
     Returns
     -------
@@ -178,31 +263,18 @@ def fit_batch(
         ``.datatree`` with a fit dimension named after ``by``; ``.diagnostics`` per fit;
         ``.failed``; ``.summary()``; ``.predict(new_data)``; ``result[label]``.
     """
+    _check_method(method)
+    if flat_priors and method != "map":
+        raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
     law = get_law(law, priors=priors)
     posterior = Posterior(law, likelihood)
-    frame = _as_frame(data)
-    by_cols = [by] if isinstance(by, str) else list(by)
-    missing = [b for b in by_cols if b not in frame.columns]
-    if missing or not by_cols:
-        raise DataError(
-            f"by= names column(s) {missing or by_cols} not in the data; it has columns "
-            f"{list(map(str, frame.columns))}"
-        )
-    fits, labels, reasons = [], [], {}
-    needed = len(law.parameters) + 2
-    for key, rows in frame.groupby(by_cols, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        label = key[0] if isinstance(by, str) else "/".join(map(str, key))
-        try:
-            fit_data = prepare(rows.drop(columns=by_cols), law, columns, min_points=1)
-        except DataError as err:
-            raise DataError(f"curve {label!r} ({', '.join(by_cols)}): {err}") from None
-        if fit_data.num_points < needed:
-            reasons[str(label)] = f"{fit_data.num_points} points < {needed} needed"
-        fits.append(fit_data)
-        labels.append(label.item() if isinstance(label, np.generic) else label)
-    if not fits:
-        raise DataError(f"data for law {law.id!r} is empty (no rows)")
+    fits, labels, reasons = _split_curves(data, law, by, columns)
+    if method != "nuts":
+        return _fit_batch_modes(
+            posterior, fits, labels, by, reasons, method, seed, devices, warn,
+            num_starts=num_starts, num_steps=map_steps, num_chains=num_chains,
+            num_samples=num_samples, flat_priors=flat_priors,
+        )  # fmt: skip
     options = SamplerOptions(
         num_chains=num_chains,
         num_warmup=num_warmup,
@@ -247,5 +319,151 @@ def fit_batch(
             "columns": dict(fits[0].columns),
         },
     )
+    result.check_convergence(warn=warn)
+    return result
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _mode_attrs(method: str, out: dict, num_starts: int, map_steps: int, flat_priors: bool):
+    """Root attributes of a MAP/Laplace result: the method and the mode search's numbers."""
+    return {
+        "sampler": f"{method}: optax L-BFGS from {num_starts} prior draws, {map_steps} steps"
+        + (", flat priors (maximum likelihood)" if flat_priors else ""),
+        "method": method,
+        "num_starts": num_starts,
+        "map_steps": map_steps,
+        "flat_priors": int(flat_priors),
+        "map_failed": int(not np.isfinite(out["map_potential"])),
+        "map_potential": float(out["map_potential"]),
+        "map_grad_norm": float(out["map_grad_norm"]),
+        "map_failed_starts": int(out["map_failed_starts"]),
+        "map_agreeing_starts": int(out["map_agreeing_starts"]),
+        "min_eigenvalue": float(out["min_eigenvalue"]),
+    }
+
+
+def _fit_batch_modes(
+    posterior, fits, labels, by, reasons, method, seed, devices, warn, **settings
+) -> BatchResult:
+    """``fit_batch`` with ``method="map"`` or ``"laplace"``: one vmapped call over all fits."""
+    key, seed_int = _seed_key(seed)
+    keys = jax.random.split(key, len(fits))
+    devices = list(jax.devices() if devices is None else devices)
+    run = build_mode_fit(posterior, method, devices=devices, **settings)
+    out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))
+    for i, label in enumerate(labels):
+        reason = mode_failure(method, out["map_potential"][i], out["min_eigenvalue"][i])
+        if reason:
+            reasons.setdefault(str(label), reason)
+    per_fit = ("map_potential", "map_grad_norm", "map_failed_starts", "map_agreeing_starts")
+    result = BatchResult.from_samples(
+        posterior,
+        fits,
+        labels,
+        by,
+        out,
+        seed=seed_int,
+        attrs={
+            **{
+                k: v
+                for k, v in _mode_attrs(
+                    method,
+                    {k: out[k][0] for k in out},
+                    settings["num_starts"],
+                    settings["num_steps"],
+                    settings["flat_priors"],
+                ).items()
+                if k in ("sampler", "method", "num_starts", "map_steps", "flat_priors")
+            },
+            "mode_stats": {k: out[k].tolist() for k in (*per_fit, "min_eigenvalue")},
+            "failure_reasons": reasons,
+            "columns": dict(fits[0].columns),
+        },
+    )
+    result.check_convergence(warn=warn)
+    return result
+
+
+def _split_curves(data, law: Law, by, columns):
+    """Split ``data`` by the ``by`` column(s) into validated curves.
+
+    Returns ``(fits, labels, reasons)``: one :class:`~bayescale.data.FitData` per curve, its
+    label, and ``{label: why}`` for curves with too few points to constrain the law.
+    """
+    frame = _as_frame(data)
+    by_cols = [by] if isinstance(by, str) else list(by)
+    missing = [b for b in by_cols if b not in frame.columns]
+    if missing or not by_cols:
+        raise DataError(
+            f"by= names column(s) {missing or by_cols} not in the data; it has columns "
+            f"{list(map(str, frame.columns))}"
+        )
+    fits, labels, reasons = [], [], {}
+    needed = len(law.parameters) + 2
+    for key, rows in frame.groupby(by_cols, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        label = key[0] if isinstance(by, str) else "/".join(map(str, key))
+        try:
+            fit_data = prepare(rows.drop(columns=by_cols), law, columns, min_points=1)
+        except DataError as err:
+            raise DataError(f"curve {label!r} ({', '.join(by_cols)}): {err}") from None
+        if fit_data.num_points < needed:
+            reasons[str(label)] = f"{fit_data.num_points} points < {needed} needed"
+        fits.append(fit_data)
+        labels.append(label.item() if isinstance(label, np.generic) else label)
+    if not fits:
+        raise DataError(f"data for law {law.id!r} is empty (no rows)")
+    return fits, labels, reasons
+
+
+def _fit_pooled(
+    data, posterior, group, pooled, columns, options, seed, progress_bar, warn
+) -> BatchResult:
+    """``fit(..., group=, pooled=)``: one NUTS run of the pooled posterior of all groups."""
+    import xarray as xr
+
+    fits, labels, reasons = _split_curves(data, posterior.law, group, columns)
+    hier = PooledPosterior(posterior, pooled, len(fits))
+    key, seed_int = _seed_key(seed)
+    if progress_bar is None:
+        progress_bar = sys.stderr.isatty()
+    devices = jax.devices()
+    usable = max(d for d in range(1, len(devices) + 1) if options.num_chains % d == 0)
+    run = build_sampler(
+        hier, options, progress_bar=progress_bar, devices=devices[:usable], shard="chains"
+    )
+    stacked = jax.tree.map(lambda x: x[None], stack(fits))
+    out = jax.device_get(run(key[None], stacked))
+    samples = {k: np.asarray(v[0]) for k, v in out.items()}
+    z_groups = np.moveaxis(np.asarray(hier.group_z(samples["z"])), -2, 0)  # (G, c, d, dim)
+    per_group = {"z": z_groups}
+    for name in ("diverging", "n_steps", "acceptance_rate", "lp", "energy", "step_size"):
+        per_group[name] = np.broadcast_to(samples[name], (len(fits), *samples[name].shape))
+    if not np.isfinite(samples["map_potential"]):
+        reasons.setdefault("*", "no finite posterior mode found")
+    result = BatchResult.from_samples(
+        posterior,
+        fits,
+        labels,
+        group,
+        per_group,
+        seed=seed_int,
+        attrs={
+            "sampler": "numpyro NUTS (functional), MAP-initialised, pooled (non-centred)",
+            "pooled": list(pooled),
+            "num_warmup": options.num_warmup,
+            "dense_mass": int(options.dense_mass),
+            "failure_reasons": reasons,
+            "columns": dict(fits[0].columns),
+        },
+    )
+    population = {k: np.asarray(v) for k, v in hier.population(samples["z"]).items()}
+    post = result.datatree.posterior.to_dataset()
+    post = post.assign({k: (("chain", "draw"), v) for k, v in population.items()})
+    result.datatree["posterior"] = xr.DataTree(post)
     result.check_convergence(warn=warn)
     return result

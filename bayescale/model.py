@@ -10,6 +10,27 @@ The observation model is on the log of the response:
 with the law's priors on :math:`\\theta`, the law's ``sigma_prior`` on :math:`\\sigma` and
 :math:`\\nu \\sim \\text{Gamma}(2, 0.1)` (Juárez & Steel 2010) for the robust default.
 
+Likelihoods (the ``likelihood`` string):
+
+* ``"student_t"``: :math:`\\nu` fitted; ``"student_t(4)"``: :math:`\\nu` fixed at 4.
+* ``"normal"``.
+* ``"huber"``: the density whose negative log is Hoffmann et al.'s (2022) Huber loss of the
+  log residual :math:`r`, threshold :math:`\\delta = 10^{-3}` (:data:`HUBER_DELTA`), divided
+  by :math:`\\sigma^2`:
+
+  .. math::
+
+      -\\log p(r \\mid \\sigma) = \\frac{\\rho_\\delta(r)}{\\sigma^2}
+      + \\log\\bigl(\\sigma Z(\\delta/\\sigma)\\bigr),\\quad
+      \\rho_\\delta(r) = \\begin{cases} r^2/2 & |r| \\le \\delta \\\\
+      \\delta |r| - \\delta^2/2 & |r| > \\delta \\end{cases},\\quad
+      Z(c) = \\sqrt{2\\pi}\\,\\operatorname{erf}(c/\\sqrt 2) + \\tfrac{2}{c} e^{-c^2/2}.
+
+  For any fixed :math:`\\sigma` the :math:`\\theta` that maximises this likelihood minimises
+  :math:`\\sum_i \\rho_\\delta(r_i)`, Hoffmann's (and Besiroglu et al.'s) objective, so the
+  MAP with flat priors is their point estimate; :math:`\\sigma` scales the quadratic core
+  (:math:`|r| \\le \\delta`) and the Laplace tails (scale :math:`\\sigma^2/\\delta`).
+
 :class:`Posterior` exposes the model and its potential (negative log density in the
 unconstrained space, Jacobians included) as a pure function of a flat parameter vector and a
 data pytree, so the same function is jitted for one fit, vmapped over thousands and
@@ -18,9 +39,12 @@ differentiated by the optimiser.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -31,10 +55,41 @@ from numpyro.distributions.transforms import biject_to
 from bayescale.laws import Law, Prior
 from bayescale.laws.formula import PowerTerm
 
-__all__ = ["LIKELIHOODS", "Posterior", "observation_dist"]
+__all__ = [
+    "HUBER_DELTA",
+    "LIKELIHOODS",
+    "Huber",
+    "PooledPosterior",
+    "Posterior",
+    "likelihood_family",
+    "observation_dist",
+    "observation_noise",
+]
 
-LIKELIHOODS = ("student_t", "normal")
+LIKELIHOODS = ("student_t", "normal", "huber")
 NU_PRIOR = (2.0, 0.1)  # Gamma(shape, rate) on the Student-t degrees of freedom
+HUBER_DELTA = 1e-3  # Hoffmann et al. 2022 / Besiroglu et al. 2024: delta on log residuals
+_FIXED_NU = re.compile(r"^student_t\(\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\)$")
+
+
+@functools.cache
+def likelihood_family(likelihood: str) -> tuple[str, float | None]:
+    """``(family, fixed_nu)`` of a likelihood string: ``"student_t(4)"`` -> ``("student_t", 4.0)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown likelihood or a fixed :math:`\\nu \\le 0`.
+    """
+    if likelihood in LIKELIHOODS:
+        return likelihood, None
+    m = _FIXED_NU.match(str(likelihood).strip())
+    if m and float(m.group(1)) > 0:
+        return "student_t", float(m.group(1))
+    raise ValueError(
+        f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)} "
+        f"or 'student_t(nu)' with a fixed nu > 0, e.g. 'student_t(4)'"
+    )
 
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -71,13 +126,30 @@ def prior_term(prior: Prior, z):
             return z, jnp.log(z), _normal_logpdf(z, a[0], a[1])
 
 
+def _huber_log_norm(c):
+    """:math:`\\log Z(c)`, :math:`Z(c) = \\int e^{-\\rho_c(u)} du`; stable for small ``c``."""
+    core = math.sqrt(2 * math.pi) * jax.scipy.special.erf(c / math.sqrt(2.0))
+    return jnp.log(core * c + 2.0 * jnp.exp(-0.5 * c * c)) - jnp.log(c)
+
+
+def huber_logpdf(r, sigma, delta: float = HUBER_DELTA):
+    """Log density of the Huber likelihood at log residual ``r`` (see the module docstring)."""
+    a = jnp.abs(r)
+    rho = jnp.where(a <= delta, 0.5 * r * r, delta * a - 0.5 * delta * delta)
+    return -rho / (sigma * sigma) - jnp.log(sigma) - _huber_log_norm(delta / sigma)
+
+
 def observation_logpdf(likelihood: str, log_y, log_mean, sigma, nu=None):
     """Pointwise log density of the log response (the same as :func:`observation_dist`)."""
+    family, fixed_nu = likelihood_family(likelihood)
+    if family == "huber":
+        return huber_logpdf(log_y - log_mean, sigma)
     r = (log_y - log_mean) / sigma
-    if likelihood == "student_t":
+    if family == "student_t":
+        nu = fixed_nu if fixed_nu is not None else nu
         return (
             jax.lax.lgamma(0.5 * (nu + 1.0))
-            - jax.lax.lgamma(0.5 * nu)
+            - jax.lax.lgamma(0.5 * jnp.asarray(nu, dtype=r.dtype))
             - 0.5 * jnp.log(nu * math.pi)
             - jnp.log(sigma)
             - 0.5 * (nu + 1.0) * jnp.log1p(r * r / nu)
@@ -85,11 +157,72 @@ def observation_logpdf(likelihood: str, log_y, log_mean, sigma, nu=None):
     return -0.5 * r * r - jnp.log(sigma) - _HALF_LOG_2PI
 
 
+class Huber(dist.Distribution):
+    """NumPyro distribution of the Huber likelihood around ``loc`` (threshold ``delta``)."""
+
+    arg_constraints: ClassVar[dict] = {
+        "loc": dist.constraints.real,
+        "scale": dist.constraints.positive,
+    }
+    support = dist.constraints.real
+    reparametrized_params: ClassVar[list] = ["loc", "scale"]
+
+    def __init__(self, loc=0.0, scale=1.0, delta: float = HUBER_DELTA, *, validate_args=None):
+        self.loc, self.scale = dist.util.promote_shapes(loc, scale)
+        self.delta = delta
+        batch_shape = jax.lax.broadcast_shapes(jnp.shape(loc), jnp.shape(scale))
+        super().__init__(batch_shape=batch_shape, validate_args=validate_args)
+
+    def log_prob(self, value):
+        return huber_logpdf(value - self.loc, self.scale, self.delta)
+
+    def sample(self, key, sample_shape=()):
+        shape = sample_shape + self.batch_shape
+        c = jnp.broadcast_to(self.delta / self.scale, shape)
+        k_which, k_core, k_tail, k_sign = jax.random.split(key, 4)
+        log_core = jnp.log(math.sqrt(2 * math.pi) * jax.scipy.special.erf(c / math.sqrt(2.0)))
+        in_core = jnp.log(jax.random.uniform(k_which, shape)) < log_core - _huber_log_norm(c)
+        lo = jax.scipy.stats.norm.cdf(-c)
+        u = lo + (1 - 2 * lo) * jax.random.uniform(k_core, shape)
+        core = jax.scipy.special.ndtri(u)
+        tail = c + jax.random.exponential(k_tail, shape) / c
+        sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, shape), 1.0, -1.0)
+        return self.loc + self.scale * jnp.where(in_core, core, sign * tail)
+
+
 def observation_dist(likelihood: str, log_mean, sigma, nu=None) -> dist.Distribution:
     """Distribution of the log response around the law's log mean."""
-    if likelihood == "student_t":
-        return dist.StudentT(nu, log_mean, sigma)
+    family, fixed_nu = likelihood_family(likelihood)
+    if family == "student_t":
+        return dist.StudentT(fixed_nu if fixed_nu is not None else nu, log_mean, sigma)
+    if family == "huber":
+        return Huber(log_mean, sigma)
     return dist.Normal(log_mean, sigma)
+
+
+def observation_noise(rng, likelihood: str, values: dict, shape):
+    """Numpy draws of the log-scale observation noise for parameter draws ``values``.
+
+    ``values["sigma"]`` (and ``values["nu"]`` for a fitted Student-t) have shape ``(...)``;
+    the noise has ``shape = (..., points)``.  Numpy, so post-processing compiles nothing.
+    """
+    import numpy as np
+    from scipy.special import erf, ndtr, ndtri
+
+    family, fixed_nu = likelihood_family(likelihood)
+    sigma = np.asarray(values["sigma"])[..., None]
+    if family == "student_t":
+        nu = fixed_nu if fixed_nu is not None else np.asarray(values["nu"])[..., None]
+        return sigma * rng.standard_t(np.broadcast_to(nu, shape))
+    if family == "huber":
+        c = np.broadcast_to(HUBER_DELTA / sigma, shape)
+        core_mass = math.sqrt(2 * math.pi) * erf(c / math.sqrt(2.0))
+        p_core = core_mass * c / (core_mass * c + 2.0 * np.exp(-0.5 * c * c))
+        lo = ndtr(-c)
+        core = ndtri(lo + (1 - 2 * lo) * rng.uniform(size=shape))
+        tail = (c + rng.exponential(size=shape) / c) * rng.choice([-1.0, 1.0], size=shape)
+        return sigma * np.where(rng.uniform(size=shape) < p_core, core, tail)
+    return sigma * rng.standard_normal(shape)
 
 
 @dataclass(frozen=True)
@@ -104,22 +237,24 @@ class Posterior:
     likelihood: str = "student_t"
 
     def __post_init__(self):
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(
-                f"unknown likelihood {self.likelihood!r}; choose one of {', '.join(LIKELIHOODS)}"
-            )
+        likelihood_family(self.likelihood)  # raises on an unknown likelihood
+
+    @property
+    def fits_nu(self) -> bool:
+        """Whether the Student-t degrees of freedom are a fitted parameter."""
+        return likelihood_family(self.likelihood) == ("student_t", None)
 
     @cached_property
     def site_names(self) -> tuple[str, ...]:
         """Latent sites in the order of the flat parameter vector."""
-        extra = ("sigma", "nu") if self.likelihood == "student_t" else ("sigma",)
+        extra = ("sigma", "nu") if self.fits_nu else ("sigma",)
         return (*self.law.parameter_names, *extra)
 
     @cached_property
     def prior_specs(self) -> dict[str, Prior]:
         specs = {k: p.prior for k, p in self.law.parameters.items()}
         specs["sigma"] = self.law.sigma_prior
-        if self.likelihood == "student_t":
+        if self.fits_nu:
             specs["nu"] = Prior("gamma", NU_PRIOR)
         return specs
 
@@ -127,7 +262,7 @@ class Posterior:
     def priors(self) -> dict[str, dist.Distribution]:
         priors = {k: p.prior.distribution() for k, p in self.law.parameters.items()}
         priors["sigma"] = self.law.sigma_prior.distribution()
-        if self.likelihood == "student_t":
+        if self.fits_nu:
             priors["nu"] = dist.Gamma(*NU_PRIOR)
         return priors
 
@@ -226,6 +361,19 @@ class Posterior:
         NumPyro's density of :meth:`model` (tested), written out so that the compiled
         program stays small.
         """
+        log_prior, log_lik = self._log_terms(z, data)
+        return log_prior + log_lik
+
+    def log_likelihood(self, z, data):
+        """Log-likelihood alone (no priors, no Jacobians) at unconstrained ``z``.
+
+        The likelihood term of :meth:`log_density`: the objective of a maximum-likelihood
+        fit (``method="map"`` with ``flat_priors=True``).
+        """
+        return self._log_terms(z, data)[1]
+
+    def _log_terms(self, z, data):
+        """``(log prior incl. Jacobians, summed log-likelihood of unmasked points)``."""
         values, logs, lp = {}, {}, 0.0
         for i, (name, prior) in enumerate(self.prior_specs.items()):
             values[name], logs[name], term = prior_term(prior, z[i])
@@ -237,7 +385,7 @@ class Posterior:
         ll = observation_logpdf(
             self.likelihood, data["log_y"], mu, values["sigma"], values.get("nu")
         )
-        return lp + jnp.sum(jnp.where(data["mask"], ll, 0.0))
+        return lp, jnp.sum(jnp.where(data["mask"], ll, 0.0))
 
     def potential(self, z, data):
         """Negative :meth:`log_density`; ``inf`` where it is not finite."""
@@ -276,3 +424,147 @@ class Posterior:
         """Log-likelihood of each observed log response, broadcast over draws."""
         mu = self.log_mean(values, log_x)
         return observation_logpdf(self.likelihood, log_y, mu, values["sigma"], values.get("nu"))
+
+
+TAU_PRIOR = Prior("halfnormal", (0.2,))  # spread of pooled parameters across groups
+
+
+@dataclass(frozen=True)
+class PooledPosterior:
+    """Hierarchical posterior: ``pooled`` parameters drawn from a population across groups.
+
+    For each group :math:`g` (a seed, a dataset, an architecture) the law has its own
+    parameters.  A pooled parameter :math:`p` has unconstrained value (the log, for a
+    positive parameter)
+
+    .. math::
+
+        z_{p,g} = \\mu_p + \\tau_p\\,\\eta_{p,g}, \\qquad \\eta_{p,g} \\sim \\mathcal N(0, 1),
+        \\quad \\mu_p \\sim \\pi_p, \\quad \\tau_p \\sim \\text{HalfNormal}(0.2),
+
+    the non-centred parameterisation (the sampler sees :math:`\\eta`, not :math:`z`, so a
+    small :math:`\\tau` does not make a funnel); :math:`\\pi_p` is the law's prior of
+    :math:`p` on the unconstrained scale.  Every other site (other law parameters,
+    :math:`\\sigma`, :math:`\\nu`) is per group with the law's prior.  The likelihood of each
+    group is :meth:`Posterior.log_likelihood` of the base posterior, vmapped over groups: the
+    same density, no second implementation.
+
+    Flat layout of ``z``: ``num_groups`` blocks of the free sites, then :math:`\\mu`, then
+    :math:`\\log\\tau`, then :math:`\\eta` (``num_groups`` x pooled).  Data leaves carry a
+    leading group axis (padded and masked like a batch).
+    """
+
+    base: Posterior
+    pooled: tuple[str, ...]
+    num_groups: int
+
+    def __post_init__(self):
+        names = self.base.law.parameter_names
+        unknown = [p for p in self.pooled if p not in names]
+        if unknown or not self.pooled:
+            raise ValueError(
+                f"pooled= must name parameters of law {self.base.law.id!r} "
+                f"({', '.join(names)}); got {list(self.pooled)}"
+            )
+        if self.num_groups < 2:
+            raise ValueError(f"pooling needs at least 2 groups, got {self.num_groups}")
+
+    @property
+    def likelihood(self) -> str:
+        return self.base.likelihood
+
+    @cached_property
+    def law(self) -> Law:
+        """The base law under an id naming the pooling (keys compiled-program caches)."""
+        from dataclasses import replace
+
+        tag = f"{self.base.law.id}[pooled {','.join(self.pooled)} over {self.num_groups} groups]"
+        return replace(self.base.law, id=tag)
+
+    @cached_property
+    def free_sites(self) -> tuple[str, ...]:
+        return tuple(s for s in self.base.site_names if s not in self.pooled)
+
+    @property
+    def dim(self) -> int:
+        g, f, p = self.num_groups, len(self.free_sites), len(self.pooled)
+        return g * f + 2 * p + g * p
+
+    def split(self, z):
+        """``z (..., dim)`` -> ``(free, mu, log_tau, eta)``.
+
+        Shapes ``(..., G, F)``, ``(..., P)``, ``(..., P)``, ``(..., G, P)``.
+        """
+        g, f, p = self.num_groups, len(self.free_sites), len(self.pooled)
+        lead = z.shape[:-1]
+        free = z[..., : g * f].reshape(*lead, g, f)
+        mu = z[..., g * f : g * f + p]
+        log_tau = z[..., g * f + p : g * f + 2 * p]
+        eta = z[..., g * f + 2 * p :].reshape(*lead, g, p)
+        return free, mu, log_tau, eta
+
+    def group_z(self, z):
+        """Per-group unconstrained vectors of the base posterior, ``(..., G, base.dim)``."""
+        free, mu, log_tau, eta = self.split(z)
+        pooled = mu[..., None, :] + jnp.exp(log_tau)[..., None, :] * eta
+        cols = []
+        for site in self.base.site_names:
+            if site in self.pooled:
+                cols.append(pooled[..., self.pooled.index(site)])
+            else:
+                cols.append(free[..., self.free_sites.index(site)])
+        return jnp.stack(cols, axis=-1)
+
+    def log_density(self, z, data):
+        """Log posterior density at unconstrained ``z`` (``(dim,)``); data with a group axis."""
+        free, mu, log_tau, eta = self.split(z)
+        specs = self.base.prior_specs
+        lp = 0.0
+        for j, site in enumerate(self.free_sites):
+            lp = lp + jnp.sum(prior_term(specs[site], free[:, j])[2])
+        for j, site in enumerate(self.pooled):
+            lp = lp + prior_term(specs[site], mu[j])[2]
+            lp = lp + prior_term(TAU_PRIOR, log_tau[j])[2]
+        lp = lp + jnp.sum(_normal_logpdf(eta, 0.0, 1.0))
+        ll = jax.vmap(self.base.log_likelihood)(self.group_z(z), data)
+        return lp + jnp.sum(ll)
+
+    def potential(self, z, data):
+        """Negative :meth:`log_density`; ``inf`` where it is not finite."""
+        pe = -self.log_density(z, data)
+        return jnp.where(jnp.isfinite(pe), pe, jnp.inf)
+
+    # the sampler moves in z itself (no centring shear across groups yet)
+    def to_sampler(self, z, data):
+        """Identity: see :meth:`Posterior.to_sampler`."""
+        return z
+
+    def from_sampler(self, w, data):
+        """Identity: see :meth:`Posterior.from_sampler`."""
+        return w
+
+    def sampler_potential(self, w, data):
+        """:meth:`potential` (the sampler's coordinates are ``z``)."""
+        return self.potential(w, data)
+
+    def prior_draws(self, rng_key, num: int) -> jnp.ndarray:
+        """``num`` starting points spread like the prior, shape ``(num, dim)``."""
+        k_free, k_mu, k_tau, k_eta = jax.random.split(rng_key, 4)
+        g, p = self.num_groups, len(self.pooled)
+        base = self.base.prior_draws(k_free, num * g).reshape(num, g, self.base.dim)
+        idx = [self.base.site_names.index(s) for s in self.free_sites]
+        pidx = [self.base.site_names.index(s) for s in self.pooled]
+        mu = self.base.prior_draws(k_mu, num)[:, pidx]
+        log_tau = jnp.log(TAU_PRIOR.args[0] * jnp.abs(jax.random.normal(k_tau, (num, p))) + 1e-3)
+        eta = jax.random.normal(k_eta, (num, g * p))
+        return jnp.concatenate([base[:, :, idx].reshape(num, -1), mu, log_tau, eta], axis=-1)
+
+    def population(self, z) -> dict:
+        """Population centre (constrained) and spread (unconstrained scale) of each pooled
+        parameter: ``{"alpha_pop": ..., "alpha_pop_sd": ...}`` for draws ``z (..., dim)``."""
+        _, mu, log_tau, _ = self.split(z)
+        out = {}
+        for j, site in enumerate(self.pooled):
+            out[f"{site}_pop"] = biject_to(self.base.priors[site].support)(mu[..., j])
+            out[f"{site}_pop_sd"] = jnp.exp(log_tau[..., j])
+        return out

@@ -23,9 +23,16 @@ import xarray as xr
 
 from bayescale.data import FitData, covariate_frame
 from bayescale.laws import Law, law_from_spec
-from bayescale.model import Posterior
+from bayescale.model import Posterior, observation_noise
 
-__all__ = ["BatchResult", "ConvergenceWarning", "FitResult", "Status", "quantile_column"]
+__all__ = [
+    "BatchResult",
+    "ConvergenceWarning",
+    "FitResult",
+    "Status",
+    "mode_failure",
+    "quantile_column",
+]
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
@@ -144,9 +151,41 @@ class FitResult:
         return int(self.datatree.posterior.sizes["draw"])
 
     @property
+    def method(self) -> str:
+        """``"nuts"``, ``"map"`` or ``"laplace"``: what made the draws."""
+        return str(self.datatree.attrs.get("method", "nuts"))
+
+    def _mode_diagnostics(self) -> dict:
+        a = self.datatree.attrs
+        failure = mode_failure(self.method, a["map_potential"], a["min_eigenvalue"])
+        return {
+            "method": self.method,
+            "map_potential": float(a["map_potential"]),
+            "map_grad_norm": float(a["map_grad_norm"]),
+            "num_starts": int(a["num_starts"]),
+            "map_failed_starts": int(a["map_failed_starts"]),
+            "map_agreeing_starts": int(a["map_agreeing_starts"]),
+            "min_eigenvalue": float(a["min_eigenvalue"]),
+            "failure": failure,
+            "max_rhat": float("nan"),
+            "min_ess_bulk": float("nan"),
+            "min_ess_tail": float("nan"),
+            "num_divergent": 0,
+            "num_draws": self.num_chains * self.num_draws,
+        }
+
+    @property
     def diagnostics(self) -> dict:
-        """max r̂, min bulk/tail ESS (arviz-stats), divergences, and the thresholds used."""
+        """max r̂, min bulk/tail ESS (arviz-stats), divergences, and the thresholds used.
+
+        For ``"map"``/``"laplace"`` results: the mode search's numbers (objective, largest
+        gradient component, failed and agreeing starts, smallest Hessian eigenvalue) and
+        ``failure`` (empty when fine); r̂ and ESS are NaN (no Markov chain).
+        """
         import arviz_stats as azs
+
+        if self.method != "nuts":
+            return self._mode_diagnostics()
 
         names = list(self.parameter_names)
         post = self.datatree.posterior.dataset[names]
@@ -167,14 +206,27 @@ class FitResult:
 
     @property
     def status(self) -> Status:
-        """The worst convergence problem: high r̂ > low ESS > divergences > converged."""
+        """The worst convergence problem: high r̂ > low ESS > divergences > converged.
+
+        For ``"map"``/``"laplace"``: ``failed`` or ``converged``."""
+        if self.method != "nuts":
+            return Status.failed if self._mode_diagnostics()["failure"] else Status.converged
         return _status(self.diagnostics, failed=bool(self.datatree.attrs.get("map_failed", 0)))
 
     def check_convergence(self, *, warn: bool = True) -> Status:
         """Return :attr:`status`; warn with the numbers when it is not ``converged``."""
         d = self.diagnostics
         status = self.status
-        if warn and status is not Status.converged:
+        if warn and status is not Status.converged and self.method != "nuts":
+            warnings.warn(
+                f"{self.method} fit of law {self.law.id!r} failed: {d['failure']} "
+                f"({d['map_failed_starts']} of {d['num_starts']} starts ended non-finite, "
+                f"{d['map_agreeing_starts']} agree with the best, potential "
+                f"{d['map_potential']:.6g})",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        elif warn and status is not Status.converged:
             warnings.warn(
                 f"fit of law {self.law.id!r} did not converge ({status.value}): "
                 f"max r̂ = {d['max_rhat']:.4f} (limit {RHAT_MAX}), "
@@ -337,7 +389,13 @@ class FitResult:
 
 
 def _sample_stats(samples: dict) -> dict[str, np.ndarray]:
-    """NUTS statistics under ArviZ's names (``tree_depth`` from the leapfrog count)."""
+    """NUTS statistics under ArviZ's names (``tree_depth`` from the leapfrog count).
+
+    MAP and Laplace draws (no ``n_steps``) carry ``lp`` and ``diverging`` (all False).
+    """
+    if "n_steps" not in samples:
+        lp = np.asarray(samples["lp"])
+        return {"lp": lp, "diverging": np.zeros(lp.shape, dtype=bool)}
     n_steps = np.asarray(samples["n_steps"])
     return {
         "diverging": np.asarray(samples["diverging"], dtype=bool),
@@ -348,6 +406,16 @@ def _sample_stats(samples: dict) -> dict[str, np.ndarray]:
         "energy": np.asarray(samples["energy"]),
         "step_size": np.asarray(samples["step_size"]),
     }
+
+
+def mode_failure(method: str, map_potential: float, min_eigenvalue: float) -> str:
+    """Why a ``"map"``/``"laplace"`` fit failed (no finite mode; for Laplace, a Hessian that
+    is not positive definite at the mode), or ``""``."""
+    if not np.isfinite(map_potential):
+        return "no finite posterior mode found"
+    if method == "laplace" and not min_eigenvalue > 0:
+        return f"Hessian at the mode not positive definite (min eigenvalue {min_eigenvalue:.3g})"
+    return ""
 
 
 def _status(d: dict, *, failed: bool = False) -> Status:
@@ -381,15 +449,8 @@ def _pointwise(posterior: Posterior):
 
 
 def _noise(rng: np.random.Generator, likelihood: str, values: dict, shape) -> np.ndarray:
-    """Observation noise on the log scale for draws ``values`` (``(..., )`` -> ``shape``).
-
-    Drawn with numpy: post-processing needs no compiled Student-t sampler.
-    """
-    sigma = np.asarray(values["sigma"])[..., None]
-    if likelihood == "student_t":
-        nu = np.broadcast_to(np.asarray(values["nu"])[..., None], shape)
-        return sigma * rng.standard_t(nu)
-    return sigma * rng.standard_normal(shape)
+    """Observation noise on the log scale for draws ``values`` (``(..., )`` -> ``shape``)."""
+    return observation_noise(rng, likelihood, values, shape)
 
 
 def _prior_draws(posterior: Posterior, num: int, seed: int) -> dict[str, np.ndarray]:
@@ -513,9 +574,27 @@ class BatchResult:
         return len(self.labels)
 
     @property
+    def method(self) -> str:
+        """``"nuts"``, ``"map"`` or ``"laplace"``: what made the draws."""
+        return str(self.datatree.attrs.get("method", "nuts"))
+
+    @property
     def diagnostics(self) -> pd.DataFrame:
-        """Per fit: max r̂, min bulk/tail ESS, divergences, status and the reason if failed."""
+        """Per fit: max r̂, min bulk/tail ESS, divergences, status and the reason if failed.
+
+        For ``"map"``/``"laplace"``: per fit, the mode search's numbers, status and reason.
+        """
         import arviz_stats as azs
+
+        if self.method != "nuts":
+            stats = json.loads(self.datatree.attrs["mode_stats"])
+            reasons = json.loads(self.datatree.attrs.get("failure_reasons", "{}"))
+            frame = pd.DataFrame(stats, index=pd.Index(self.labels, name=self.dim))
+            frame["reason"] = [reasons.get(str(label), "") for label in self.labels]
+            frame["status"] = np.where(
+                frame["reason"] != "", Status.failed.value, Status.converged.value
+            )
+            return frame
 
         names = list(self.parameter_names)
         post = self.datatree.posterior.dataset[names]
@@ -558,12 +637,17 @@ class BatchResult:
         diag = self.diagnostics
         bad = diag[diag["status"] != Status.converged.value]
         if warn and len(bad):
-            shown = "; ".join(
-                f"{label}: {row.status}{' (' + row.reason + ')' if row.reason else ''} "
-                f"r̂={row.max_rhat:.3f} ESS={min(row.min_ess_bulk, row.min_ess_tail):.0f} "
-                f"div={row.num_divergent}"
-                for label, row in bad.head(10).iterrows()
-            )
+            if self.method != "nuts":
+                shown = "; ".join(
+                    f"{label}: {row.reason}" for label, row in bad.head(10).iterrows()
+                )
+            else:
+                shown = "; ".join(
+                    f"{label}: {row.status}{' (' + row.reason + ')' if row.reason else ''} "
+                    f"r̂={row.max_rhat:.3f} ESS={min(row.min_ess_bulk, row.min_ess_tail):.0f} "
+                    f"div={row.num_divergent}"
+                    for label, row in bad.head(10).iterrows()
+                )
             more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
             warnings.warn(
                 f"{len(diag) - len(bad)} of {len(diag)} fits of law {self.law.id!r} converged; "
@@ -599,6 +683,10 @@ class BatchResult:
             groups[name] = ds
         dt = xr.DataTree.from_dict(groups)
         dt.attrs = dict(self.datatree.attrs)
+        if self.method != "nuts":  # this fit's mode numbers, under FitResult's attribute names
+            i = self.labels.index(label)
+            stats = json.loads(dt.attrs.pop("mode_stats"))
+            dt.attrs.update({k: v[i] for k, v in stats.items()})
         return FitResult(dt, self.law, self.likelihood, self.columns)
 
     def predict(self, new_data, **kwargs) -> pd.DataFrame:

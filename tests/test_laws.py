@@ -55,7 +55,7 @@ EXPECTED = {
 }
 
 # Laws whose variables are the generic, dimensionless x and y.
-GENERIC = {"power_law", "power_law_offset"}
+GENERIC = {"power_law", "power_law_offset", "broken_power_law"}
 
 
 def scipy_prior(prior: Prior):
@@ -144,6 +144,12 @@ NUMPY_LAWS = {
         p["L_star"] * np.exp(p["k"] * (np.log(x["n_params"]) - p["log_n_star"]) ** 2)
     ),
     "power_law_offset": lambda p, x: p["E"] + p["A"] * x["x"] ** -p["alpha"],
+    "broken_power_law": lambda p, x: (
+        p["a"]
+        + p["b"]
+        * x["x"] ** -p["c0"]
+        * (1 + (x["x"] / p["d1"]) ** (1 / p["f1"])) ** (-p["c1"] * p["f1"])
+    ),
 }
 
 # Far extrapolation points per covariate (beyond every design range).

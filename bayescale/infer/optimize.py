@@ -1,7 +1,15 @@
-"""MAP by multi-start BFGS and the Laplace approximation at the mode.
+"""MAP by multi-start optimisation and the Laplace approximation at the mode.
 
-Used to start NUTS: chains begin near the best mode found from prior draws, and the inverse
-Hessian there is the initial (dense) inverse mass matrix, so warm-up starts well conditioned.
+Two optimisers of the same potential (:meth:`bayescale.model.Posterior.potential`):
+
+* :func:`multi_start_map` — a small BFGS with a parallel line search, used to start NUTS:
+  chains begin near the best mode found from prior draws, and the inverse Hessian there is
+  the initial (dense) inverse mass matrix, so warm-up starts well conditioned.
+* :func:`find_mode` — optax L-BFGS (zoom line search) vmapped over starts drawn from the
+  prior, run to tight convergence: the ``method="map"`` and ``method="laplace"`` fits.
+  :func:`laplace_draws` then draws from :math:`\\mathcal N(\\hat z, H^{-1})`, :math:`H` the
+  Hessian of the potential at the mode in the unconstrained space.
+
 Everything is a pure function of ``(rng_key, data)``, vmapped over starts (and, by callers,
 over fits).
 """
@@ -12,10 +20,18 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from bayescale.model import Posterior
 
-__all__ = ["MapResult", "laplace_covariance", "multi_start_map"]
+__all__ = [
+    "MapResult",
+    "Mode",
+    "find_mode",
+    "laplace_covariance",
+    "laplace_draws",
+    "multi_start_map",
+]
 
 
 class MapResult(NamedTuple):
@@ -107,3 +123,219 @@ def multi_start_map(
     z = jnp.where(finite[best], ends[best], starts[0])
     cov = laplace_covariance(posterior, z, data)
     return MapResult(z, values[best], jnp.sum(~finite), cov)
+
+
+class Mode(NamedTuple):
+    """The best of several optimisations of one fit's potential (:func:`find_mode`)."""
+
+    z: jnp.ndarray  # (dim,) best unconstrained point
+    potential: jnp.ndarray  # () its potential (inf if every start failed)
+    grad_norm: jnp.ndarray  # () largest |gradient| component there
+    num_failed: jnp.ndarray  # () starts that ended non-finite
+    num_agree: jnp.ndarray  # () starts that ended within 1e-6 (relative) of the best
+    start_potentials: jnp.ndarray  # (num_starts,) where every start ended (inf: failed)
+
+
+def _lbfgs(fun, z0, num_steps: int, tol: float):
+    """optax L-BFGS (zoom line search) for ``num_steps`` steps; frozen once converged.
+
+    A fixed number of ``scan`` steps (not a ``while_loop``) keeps ``vmap`` over starts and
+    fits in lock-step with no divergent control flow; a start whose largest gradient
+    component is below ``tol`` stops moving.
+    """
+    opt = optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=30))
+    value_and_grad = optax.value_and_grad_from_state(fun)
+
+    def step(carry, _):
+        z, state = carry
+        value, grad = value_and_grad(z, state=state)
+        updates, new_state = opt.update(grad, state, z, value=value, grad=grad, value_fn=fun)
+        z_new = optax.apply_updates(z, updates)
+        moving = (jnp.max(jnp.abs(grad)) > tol) & jnp.all(jnp.isfinite(z_new))
+        z = jnp.where(moving, z_new, z)
+        state = jax.tree.map(lambda a, b: jnp.where(moving, a, b), new_state, state)
+        return (z, state), None
+
+    (z, _), _ = jax.lax.scan(step, (z0, opt.init(z0)), None, length=num_steps)
+    value, grad = jax.value_and_grad(fun)(z)
+    return z, value, jnp.max(jnp.abs(grad))
+
+
+def find_mode(
+    posterior: Posterior,
+    rng_key,
+    data,
+    *,
+    num_starts: int = 16,
+    num_steps: int = 200,
+    tol: float = 1e-8,
+    flat_priors: bool = False,
+) -> Mode:
+    """Minimise the potential from ``num_starts`` prior draws (vmapped); keep the best.
+
+    Parameters
+    ----------
+    posterior : Posterior
+    rng_key : jax.random.key
+        Draws the starts from the prior (:meth:`Posterior.prior_draws`).
+    data : dict
+        One fit's data pytree.
+    num_starts, num_steps : int
+        Starts, and L-BFGS steps per start.
+    tol : float
+        A start stops when its largest gradient component is below ``tol``.
+    flat_priors : bool
+        Minimise the negative log-likelihood alone,
+        :math:`-\\sum_i \\log p(y_i \\mid \\theta, \\sigma)` (the maximum-likelihood
+        estimate, in the same unconstrained coordinates), instead of the potential.
+
+    Returns
+    -------
+    Mode
+        Best point, its objective, gradient norm, and counts of failed and agreeing starts.
+    """
+    starts = posterior.prior_draws(rng_key, num_starts)
+    if flat_priors:
+
+        def fun(z):
+            nll = -posterior.log_likelihood(z, data)
+            return jnp.where(jnp.isfinite(nll), nll, jnp.inf)
+
+    else:
+
+        def fun(z):
+            return posterior.potential(z, data)
+
+    ends, values, grad_norms = jax.vmap(lambda z0: _lbfgs(fun, z0, num_steps, tol))(starts)
+    finite = jnp.isfinite(values) & jnp.all(jnp.isfinite(ends), axis=-1)
+    values = jnp.where(finite, values, jnp.inf)
+    best = jnp.argmin(values)
+    agree = jnp.abs(values - values[best]) <= 1e-6 * jnp.maximum(1.0, jnp.abs(values[best]))
+    return Mode(
+        z=ends[best],
+        potential=values[best],
+        grad_norm=grad_norms[best],
+        num_failed=jnp.sum(~finite),
+        num_agree=jnp.sum(agree & finite),
+        start_potentials=values,
+    )
+
+
+def laplace_draws(posterior: Posterior, rng_key, z, data, shape: tuple[int, ...]):
+    """Draws of :math:`\\mathcal N(\\hat z, H^{-1})` at the mode ``z``, shape ``(*shape, dim)``.
+
+    :math:`H` is the Hessian of the potential at ``z`` in the unconstrained space (central
+    differences of the exact gradient).  Returns ``(draws, min_eigenvalue)``; a Hessian that
+    is not positive definite (``min_eigenvalue <= 0``: a saddle, a ridge, or a likelihood
+    with a kink at the mode) gives draws from the absolute eigenvalues and is reported by the
+    caller.
+    """
+    _, hess = _grad_and_hessian(jax.grad(lambda x: posterior.potential(x, data)), z)
+    hess = jnp.where(jnp.isfinite(hess), hess, 0.0)
+    lam, vec = jnp.linalg.eigh(hess)
+    scale = vec / jnp.sqrt(jnp.maximum(jnp.abs(lam), 1e-12))  # H^{-1/2}
+    eps = jax.random.normal(rng_key, (*shape, z.shape[-1]))
+    return z + eps @ scale.T, lam[0]
+
+
+METHODS = ("nuts", "map", "laplace")
+_BUILT: dict = {}
+
+
+def build_mode_fit(
+    posterior: Posterior,
+    method: str,
+    *,
+    num_starts: int = 16,
+    num_steps: int = 500,
+    num_chains: int = 4,
+    num_samples: int = 1000,
+    flat_priors: bool = False,
+    devices: tuple | None = None,
+):
+    """Compile (once per law, likelihood and settings) ``run(keys, data) -> dict``.
+
+    ``run`` is :func:`find_mode` (and, for ``method="laplace"``, :func:`laplace_draws`)
+    vmapped over a leading fit axis of ``keys`` and every ``data`` leaf; with several
+    ``devices`` the fit axis is split over them (its length must be a multiple of their
+    number).  Output, per fit: ``z`` of shape ``(chains, draws, dim)`` — ``(1, 1, dim)``
+    for the MAP, ``(num_chains, num_samples, dim)`` Laplace draws — ``lp`` (log density of
+    each draw), and the mode's ``map_potential``, ``map_grad_norm``, ``map_failed_starts``,
+    ``map_agreeing_starts`` and ``min_eigenvalue`` (of the Hessian; ``nan`` for the MAP).
+    """
+    if method not in ("map", "laplace"):
+        raise ValueError(f"method must be 'map' or 'laplace' here, got {method!r}")
+    for name, value in (
+        ("num_starts", num_starts),
+        ("num_steps", num_steps),
+        ("num_chains", num_chains),
+        ("num_samples", num_samples),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if flat_priors and method != "map":
+        raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
+    import json
+
+    devices = tuple(devices) if devices is not None and len(devices) > 1 else None
+    cache_key = (
+        json.dumps(posterior.law.to_spec(), sort_keys=True, default=str),
+        posterior.likelihood,
+        method,
+        num_starts,
+        num_steps,
+        num_chains,
+        num_samples,
+        flat_priors,
+        devices,
+    )
+    if cache_key in _BUILT:
+        return _BUILT[cache_key]
+
+    def one(key, data):
+        k_map, k_draws = jax.random.split(key)
+        mode = find_mode(
+            posterior,
+            k_map,
+            data,
+            num_starts=num_starts,
+            num_steps=num_steps,
+            flat_priors=flat_priors,
+        )
+        if method == "laplace":
+            z, min_eig = laplace_draws(posterior, k_draws, mode.z, data, (num_chains, num_samples))
+        else:
+            z, min_eig = mode.z[None, None], jnp.nan
+        lp = -jax.vmap(jax.vmap(lambda x: posterior.potential(x, data)))(z)
+        return {
+            "z": z,
+            "lp": lp,
+            "map_potential": mode.potential,
+            "map_grad_norm": mode.grad_norm,
+            "map_failed_starts": mode.num_failed,
+            "map_agreeing_starts": mode.num_agree,
+            "min_eigenvalue": jnp.asarray(min_eig, dtype=mode.z.dtype),
+        }
+
+    run = jax.vmap(one)
+    if devices is not None:
+        from bayescale.infer.nuts import _shard
+
+        run = _shard(run, devices, "fits")
+    _BUILT[cache_key] = jax.jit(run)
+    return _BUILT[cache_key]
+
+
+def run_mode_fit(run, keys, data, devices_count: int = 1) -> dict:
+    """Call a :func:`build_mode_fit` program on all fits; numpy output.
+
+    The fit axis is padded (with copies of the first fit, then trimmed) to a multiple of
+    ``devices_count`` so it splits evenly.
+    """
+    import numpy as np
+
+    num_fits = keys.shape[0]
+    padded = -(-num_fits // devices_count) * devices_count
+    idx = np.where(np.arange(padded) < num_fits, np.arange(padded), 0)
+    out = jax.device_get(run(keys[idx], jax.tree.map(lambda x: x[idx], data)))
+    return {k: np.asarray(v)[:num_fits] for k, v in out.items()}

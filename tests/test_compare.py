@@ -1,0 +1,79 @@
+"""Model comparison (issue 6): PSIS-LOO table, stacking weights, stacked predictive."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale
+from bayescale.compare import Comparison
+from bayescale.result import FitResult
+from bayescale.simulate import simulate
+
+# Laplace draws keep the test fast (no NUTS compile); PSIS-LOO needs only posterior draws
+FIT = dict(method="laplace", num_chains=2, num_samples=500, likelihood="normal", warn=False)
+
+
+@pytest.fixture(scope="module")
+def broken_data():
+    """40 points from the one-break law: slope 0.1 before x = 100, 0.6 after."""
+    return simulate("broken_power_law", num_points=40, noise=0.01, seed=3)
+
+
+@pytest.fixture(scope="module")
+def comparison(broken_data):
+    results = {
+        "broken_power_law": bayescale.fit(broken_data, "broken_power_law", seed=0, **FIT),
+        "power_law_offset": bayescale.fit(broken_data, "power_law_offset", seed=0, **FIT),
+    }
+    return bayescale.compare(results, warn=False)
+
+
+def test_true_law_wins_against_a_wrong_one(comparison):
+    """Data drawn from the broken power law: it ranks first, by more than 4 SE of the
+    difference, and takes almost all the stacking weight."""
+    table = comparison.table
+    assert comparison.best == "broken_power_law"
+    diff = table.loc["power_law_offset", "elpd_diff"]  # negative: below the best
+    dse = table.loc["power_law_offset", "dse"]
+    assert -diff > 4 * dse, table[["elpd", "se", "elpd_diff", "dse", "weight"]]
+    assert comparison.weights["broken_power_law"] > 0.9, comparison.weights
+    assert sum(comparison.weights.values()) == pytest.approx(1.0)
+
+
+def test_table_columns_and_pareto_k(comparison):
+    table = comparison.table
+    for col in ("elpd", "se", "elpd_diff", "dse", "weight", "max_pareto_k", "num_high_pareto_k"):
+        assert col in table.columns
+    assert table["se"].gt(0).all()
+    # elpd_loo can not exceed the in-sample log predictive density
+    for name, result in comparison.results.items():
+        ll = result.datatree.log_likelihood[result.law.response].values
+        lppd = np.sum(np.log(np.mean(np.exp(ll), axis=(0, 1))))
+        assert table.loc[name, "elpd"] < lppd
+
+
+def test_stacked_predictive_mixes_laws_by_weight(comparison, broken_data):
+    new = pd.DataFrame({"x": [10.0, 1e6]})
+    draws = comparison.predict_draws(new, num_draws=2000, seed=1)
+    assert draws.shape == (2000, 2)
+    table = comparison.predict(new, num_draws=2000, seed=1)
+    assert list(table.columns[:1]) == ["x"]
+    assert (table["q5"] < table["q50"]).all() and (table["q50"] < table["q95"]).all()
+    # the stacked predictive follows the winner: its median lies in the winner's 5-95% band
+    winner = comparison.results[comparison.best].predict(new)
+    assert ((table["q50"] > winner["q5"]) & (table["q50"] < winner["q95"])).all()
+
+
+def test_compare_rejects_bad_inputs(comparison, broken_data):
+    one = comparison.results["broken_power_law"]
+    with pytest.raises(ValueError, match="at least two"):
+        bayescale.compare({"a": one})
+    other = bayescale.fit(broken_data.iloc[:-1], "power_law_offset", **FIT)  # same program
+    with pytest.raises(ValueError, match="different observations"):
+        bayescale.compare({"a": one, "b": other})
+    point = other.datatree.copy()
+    point.attrs["method"] = "map"
+    point = FitResult(point, other.law, other.likelihood, other.columns)
+    with pytest.raises(ValueError, match="point estimate"):
+        bayescale.compare({"a": one, "b": point})
+    assert isinstance(comparison, Comparison)
