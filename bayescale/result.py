@@ -189,7 +189,7 @@ class FitResult:
 
         names = list(self.parameter_names)
         post = self.datatree.posterior.dataset[names]
-        rhat = azs.rhat(post)
+        rhat = _rhat(post)
         ess_bulk = azs.ess(post, method="bulk")
         ess_tail = azs.ess(post, method="tail")
         num_div = int(self.datatree.sample_stats["diverging"].sum())
@@ -386,6 +386,23 @@ class FitResult:
             f"max_rhat={d['max_rhat']:.3f} min_ess_bulk={d['min_ess_bulk']:.0f} "
             f"divergent={d['num_divergent']}>"
         )
+
+
+def _rhat(post: xr.Dataset) -> xr.Dataset:
+    """arviz-stats r̂; a single chain is first split into its two halves.
+
+    arviz-stats returns NaN for one chain; split-r̂ compares the halves of each chain anyway,
+    so a one-chain fit (e.g. one chain per curve in a large batch) gets the r̂ of its halves
+    instead of never being reported converged.
+    """
+    import arviz_stats as azs
+
+    if post.sizes["chain"] == 1:
+        half = post.sizes["draw"] // 2
+        first = post.isel(chain=0, draw=slice(0, half))
+        second = post.isel(chain=0, draw=slice(half, 2 * half)).assign_coords(draw=first.draw)
+        post = xr.concat([first, second], dim="chain").assign_coords(chain=[0, 1])
+    return azs.rhat(post)
 
 
 def _sample_stats(samples: dict) -> dict[str, np.ndarray]:
@@ -598,7 +615,7 @@ class BatchResult:
 
         names = list(self.parameter_names)
         post = self.datatree.posterior.dataset[names]
-        rhat = azs.rhat(post).to_array().max("variable").values
+        rhat = _rhat(post).to_array().max("variable").values
         bulk = azs.ess(post, method="bulk").to_array().min("variable").values
         tail = azs.ess(post, method="tail").to_array().min("variable").values
         div = self.datatree.sample_stats["diverging"].sum(("chain", "draw")).values

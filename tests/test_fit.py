@@ -129,3 +129,20 @@ def test_formula_string_law():
     r = bayescale.fit(df, "E + A * n_tokens**-alpha", seed=0, **SMALL)
     assert set(r.parameter_names) >= {"E", "A", "alpha"}
     assert abs(np.median(r.draws()["alpha"]) - 0.5) < 0.1
+
+
+def test_single_chain_rhat_splits_the_chain():
+    """One chain per fit (large batches) still gets an r̂: that of its two halves."""
+    import arviz_stats as azs
+    import xarray as xr
+
+    from bayescale.result import _rhat
+
+    rng = np.random.default_rng(0)
+    draws = np.stack([rng.normal(size=(1, 1000)), np.cumsum(rng.normal(size=(1, 1000)), -1)])
+    ds = xr.Dataset({"theta": (("fit", "chain", "draw"), draws)}, coords={"fit": ["iid", "walk"]})
+    rhat = _rhat(ds)["theta"].values
+    assert rhat[0] < 1.01  # independent draws: the halves agree
+    assert rhat[1] > 1.1  # a random walk: the halves disagree
+    two = xr.Dataset({"theta": (("chain", "draw"), rng.normal(size=(2, 500)))})
+    assert float(_rhat(two)["theta"]) == float(azs.rhat(two)["theta"])  # >= 2 chains: as is
