@@ -239,8 +239,9 @@ def fit_batch(
 
     ``by`` names the column(s) splitting ``data`` into curves; each curve gets the posterior
     :func:`fit` would give it (the same log density, MAP initialisation and per-fit warm-up
-    adaptation of step size and dense mass matrix), all fits and chains advancing together
-    under ``vmap``.  Curves of different lengths are padded and masked.  Fits are processed
+    adaptation of step size and dense mass matrix), all fits in one compiled program (see
+    ``vectorized`` / ``group_size`` below for how they are batched).  Curves of different
+    lengths are padded and masked.  Fits are processed
     in chunks of ``chunk_size`` (default: what fits in ~4 GiB), each chunk one call of the
     same compiled program, its fit axis split over ``devices`` (default: all JAX devices).
 
