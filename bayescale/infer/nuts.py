@@ -1,15 +1,18 @@
 """NUTS for one or many independent posteriors in one jit-compiled program.
 
 The sampler is NumPyro's functional NUTS (:func:`numpyro.infer.hmc.hmc`) over the potential
-of :class:`bayescale.model.Posterior`.  Each fit is initialised by multi-start BFGS
+of :class:`bayescale.model.Posterior`, in the posterior's centred sampler coordinates
+(:meth:`~bayescale.model.Posterior.from_sampler`: a unit-Jacobian shear; draws are mapped
+back before they leave the program).  Each fit is initialised by multi-start BFGS
 (:mod:`bayescale.infer.optimize`): chains start from draws of the Laplace approximation at
 the best mode, and the inverse Hessian there is the initial dense inverse mass matrix, which
 NumPyro's windowed adaptation then refines per fit.
 
 :func:`build_sampler` returns ``run(keys, data)`` where every leaf of ``data`` carries a
-leading fit axis; :func:`bayescale.fit` calls it with one fit, ``fit_batch`` with many.  The
-loop is ``scan`` over iterations of ``vmap`` over fits and chains, so a progress callback
-sits outside the vmaps and draws are written into a preallocated buffer.
+leading fit axis; :func:`bayescale.fit` calls it with one fit, ``fit_batch`` with many.  Fits
+run in groups (``lax.map`` over groups, ``vmap`` of the MAP search within one); each chain
+is one ``scan`` over iterations, the chains of a group vmapped (``vectorized``) or mapped one
+after another; draws are written into a preallocated buffer.
 """
 
 from __future__ import annotations
