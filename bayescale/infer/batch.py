@@ -97,8 +97,9 @@ def run_batch(
     """Sample every fit of ``data`` (leaves with a leading fit axis); numpy output.
 
     ``options.vectorized`` / ``options.group_size`` left ``None`` take the defaults of
-    :func:`lockstep_defaults` for ``devices``.  Chunks all have the same size (the last is
-    padded with copies of its first fit and trimmed), so the program is compiled once.
+    :func:`lockstep_defaults` for ``devices``.  Chunks all have the same size, as even as the
+    count allows (the last is padded with copies of its first fit and trimmed), so the
+    program is compiled once and little padding is computed.
     With ``devices`` (default: every JAX device), the chunk size is rounded up to a
     multiple of their number and each chunk is sharded over them.
     """
@@ -113,6 +114,7 @@ def run_batch(
     if chunk_size is None:
         chunk_size = default_chunk_size(options, posterior.dim, data["log_y"].shape[1])
     chunk_size = int(min(chunk_size, num_fits))
+    chunk_size = -(-num_fits // -(-num_fits // chunk_size))  # balanced: 10,000 -> 2 x 5,000
     chunk_size = -(-chunk_size // n_dev) * n_dev
     run = build_sampler(posterior, options, devices=devices if n_dev > 1 else None)
     starts = range(0, num_fits, chunk_size)
