@@ -123,6 +123,16 @@ def fit(
     _check_method(method)
     law = get_law(law, priors=priors)
     posterior = Posterior(law, likelihood)
+    options = SamplerOptions(  # NUTS settings, of the plain and the pooled fit alike
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        thin=thin,
+        dense_mass=dense_mass,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        num_starts=num_starts,
+    )
     if group is not None or pooled:
         if group is None or not pooled or method != "nuts":
             raise ValueError(
@@ -130,16 +140,6 @@ def fit(
                 f"names), with method='nuts'; got group={group!r}, pooled={pooled!r}, "
                 f"method={method!r}"
             )
-        options = SamplerOptions(
-            num_chains=num_chains,
-            num_warmup=num_warmup,
-            num_samples=num_samples,
-            thin=thin,
-            dense_mass=dense_mass,
-            target_accept_prob=target_accept_prob,
-            max_tree_depth=max_tree_depth,
-            num_starts=num_starts,
-        )
         return _fit_pooled(
             data, posterior, group, tuple(pooled), columns, options, seed, progress_bar, warn
         )
@@ -168,16 +168,6 @@ def fit(
         return result
     if flat_priors:
         raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
-    options = SamplerOptions(
-        num_chains=num_chains,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        thin=thin,
-        dense_mass=dense_mass,
-        target_accept_prob=target_accept_prob,
-        max_tree_depth=max_tree_depth,
-        num_starts=num_starts,
-    )
     key, seed_int = _seed_key(seed)
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
