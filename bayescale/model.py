@@ -40,6 +40,7 @@ differentiated by the optimiser.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -223,6 +224,12 @@ def observation_noise(rng, likelihood: str, values: dict, shape):
         tail = (c + rng.exponential(size=shape) / c) * rng.choice([-1.0, 1.0], size=shape)
         return sigma * np.where(rng.uniform(size=shape) < p_core, core, tail)
     return sigma * rng.standard_normal(shape)
+
+
+def posterior_key(posterior) -> tuple[str, str]:
+    """What identifies a posterior's compiled programs: its law (in full) and likelihood."""
+    spec = json.dumps(posterior.law.to_spec(), sort_keys=True, default=str)
+    return spec, posterior.likelihood
 
 
 @dataclass(frozen=True)

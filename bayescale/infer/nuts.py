@@ -17,7 +17,6 @@ after another; draws are written into a preallocated buffer.
 
 from __future__ import annotations
 
-import json
 import sys
 from functools import partial
 from typing import NamedTuple
@@ -28,7 +27,7 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 
 from bayescale.infer.optimize import MapResult, multi_start_map
-from bayescale.model import Posterior
+from bayescale.model import Posterior, posterior_key
 
 __all__ = ["SamplerOptions", "build_sampler"]
 
@@ -102,8 +101,7 @@ def build_sampler(
     _check_options(options)
     devices = tuple(devices) if devices is not None and len(devices) > 1 else None
     key = (
-        json.dumps(posterior.law.to_spec(), sort_keys=True, default=str),
-        posterior.likelihood,
+        *posterior_key(posterior),
         options,
         progress_bar,
         devices,

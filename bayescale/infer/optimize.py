@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bayescale.model import Posterior
+from bayescale.model import Posterior, posterior_key
 
 __all__ = [
     "MapResult",
@@ -275,12 +275,9 @@ def build_mode_fit(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if flat_priors and method != "map":
         raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
-    import json
-
     devices = tuple(devices) if devices is not None and len(devices) > 1 else None
     cache_key = (
-        json.dumps(posterior.law.to_spec(), sort_keys=True, default=str),
-        posterior.likelihood,
+        *posterior_key(posterior),
         method,
         num_starts,
         num_steps,
