@@ -62,6 +62,15 @@ def test_each_fit_matches_fitting_its_curve_alone(batch):
             assert abs(z) < 4.5, f"{label}.{name}: batch {m1:.4g} vs alone {m2:.4g} (z={z:.1f})"
 
 
+def test_batch_diagnostics_equal_each_fits_own(batch):
+    """The vectorised per-fit table equals each fit's arviz-stats diagnostics."""
+    table = batch.diagnostics
+    for label in CURVES:
+        own = batch[label].diagnostics
+        for column in ("max_rhat", "min_ess_bulk", "min_ess_tail", "num_divergent"):
+            assert table.loc[label, column] == pytest.approx(own[column], rel=1e-9), column
+
+
 def test_exponents_recovered(batch):
     summary = batch.summary(quantiles=(0.005, 0.995)).set_index(["size", "parameter"])
     for label, (_, _, c) in CURVES.items():
