@@ -15,7 +15,7 @@ import pandas as pd
 
 from bayescale.laws import Law
 
-__all__ = ["DataError", "FitData", "covariate_frame", "prepare"]
+__all__ = ["DataError", "FitData", "covariate_frame", "prepare", "thin_log_spaced"]
 
 
 class DataError(ValueError):
@@ -229,3 +229,60 @@ def covariate_frame(law: Law, new_data, columns: Mapping[str, str] | None = None
                 + f"; they have columns {list(map(str, frame.columns))}"
             )
     return prepare(frame, law, mapping, require_response=False)
+
+
+def thin_log_spaced(
+    data, column: str, *, by=None, num: int = 40, min_value: float | None = None
+) -> pd.DataFrame:
+    """Keep about ``num`` rows per curve, log-spaced in ``column`` (e.g. training steps).
+
+    Training logs record the loss every few steps, so a power law in steps fitted to every
+    logged point weighs the long tail (most points) far above the early, fast part.  For each
+    curve (the groups of ``by``; the whole frame when ``None``) the rows with
+    ``column >= min_value`` are kept, and of those the row nearest each of ``num`` targets
+    log-spaced between the curve's first and last value (duplicates dropped, so a curve may
+    keep fewer than ``num``).
+
+    Parameters
+    ----------
+    data : DataFrame or dict of arrays
+    column : str
+        The positive, log-spaced covariate (``"step"``, ``"n_tokens"``, ...).
+    by : str or list of str, optional
+        Column(s) splitting ``data`` into curves.
+    num : int
+        Targets per curve.
+    min_value : float, optional
+        Rows below it are dropped first (e.g. the warm-up steps of a training run).
+
+    Returns
+    -------
+    DataFrame
+        The kept rows, curves in sorted order of ``by``, each sorted by ``column``.
+    """
+    frame = _as_frame(data)
+    if column not in frame.columns:
+        raise DataError(f"thin_log_spaced: no column {column!r}; the data has {list(frame)}")
+    if not isinstance(num, int) or num < 2:
+        raise ValueError(f"num must be an integer >= 2, got {num!r}")
+    kept = frame if min_value is None else frame[frame[column] >= min_value]
+    values = kept[column].to_numpy(dtype=float)
+    if not np.all(np.isfinite(values) & (values > 0)):
+        bad = int(np.flatnonzero(~(np.isfinite(values) & (values > 0)))[0])
+        raise DataError(
+            f"thin_log_spaced: column {column!r} must be finite and > 0 to be log-spaced; "
+            f"row {kept.index[bad]!r} has {values[bad]!r}"
+        )
+    groups = [((), kept)] if by is None else kept.groupby(by, sort=True)
+    parts = []
+    for _, curve in groups:
+        curve = curve.sort_values(column)
+        x = curve[column].to_numpy(dtype=float)
+        if len(x) < 2:
+            parts.append(curve)
+            continue
+        targets = np.geomspace(x[0], x[-1], num)
+        right = np.clip(np.searchsorted(x, targets), 1, len(x) - 1)
+        nearer_left = targets - x[right - 1] <= x[right] - targets
+        parts.append(curve.iloc[np.unique(np.where(nearer_left, right - 1, right))])
+    return pd.concat(parts) if parts else kept.iloc[:0]

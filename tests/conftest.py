@@ -18,10 +18,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def chinchilla_frame(shared_data) -> pd.DataFrame:
     """Epoch's extraction of Hoffmann et al.'s Fig. 4, 5 highest-loss rows dropped (240)."""
-    df = pd.read_csv(shared_data / "chinchilla_epoch_svg_extracted.csv")
-    df = df.sort_values("loss").iloc[:-5].reset_index(drop=True)
-    df["n_tokens"] = df["Training FLOP"] / (6 * df["Model Size"])
-    return df
+    from bayescale import datasets
+
+    return datasets.chinchilla(shared_data)
 
 
 FULL = __import__("os").environ.get("BAYESCALE_FULL") == "1"
