@@ -558,7 +558,8 @@ class BatchResult:
             ll, log_mu = np.asarray(ll), np.asarray(log_mu)
             mask = data["mask"][:, None, None, :]
             rng = np.random.default_rng(seed)
-            ppc = np.exp(log_mu + _noise(rng, posterior.likelihood, values, log_mu.shape))
+            with np.errstate(over="ignore", invalid="ignore"):  # padded points: masked below
+                ppc = np.exp(log_mu + _noise(rng, posterior.likelihood, values, log_mu.shape))
             dims4 = (*sample_dims, "point")
             groups["log_likelihood"] = xr.Dataset(
                 {law.response: (dims4, np.where(mask, ll, np.nan))}, coords
