@@ -72,49 +72,16 @@ TRUE = {"E": 1.817, "A": 482.01, "B": 2085.43, "alpha": 0.348, "beta": 0.366}
 NOISE = 0.02
 TARGET_FLOPS = 1e22
 BUDGET = 3e19
+CANDIDATE_FLOPS = (1e19, 3e19)
 K = 3
-FIT = dict(likelihood="normal", num_chains=2, num_warmup=300, num_samples=300, progress_bar=False)
+FIT = dict(num_chains=4, num_warmup=500, num_samples=500, target_accept_prob=0.95)
 
 
-def true_log_loss(n, d):
-    v = TRUE
-    return np.log(v["E"] + v["A"] * n ** -v["alpha"] + v["B"] * d ** -v["beta"])
-
-
-def true_log_n_opt():
-    a, b = TRUE["alpha"], TRUE["beta"]
-    g = (a * TRUE["A"] / (b * TRUE["B"])) ** (1 / (a + b))
-    return math.log(g * (TARGET_FLOPS / 6) ** (b / (a + b)))
-
-
-def simulate_runs(n, d, rng_seed, campaign):
-    n, d = np.asarray(n, float), np.asarray(d, float)
-    eps = np.random.default_rng(rng_seed).standard_normal(n.size)
-    loss = np.exp(true_log_loss(n, d) + NOISE * eps)
-    return pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss, "campaign": campaign})
-
-
-def isoflop_points(budgets, sizes=5, spread=(0.2, 5.0)):
-    rows = []
-    for c in budgets:
-        for f in np.geomspace(*spread, sizes):
-            n = f * math.sqrt(c / 120)
-            rows.append((n, c / (6 * n)))
-    return np.array(rows)
-
-
-def same_cost(n, d, cost):
-    f = math.sqrt(cost / np.sum(6 * n * d))
-    return n * f, d * f
-
-
-def candidates():
-    sizes = np.geomspace(2e7, 1e9, 12)
-    cands = pd.DataFrame(
-        [(n, n * r) for n in sizes for r in np.geomspace(2, 200, 7)],
-        columns=["n_params", "n_tokens"],
-    )
-    return cands[6 * cands.n_params * cands.n_tokens <= BUDGET].reset_index(drop=True)
+def isoflop_start(budgets=(1e17, 3e17, 1e18, 3e18), sizes=5, spread=(0.2, 5.0)):
+    """Small isoFLOP sweeps: per budget, ``sizes`` model sizes around 20 tokens/parameter."""
+    n = np.array([f * math.sqrt(c / 120) for c in budgets for f in np.geomspace(*spread, sizes)])
+    c = np.repeat(budgets, sizes)
+    return pd.DataFrame({"n_params": n, "n_tokens": c / (6 * n)})
 
 
 def timing() -> None:
@@ -139,7 +106,7 @@ def timing() -> None:
     print(best.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
-def ssl_design(frame: pd.DataFrame, seed: int):
+def ssl_design(frame: pd.DataFrame, result, seed: int) -> pd.DataFrame:
     """The 3 runs simple-scaling-laws' ``suggest_runs`` picks from a campaign's start."""
     import polars as pl
     import simple_scaling_laws as ssl
@@ -160,100 +127,74 @@ def ssl_design(frame: pd.DataFrame, seed: int):
             target_budgets=[TARGET_FLOPS],
             cost=ssl.cost_model("power", k=6.0, a=1.0, b=1.0),
             n=K,
-            candidate_budgets=[1e19, BUDGET],
+            candidate_budgets=list(CANDIDATE_FLOPS),
         )
     n_col = next(c for c in runs.columns if c.startswith("model_size"))
     d_col = next(c for c in runs.columns if c.startswith("dataset_size"))
-    return runs[n_col].to_numpy().astype(float), runs[d_col].to_numpy().astype(float)
-
-
-def campaigns(num: int, use_ssl: bool) -> None:
-    truth = true_log_n_opt()
-    cands = candidates()
-    start = isoflop_points([1e17, 3e17, 1e18, 3e18])
-    init = pd.concat([simulate_runs(start[:, 0], start[:, 1], s, s) for s in range(num)])
-    warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
-    t0 = time.perf_counter()
-    first = bayescale.fit_batch(init, "chinchilla", by="campaign", seed=1, **FIT)
-    print(
-        f"{num} starting fits: {time.perf_counter() - t0:.0f} s; "
-        f"{first.status.value_counts().to_dict()}"
-    )
-    rng = np.random.default_rng(0)
-    designs, t_design, t_ssl = [], 0.0, 0.0
-    for s in range(num):
-        t0 = time.perf_counter()
-        chosen = plan.next_runs(
-            first[s],
-            target=("n_opt", TARGET_FLOPS),
-            candidates=cands,
-            budget=BUDGET,
-            k=K,
-            num_outer=128,
-            seed=s,
-        )
-        t_design += time.perf_counter() - t0
-        cost = chosen["cost"].sum()
-        pick = rng.choice(len(cands), K, replace=False)
-        grid_n = np.geomspace(2e7, 1e9, K)
-        runs = {
-            "next": (chosen["n_params"].to_numpy(), chosen["n_tokens"].to_numpy()),
-            "random": same_cost(cands.n_params.values[pick], cands.n_tokens.values[pick], cost),
-            "grid": same_cost(grid_n, 20 * grid_n, cost),
+    return pd.DataFrame(
+        {
+            "n_params": runs[n_col].to_numpy().astype(float),
+            "n_tokens": runs[d_col].to_numpy().astype(float),
         }
-        if use_ssl:
-            t0 = time.perf_counter()
-            ssl_n, ssl_d = ssl_design(init[init.campaign == s], s)
-            t_ssl += time.perf_counter() - t0
-            runs["ssl"] = (ssl_n, ssl_d)
-            ssl_cost = float(np.sum(6 * ssl_n * ssl_d))
-            matched = plan.next_runs(
-                first[s],
-                target=("n_opt", TARGET_FLOPS),
-                candidates=cands,
-                budget=ssl_cost,
-                k=K,
-                num_outer=128,
-                seed=s,
-            )
-            runs["next_at_ssl_cost"] = (
-                matched["n_params"].to_numpy(),
-                matched["n_tokens"].to_numpy(),
-            )
-        base = init[init.campaign == s]
-        for name, (n, d) in runs.items():
-            new = simulate_runs(n, d, 10_000 + s, f"{name}/{s}")
-            designs.append(pd.concat([base.assign(campaign=f"{name}/{s}"), new]))
-    print(
-        f"next_runs: {t_design / num:.1f} s per campaign"
-        + (f"; ssl {t_ssl / num:.1f} s" if use_ssl else "")
-    )
-    t0 = time.perf_counter()
-    refit = bayescale.fit_batch(pd.concat(designs), "chinchilla", by="campaign", seed=2, **FIT)
-    print(
-        f"{len(refit)} refits: {time.perf_counter() - t0:.0f} s; "
-        f"{refit.status.value_counts().to_dict()}"
     )
 
-    def bounds(result):
-        log_t = np.log(plan.target_draws(result, ("n_opt", TARGET_FLOPS)).ravel())
-        return np.quantile(log_t, [0.05, 0.95])
 
-    names = sorted({label.split("/")[0] for label in refit.labels})
-    b = {name: np.array([bounds(refit[f"{name}/{s}"]) for s in range(num)]) for name in names}
-    start_b = np.array([bounds(first[s]) for s in range(num)])
-    print(f"starting 90% width of log N_opt(1e22): median {np.median(np.diff(start_b)):.3f}")
-    for name in names:
-        w = np.diff(b[name]).ravel()
-        cover = np.mean((b[name][:, 0] <= truth) & (truth <= b[name][:, 1]))
-        print(f"{name:>17}: median 90% width {np.median(w):.3f}, coverage {cover:.2f}")
-    pairs = [("next", "random"), ("next", "grid")]
-    if use_ssl:
-        pairs.append(("next_at_ssl_cost", "ssl"))
-    for a, o in pairs:
-        r = np.diff(b[a]).ravel() / np.diff(b[o]).ravel()
+def campaigns(num: int, use_ssl: bool, max_per_candidate: int | None) -> None:
+    warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
+    out = plan.simulate_campaigns(
+        "chinchilla",
+        TRUE,
+        start=isoflop_start(),
+        candidates=plan.isoflop_candidates(CANDIDATE_FLOPS),
+        target=("n_opt", TARGET_FLOPS),
+        budget=BUDGET,
+        k=K,
+        num_campaigns=num,
+        noise=NOISE,
+        others={"ssl": ssl_design} if use_ssl else None,
+        fit_options=FIT,
+        design_options={"num_outer": 128, "max_per_candidate": max_per_candidate},
+    )
+    sec = out.attrs["seconds"]
+    print(
+        f"{num} campaigns: start fits {sec['start_fits']:.0f} s, designs {sec['designs']:.0f} s "
+        f"({sec['designs'] / num:.1f} s per campaign), refits {sec['refits']:.0f} s"
+    )
+    runs = out.attrs["runs"]
+    nxt = runs[runs.design == "next"]
+    print(
+        f"importance weights of the chosen designs: ESS median {nxt.ess.median():.0f}, "
+        f"min {nxt.ess.min():.0f} (of the posterior's draws)"
+    )
+    for name, group in runs.groupby("design"):
+        ratio = np.log10(group.n_tokens / group.n_params)
+        per = group.groupby("campaign_index")
+        repeats = per.apply(lambda g: len(g) - len(g.drop_duplicates(["n_params", "n_tokens"])))
+        cost = per.apply(lambda g: (6 * g.n_params * g.n_tokens).sum())
         print(
-            f"width ratio {a}/{o}: median {np.median(r):.3f}, {a} narrower in {np.sum(r < 1)}/{num}"
+            f"{name:>7} runs: log10 tokens/param quantiles "
+            f"{np.round(np.quantile(ratio, [0.1, 0.5, 0.9]), 2).tolist()}, "
+            f"cost per campaign median {cost.median():.3g}, "
+            f"campaigns with a repeated run {int((repeats > 0).sum())}/{num}"
+        )
+    table = out.pivot(index="campaign", columns="design", values="width")
+    print(
+        f"converged fits (r-hat < 1.01, ESS, no divergences): {out.status.value_counts().to_dict()}"
+    )
+    rhat = out.pivot(index="campaign", columns="design", values="max_rhat")
+    print(f"fits with r-hat < 1.01 per design: {(rhat < 1.01).sum().to_dict()} of {num}")
+    print(f"truth log N_opt(1e22) = {out.attrs['truth']:.3f}")
+    for name, group in out.groupby("design"):
+        print(
+            f"{name:>7}: median 90% width {group.width.median():.3f}, "
+            f"coverage {group.covered.mean():.2f}"
+        )
+    others = [d for d in ("random", "grid", "ssl") if d in table]
+    for other in others:
+        r = table["next"] / table[other]
+        print(
+            f"width ratio next/{other}: median {r.median():.3f}, "
+            f"next narrower in {int((r < 1).sum())}/{num}"
         )
 
 
@@ -261,6 +202,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("all", "timing", "campaigns"), default="all")
     parser.add_argument("--campaigns", type=int, default=50)
+    parser.add_argument(
+        "--max-per-candidate", type=int, default=0, help="0: up to k (replicates allowed)"
+    )
     args = parser.parse_args()
     if args.part in ("all", "timing"):
         timing()
@@ -272,7 +216,7 @@ def main() -> None:
         except ImportError:
             print("simple-scaling-laws not importable: its designs are left out")
             use_ssl = False
-        campaigns(args.campaigns, use_ssl)
+        campaigns(args.campaigns, use_ssl, args.max_per_candidate or None)
 
 
 if __name__ == "__main__":
