@@ -914,6 +914,7 @@ def simulate_campaigns(
     num_campaigns: int,
     noise: float = 0.02,
     likelihood: str = "normal",
+    baselines: Sequence[str] = ("random", "grid"),
     grid_tokens_per_param: float = 20.0,
     others: Mapping[str, DesignFn] | None = None,
     fit_options: Mapping | None = None,
@@ -953,6 +954,8 @@ def simulate_campaigns(
     target, budget, k
         See :func:`next_runs`.
     num_campaigns : int
+    baselines : sequence of str
+        Which of ``"random"`` and ``"grid"`` to add to ``"next"``.
     noise : float
         Standard deviation of the log-loss noise of the simulated runs.
     likelihood : str
@@ -994,6 +997,9 @@ def simulate_campaigns(
     truth = float(_target_fn(law, target)({k_: jnp.asarray(v) for k_, v in theta.items()}))
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    unknown = set(baselines) - {"random", "grid"}
+    if unknown:
+        raise ValueError(f"baselines must be among 'random' and 'grid', got {sorted(unknown)}")
     start = pd.DataFrame(start)[["n_params", "n_tokens"]].reset_index(drop=True)
     cands = pd.DataFrame(candidates).reset_index(drop=True)
     fit_options = {"progress_bar": False, **dict(fit_options or {})}
@@ -1037,6 +1043,7 @@ def simulate_campaigns(
             "random": _scaled_to_cost(pick, cost),
             "grid": _scaled_to_cost(grid, cost),
         }
+        designs = {name: runs for name, runs in designs.items() if name in {"next", *baselines}}
         for name, fn in others.items():
             designs[name] = pd.DataFrame(fn(data, first[s], s))[["n_params", "n_tokens"]]
         for name, new in designs.items():

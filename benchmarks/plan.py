@@ -139,7 +139,7 @@ def ssl_design(frame: pd.DataFrame, result, seed: int) -> pd.DataFrame:
     )
 
 
-def campaigns(num: int, use_ssl: bool, max_per_candidate: int | None) -> None:
+def campaigns(num: int, use_ssl: bool, max_per_candidate: int | None, baselines) -> None:
     warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
     out = plan.simulate_campaigns(
         "chinchilla",
@@ -151,6 +151,7 @@ def campaigns(num: int, use_ssl: bool, max_per_candidate: int | None) -> None:
         k=K,
         num_campaigns=num,
         noise=NOISE,
+        baselines=baselines,
         others={"ssl": ssl_design} if use_ssl else None,
         fit_options=FIT,
         design_options={"num_outer": 128, "max_per_candidate": max_per_candidate},
@@ -203,6 +204,9 @@ def main() -> None:
     parser.add_argument("--part", choices=("all", "timing", "campaigns"), default="all")
     parser.add_argument("--campaigns", type=int, default=50)
     parser.add_argument(
+        "--baselines", default="random,grid", help="comma-separated: random, grid, or none"
+    )
+    parser.add_argument(
         "--max-per-candidate", type=int, default=0, help="0: up to k (replicates allowed)"
     )
     args = parser.parse_args()
@@ -216,7 +220,8 @@ def main() -> None:
         except ImportError:
             print("simple-scaling-laws not importable: its designs are left out")
             use_ssl = False
-        campaigns(args.campaigns, use_ssl, args.max_per_candidate or None)
+        baselines = [b for b in args.baselines.split(",") if b and b != "none"]
+        campaigns(args.campaigns, use_ssl, args.max_per_candidate or None, baselines)
 
 
 if __name__ == "__main__":
