@@ -399,7 +399,7 @@ def test_campaigns_next_runs_shrink_the_target_more_than_random_and_grid():
     num = scaled(60, 4)
     fit = scaled(
         dict(num_chains=4, num_warmup=1000, num_samples=1000, target_accept_prob=0.95),
-        dict(num_chains=2, num_warmup=300, num_samples=300, target_accept_prob=0.95),
+        dict(num_chains=2, num_warmup=300, num_samples=300),
     )
     out = plan.simulate_campaigns(
         "chinchilla",
