@@ -69,7 +69,18 @@ simulated outcomes enter the same weights), once ranking by the variance removed
 the variance removed per unit cost; the better of the two final designs is returned (the
 cost-benefit greedy of Krause & Guestrin 2005, within a constant factor of the best design
 for a submodular criterion).  The weights degenerate when a design is far more informative
-than the current posterior; the effective sample size of the weights is reported.
+than the current posterior; the effective sample size of the weights is reported.  A
+candidate may be chosen again (``max_per_candidate``): a replicate gets its own simulated
+noise, and for one target the best design often repeats its most informative run.
+
+Campaigns
+---------
+:func:`simulate_campaigns` checks a design rule where the truth is known: seeded campaigns
+start from the same runs (outcomes simulated from the true law), are fitted in one
+``fit_batch`` call, spend compute on the runs :func:`next_runs` picks and on other designs of
+the same cost (random, grid, or any callable, e.g. another package's suggestions), and every
+design is refitted in one more ``fit_batch`` call and scored by the width of the target's
+interval and whether it covers the truth.
 """
 
 from __future__ import annotations

@@ -12,20 +12,24 @@ compilation) and the best of three further calls.
 
 Campaigns
 ---------
+``plan.simulate_campaigns`` (the one implementation, also used by tests/test_plan.py):
 ``--campaigns`` (default 50) seeded campaigns; truth: Epoch's Chinchilla constants
 (E, A, B, alpha, beta) = (1.817, 482.01, 2085.43, 0.348, 0.366), log-normal noise 0.02.
 Each starts from small isoFLOP sweeps (budgets 1e17, 3e17, 1e18, 3e18 FLOP, 5 sizes each)
-fitted in one ``fit_batch`` call; the target is N_opt at 1e22 FLOP.  Then the same compute
-is spent on (a) the ``k=3`` runs ``plan.next_runs`` chooses among 66 candidates (12 sizes
-2e7..1e9 x 7 tokens-per-parameter ratios 2..200, cost <= 3e19 FLOP), (b) 3 random
-candidates, (c) a uniform grid (3 log-spaced sizes at 20 tokens per parameter), (b) and (c)
-scaled to the cost of (a); and, with ``simple-scaling-laws`` importable
-(``pip install --target /tmp/ssl simple-scaling-laws``, ``PYTHONPATH=/tmp/ssl:.``),
-(d) the 3 runs its ``suggest_runs`` chooses (bootstrap fit of the same start, separable
-power law, 200 bootstrap draws, target budget 1e22, candidate budgets 1e19 and 3e19, cost
-6ND) with (a') our ``next_runs`` given the same total cost.  Every design is refitted by
-bayescale (one ``fit_batch`` call) and scored by the width of the target's 90% interval;
-printed: median width ratios, wins, and the coverage of the truth.
+fitted in one ``fit_batch`` call; the target is N_opt at 1e22 FLOP.  Then compute is spent on
+(a) the ``k=3`` runs ``plan.next_runs`` chooses within 3e19 FLOP among 62 candidates on the
+iso-FLOP curves of 1e19 and 3e19 FLOP (``plan.isoflop_candidates``: 31 per budget, 0.1 to
+3,000 tokens per parameter), a candidate may be repeated (``--max-per-candidate``, default
+up to k); (b) 3 random candidates and (c) a uniform grid (3 log-spaced sizes at 20 tokens per
+parameter), (b) and (c) scaled to the cost of (a) (``--baselines``); and, with
+``simple-scaling-laws`` importable (``pip install --target /tmp/ssl simple-scaling-laws``,
+``PYTHONPATH=/tmp/ssl:.``), (d) the 3 runs its ``suggest_runs`` chooses (bootstrap fit of
+the same start, separable power law, 200 bootstrap draws, target budget 1e22, the same
+candidate budgets 1e19 and 3e19, cost 6ND, replicates allowed: its defaults).  Every design
+is refitted (one ``fit_batch`` call, 4 chains x 500 + 500 draws, target acceptance 0.95)
+and scored by the width of the target's 90% interval; printed: the runs chosen, the
+effective sample size of the importance weights, r-hat counts, median width ratios, wins
+and the coverage of the truth.
 
 Measured (2-core CPU shared with other jobs, load ~14; so the times are upper bounds)
 --------------------------------------------------------------------------------------
