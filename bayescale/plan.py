@@ -1008,6 +1008,10 @@ def simulate_campaigns(
     truth = float(_target_fn(law, target)({k_: jnp.asarray(v) for k_, v in theta.items()}))
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    if isinstance(num_campaigns, bool) or not isinstance(num_campaigns, int | np.integer):
+        raise ValueError(f"num_campaigns must be an integer >= 1, got {num_campaigns!r}")
+    if num_campaigns < 1:
+        raise ValueError(f"num_campaigns must be an integer >= 1, got {num_campaigns!r}")
     unknown = set(baselines) - {"random", "grid"}
     if unknown:
         raise ValueError(f"baselines must be among 'random' and 'grid', got {sorted(unknown)}")
