@@ -198,7 +198,8 @@ def _cmd_plan(args) -> int:
     fmt = {"float_format": lambda v: f"{v:.5g}"}
     if args.flops:
         table = plan.allocate(result, [float(c) for c in args.flops])
-        print(f"compute-optimal allocation (C = 6ND), law {result.law.id!r}:")
+        cost = "C = 6 N B_crit(L) S" if "steps" in result.law.covariates else "C = 6ND"
+        print(f"compute-optimal allocation ({cost}), law {result.law.id!r}:")
         print(_frame_text(table, index=False, **fmt))
     if args.target is None:
         if not args.flops:
@@ -213,6 +214,7 @@ def _cmd_plan(args) -> int:
         budget=args.budget,
         k=args.k,
         num_outer=args.num_outer,
+        max_per_candidate=args.max_per_candidate or None,
         seed=args.seed,
     )
     attrs = design.attrs
@@ -391,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, help="total cost allowed for the next runs")
     p.add_argument("--k", type=int, default=4, help="at most this many runs (default 4)")
     p.add_argument("--num-outer", type=int, default=128, help="simulated outcomes per design")
+    p.add_argument(
+        "--max-per-candidate",
+        type=int,
+        default=1,
+        help="times one candidate may be chosen (replicates); 0: up to k (default 1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="save the chosen runs as CSV")
     p.set_defaults(func=_cmd_plan)

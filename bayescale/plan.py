@@ -28,6 +28,15 @@ the critical batch size at the predicted loss, :math:`B = B_{crit}(L_{opt}) = B_
 L_{opt}^{-1/\\alpha_B}` (Kaplan et al. 2020, eq. 5.3; the published constants, or the
 posterior of a ``kaplan_bcrit`` fit passed as ``bcrit=``), and :math:`S = D_{opt} / B`.
 
+A law of model size and steps, ``kaplan_ns``'s :math:`L(N, S_{min}) = (N_c/N)^{\\alpha_N}
++ (S_c/S_{min})^{\\alpha_S}`, is allocated under Kaplan et al.'s compute
+:math:`C = 6 N B S` with the batch at its critical size for the loss reached,
+:math:`B = B_{crit}(L) = B_* L^{-1/\\alpha_B}`, so
+:math:`C(N, S) = 6 N S B_* L(N, S)^{-1/\\alpha_B}` (their :math:`C_{min}`, eq. 5.5): the
+budget is spent on parameters and steps at the batch size that wastes neither compute nor
+steps.  Per draw, :math:`S(N)` spending the budget exactly is found by bisection and
+:math:`L(N, S(N))` minimised over :math:`N` as above; the tokens are :math:`D = BS`.
+
 Design of the next runs
 -----------------------
 :func:`next_runs` chooses, among candidate runs with costs, up to ``k`` runs within a budget
@@ -60,7 +69,18 @@ simulated outcomes enter the same weights), once ranking by the variance removed
 the variance removed per unit cost; the better of the two final designs is returned (the
 cost-benefit greedy of Krause & Guestrin 2005, within a constant factor of the best design
 for a submodular criterion).  The weights degenerate when a design is far more informative
-than the current posterior; the effective sample size of the weights is reported.
+than the current posterior; the effective sample size of the weights is reported.  A
+candidate may be chosen again (``max_per_candidate``): a replicate gets its own simulated
+noise, and for one target the best design often repeats its most informative run.
+
+Campaigns
+---------
+:func:`simulate_campaigns` checks a design rule where the truth is known: seeded campaigns
+start from the same runs (outcomes simulated from the true law), are fitted in one
+``fit_batch`` call, spend compute on the runs :func:`next_runs` picks and on other designs of
+the same cost (random, grid, or any callable, e.g. another package's suggestions), and every
+design is refitted in one more ``fit_batch`` call and scored by the width of the target's
+interval and whether it covers the truth.
 """
 
 from __future__ import annotations
@@ -86,9 +106,11 @@ __all__ = [
     "Target",
     "allocate",
     "allocation_draws",
+    "isoflop_candidates",
     "next_runs",
     "parse_target",
     "score_candidates",
+    "simulate_campaigns",
     "target_draws",
 ]
 
@@ -108,12 +130,19 @@ def _is_chinchilla(law) -> bool:
     return law.formula.text.replace(" ", "") == "E+A*n_params**-alpha+B*n_tokens**-beta"
 
 
-def _check_allocation_law(law) -> None:
-    if not {"n_params", "n_tokens"} <= set(law.covariates) or len(law.covariates) != 2:
-        raise ValueError(
-            f"allocate needs a law of n_params and n_tokens; law {law.id!r} has covariates "
-            f"{list(law.covariates)}"
-        )
+def _steps_law(law) -> bool:
+    """A law of model size and (minimal) optimizer steps, ``kaplan_ns``'s :math:`L(N, S)`."""
+    return set(law.covariates) == {"n_params", "steps"}
+
+
+def _check_allocation_law(law, *, steps: bool = True) -> None:
+    if set(law.covariates) == {"n_params", "n_tokens"} or (steps and _steps_law(law)):
+        return
+    raise ValueError(
+        "allocate needs a law of n_params and n_tokens"
+        + (" (or of n_params and steps)" if steps else "")
+        + f"; law {law.id!r} has covariates {list(law.covariates)}"
+    )
 
 
 def _budgets(flops) -> np.ndarray:
@@ -146,9 +175,88 @@ def _log_tokens_solver(flops_formula: FlopsFormula | None):
     return solve
 
 
+def _parabola_minimum(grid, vals, h):
+    """The minimum of ``vals`` on the uniform ``grid`` (step ``h``), refined by a parabola
+    through the best three points."""
+    num_grid = grid.shape[0]
+    i = jnp.argmin(jnp.where(jnp.isfinite(vals), vals, jnp.inf))
+    i = jnp.clip(i, 1, num_grid - 2)
+    y0, y1, y2 = vals[i - 1], vals[i], vals[i + 1]
+    denom = y0 - 2 * y1 + y2
+    shift = jnp.where(denom > 0, 0.5 * h * (y0 - y2) / denom, 0.0)
+    return grid[i] + jnp.clip(shift, -h, h)
+
+
+def _steps_allocation_fn(law, num_grid: int = 256, num_bisect: int = 60):
+    """Allocation for a law :math:`L(N, S)` of model size and steps (``kaplan_ns``).
+
+    The batch size is the critical one at the loss reached, :math:`B = B_*
+    L^{-1/\\alpha_B}` (Kaplan et al. 2020, eq. 5.3), so a run of :math:`N` parameters and
+    :math:`S` steps costs :math:`C = 6 N B S = 6 N S B_* L(N, S)^{-1/\\alpha_B}` (their
+    :math:`C_{min}`, eq. 5.5, with :math:`S = S_{min}`).  Per draw and budget: a log grid
+    over :math:`N` (six decades either side of a first guess), at each :math:`N` the steps
+    spending the budget exactly (bisection in :math:`\\log S`: :math:`S B_{crit}(L)` grows
+    with :math:`S`), the loss minimised over the grid and refined by a parabola.  ``B_star``
+    and ``alpha_B`` come from the draw's values when present (a ``kaplan_bcrit`` posterior
+    paired by :func:`allocation_draws`), else the published constants.
+    """
+    ref = get_law("kaplan_bcrit").reference
+    offsets = jnp.linspace(-6.0, 6.0, num_grid) * math.log(10.0)
+    h = float(offsets[1] - offsets[0])
+
+    def log_batch(v, log_l):
+        b_star = v["B_star"] if "B_star" in v else float(ref["B_star"])
+        alpha_b = v["alpha_B"] if "alpha_B" in v else float(ref["alpha_B"])
+        return jnp.log(b_star) - log_l / alpha_b
+
+    def log_steps(v, log_n, log_c):
+        def excess(log_s):
+            log_l = law.log_mean(v, {"n_params": log_n, "steps": log_s})
+            return math.log(6.0) + log_n + log_s + log_batch(v, log_l) - log_c
+
+        centre = log_c - math.log(6.0) - log_n - math.log(1e6)  # a batch of ~1e6 tokens
+
+        def step(_, bounds):
+            lo, hi = bounds
+            mid = 0.5 * (lo + hi)
+            above = excess(mid) > 0
+            return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
+
+        lo, hi = jax.lax.fori_loop(0, num_bisect, step, (centre - 40.0, centre + 40.0))
+        return 0.5 * (lo + hi)
+
+    def allocation(v, log_c):
+        # first guess: N ~ sqrt(C / (6 B)) with B ~ 1e6 tokens
+        grid = 0.5 * (log_c - math.log(6.0) - math.log(1e6)) + offsets
+        log_s = jax.vmap(lambda n: log_steps(v, n, log_c))(grid)
+        vals = law.log_mean(v, {"n_params": grid, "steps": log_s})
+        log_n = _parabola_minimum(grid, vals, h)
+        log_s = log_steps(v, log_n, log_c)
+        log_l = law.log_mean(v, {"n_params": log_n, "steps": log_s})
+        log_b = log_batch(v, log_l)
+        return {
+            "n_params": log_n,
+            "n_tokens": log_b + log_s,
+            "response": log_l,
+            "steps": log_s,
+            "batch_size": log_b,
+        }
+
+    return allocation
+
+
 def _allocation_fn(law, flops_formula: FlopsFormula | None = None, num_grid: int = 512):
-    """``(values, log_c) -> (log_n, log_d, log_loss)`` for one draw and one budget (jittable)."""
+    """``(values, log_c) -> {name: log value}`` for one draw and one budget (jittable):
+    ``n_params``, ``n_tokens``, ``response`` (the loss at the optimum), and for laws of
+    steps also ``steps`` and ``batch_size``."""
     _check_allocation_law(law)
+    if _steps_law(law):
+        if flops_formula is not None:
+            raise ValueError(
+                f"law {law.id!r} is a law of steps: its runs cost C = 6 N B_crit(L) S; "
+                "flops_formula applies to laws of n_params and n_tokens"
+            )
+        return _steps_allocation_fn(law)
     log_d_of = _log_tokens_solver(flops_formula)
     if flops_formula is None and _is_chinchilla(law):
 
@@ -167,18 +275,13 @@ def _allocation_fn(law, flops_formula: FlopsFormula | None = None, num_grid: int
             grid = 0.5 * (log_c - math.log(6.0)) + offsets
             log_d = jax.vmap(lambda n: log_d_of(n, log_c))(grid)
             vals = law.log_mean(v, {"n_params": grid, "n_tokens": log_d})
-            i = jnp.argmin(jnp.where(jnp.isfinite(vals), vals, jnp.inf))
-            i = jnp.clip(i, 1, num_grid - 2)
-            y0, y1, y2 = vals[i - 1], vals[i], vals[i + 1]
-            denom = y0 - 2 * y1 + y2
-            shift = jnp.where(denom > 0, 0.5 * h * (y0 - y2) / denom, 0.0)
-            log_n = grid[i] + jnp.clip(shift, -h, h)
+            log_n = _parabola_minimum(grid, vals, h)
             return log_n, log_d_of(log_n, log_c)
 
     def allocation(v, log_c):
         log_n, log_d = optimum(v, log_c)
         log_l = law.log_mean(v, {"n_params": log_n, "n_tokens": log_d})
-        return log_n, log_d, log_l
+        return {"n_params": log_n, "n_tokens": log_d, "response": log_l}
 
     return allocation
 
@@ -213,7 +316,9 @@ def allocation_draws(
     Parameters
     ----------
     result : FitResult
-        A fit of a law of ``n_params`` and ``n_tokens``.
+        A fit of a law of ``n_params`` and ``n_tokens``, or of ``n_params`` and ``steps``
+        (``kaplan_ns``: runs cost :math:`C = 6 N B S` at the critical batch size
+        :math:`B = B_{crit}(L)`, see the module docstring).
     flops : float or sequence of float
         Budget(s) :math:`C` in FLOP.
     flops_formula : callable, optional
@@ -229,7 +334,7 @@ def allocation_draws(
     dict of str to ndarray
         ``n_params``, ``n_tokens``, ``tokens_per_param``, the response (e.g. ``loss``) at the
         optimum, and for ``kaplan_*`` laws (or with ``bcrit``) ``batch_size`` (tokens) and
-        ``steps``.
+        ``steps``.  For a law of steps, ``n_tokens`` is :math:`B S`.
     """
     law = result.law
     _check_allocation_law(law)
@@ -238,6 +343,9 @@ def allocation_draws(
     draws = {k: jnp.asarray(x) for k, x in result.draws().items()}
     shape = (*next(iter(draws.values())).shape, flops.size)
     flat = {k: x.reshape(-1) for k, x in draws.items()}
+    num = next(iter(flat.values())).size
+    if _steps_law(law):  # the batch size is part of the cost: B_crit per draw inside
+        flat.update({k: jnp.asarray(v) for k, v in _bcrit_values(bcrit, num, seed).items()})
     log_c = jnp.log(jnp.asarray(flops))
 
     @jax.jit
@@ -245,14 +353,18 @@ def allocation_draws(
         per_draw = lambda v: jax.vmap(lambda c: allocation(v, c))(log_c)  # noqa: E731
         return jax.vmap(per_draw)(flat)
 
-    log_n, log_d, log_l = (np.asarray(a) for a in run(flat))
+    logs = {k: np.asarray(a) for k, a in run(flat).items()}
+    log_n, log_d, log_l = logs["n_params"], logs["n_tokens"], logs["response"]
     out = {
         "n_params": np.exp(log_n).reshape(shape),
         "n_tokens": np.exp(log_d).reshape(shape),
         "tokens_per_param": np.exp(log_d - log_n).reshape(shape),
         law.response: np.exp(log_l).reshape(shape),
     }
-    if law.id.startswith("kaplan_") or bcrit is not None:
+    if _steps_law(law):
+        out["batch_size"] = np.exp(logs["batch_size"]).reshape(shape)
+        out["steps"] = np.exp(logs["steps"]).reshape(shape)
+    elif law.id.startswith("kaplan_") or bcrit is not None:
         b = _bcrit_values(bcrit, log_l.shape[0], seed)
         log_b = np.log(b["B_star"])[:, None] - log_l / b["alpha_B"][:, None]
         out["batch_size"] = np.exp(log_b).reshape(shape)
@@ -398,13 +510,12 @@ def _target_fn(law, target: Target, flops_formula: FlopsFormula | None = None):
         return lambda v: law.log_mean(v, log_x)
     allocation = _allocation_fn(law, flops_formula)
     log_c = math.log(target.at["flops"])
-    index = {"n_opt": 0, "d_opt": 1, "loss_opt": 2}
 
     def fn(v):
-        log_n, log_d, log_l = allocation(v, log_c)
+        logs = allocation(v, log_c)
         if target.quantity == "tokens_per_param":
-            return log_d - log_n
-        return (log_n, log_d, log_l)[index[target.quantity]]
+            return logs["n_tokens"] - logs["n_params"]
+        return logs[ALLOCATION_QUANTITIES[target.quantity]]
 
     return fn
 
@@ -642,6 +753,7 @@ def next_runs(
     num_draws: int | None = None,
     batch_size: int = 16,
     flops_formula: FlopsFormula | None = None,
+    max_per_candidate: int | None = 1,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Choose up to ``k`` candidate runs, of total cost at most ``budget``, that most reduce
@@ -652,7 +764,8 @@ def next_runs(
     the model's observation noise, all candidates in one vmapped call.  Selection is greedy
     and joint (each step conditions on the runs already chosen), run twice — ranking by the
     variance removed and by the variance removed per unit cost — keeping the design with the
-    lower expected variance.  A candidate is chosen at most once.
+    lower expected variance.  A candidate may be chosen up to ``max_per_candidate`` times
+    (replicates: each repeat gets its own simulated noise).
 
     Parameters
     ----------
@@ -670,6 +783,10 @@ def next_runs(
         Total cost allowed, in the units of ``cost``.
     k : int
         At most this many runs.
+    max_per_candidate : int or None
+        How many times one candidate may be chosen (``None``: up to ``k``).  For a single
+        target the best design often has few support points (Elfving's theorem), so
+        replicates of the most informative run can beat spreading the runs.
     num_outer, num_draws, batch_size, flops_formula, seed
         See :func:`score_candidates`.
 
@@ -685,6 +802,9 @@ def next_runs(
     """
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    repeats = int(k) if max_per_candidate is None else max_per_candidate
+    if isinstance(repeats, bool) or not isinstance(repeats, int | np.integer) or repeats < 1:
+        raise ValueError(f"max_per_candidate must be an integer >= 1 or None, got {repeats!r}")
     budget = float(budget)
     if not (math.isfinite(budget) and budget > 0):
         raise ValueError(f"budget must be a positive finite number, got {budget!r}")
@@ -721,7 +841,7 @@ def next_runs(
             )
             gain = float(base) - var
             allowed = cost + spent <= budget * (1 + 1e-12)
-            allowed[chosen] = False
+            allowed &= np.bincount(chosen, minlength=cost.size) < repeats
             if not allowed.any():
                 break
             rank = gain / cost if per_cost else gain
@@ -744,4 +864,254 @@ def next_runs(
     out["expected_sd_ratio"] = np.sqrt(np.asarray([r[1] for r in rows]) / prior_var)
     out["ess"] = [r[2] for r in rows]
     out.attrs.update(target=str(target), prior_variance=prior_var, rule=rule, candidate_index=idx)
+    return out
+
+
+# ---------------------------------------------------------------------------- campaigns
+def isoflop_candidates(
+    flops, *, tokens_per_param: tuple[float, float] = (0.1, 3000.0), num: int = 31
+) -> pd.DataFrame:
+    """Candidate runs along iso-FLOP curves :math:`6ND = C`, log-spaced in tokens per
+    parameter :math:`r = D/N`: :math:`N = \\sqrt{C / (6r)}`, :math:`D = rN`.
+
+    Parameters
+    ----------
+    flops : float or sequence of float
+        Budget(s) :math:`C` of one run, in FLOP.
+    tokens_per_param : (float, float)
+        The range of :math:`D/N` spanned (the default reaches well past the Chinchilla ratio
+        of ~20 on both sides: the runs most informative about an extrapolated optimum are
+        often far from it).
+    num : int
+        Candidates per budget.
+
+    Returns
+    -------
+    DataFrame
+        ``n_params``, ``n_tokens``, ``cost`` (:math:`6ND`, equal to the budget).
+    """
+    flops = _budgets(flops)
+    low, high = (float(x) for x in tokens_per_param)
+    if not (0 < low < high and math.isfinite(high)):
+        raise ValueError(
+            f"tokens_per_param must be (low, high) with 0 < low < high, got {tokens_per_param!r}"
+        )
+    if isinstance(num, bool) or not isinstance(num, int | np.integer) or num < 1:
+        raise ValueError(f"num must be an integer >= 1, got {num!r}")
+    ratio = np.geomspace(low, high, int(num))
+    n = np.sqrt(flops[:, None] / (6.0 * ratio[None, :])).ravel()
+    d = (n.reshape(flops.size, -1) * ratio[None, :]).ravel()
+    return pd.DataFrame({"n_params": n, "n_tokens": d, "cost": 6.0 * n * d})
+
+
+def _scaled_to_cost(runs: pd.DataFrame, cost: float) -> pd.DataFrame:
+    """Runs with N and D scaled by one factor so that their total :math:`6ND` is ``cost``."""
+    f = math.sqrt(cost / float(np.sum(6.0 * runs["n_params"] * runs["n_tokens"])))
+    return pd.DataFrame({"n_params": runs["n_params"] * f, "n_tokens": runs["n_tokens"] * f})
+
+
+DesignFn = Callable[[pd.DataFrame, FitResult, int], pd.DataFrame]
+
+
+def simulate_campaigns(
+    law,
+    params: Mapping[str, float],
+    *,
+    start,
+    candidates,
+    target,
+    budget: float,
+    k: int,
+    num_campaigns: int,
+    noise: float = 0.02,
+    likelihood: str = "normal",
+    baselines: Sequence[str] = ("random", "grid"),
+    grid_tokens_per_param: float = 20.0,
+    others: Mapping[str, DesignFn] | None = None,
+    fit_options: Mapping | None = None,
+    design_options: Mapping | None = None,
+    level: float = 0.9,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Simulated design campaigns: does spending compute on the runs :func:`next_runs`
+    chooses shrink the target's interval more than other designs of the same cost?
+
+    Each campaign :math:`s` draws the outcomes of the ``start`` runs from the true law
+    (:func:`bayescale.simulate.simulate_runs`, log-normal noise ``noise``), fits them (all
+    campaigns in one :func:`bayescale.fit_batch` call), then designs the next runs:
+
+    - ``"next"``: :func:`next_runs` (target, candidates, budget, ``k``, ``design_options``);
+    - ``"random"``: ``k`` candidates drawn at random, N and D scaled by one factor to the
+      cost of ``"next"``;
+    - ``"grid"``: ``k`` log-spaced sizes over the candidates' range of N at
+      ``grid_tokens_per_param`` tokens per parameter, scaled to the cost of ``"next"``;
+    - one per entry of ``others``: ``fn(start_data, start_fit, campaign) -> runs`` (e.g. another
+      package's suggestions, at their own cost).
+
+    The new runs' outcomes share their noise across designs (common random numbers), every
+    (campaign, design) is refitted in one ``fit_batch`` call, and each design is scored by
+    the central ``level`` interval of the (log) target and whether it covers the truth.
+
+    Parameters
+    ----------
+    law : str, Path or Law
+        A law of ``n_params`` and ``n_tokens`` (runs are costed :math:`C = 6ND`).
+    params : dict
+        The true parameter values (over the law's reference values).
+    start : DataFrame or dict
+        Covariates of the runs every campaign starts from.
+    candidates : DataFrame or dict
+        Candidate runs for ``"next"`` and ``"random"`` (see :func:`next_runs`).
+    target, budget, k
+        See :func:`next_runs`.
+    num_campaigns : int
+    baselines : sequence of str
+        Which of ``"random"`` and ``"grid"`` to add to ``"next"``.
+    noise : float
+        Standard deviation of the log-loss noise of the simulated runs.
+    likelihood : str
+        Likelihood of the fits.
+    grid_tokens_per_param : float
+    others : dict of str to callable, optional
+    fit_options : dict, optional
+        Passed to both ``fit_batch`` calls (``num_chains``, ``num_warmup``, ...).
+    design_options : dict, optional
+        Passed to :func:`next_runs` (``num_outer``, ``max_per_candidate``, ...).
+    level : float
+        Central interval probability.
+    seed : int
+        Seeds the data, the fits and the random designs; campaign :math:`s` uses data seeds
+        ``[seed, s, 0]`` (start) and ``[seed, s, 1]`` (new runs) and ``next_runs`` seed ``s``.
+
+    Returns
+    -------
+    DataFrame
+        One row per (``campaign``, ``design``), ``design`` ``"start"`` being the starting
+        fit: ``cost`` and ``num_runs`` of the new runs, ``lower`` / ``upper`` / ``width`` of
+        the log target's interval, ``covered``, ``max_rhat``, ``min_ess_bulk`` and
+        ``status`` of the fit.  ``attrs``: ``truth`` (log target), ``target``, ``runs`` (all
+        new runs with their ``campaign`` and ``design``, and for ``"next"`` the ``ess`` of the
+        importance weights and the ``expected_sd_ratio`` of :func:`next_runs`) and
+        ``seconds`` (start fits, designs, refits).
+    """
+    import time
+    import warnings
+
+    from bayescale.api import fit_batch
+    from bayescale.result import ConvergenceWarning
+    from bayescale.simulate import _parameters, simulate_runs
+
+    law = get_law(law)
+    _check_allocation_law(law, steps=False)
+    theta = _parameters(law, params)
+    target = parse_target(law, target)
+    truth = float(_target_fn(law, target)({k_: jnp.asarray(v) for k_, v in theta.items()}))
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    if isinstance(num_campaigns, bool) or not isinstance(num_campaigns, int | np.integer):
+        raise ValueError(f"num_campaigns must be an integer >= 1, got {num_campaigns!r}")
+    if num_campaigns < 1:
+        raise ValueError(f"num_campaigns must be an integer >= 1, got {num_campaigns!r}")
+    unknown = set(baselines) - {"random", "grid"}
+    if unknown:
+        raise ValueError(f"baselines must be among 'random' and 'grid', got {sorted(unknown)}")
+    start = pd.DataFrame(start)[["n_params", "n_tokens"]].reset_index(drop=True)
+    cands = pd.DataFrame(candidates).reset_index(drop=True)
+    fit_options = {"progress_bar": False, **dict(fit_options or {})}
+    design_options = dict(design_options or {})
+    others = dict(others or {})
+    seconds = {}
+
+    def fits(data, fit_seed):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            out = fit_batch(
+                data, law, by="campaign", likelihood=likelihood, seed=fit_seed, **fit_options
+            )
+        return out, time.perf_counter() - t0
+
+    init = pd.concat(
+        [
+            simulate_runs(law, start, params=theta, noise=noise, seed=[seed, s, 0]).assign(
+                campaign=s
+            )
+            for s in range(num_campaigns)
+        ],
+        ignore_index=True,
+    )
+    first, seconds["start_fits"] = fits(init, seed)
+    rng = np.random.default_rng([seed, 2])
+    sizes = np.geomspace(cands["n_params"].min(), cands["n_params"].max(), k)
+    grid = pd.DataFrame({"n_params": sizes, "n_tokens": grid_tokens_per_param * sizes})
+    t0 = time.perf_counter()
+    runs = []
+    for s in range(num_campaigns):
+        data = init[init.campaign == s].drop(columns="campaign").reset_index(drop=True)
+        chosen = next_runs(
+            first[s], target=target, candidates=cands, budget=budget, k=k, seed=s, **design_options
+        )
+        cost = float(chosen["cost"].sum())
+        pick = cands.iloc[rng.choice(len(cands), k, replace=False)]
+        designs = {
+            "next": chosen[["n_params", "n_tokens", "ess", "expected_sd_ratio"]],
+            "random": _scaled_to_cost(pick, cost),
+            "grid": _scaled_to_cost(grid, cost),
+        }
+        designs = {name: runs for name, runs in designs.items() if name in {"next", *baselines}}
+        for name, fn in others.items():
+            designs[name] = pd.DataFrame(fn(data, first[s], s))[["n_params", "n_tokens"]]
+        for name, new in designs.items():
+            new = simulate_runs(law, new, params=theta, noise=noise, seed=[seed, s, 1])
+            runs.append(new.assign(campaign=f"{name}/{s}", design=name, campaign_index=s))
+    seconds["designs"] = time.perf_counter() - t0
+    new_runs = pd.concat(runs, ignore_index=True)
+    data = pd.concat(
+        [
+            init[init.campaign == s].assign(campaign=label)
+            for label, s in new_runs.groupby("campaign", sort=False)["campaign_index"]
+            .first()
+            .items()
+        ]
+        + [new_runs.drop(columns=["design", "campaign_index"])],
+        ignore_index=True,
+    )
+    refit, seconds["refits"] = fits(data, seed + 1)
+
+    probs = ((1 - level) / 2, (1 + level) / 2)
+
+    def rows(batch, labels):
+        diag = batch.diagnostics
+        for label, (s, name) in labels.items():
+            lo, hi = np.quantile(np.log(target_draws(batch[label], target).ravel()), probs)
+            new = new_runs[new_runs.campaign == label]
+            yield {
+                "campaign": s,
+                "design": name,
+                "cost": float(np.sum(6.0 * new["n_params"] * new["n_tokens"])),
+                "num_runs": len(new),
+                "lower": lo,
+                "upper": hi,
+                "width": hi - lo,
+                "covered": bool(lo <= truth <= hi),
+                "max_rhat": float(diag.loc[label, "max_rhat"]),
+                "min_ess_bulk": float(diag.loc[label, "min_ess_bulk"]),
+                "status": diag.loc[label, "status"],
+            }
+
+    out = pd.DataFrame(
+        [
+            *rows(first, {s: (s, "start") for s in range(num_campaigns)}),
+            *rows(
+                refit,
+                {
+                    label: (int(label.rsplit("/", 1)[1]), label.rsplit("/", 1)[0])
+                    for label in refit.labels
+                },
+            ),
+        ]
+    )
+    out.attrs.update(
+        truth=truth, target=str(target), runs=new_runs.drop(columns="campaign"), seconds=seconds
+    )
     return out

@@ -20,6 +20,7 @@ __all__ = [
     "simulate_gradient_norms",
     "simulate_isoflop",
     "simulate_per_token",
+    "simulate_runs",
 ]
 
 #: Used when neither the argument nor the law's ``[design]`` gives a value.
@@ -117,6 +118,82 @@ def simulate(
     columns = {c: np.exp(log_x[c]) for c in law.covariates}
     columns[law.response] = np.exp(log_f + sigma * eps)
     return pd.DataFrame(columns)
+
+
+def simulate_runs(
+    law: str | Path | Law,
+    runs,
+    *,
+    params: Mapping[str, float] | None = None,
+    noise: float | None = None,
+    seed=0,
+) -> pd.DataFrame:
+    """Outcomes of given runs: the law's response at each row of ``runs``, with log-normal
+    noise,
+
+    .. math::
+
+        \\log y_i = \\log f(x_i; \\theta) + \\sigma\\, \\varepsilon_i, \\qquad
+        \\varepsilon_i \\sim \\mathcal N(0, 1),
+
+    as :func:`simulate`, but at covariate values one chose (a design) instead of drawn ones.
+
+    Parameters
+    ----------
+    law : str, Path or Law
+        Anything :func:`bayescale.laws.get_law` accepts.
+    runs : DataFrame or dict
+        One row per run, a column per covariate of the law (other columns are kept).
+    params : dict, optional
+        Parameter values overriding the law's reference values.
+    noise : float, optional
+        :math:`\\sigma \\ge 0`; default the law's ``[design]`` noise, else 0.02.
+    seed : int or sequence of int
+        Seed of :func:`numpy.random.default_rng`.  The noise of row :math:`i` is the
+        :math:`i`-th standard normal of that generator, so designs simulated with the same
+        seed share their noise (common random numbers).
+
+    Returns
+    -------
+    DataFrame
+        ``runs`` with the response column added (named after the law's response).
+
+    Raises
+    ------
+    ValueError
+        A missing covariate column, non-positive or non-finite covariate values (naming the
+        column and row), bad parameters or noise, or a law not finite at a run.
+    """
+    law = get_law(law)
+    theta = _parameters(law, params)
+    sigma = _noise(law, {}, noise)
+    frame = pd.DataFrame(runs).reset_index(drop=True)
+    missing = [c for c in law.covariates if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"runs need the covariate column(s) {missing} of law {law.id!r}; they have "
+            f"{list(map(str, frame.columns))}"
+        )
+    log_x = {}
+    for c in law.covariates:
+        x = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~(np.isfinite(x) & (x > 0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"runs column {c!r} must be positive and finite; row {i} has {frame[c].iloc[i]!r}"
+            )
+        log_x[c] = np.log(x)
+    log_f = _log_mean(law, theta, log_x)
+    bad = ~np.isfinite(log_f)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"law {law.id!r} is not finite and positive at run {i} "
+            f"({', '.join(f'{c}={frame[c].iloc[i]:.4g}' for c in law.covariates)})"
+        )
+    eps = np.random.default_rng(seed).standard_normal(len(frame))
+    return frame.assign(**{law.response: np.exp(log_f + sigma * eps)})
 
 
 def _parameters(law: Law, params: Mapping[str, float] | None) -> dict[str, float]:
