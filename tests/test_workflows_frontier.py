@@ -280,7 +280,10 @@ def test_per_token_trends_recover_the_exponents(per_token_case):
 
 
 def test_trends_need_a_size_per_curve(per_token_case):
-    _, per_size, _ = per_token_case
+    _, per_size, pooled = per_token_case
+    # the trends were fitted in units of N / N_ref: a FitResult would predict in those units
+    with pytest.raises(ValueError, match="rescaled"):
+        pooled.pooled_result()
     with pytest.raises(DataError, match="model size"):
         fit_trends(per_size, n_params={"not a label": 1e6})
     with pytest.raises(DataError, match="not in law"):
