@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from numbers import Real
 from pathlib import Path
 
@@ -688,14 +688,17 @@ def simulate_isoflop(
     num_points: int = 9,
     span: float = 1.0,
     center_jitter: float = 0.2,
+    center_offset: float | Sequence[float] = 0.0,
     noise: float = 0.01,
     seed: int | None = 0,
 ) -> pd.DataFrame:
     """IsoFLOP sweeps: at each budget :math:`C`, runs of several sizes with :math:`D = C/(6N)`.
 
     Each sweep has ``num_points`` sizes log-spaced over ``span`` decades on either side of a
-    centre that lies ``center_jitter`` decades at most (uniformly drawn) from the law's
-    loss-minimising :math:`N^*(C)` (researchers do not know it in advance), and
+    centre that lies ``center_offset`` decades plus at most ``center_jitter`` decades
+    (uniformly drawn) from the law's loss-minimising :math:`N^*(C)` (researchers do not know
+    it in advance; an offset makes the sweeps reach further past the optimum on one side, as
+    in Kaplan-like sweeps), and
 
     .. math::
 
@@ -719,7 +722,13 @@ def simulate_isoflop(
     span : float
         Decades of :math:`N` on either side of the sweep's centre.
     center_jitter : float
-        Largest offset (decades) of the sweep's centre from :math:`N^*(C)`.
+        Largest random offset (decades) of the sweep's centre from :math:`N^*(C)`.
+    center_offset : float or sequence of float
+        Fixed offset (decades, positive: larger models) of the sweeps' centres from
+        :math:`N^*(C)`, one for all budgets or one per budget (e.g. falling with the budget,
+        as when small-budget sweeps reach far past the optimum); :math:`|` offset
+        :math:`|` + ``center_jitter`` must be below ``span`` so that every sweep brackets
+        its optimum.
     noise : float
         :math:`\\sigma`, the standard deviation of the log-loss noise.
     seed : int, optional
@@ -744,9 +753,22 @@ def simulate_isoflop(
         raise ValueError(f"flops must be positive finite budgets, got {flops!r}")
     if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 3:
         raise ValueError(f"num_points must be an integer >= 3, got {num_points!r}")
-    if not (span > 0 and 0 <= center_jitter < span):
+    offsets = np.asarray(center_offset, dtype=float)
+    if offsets.ndim > 1 or offsets.size not in (1, budgets.size):
         raise ValueError(
-            f"need span > 0 and 0 <= center_jitter < span, got {span}, {center_jitter}"
+            f"center_offset must be one number or one per budget ({budgets.size}), "
+            f"got {center_offset!r}"
+        )
+    offsets = np.broadcast_to(offsets.reshape(-1), budgets.shape)
+    if not (
+        span > 0
+        and 0 <= center_jitter
+        and np.all(np.isfinite(offsets))
+        and np.all(np.abs(offsets) + center_jitter < span)
+    ):
+        raise ValueError(
+            f"need span > 0, center_jitter >= 0 and |center_offset| + center_jitter < span, "
+            f"got span={span}, center_jitter={center_jitter}, center_offset={center_offset}"
         )
     sigma = _noise(law, {}, noise)
     rng = np.random.default_rng(seed)
@@ -758,13 +780,13 @@ def simulate_isoflop(
         return np.asarray(law.log_mean(params_j, covs))
 
     parts, n_opt = [], {}
-    for c in budgets:
+    for c, offset in zip(budgets, offsets, strict=True):
         log_c6 = math.log(c / 6.0)
         grid = 0.5 * log_c6 + np.arange(-6.0, 6.0, 1e-4) * ln10
         values = log_f(grid, log_c6)
         log_n_opt = float(grid[np.nanargmin(values)])
         n_opt[float(c)] = math.exp(log_n_opt)
-        centre = log_n_opt + rng.uniform(-center_jitter, center_jitter) * ln10
+        centre = log_n_opt + (offset + rng.uniform(-center_jitter, center_jitter)) * ln10
         log_n = centre + np.linspace(-span, span, num_points) * ln10
         log_loss = log_f(log_n, log_c6) + sigma * rng.standard_normal(num_points)
         n = np.exp(log_n)

@@ -80,11 +80,27 @@ def test_imputation_draws_are_evenly_spaced_over_chains():
 
 
 # --------------------------------------------------------------------------- isoFLOP
+# Kaplan-like sweeps: two decades either side of a centre that sits 1.2 decades past the
+# optimum at the smallest budget, on it at the largest.  One parabola over each whole sweep
+# puts the small budgets' vertices left of the optimum and the large ones' right (noise-free
+# least squares: exponent 0.493 against the true 0.452); the window keeps the runs within
+# one decade of each sweep's lowest-loss run (9 of 17), where the parabola holds.
+ISOFLOP_DESIGN = dict(num_points=17, span=2.0, center_offset=np.linspace(1.2, 0.0, 7))
+ISOFLOP_WINDOW = 1.0
+
+
 @pytest.fixture(scope="module")
 def isoflop_case():
     law = get_law("chinchilla")
-    data = simulate_isoflop(law, num_points=9, span=1.0, noise=0.01, seed=3)
-    result = quiet(fit_isoflop, data, num_imputations=NUM_IMPUTATIONS, seed=1, **SETTINGS)
+    data = simulate_isoflop(law, noise=0.005, seed=3, **ISOFLOP_DESIGN)
+    result = quiet(
+        fit_isoflop,
+        data,
+        window=ISOFLOP_WINDOW,
+        num_imputations=NUM_IMPUTATIONS,
+        seed=1,
+        **SETTINGS,
+    )
     return law, data, result
 
 
@@ -108,11 +124,46 @@ def test_isoflop_vertices_cover_the_true_optimum(isoflop_case):
     assert v["used"].all()
 
 
+def test_isoflop_window_keeps_the_runs_near_each_minimum(isoflop_case):
+    _, data, result = isoflop_case
+    fitted = result.fitted
+    assert result.window == ISOFLOP_WINDOW
+    best = data.loc[data.groupby("flops")["loss"].idxmin()].set_index("flops")["n_params"]
+    distance = np.abs(np.log10(fitted["n_params"] / best.reindex(fitted["flops"]).to_numpy()))
+    assert distance.max() <= ISOFLOP_WINDOW + 1e-9
+    # every run within the window was kept, none outside it
+    inside = np.abs(np.log10(data["n_params"] / best.reindex(data["flops"]).to_numpy()))
+    assert len(fitted) == int((inside <= ISOFLOP_WINDOW + 1e-9).sum())
+    assert set(result.vertices()["flops"]) == set(data["flops"])
+
+
+def test_window_runs_flags_unbracketed_sweeps():
+    from bayescale.workflows.isoflop import window_runs
+
+    frame = pd.DataFrame(
+        {
+            "flops": [1.0] * 5 + [2.0] * 5,
+            "n_params": [1e6, 1e7, 1e8, 1e9, 1e10] * 2,
+            "loss": [3.0, 2.5, 2.4, 2.6, 3.1, 2.0, 2.2, 2.5, 2.9, 3.4],  # 2nd: min at edge
+        }
+    )
+    kept, bracketed = window_runs(frame, ["flops"], "n_params", "loss", 1.0)
+    assert bracketed.to_dict() == {1.0: True, 2.0: False}
+    assert kept["n_params"].tolist() == [1e7, 1e8, 1e9, 1e6, 1e7]
+
+
 def test_isoflop_rejects_missing_columns():
     with pytest.raises(DataError, match="n_params"):
         fit_isoflop(pd.DataFrame({"flops": [1e18], "loss": [3.0]}))
     with pytest.raises(DataError, match="budget"):
         fit_isoflop(pd.DataFrame({"flops": [-1.0], "n_params": [1e8], "loss": [3.0]}))
+    with pytest.raises(DataError, match=r"'n_params' \(model size\).*row 0"):
+        fit_isoflop(pd.DataFrame({"flops": [1e18], "n_params": [np.nan], "loss": [3.0]}))
+    for window in (0.0, -1.0, float("nan"), "1"):
+        with pytest.raises(DataError, match="window"):
+            fit_isoflop(
+                pd.DataFrame({"flops": [1e18], "n_params": [1e8], "loss": [3.0]}), window=window
+            )
 
 
 # --------------------------------------------------------------------------- frontier
@@ -229,7 +280,10 @@ def test_per_token_trends_recover_the_exponents(per_token_case):
 
 
 def test_trends_need_a_size_per_curve(per_token_case):
-    _, per_size, _ = per_token_case
+    _, per_size, pooled = per_token_case
+    # the trends were fitted in units of N / N_ref: a FitResult would predict in those units
+    with pytest.raises(ValueError, match="rescaled"):
+        pooled.pooled_result()
     with pytest.raises(DataError, match="model size"):
         fit_trends(per_size, n_params={"not a label": 1e6})
     with pytest.raises(DataError, match="not in law"):

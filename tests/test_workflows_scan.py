@@ -177,6 +177,14 @@ def test_critical_batch_size_recovers_kaplan(scan_85m, scan_3m):
         z = z_score(draws[name], value)
         assert abs(z) < Z_MAX, f"{name}: reference {value:g} is {z:+.2f} sd from the posterior"
     assert result.diagnostics["max_rhat"].max() < 1.05
+    # the pooled posterior is every imputation's draws, chains stacked
+    per_fit = result.batch.datatree.posterior["B_star"].values  # (imputation, chain, draw)
+    np.testing.assert_array_equal(np.sort(draws["B_star"].ravel()), np.sort(per_fit.ravel()))
+    # the level table summarises the scans' own draws (one helper for both tables)
+    mine = result.levels[result.levels["source"] == 0].set_index("loss_level")
+    theirs = scan_85m.levels.sort_index()
+    for col in ("B_crit_mean", "B_crit_sd", "B_crit_q2.5", "B_crit_q50", "B_crit_q97.5"):
+        np.testing.assert_allclose(mine[col], theirs[col], rtol=1e-12)
     # prediction at a target loss: the law with a band, ordered quantiles
     pred = result.predict([2.0, 3.0])
     assert list(pred["loss"]) == [2.0, 3.0]

@@ -36,6 +36,7 @@ import pandas as pd
 from bayescale.api import fit_batch
 from bayescale.data import DataError, _as_frame
 from bayescale.result import BatchResult, quantile_column
+from bayescale.workflows.propagate import summarize_draws
 
 __all__ = ["LAW_ID", "BatchScanResult", "fit_batch_scan", "steps_to_target"]
 
@@ -336,14 +337,8 @@ def _level_table(batch: BatchResult, points: pd.DataFrame, quantiles) -> pd.Data
     post = batch.datatree.posterior
     s_min, e_min = post["S_min"].values, post["E_min"].values
     values = {"S_min": s_min, "E_min": e_min, "B_crit": e_min / s_min}
-    table = pd.DataFrame(index=pd.Index(labels, name="loss_level"))
-    table["num_runs"] = points.groupby("loss_level").size().reindex(labels).to_numpy()
-    for name, v in values.items():
-        flat = v.reshape(len(labels), -1)
-        table[f"{name}_mean"] = flat.mean(axis=1)
-        table[f"{name}_sd"] = flat.std(axis=1)
-        for q, col in zip(quantiles, map(quantile_column, quantiles), strict=True):
-            table[f"{name}_{col}"] = np.quantile(flat, q, axis=1)
+    table = summarize_draws(values, pd.Index(labels, name="loss_level"), quantiles)
+    table.insert(0, "num_runs", points.groupby("loss_level").size().reindex(labels).to_numpy())
     table["status"] = batch.status.reindex(labels).to_numpy()
     lo = points.groupby("loss_level")["batch_size"].min().reindex(labels).to_numpy()
     hi = points.groupby("loss_level")["batch_size"].max().reindex(labels).to_numpy()

@@ -15,12 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
-from bayescale.api import fit, fit_batch
+from bayescale.api import fit
 from bayescale.data import DataError, _as_frame
 from bayescale.result import BatchResult, FitResult, quantile_column
 from bayescale.workflows.batch_scan import BatchScanResult
+from bayescale.workflows.propagate import (
+    IMPUTATION,
+    fit_pooled,
+    imputation_draws,
+    summarize_draws,
+)
 
 __all__ = [
     "LAW_ID",
@@ -45,8 +50,8 @@ class CriticalBatchSizeResult:
     ----------
     method : {"imputation", "median"}
     levels : DataFrame
-        The per-level inputs: ``source``, ``loss_level``, ``num_draws`` and the
-        ``B_crit`` median and 95% interval of each level's posterior.
+        The per-level inputs: ``source``, ``loss_level``, ``num_draws`` and the ``B_crit``
+        posterior mean, sd, median and 95% interval of each level.
     batch : BatchResult or None
         ``method="imputation"``: one ``kaplan_bcrit`` fit per imputation (fit dimension
         ``imputation``); their convergence is in ``diagnostics``.
@@ -154,20 +159,6 @@ def _level_draws(scans) -> pd.DataFrame:
     return frame[["source", "loss_level", "draw", "B_crit"]]
 
 
-def _pooled_result(batch: BatchResult) -> FitResult:
-    """One FitResult whose posterior is every imputation's draws (chains stacked)."""
-    first = batch[batch.labels[0]]
-    post = batch.datatree.posterior.to_dataset()
-    pooled = post.stack(pooled=("imputation", "chain")).transpose("pooled", "draw")
-    pooled = pooled.drop_vars(["pooled", "imputation", "chain"]).rename(pooled="chain")
-    pooled = pooled.assign_coords(chain=np.arange(pooled.sizes["chain"]))
-    dt = xr.DataTree.from_dict(
-        {"posterior": pooled, "constant_data": first.datatree.constant_data.to_dataset()}
-    )
-    dt.attrs = dict(first.datatree.attrs)
-    return FitResult(dt, first.law, first.likelihood, first.columns)
-
-
 def fit_critical_batch_size(
     scans,
     *,
@@ -189,11 +180,12 @@ def fit_critical_batch_size(
 
         \\log B_\\ell = \\log B_* - \\alpha_B^{-1} \\log L_\\ell + \\varepsilon_\\ell.
 
-    ``method="imputation"`` (default) propagates each level's uncertainty by multiple
-    imputation: imputation :math:`m = 1 \\dots M` takes one independent posterior draw
-    :math:`B_\\ell^{(m)}` per level as its data, all :math:`M` fits run in one
-    :func:`bayescale.fit_batch` call (``by="imputation"``), and the posterior reported is
-    the mixture of the :math:`M` posteriors,
+    ``method="imputation"`` (default) propagates each level's uncertainty by pooled multiple
+    imputation (:mod:`bayescale.workflows.propagate`): imputation :math:`m = 1 \\dots M`
+    takes, at every level, the :math:`m`-th of :math:`M` evenly spaced posterior draws
+    :math:`B_\\ell^{(m)}` as its data, all :math:`M` fits run in one
+    :func:`bayescale.fit_batch` call, and the posterior reported is the mixture of the
+    :math:`M` posteriors,
 
     .. math::
 
@@ -201,13 +193,13 @@ def fit_critical_batch_size(
         p\\bigl(B_*, \\alpha_B \\mid \\{L_\\ell, B_\\ell^{(m)}\\}\\bigr),
 
     i.e. the law's posterior averaged over what the scans leave unknown about each level
-    (Rubin's multiple imputation; the between-imputation spread adds the per-level
-    uncertainty to the within-fit spread).  This uses the one density of ``kaplan_bcrit``
-    unchanged, works for any shape of per-level posterior (they are skewed when a level's
-    :math:`B_{\\rm crit}` nears the edge of the scanned batch sizes), and needs no Gaussian
-    summary of it.  Each imputed data set also scatters more about the law than the true
-    values would, so the intervals lean conservative.  ``method="median"`` fits the
-    per-level medians once (the classical analysis), ignoring their uncertainty.
+    (the between-imputation spread adds the per-level uncertainty to the within-fit
+    spread).  This uses the one density of ``kaplan_bcrit`` unchanged, works for any shape
+    of per-level posterior (they are skewed when a level's :math:`B_{\\rm crit}` nears the
+    edge of the scanned batch sizes), and needs no Gaussian summary of it.  Each imputed
+    data set also scatters more about the law than the true values would, so the intervals
+    lean conservative.  ``method="median"`` fits the per-level medians once (the classical
+    analysis), ignoring their uncertainty.
 
     Parameters
     ----------
@@ -220,10 +212,10 @@ def fit_critical_batch_size(
         :math:`M` (imputation only); more imputations give a smoother mixture.
     likelihood : {"normal", "student_t"}
         Normal by default, unlike :func:`bayescale.fit`: a dozen levels cannot identify a
-        Student-t :math:`\nu` (its chains mix poorly), and heavy tails would down-weight
+        Student-t :math:`\\nu` (its chains mix poorly), and heavy tails would down-weight
         exactly the imputed draws that carry a level's uncertainty.
     seed : int
-        Seeds the choice of imputed draws and the fits.
+        Seeds the fits (the imputed draws are evenly spaced, not random).
     **fit_options
         Passed to :func:`bayescale.fit_batch` / :func:`bayescale.fit` (``num_chains``,
         ``num_warmup``, ``num_samples``, ``likelihood``, ``priors`` ...).
@@ -236,20 +228,21 @@ def fit_critical_batch_size(
     Raises
     ------
     DataError
-        Bad draws, fewer than 4 levels, an unknown ``method`` or ``num_imputations < 2``.
+        Bad draws, fewer than 4 levels, an unknown ``method``, ``num_imputations < 2`` or
+        more imputations than a level has draws.
     """
     if method not in METHODS:
         raise DataError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     draws = _level_draws(scans)
+    draws = draws.sort_values(["source", "loss_level", "draw"], kind="stable")
     grouped = draws.groupby(["source", "loss_level"], sort=True)["B_crit"]
-    levels = pd.DataFrame(
-        {
-            "num_draws": grouped.size(),
-            "B_crit_q2.5": grouped.quantile(0.025),
-            "B_crit_q50": grouped.median(),
-            "B_crit_q97.5": grouped.quantile(0.975),
-        }
-    ).reset_index()
+    per_level = {key: values.to_numpy() for key, values in grouped}
+    levels = summarize_draws(
+        {"B_crit": list(per_level.values())},
+        pd.MultiIndex.from_tuples(list(per_level), names=["source", "loss_level"]),
+    )
+    levels.insert(0, "num_draws", [v.size for v in per_level.values()])
+    levels = levels.reset_index()
     if len(levels) < 4:
         raise DataError(
             f"fitting B_crit(L) needs at least 4 loss levels (2 parameters, noise scale and "
@@ -269,31 +262,30 @@ def fit_critical_batch_size(
         raise DataError(f"num_imputations must be an integer >= 2, got {num_imputations!r}")
     if num_imputations < 2:
         raise DataError(f"num_imputations must be an integer >= 2, got {num_imputations!r}")
-    rng = np.random.default_rng(seed)
-    rows = []
-    for (source, loss_level), values in grouped:
-        picks = rng.integers(0, values.size, size=num_imputations)
-        rows.append(
+    fewest = int(levels["num_draws"].min())
+    if num_imputations > fewest:
+        raise DataError(
+            f"num_imputations={num_imputations} exceeds the draws of the smallest level ({fewest})"
+        )
+    imputed = pd.concat(
+        [
             pd.DataFrame(
                 {
-                    "imputation": np.arange(num_imputations),
-                    "source": source,
+                    IMPUTATION: np.arange(num_imputations),
                     "loss_level": loss_level,
-                    "B_crit": values.to_numpy()[picks],
+                    "B_crit": imputation_draws({"B_crit": values[None, :]}, num_imputations)[
+                        "B_crit"
+                    ],
                 }
             )
-        )
-    imputed = pd.concat(rows, ignore_index=True).drop(columns="source")
-    batch = fit_batch(
-        imputed,
-        LAW_ID,
-        by="imputation",
-        columns=_COLUMNS,
-        seed=seed,
-        likelihood=likelihood,
-        **fit_options,
+            for (_, loss_level), values in per_level.items()
+        ],
+        ignore_index=True,
     )
-    return CriticalBatchSizeResult(method, levels, batch, None, _pooled_result(batch))
+    pooled = fit_pooled(
+        imputed, LAW_ID, columns=_COLUMNS, seed=seed, likelihood=likelihood, **fit_options
+    )
+    return CriticalBatchSizeResult(method, levels, pooled.batch, None, pooled.pooled_result())
 
 
 _NORM_COLUMNS = ("batch_size_small", "batch_size_big", "grad_norm_sq_small", "grad_norm_sq_big")

@@ -12,6 +12,18 @@ Hoffmann et al.'s approach 2, as Porian et al. (2024) apply it, with posteriors 
 
    all budgets of all configurations in one :func:`bayescale.fit_batch` call.  The vertex
    :math:`N^*_j` is a parameter, so its posterior is read off directly, draw by draw.
+
+   The parabola is the second-order Taylor expansion of the profile about its minimum; over a
+   wide sweep that reaches far past the optimum on one side (Kaplan-like setups sweep 2-3
+   decades, steep on the large-:math:`N` side) the cubic term pulls the fitted vertex towards
+   the flat side.  ``window=w`` fits each profile only to the runs within :math:`w` decades of
+   :math:`N` of its lowest-loss run, :math:`|\\log_{10} N_{ij} - \\log_{10} N_{j}^{\\rm obs}|
+   \\le w`, a symmetric neighbourhood of the minimum in the variable of the expansion, so the
+   cubic term's effect on the vertex largely cancels.  (Porian et al. locate each minimum by
+   an Akima interpolation of log loss in :math:`\\log N`, which is local too: the minimum of
+   the interpolant depends on the runs next to the observed one.)  A sweep whose lowest-loss
+   run is its first or last does not bracket its minimum and is then left out of stage 2, as
+   Porian et al. leave out budgets whose interpolated minimum lies at the sweep's end.
 2. **Power law.**  :math:`N^*(C) = N_e\\, C^{a}` (law ``kaplan_frontier_n``, :math:`C` in
    PF-days) is fitted to :math:`K` imputed sets of vertices, set :math:`k` holding the
    :math:`k`-th of :math:`K` evenly spaced posterior draws of every :math:`N^*_j`, and the
@@ -40,7 +52,7 @@ from bayescale.result import BatchResult, ConvergenceWarning, Status, quantile_c
 from bayescale.simulate import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
 
-__all__ = ["IsoflopResult", "fit_isoflop"]
+__all__ = ["IsoflopResult", "fit_isoflop", "window_runs"]
 
 PROFILE_LAW = "isoflop_parabola"
 FRONTIER_LAW = "kaplan_frontier_n"
@@ -62,7 +74,13 @@ class IsoflopResult:
     groups : tuple of str
         The group columns (e.g. Porian's configuration columns); empty for one sweep set.
     used : ndarray of bool
-        Which profiles entered stage 2 (those whose fit had enough points).
+        Which profiles entered stage 2: those whose fit had enough points and, with a
+        ``window``, whose lowest-loss run lies inside their sweep (bracketed).
+    fitted : DataFrame or None
+        The runs the profiles were fitted to (with a ``window``, the window's runs), under
+        the input's column names.
+    window : float or None
+        The half-width (decades of :math:`N`) of each profile's window, or ``None``.
     """
 
     profiles: BatchResult
@@ -70,6 +88,8 @@ class IsoflopResult:
     frontier: PooledFit
     groups: tuple[str, ...]
     used: np.ndarray
+    fitted: pd.DataFrame | None = None
+    window: float | None = None
 
     def vertex_draws(self) -> np.ndarray:
         """Posterior draws of :math:`N^*` per profile, ``(profile, chain * draw)``."""
@@ -94,13 +114,54 @@ class IsoflopResult:
         return table.reset_index(drop=True)
 
 
+def window_runs(
+    frame: pd.DataFrame, profile_by: Sequence[str], n_params: str, loss: str, window: float
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The runs of each isoFLOP profile within ``window`` decades of its lowest-loss run.
+
+    For profile :math:`j` with lowest-loss run at :math:`N^{\\rm obs}_j`, run :math:`i` is kept
+    when :math:`|\\log_{10} N_{ij} - \\log_{10} N^{\\rm obs}_j| \\le w`.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per run.
+    profile_by : sequence of str
+        The columns naming a profile (group columns and the budget).
+    n_params, loss : str
+        The model-size and loss columns.
+    window : float
+        :math:`w`, the half-width in decades of :math:`N`.
+
+    Returns
+    -------
+    kept : DataFrame
+        The kept rows of ``frame`` (original index).
+    bracketed : Series of bool
+        Per profile (index: ``profile_by``), whether the lowest-loss run has a smaller and a
+        larger run in the sweep, i.e. the sweep brackets its minimum.
+    """
+    log_n = np.log10(frame[n_params].to_numpy(dtype=np.float64))
+    work = frame[list(profile_by)].assign(_log_n=log_n, _loss=frame[loss].to_numpy())
+    grouped = work.groupby(list(profile_by), sort=True)
+    best = work.loc[grouped["_loss"].idxmin(), [*profile_by, "_log_n"]]
+    best = best.rename(columns={"_log_n": "_log_n_best"})
+    centre = work.merge(best, on=list(profile_by), how="left")["_log_n_best"].to_numpy()
+    kept = frame[np.abs(log_n - centre) <= window + 1e-12]
+    lo, hi = grouped["_log_n"].min(), grouped["_log_n"].max()
+    best = best.set_index(list(profile_by))["_log_n_best"]
+    bracketed = (best > lo.reindex(best.index)) & (best < hi.reindex(best.index))
+    return kept, bracketed.rename("bracketed")
+
+
 def fit_isoflop(
     data,
     *,
     by: str | Sequence[str] = (),
     columns: Mapping[str, str] | None = None,
+    window: float | None = None,
     num_imputations: int = 16,
-    likelihood: str = "student_t",
+    likelihood: str = "normal",
     priors: Mapping[str, str] | None = None,
     frontier_priors: Mapping[str, str] | None = None,
     num_chains: int = 4,
@@ -122,10 +183,19 @@ def fit_isoflop(
         gets its own profiles and its own power law.
     columns : dict, optional
         ``{"flops": ..., "n_params": ..., "loss": ...}`` -> data columns.
+    window : float, optional
+        Fit each profile only to the runs within ``window`` decades of :math:`N` of its
+        lowest-loss run (see :func:`window_runs`), and leave out of stage 2 the profiles whose
+        lowest-loss run is at the edge of their sweep.  ``None`` (default) fits every run.
+        A window must hold the 5 runs a profile fit needs; about one decade suits sweeps
+        spaced by a factor of about 1.5 in :math:`N`.
     num_imputations : int
         :math:`K`, imputed vertex sets per group in stage 2.
-    likelihood : {"student_t", "normal"}
-        Observation model of both stages.
+    likelihood : {"normal", "student_t"}
+        Observation model of both stages.  Normal by default, unlike :func:`bayescale.fit`:
+        a profile has 5-15 runs, too few to identify a Student-t :math:`\\nu`, and with
+        :math:`\\nu` free the parabola can pass through three runs while :math:`\\sigma \\to
+        0` (an unbounded density when :math:`\\nu` is small), which stalls chains.
     priors, frontier_priors : dict, optional
         Prior overrides of the profile law (``L_star``, ``k``, ``log_n_star``, ``sigma``) and
         of the frontier law (``N_e``, ``p_N``, ``sigma``).
@@ -143,7 +213,8 @@ def fit_isoflop(
     Raises
     ------
     DataError
-        Missing columns, or a group with fewer than two usable budgets.
+        Missing columns, a ``window`` that is not a positive number, or a group with fewer
+        than two usable budgets.
     """
     frame = _as_frame(data)
     groups = (by,) if isinstance(by, str) else tuple(by)
@@ -154,18 +225,31 @@ def fit_isoflop(
             f"isoFLOP data lacks the column(s) {missing}; it has {list(map(str, frame.columns))}"
         )
     flops_col = names["flops"]
-    budgets = pd.to_numeric(frame[flops_col], errors="coerce")
-    bad = ~np.isfinite(budgets) | (budgets <= 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"column {flops_col!r} (budget) must hold positive finite FLOP counts; "
-            f"row {frame.index[i]!r} has {frame[flops_col].iloc[i]!r}"
-        )
+    for name, what in (("flops", "budget"), ("n_params", "model size"), ("loss", "loss")):
+        values = pd.to_numeric(frame[names[name]], errors="coerce")
+        bad = ~np.isfinite(values) | (values <= 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"column {names[name]!r} ({what}) must hold positive finite numbers; "
+                f"row {frame.index[i]!r} has {frame[names[name]].iloc[i]!r} "
+                f"({int(bad.sum())} such value(s))"
+            )
+    if window is not None and (
+        isinstance(window, bool)
+        or not isinstance(window, int | float | np.number)
+        or not (np.isfinite(window) and window > 0)
+    ):
+        raise DataError(f"window must be a positive number of decades of N, got {window!r}")
     settings = dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     profile_by = [*groups, flops_col]
+    fitted = frame[[*profile_by, names["n_params"], names["loss"]]]
+    if window is not None:
+        fitted, bracketed = window_runs(
+            fitted, profile_by, names["n_params"], names["loss"], float(window)
+        )
     profiles = fit_batch(
-        frame[[*profile_by, names["n_params"], names["loss"]]],
+        fitted,
         PROFILE_LAW,
         by=profile_by,
         columns={"n_params": names["n_params"], "loss": names["loss"]},
@@ -177,7 +261,12 @@ def fit_isoflop(
         **fit_kwargs,
     )
     keys = frame[profile_by].drop_duplicates().sort_values(profile_by).reset_index(drop=True)
-    reasons = profiles.diagnostics["reason"].to_numpy()
+    reasons = profiles.diagnostics["reason"].to_numpy().astype(object)
+    if window is not None:
+        edge = ~keys.merge(bracketed.reset_index(), on=profile_by, how="left")[
+            "bracketed"
+        ].to_numpy(dtype=bool)
+        reasons[edge & (reasons == "")] = "lowest-loss run at the sweep's edge (not bracketed)"
     used = reasons == ""
     if warn and not used.all():
         left = "; ".join(
@@ -236,4 +325,12 @@ def fit_isoflop(
                 ConvergenceWarning,
                 stacklevel=2,
             )
-    return IsoflopResult(profiles=profiles, keys=keys, frontier=frontier, groups=groups, used=used)
+    return IsoflopResult(
+        profiles=profiles,
+        keys=keys,
+        frontier=frontier,
+        groups=groups,
+        used=used,
+        fitted=fitted,
+        window=None if window is None else float(window),
+    )

@@ -32,9 +32,9 @@ import pandas as pd
 from bayescale.api import fit_batch
 from bayescale.data import DataError
 from bayescale.laws import Law
-from bayescale.result import BatchResult, Status, quantile_column
+from bayescale.result import BatchResult, FitResult, Status, quantile_column
 
-__all__ = ["IMPUTATION", "PooledFit", "fit_pooled", "imputation_draws"]
+__all__ = ["IMPUTATION", "PooledFit", "fit_pooled", "imputation_draws", "summarize_draws"]
 
 #: Name of the column (and fit dimension) that numbers the imputed data sets.
 IMPUTATION = "imputation"
@@ -65,6 +65,42 @@ def imputation_draws(draws: Mapping[str, np.ndarray], num_imputations: int) -> d
         )
     idx = np.round(np.linspace(0, total - 1, int(num_imputations))).astype(int)
     return {k: v.reshape(*v.shape[:-2], total)[..., idx] for k, v in draws.items()}
+
+
+def summarize_draws(
+    draws: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+    index: pd.Index,
+    quantiles: Sequence[float] = (0.025, 0.5, 0.975),
+) -> pd.DataFrame:
+    """Per row, each quantity's posterior mean, sd and quantiles: the workflows' level tables.
+
+    Parameters
+    ----------
+    draws : dict of str to ndarray or list of ndarray
+        Per quantity either an array ``(row, ...)`` (the trailing axes, e.g. chain and draw,
+        are pooled) or one array of draws per row (rows may hold different numbers).
+    index : Index
+        The rows (e.g. loss levels).
+    quantiles : sequence of float
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``index``; for each quantity ``x`` the columns ``x_mean``, ``x_sd``
+        (:math:`\\sqrt{\\overline{x^2} - \\bar x^2}` over the pooled draws) and ``x_q2.5``,
+        ``x_q50`` ... (see :func:`bayescale.result.quantile_column`).
+    """
+    table = pd.DataFrame(index=index)
+    for name, values in draws.items():
+        rows = [np.asarray(v, dtype=np.float64).ravel() for v in values]
+        if len(rows) != len(index):
+            raise ValueError(f"{name!r} has draws for {len(rows)} rows, index has {len(index)}")
+        table[f"{name}_mean"] = [r.mean() for r in rows]
+        table[f"{name}_sd"] = [r.std() for r in rows]
+        qs = np.array([np.quantile(r, quantiles) for r in rows]).reshape(len(rows), -1)
+        for j, q in enumerate(quantiles):
+            table[f"{name}_{quantile_column(q)}"] = qs[:, j]
+    return table
 
 
 @dataclass(frozen=True)
@@ -110,6 +146,51 @@ class PooledFit:
             k: self._by_group(post[k].values).reshape(len(self.keys), -1)
             for k in self.batch.parameter_names
         }
+
+    def pooled_result(self, group: int = 0) -> FitResult:
+        """One group's pooled posterior as a :class:`~bayescale.FitResult`.
+
+        Its posterior holds every imputation's draws, the chains stacked (chain = imputation
+        x chain), so ``draws()``, ``summary()``, ``predict()`` and ``predict_draws()`` are
+        those of the mixture :math:`\\frac1K \\sum_k p(\\theta \\mid \\tilde y^{(k)})`; its
+        ``constant_data`` is the first imputation's.  Per-imputation convergence stays in
+        :attr:`batch` (an r̂ of the stacked chains would measure the spread between
+        imputations, not mixing).
+
+        Parameters
+        ----------
+        group : int
+            Position of the group in :attr:`keys`.
+
+        Raises
+        ------
+        ValueError
+            If the covariates were rescaled (``covariate_scale``): the result's predictions
+            would be in the rescaled units; use :meth:`band` instead.
+        """
+        import xarray as xr
+
+        if self.covariate_scale:
+            raise ValueError(
+                f"covariates were fitted rescaled by {self.covariate_scale}; a FitResult would "
+                "predict in those units; use PooledFit.band()"
+            )
+        k = self.num_imputations
+        if not 0 <= group < len(self.keys):
+            raise ValueError(f"group must be in [0, {len(self.keys)}), got {group!r}")
+        dim = self.batch.dim
+        first = self.batch[self.batch.labels[group * k]]
+        post = self.batch.datatree.posterior.to_dataset().isel(
+            {dim: slice(group * k, group * k + k)}
+        )
+        pooled = post.stack(pooled=(dim, "chain")).transpose("pooled", "draw")
+        pooled = pooled.drop_vars(["pooled", dim, "chain"]).rename(pooled="chain")
+        pooled = pooled.assign_coords(chain=np.arange(pooled.sizes["chain"]))
+        dt = xr.DataTree.from_dict(
+            {"posterior": pooled, "constant_data": first.datatree.constant_data.to_dataset()}
+        )
+        dt.attrs = dict(first.datatree.attrs)
+        return FitResult(dt, first.law, first.likelihood, first.columns)
 
     def status(self) -> pd.Series:
         """Per group, the worst convergence status over its :math:`K` fits."""
