@@ -333,6 +333,8 @@ def _mode_attrs(method: str, out: dict, num_starts: int, map_steps: int, flat_pr
         "map_grad_norm": float(out["map_grad_norm"]),
         "map_failed_starts": int(out["map_failed_starts"]),
         "map_agreeing_starts": int(out["map_agreeing_starts"]),
+        "map_last_change": float(out["map_last_change"]),
+        "map_converged": int(out["map_converged"]),
         "min_eigenvalue": float(out["min_eigenvalue"]),
     }
 
@@ -348,9 +350,22 @@ def _fit_batch_modes(
     out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))
     for i, label in enumerate(labels):
         reason = mode_failure(method, out["map_potential"][i], out["min_eigenvalue"][i])
+        if not reason and not out["map_converged"][i]:
+            reason = (
+                f"mode search did not converge in {settings['num_steps']} steps: max |grad| "
+                f"{out['map_grad_norm'][i]:.3g}, objective still falling by "
+                f"{out['map_last_change'][i]:.3g} over the last 10% of the steps"
+            )
         if reason:
             reasons.setdefault(str(label), reason)
-    per_fit = ("map_potential", "map_grad_norm", "map_failed_starts", "map_agreeing_starts")
+    per_fit = (
+        "map_potential",
+        "map_grad_norm",
+        "map_failed_starts",
+        "map_agreeing_starts",
+        "map_last_change",
+        "map_converged",
+    )
     result = BatchResult.from_samples(
         posterior,
         fits,
