@@ -12,10 +12,17 @@ import numpy as np
 from bayescale.data import DataError, _as_frame, prepare
 from bayescale.infer.batch import run_batch, stack
 from bayescale.infer.nuts import SamplerOptions, build_sampler
-from bayescale.infer.optimize import METHODS, build_mode_fit, run_mode_fit
+from bayescale.infer.optimize import METHODS, build_mode_fit, choose_centring, run_mode_fit
 from bayescale.laws import Law, get_law
 from bayescale.model import PooledPosterior, Posterior
-from bayescale.result import BatchResult, FitResult, mode_failure
+from bayescale.result import (
+    ESS_PER_CHAIN_MIN,
+    RHAT_MAX,
+    BatchResult,
+    FitResult,
+    _rhat,
+    mode_failure,
+)
 
 __all__ = ["fit", "fit_batch"]
 
@@ -105,8 +112,11 @@ def fit(
     group : str, optional
         Column splitting the data into groups (seeds, datasets, architectures) that share
         the ``pooled`` parameters' population (:class:`~bayescale.model.PooledPosterior`):
-        :math:`z_{p,g} = \\mu_p + \\tau_p \\eta_{p,g}`, non-centred, every other parameter
-        per group.  One NUTS fit of all groups together; returns a
+        :math:`z_{p,g} \\sim \\mathcal N(\\mu_p, \\tau_p)` on the unconstrained scale, every
+        other parameter per group; centred or non-centred coordinates per pooled parameter,
+        chosen from per-group Laplace fits
+        (:func:`~bayescale.infer.optimize.choose_centring`; ``.datatree.attrs["centred"]``).
+        One NUTS fit of all groups together; returns a
         :class:`~bayescale.result.BatchResult` with a dimension named ``group`` (each
         group's parameters, pooled ones included) plus ``<p>_pop`` (population centre,
         :math:`\\mu_p` mapped to the parameter's scale) and ``<p>_pop_sd``
@@ -433,8 +443,13 @@ def _fit_pooled(
     import xarray as xr
 
     fits, labels, reasons = _split_curves(data, posterior.law, group, columns)
-    hier = PooledPosterior(posterior, pooled, len(fits))
+    PooledPosterior(posterior, pooled, len(fits))  # validates pooled= before compiling
     key, seed_int = _seed_key(seed)
+    key, k_centring = jax.random.split(key)
+    centred = choose_centring(
+        posterior, jax.random.split(k_centring, len(fits)), stack(fits), pooled
+    )
+    hier = PooledPosterior(posterior, pooled, len(fits), centred)
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     devices = jax.devices()
@@ -451,6 +466,17 @@ def _fit_pooled(
         per_group[name] = np.broadcast_to(samples[name], (len(fits), *samples[name].shape))
     if not np.isfinite(samples["map_potential"]):
         reasons.setdefault("*", "no finite posterior mode found")
+    population = {k: np.asarray(v) for k, v in hier.population(samples["z"]).items()}
+    pop_diag = _population_diagnostics(population)
+    bad = [
+        f"{k} r̂ {d['rhat']:.3f}, ESS {d['ess_bulk']:.0f}/{d['ess_tail']:.0f} (bulk/tail)"
+        for k, d in pop_diag.items()
+        if not d["rhat"] <= RHAT_MAX
+        or not min(d["ess_bulk"], d["ess_tail"]) >= ESS_PER_CHAIN_MIN * options.num_chains
+    ]
+    if bad:
+        for label in labels:
+            reasons.setdefault(str(label), "population not converged: " + "; ".join(bad))
     result = BatchResult.from_samples(
         posterior,
         fits,
@@ -459,17 +485,36 @@ def _fit_pooled(
         per_group,
         seed=seed_int,
         attrs={
-            "sampler": "numpyro NUTS (functional), MAP-initialised, pooled (non-centred)",
+            "sampler": "numpyro NUTS (functional), MAP-initialised, pooled",
             "pooled": list(pooled),
+            "centred": [int(c) for c in centred],
             "num_warmup": options.num_warmup,
             "dense_mass": int(options.dense_mass),
             "failure_reasons": reasons,
+            "population_diagnostics": pop_diag,
             "columns": dict(fits[0].columns),
         },
     )
-    population = {k: np.asarray(v) for k, v in hier.population(samples["z"]).items()}
     post = result.datatree.posterior.to_dataset()
     post = post.assign({k: (("chain", "draw"), v) for k, v in population.items()})
     result.datatree["posterior"] = xr.DataTree(post)
     result.check_convergence(warn=warn)
     return result
+
+
+def _population_diagnostics(population: dict) -> dict:
+    """r̂ and bulk/tail ESS (arviz-stats) of each population draw ``(chain, draw)`` array."""
+    import arviz_stats as azs
+    import xarray as xr
+
+    ds = xr.Dataset({k: (("chain", "draw"), v) for k, v in population.items()})
+    rhat, bulk = _rhat(ds), azs.ess(ds, method="bulk")
+    tail = azs.ess(ds, method="tail")
+    return {
+        k: {
+            "rhat": float(rhat[k]),
+            "ess_bulk": float(bulk[k]),
+            "ess_tail": float(tail[k]),
+        }
+        for k in population
+    }

@@ -29,6 +29,7 @@ from bayescale.model import Posterior, posterior_key
 __all__ = [
     "MapResult",
     "Mode",
+    "choose_centring",
     "find_mode",
     "laplace_covariance",
     "laplace_draws",
@@ -378,3 +379,56 @@ def run_mode_fit(run, keys, data, devices_count: int = 1) -> dict:
     idx = np.where(np.arange(padded) < num_fits, np.arange(padded), 0)
     out = jax.device_get(run(keys[idx], jax.tree.map(lambda x: x[idx], data)))
     return {k: np.asarray(v)[:num_fits] for k, v in out.items()}
+
+
+def choose_centring(posterior: Posterior, keys, data, pooled, *, num_draws: int = 200):
+    """Per pooled parameter, whether the hierarchical fit should use centred coordinates.
+
+    Each group is fitted alone by the Laplace approximation (:func:`build_mode_fit`, all
+    groups in one vmapped call).  For a pooled parameter with unconstrained group modes
+    :math:`\\hat z_g` and Laplace standard deviations :math:`s_g`, the modes scatter by the
+    population spread and their own error, :math:`\\operatorname{var}_g \\hat z_g \\approx
+    \\tau^2 + \\overline{s^2}`, so the moment estimate of the spread is
+    :math:`\\hat\\tau^2 = \\operatorname{var}_g \\hat z_g - \\overline{s^2}`.  The data
+    are informative, and the centred parameterisation is chosen, when each group is pinned
+    down more tightly than the groups differ,
+
+    .. math::
+
+        \\hat\\tau^2 > \\overline{s^2} \\iff \\operatorname{var}_g \\hat z_g > 2\\,
+        \\overline{s^2};
+
+    otherwise the non-centred one (:class:`bayescale.model.PooledPosterior`).
+
+    Parameters
+    ----------
+    posterior : Posterior
+        The base (one-group) posterior.
+    keys : jax.Array
+        One random key per group, shape ``(G,)``.
+    data : dict
+        The groups' data pytree, every leaf with a leading group axis.
+    pooled : sequence of str
+        The pooled parameters.
+    num_draws : int
+        Laplace draws per group used for :math:`s_g`.
+
+    Returns
+    -------
+    tuple of bool
+        One flag per pooled parameter (``True``: centred).
+    """
+    import numpy as np
+
+    run = build_mode_fit(posterior, "laplace", num_chains=1, num_samples=num_draws)
+    out = run_mode_fit(run, keys, data)
+    ok = np.isfinite(out["map_potential"])
+    flags = []
+    for name in pooled:
+        z = out["z"][ok, 0, :, posterior.site_names.index(name)]  # (G, draws)
+        if z.shape[0] < 2:
+            flags.append(False)
+            continue
+        spread = np.median(z, axis=1).var(ddof=1)
+        flags.append(bool(spread > 2.0 * np.mean(z.var(axis=1))))
+    return tuple(flags)
