@@ -133,11 +133,15 @@ def test_population_recovered_and_no_funnel(pooled_fit, grouped):
 
 
 def test_pooling_narrows_the_exponent_intervals(pooled_fit, grouped):
+    """Pooled NUTS intervals are narrower on average than each seed's own (unpooled)
+    posterior, here its Laplace approximation: the program the pooled fit already compiled
+    to choose its coordinates, so the comparison compiles nothing more."""
     data, _ = grouped
     unpooled = bayescale.fit_batch(
-        data, "power_law_offset", by="seed", likelihood="normal", num_chains=2,
-        num_warmup=400, num_samples=400, seed=0, warn=False,
+        data, "power_law_offset", by="seed", likelihood="normal", method="laplace",
+        num_chains=1, num_samples=200, seed=0, warn=False,
     )  # fmt: skip
+    assert not unpooled.failed
 
     def widths(result):
         x = result.datatree.posterior["alpha"].values.reshape(NUM_GROUPS, -1)

@@ -420,8 +420,19 @@ def choose_centring(posterior: Posterior, keys, data, pooled, *, num_draws: int 
     """
     import numpy as np
 
-    run = build_mode_fit(posterior, "laplace", num_chains=1, num_samples=num_draws)
-    out = run_mode_fit(run, keys, data)
+    # fit_batch(method="laplace", num_chains=1, num_samples=num_draws)'s program, so the two
+    # share one compilation
+    devices = jax.devices()
+    run = build_mode_fit(
+        posterior,
+        "laplace",
+        num_starts=8,
+        num_steps=500,
+        num_chains=1,
+        num_samples=num_draws,
+        devices=devices,
+    )
+    out = run_mode_fit(run, keys, data, devices_count=len(devices))
     ok = np.isfinite(out["map_potential"])
     flags = []
     for name in pooled:
