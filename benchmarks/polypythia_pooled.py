@@ -9,9 +9,8 @@ that do not start at initialisation left out) are fitted with ``power_law_offset
 
 * unpooled: ``fit_batch(..., by="seed")``, every seed on its own;
 * pooled: ``fit(..., group="seed", pooled=["alpha"])``, the seeds' exponents drawn from a
-  population :math:`\\log\\alpha_s \\sim \\mathcal N(\\mu, \\tau)` (centred or
-  non-centred coordinates as ``choose_centring`` decides from per-seed Laplace fits), E, A,
-  sigma and nu per seed.
+  population :math:`\\log\\alpha_s \\sim \\mathcal N(\\mu, \\tau)` (non-centred
+  coordinates, bayescale's default), E, A, sigma and nu per seed.
 
 Printed per size and seed: alpha median [5%, 95%] both ways, the interval widths, the
 population centre exp(mu) and spread tau, the coordinates used, divergences and the largest
