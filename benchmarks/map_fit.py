@@ -8,8 +8,11 @@ Run ``python benchmarks/map_fit.py`` (``--quick``: smaller grid, 1,000 curves, f
    by optax L-BFGS from prior draws, vmapped; the peer is the scipy L-BFGS-B grid of
    ``benchmarks/single_fit.py`` (the same function, a sub-grid of Epoch's 4,500 starts,
    scaled to 4,500).  Both estimates are printed against DOMAIN.md's plain Huber grid fit.
-2. **Batched MAP**: 10,000 simulated ``power_law_offset`` curves (30 points each) in one
-   ``fit_batch(..., method="map")`` call; time per curve printed (second call: compiled).
+2. **Batched MAP** (``--batch K``, default 10,000): K simulated ``kaplan_per_token`` curves
+   (``benchmarks/batched.py``'s campaign, 30 points each) in one
+   ``fit_batch(..., method="map")`` call; time per curve with and without compile (first and
+   second call), failed curves (no finite mode, or the mode search did not converge: see
+   ``bayescale.infer.optimize.find_mode``) and the peak RSS.
 3. **Laplace vs NUTS** on Chinchilla (Student-t likelihood, the default): 95% intervals side
    by side.
 4. **NUTS initialised at the MAP vs from a prior draw** (``SamplerOptions.init``), Chinchilla,
@@ -19,6 +22,7 @@ Run ``python benchmarks/map_fit.py`` (``--quick``: smaller grid, 1,000 curves, f
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -94,37 +98,66 @@ def chinchilla_map(df: pd.DataFrame, grid_points: int) -> None:
 
 
 def batched_map(num_curves: int) -> None:
-    law = get_law("power_law_offset")
-    rng = np.random.default_rng(0)
-    n = 30
-    truth = {
-        "E": rng.uniform(1.5, 3.0, num_curves),
-        "A": rng.uniform(2.0, 10.0, num_curves),
-        "alpha": rng.uniform(0.2, 0.8, num_curves),
-    }
-    log_x = rng.uniform(0.0, np.log(1e4), (num_curves, n))
-    log_mu = np.asarray(law.log_mean({k: v[:, None] for k, v in truth.items()}, {"x": log_x}))
-    y = np.exp(log_mu + 0.01 * rng.standard_normal(log_mu.shape))
+    """``fit_batch(..., method="map")`` on ``num_curves`` simulated per-token curves, one call.
+
+    The curves are ``benchmarks/batched.py``'s campaign (``kaplan_per_token``, 30 points
+    each, simulated with ``bayescale.simulate``; imported, not copied).  Two calls with
+    different seeds: the first includes compilation, the second is compiled.
+    """
+    import tempfile
+
+    from batched import LAW, NUM_POINTS, load_curves, peak_rss_gib, simulate_curves
+
+    with tempfile.TemporaryDirectory(prefix="bayescale-map-") as tmp:
+        path = Path(tmp) / "curves.npz"
+        t0 = time.perf_counter()
+        simulate_curves(num_curves, path)
+        sim_s = time.perf_counter() - t0
+        tokens, losses = load_curves(path, num_curves)
+        with np.load(path) as f:
+            truth = f["params"][:num_curves]
     df = pd.DataFrame(
-        {"curve": np.repeat(np.arange(num_curves), n), "x": np.exp(log_x).ravel(), "y": y.ravel()}
+        {
+            "curve": np.repeat(np.arange(num_curves), NUM_POINTS),
+            "token_index": tokens.ravel(),
+            "loss": losses.ravel(),
+        }
     )
-    kwargs = dict(by="curve", method="map", likelihood="normal", num_starts=8, map_steps=200)
-    _, first_s = timed(bayescale.fit_batch, df, law, seed=0, **kwargs)
-    result, second_s = timed(bayescale.fit_batch, df, law, seed=1, **kwargs)
-    alpha = result.datatree.posterior["alpha"].values.reshape(num_curves)
-    rel = np.abs(alpha / truth["alpha"] - 1)
-    print(f"\n== 2. Batched MAP: {num_curves} power_law_offset curves x {n} points, one call ==")
+    num_starts, map_steps = 4, 100
+    kwargs = dict(by="curve", method="map", num_starts=num_starts, map_steps=map_steps, warn=False)
+    rss_before = peak_rss_gib()
+    _, first_s = timed(bayescale.fit_batch, df, LAW, seed=0, **kwargs)
+    result, second_s = timed(bayescale.fit_batch, df, LAW, seed=1, **kwargs)
+    diag = result.diagnostics
+    c = result.datatree.posterior["c"].values.reshape(num_curves)
+    rel = np.abs(c / truth[:, 2] - 1)
+    print(
+        f"\n== 2. Batched MAP: {num_curves} {LAW} curves x {NUM_POINTS} points, one "
+        f"fit_batch call ({num_starts} starts x {map_steps} L-BFGS steps per curve; simulated in "
+        f"{sim_s:.0f} s) =="
+    )
     print(
         f"first call (compile included)  {first_s:8.2f} s  "
         f"({first_s / num_curves * 1e3:.3f} ms/curve)"
     )
     print(
-        f"second call                    {second_s:8.2f} s  "
+        f"second call (compiled)         {second_s:8.2f} s  "
         f"({second_s / num_curves * 1e3:.3f} ms/curve)"
     )
     print(
-        f"failed fits: {len(result.failed)}; alpha |relative error|: median {np.median(rel):.3%}, "
-        f"95th percentile {np.quantile(rel, 0.95):.3%}  (devices: {len(jax.devices())})"
+        f"failed curves: {len(result.failed)} of {num_curves} "
+        f"(not converged: {int((~diag['map_converged'].astype(bool)).sum())}; "
+        f"max |grad| median {diag['map_grad_norm'].median():.2g}, "
+        f"max {diag['map_grad_norm'].max():.2g}; starts agreeing with the best: median "
+        f"{diag['map_agreeing_starts'].median():.0f} of {num_starts})"
+    )
+    print(
+        f"c |relative error| against the simulated truth: median {np.median(rel):.2%}, "
+        f"95th percentile {np.quantile(rel, 0.95):.2%}"
+    )
+    print(
+        f"peak RSS {peak_rss_gib():.2f} GiB (before the fits {rss_before:.2f} GiB); "
+        f"{len(jax.devices())} JAX device(s), load average {os.getloadavg()[0]:.2f}"
     )
 
 
@@ -183,13 +216,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--only", choices=("1", "2", "3", "4"), default=None)
+    parser.add_argument(
+        "--batch", type=int, default=None, metavar="K", help="curves of part 2 (10,000)"
+    )
     args = parser.parse_args()
     df = load_data(args.data)
     print(f"jax {jax.__version__}, {len(jax.devices())} device(s), {len(df)} Chinchilla points")
     if args.only in (None, "1"):
         chinchilla_map(df, grid_points=2 if args.quick else 3)
     if args.only in (None, "2"):
-        batched_map(1000 if args.quick else 10_000)
+        batched_map(args.batch or (1000 if args.quick else 10_000))
     if args.only in (None, "3"):
         laplace_vs_nuts(df, 300 if args.quick else 1000)
     if args.only in (None, "4"):

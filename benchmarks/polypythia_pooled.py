@@ -9,16 +9,19 @@ that do not start at initialisation left out) are fitted with ``power_law_offset
 
 * unpooled: ``fit_batch(..., by="seed")``, every seed on its own;
 * pooled: ``fit(..., group="seed", pooled=["alpha"])``, the seeds' exponents drawn from a
-  population :math:`\\log\\alpha_s \\sim \\mathcal N(\\mu, \\tau)` (non-centred), E, A,
-  sigma and nu per seed.
+  population :math:`\\log\\alpha_s \\sim \\mathcal N(\\mu, \\tau)` (non-centred
+  coordinates, bayescale's default), E, A, sigma and nu per seed.
 
-Printed per size and seed: alpha median [5%, 95%] both ways, the interval widths, and the
-population centre exp(mu) and spread tau.
+Printed per size and seed: alpha median [5%, 95%] both ways, the interval widths, the
+population centre exp(mu) and spread tau, the coordinates used, divergences and the largest
+r-hat over the seeds' parameters and the population's (with its smallest ESS); at the end a
+table per size: the mean 90% interval width of alpha, unpooled and pooled.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -54,6 +57,7 @@ def main() -> None:
     curves = curves.set_index(["model", "seed"]).loc[from_init].reset_index()
     print(f"{len(from_init)} curves from initialisation; settings {settings}")
     common = dict(columns=COLUMNS, seed=0, warn=False, **settings)
+    table = []
     for model in sorted(curves["model"].unique(), key=lambda m: SIZE_ORDER.get(m, 9)):
         rows = curves[curves["model"] == model].drop(columns="model")
         t0 = time.perf_counter()
@@ -68,13 +72,19 @@ def main() -> None:
         pu, pp = unpooled.datatree.posterior, pooled.datatree.posterior
         centre, tau = q(pp["alpha_pop"].values), q(pp["alpha_pop_sd"].values)
         div = int(pooled.datatree.sample_stats["diverging"].values[0].sum())
+        population = json.loads(pooled.datatree.attrs["population_diagnostics"])
+        pop_rhat = max(d["rhat"] for d in population.values())
+        pop_ess = min(min(d["ess_bulk"], d["ess_tail"]) for d in population.values())
+        coords = "centred" if json.loads(pooled.datatree.attrs["centred"])[0] else "non-centred"
         print(
             f"\n== {model}: {len(unpooled)} seeds; unpooled {t1 - t0:.0f} s, "
             f"pooled {t2 - t1:.0f} s; "
             f"population exp(mu) {centre[0]:.4f} [{centre[1]:.4f}, {centre[2]:.4f}], "
-            f"tau {tau[0]:.3f} [{tau[1]:.3f}, {tau[2]:.3f}]; pooled divergences {div}, "
-            f"max r-hat {pooled.diagnostics['max_rhat'].max():.3f} =="
+            f"tau {tau[0]:.3f} [{tau[1]:.3f}, {tau[2]:.3f}]; pooled ({coords}) divergences "
+            f"{div}, max r-hat {pooled.diagnostics['max_rhat'].max():.4f} (seeds), "
+            f"{pop_rhat:.4f} (population, min ESS {pop_ess:.0f}) =="
         )
+        widths = {"unpooled": [], "pooled": []}
         print(f"{'seed':>5} {'unpooled alpha':>28} {'width':>7} {'pooled alpha':>28} {'width':>7}")
         for label in unpooled.labels:
             u = q(pu["alpha"].sel(seed=label).values)
@@ -83,6 +93,16 @@ def main() -> None:
                 f"{label:>5} {u[0]:9.4f} [{u[1]:.4f}, {u[2]:.4f}] {u[2] - u[1]:7.4f} "
                 f"{p[0]:9.4f} [{p[1]:.4f}, {p[2]:.4f}] {p[2] - p[1]:7.4f}"
             )
+            widths["unpooled"].append(u[2] - u[1])
+            widths["pooled"].append(p[2] - p[1])
+        table.append(
+            (model, len(unpooled), np.mean(widths["unpooled"]), np.mean(widths["pooled"]), coords,
+             div, max(pooled.diagnostics["max_rhat"].max(), pop_rhat))
+        )  # fmt: skip
+    print("\n== mean 90% interval width of alpha per size ==")
+    print(f"{'size':>6} {'seeds':>5} {'unpooled':>9} {'pooled':>9} {'ratio':>6} coords div r-hat")
+    for model, n, wu, wp, coords, div, rhat in table:
+        print(f"{model:>6} {n:5d} {wu:9.4f} {wp:9.4f} {wp / wu:6.2f} {coords} {div:3d} {rhat:.4f}")
 
 
 if __name__ == "__main__":
