@@ -267,8 +267,11 @@ class FitResult:
         if kind == "mean":
             return np.asarray(self.posterior.log_mean(values, log_x))
         log_mu = np.asarray(self.posterior.log_mean(values, log_x))
-        fitted = {c: jnp.log(jnp.asarray(self.datatree.constant_data[c].values)) for c in log_x}
-        draws = _point_sigma_values(self.posterior, self.draws(), log_x, log_mu.shape, fitted)
+        draws = self.draws()
+        if self.posterior.noise_slopes:  # loglinear noise: sigma(x), standardised by the fit's x
+            const = self.datatree.constant_data
+            fitted = {c: jnp.log(jnp.asarray(const[c].values)) for c in log_x}
+            draws = _point_sigma_values(self.posterior, draws, log_x, log_mu.shape, fitted)
         noise = _noise(np.random.default_rng(seed), self.likelihood, draws, log_mu.shape)
         return log_mu + noise
 
