@@ -162,7 +162,7 @@ def test_loglinear_density_equals_numpyro_density():
 
 # -------------------------------------------------------------------- backtest
 # One batched backtest serves the backtest tests and the noise-model recovery test: six
-# saturating curves E + A x^-alpha (40 points on x in [1, 1e4]), fitted on x <= 0.1 max x with
+# saturating curves E + A x^-alpha (30 points on x in [1, 1e4]), fitted on x <= 0.1 max x with
 # noise="loglinear".  Even curves are homoscedastic (gamma = 0, sigma 0.01); odd ones have
 # log sigma(x) = log 0.01 + NOISE_SLOPE * u(x), u the log x standardised over the fitted points
 # (the model's own standardisation), so their noise is ~15x larger at the last point.
@@ -183,7 +183,7 @@ def curves() -> pd.DataFrame:
     rng = np.random.default_rng(11)
     for i in range(NUM_CURVES):
         params = {"E": 2.0 + 0.1 * i, "A": 5.0, "alpha": 0.4 + 0.04 * i}
-        df = simulate("power_law_offset", params=params, noise=0.0, num_points=40, seed=100 + i)
+        df = simulate("power_law_offset", params=params, noise=0.0, num_points=30, seed=100 + i)
         log_x = np.log(df["x"].to_numpy())
         fitted = df["x"].to_numpy() <= BT_SPLIT * df["x"].max()
         u = (log_x - log_x[fitted].mean()) / log_x[fitted].std()
@@ -215,7 +215,7 @@ def test_loglinear_noise_recovers_the_noise_slope(simulated_backtest):
     Per curve the true gamma must lie in the central 99% posterior interval (six independent
     fits; the number of misses is checked against its binomial tail), and the slope of the
     heteroscedastic curves must be detected: the average of their posterior means exceeds
-    3 standard errors (posterior sd / sqrt(3)); expected ~6 at ~30 fitted points per curve.
+    3 standard errors (posterior sd / sqrt(3)); expected ~7 at ~22 fitted points per curve.
     """
     batch = simulated_backtest.batch
     draws = batch.datatree.posterior["gamma_x"]
