@@ -14,7 +14,7 @@ from bayescale.infer.batch import run_batch, stack
 from bayescale.infer.nuts import SamplerOptions, build_sampler
 from bayescale.infer.optimize import METHODS, build_mode_fit, run_mode_fit
 from bayescale.laws import Law, get_law
-from bayescale.model import PooledPosterior, Posterior
+from bayescale.model import PooledPosterior, Posterior, with_noise
 from bayescale.result import (
     ESS_PER_CHAIN_MIN,
     RHAT_MAX,
@@ -41,6 +41,7 @@ def fit(
     *,
     columns: Mapping[str, str] | None = None,
     likelihood: str = "student_t",
+    noise: str = "constant",
     priors: Mapping[str, str] | None = None,
     num_chains: int = 4,
     num_warmup: int = 1000,
@@ -76,6 +77,12 @@ def fit(
     columns : dict, optional
         Law variable -> data column, e.g. ``{"n_params": "Model Size"}``.
     likelihood : {"student_t", "normal"}
+    noise : {"constant", "loglinear"}
+        Noise model: one scale :math:`\\sigma` (default), or
+        :math:`\\log\\sigma(x) = \\log\\sigma_0 + \\sum_c \\gamma_c u_c` with :math:`u_c` the
+        standardised log covariates and :math:`\\gamma_c \\sim \\mathcal N(0, 0.5^2)` fitted
+        (sites ``gamma_<covariate>``; see :mod:`bayescale.model`); predictions at new
+        covariates draw their noise at :math:`\\sigma(x)` there.
     priors : dict, optional
         Replacement priors, e.g. ``{"alpha": "lognormal(-1, 0.5)", "sigma": "halfnormal(0.05)"}``.
     num_chains, num_warmup, num_samples, thin : int
@@ -132,7 +139,7 @@ def fit(
     """
     _check_method(method)
     law = get_law(law, priors=priors)
-    posterior = Posterior(law, likelihood)
+    posterior = Posterior(law, with_noise(likelihood, noise))
     options = SamplerOptions(  # NUTS settings, of the plain and the pooled fit alike
         num_chains=num_chains,
         num_warmup=num_warmup,
@@ -215,6 +222,7 @@ def fit_batch(
     by: str | list[str],
     columns: Mapping[str, str] | None = None,
     likelihood: str = "student_t",
+    noise: str = "constant",
     priors: Mapping[str, str] | None = None,
     num_chains: int = 4,
     num_warmup: int = 1000,
@@ -268,7 +276,7 @@ def fit_batch(
     if flat_priors and method != "map":
         raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
     law = get_law(law, priors=priors)
-    posterior = Posterior(law, likelihood)
+    posterior = Posterior(law, with_noise(likelihood, noise))
     fits, labels, reasons = _split_curves(data, law, by, columns)
     if method != "nuts":
         return _fit_batch_modes(

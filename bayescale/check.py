@@ -29,7 +29,7 @@ import xarray as xr
 from bayescale.api import fit_batch
 from bayescale.data import DataError, FitData, _as_frame, prepare
 from bayescale.laws import Law, get_law
-from bayescale.model import Posterior
+from bayescale.model import Posterior, with_noise
 from bayescale.result import BatchResult, Status, _noise, _prior_draws
 from bayescale.simulate import simulate
 
@@ -145,6 +145,7 @@ def sbc(
     design: Mapping[str, object] | None = None,
     seed: int = 0,
     likelihood: str = "student_t",
+    noise: str = "constant",
     priors: Mapping[str, str] | None = None,
     num_rank_draws: int = 99,
     num_bins: int | None = None,
@@ -196,6 +197,10 @@ def sbc(
     seed : int
         Seeds the prior draws, the simulated data and the fits.
     likelihood : {"student_t", "normal"}
+    noise : {"constant", "loglinear"}
+        Noise model (:func:`bayescale.fit`); with ``"loglinear"`` the slopes
+        :math:`\\gamma_c` are drawn from their prior too and each point's noise has the scale
+        :math:`\\sigma(x_{ri})` of the replication's own design.
     priors : dict, optional
         Replacement priors (both for drawing and fitting).
     num_rank_draws : int
@@ -210,7 +215,7 @@ def sbc(
     SBCResult
     """
     law = get_law(law, priors=priors)
-    posterior = Posterior(law, likelihood)
+    posterior = Posterior(law, with_noise(likelihood, noise))
     if isinstance(num_replications, bool) or not isinstance(num_replications, int | np.integer):
         raise ValueError(f"num_replications must be an integer, got {num_replications!r}")
     if num_replications < 10:
@@ -241,7 +246,7 @@ def sbc(
         frame,
         law,
         by=REPLICATION,
-        likelihood=likelihood,
+        likelihood=posterior.likelihood,
         num_chains=num_chains,
         num_warmup=num_warmup,
         num_samples=num_samples,
@@ -262,7 +267,9 @@ def sbc(
     diagnostics = batch.diagnostics.join(
         pd.DataFrame({f"true_{k}": v for k, v in truth.items()}, index=batch.diagnostics.index)
     )
-    return SBCResult(law, likelihood, ranks, num_rank_draws, tests, diagnostics, batch, num_redrawn)
+    return SBCResult(
+        law, posterior.likelihood, ranks, num_rank_draws, tests, diagnostics, batch, num_redrawn
+    )
 
 
 def _simulate_replications(law: Law, posterior: Posterior, num: int, design: dict, seed: int):
@@ -291,7 +298,12 @@ def _simulate_replications(law: Law, posterior: Posterior, num: int, design: dic
             seed=[seed, c],
         )
         shape = (1, len(exact))
-        noise = _noise(rng, posterior.likelihood, {k: v[None] for k, v in theta.items()}, shape)
+        values = {k: np.asarray(v)[None] for k, v in theta.items()}
+        if posterior.noise_slopes:  # the scale at each simulated point (loglinear noise)
+            log_x = {c: np.log(exact[c].to_numpy(dtype=float)) for c in law.covariates}
+            sigma = posterior.point_sigma({k: v[..., None] for k, v in values.items()}, log_x)
+            values["sigma"] = np.asarray(sigma).reshape(shape)
+        noise = _noise(rng, posterior.likelihood, values, shape)
         with np.errstate(over="ignore"):
             y = exact[law.response].to_numpy() * np.exp(noise[0])
         if not np.all(np.isfinite(y) & (y > 0)):
@@ -463,6 +475,7 @@ def backtest(
     columns: Mapping[str, str] | None = None,
     baseline: str = "least_squares",
     likelihood: str = "student_t",
+    noise: str = "constant",
     priors: Mapping[str, str] | None = None,
     num_chains: int = 4,
     num_warmup: int = 1000,
@@ -503,8 +516,10 @@ def backtest(
     columns : dict, optional
         Law variable -> data column.
     baseline : {"least_squares", "huber"}
-    likelihood, priors, num_chains, num_warmup, num_samples, seed, **fit_options
-        Passed to :func:`bayescale.fit_batch`.
+    likelihood, noise, priors, num_chains, num_warmup, num_samples, seed, **fit_options
+        Passed to :func:`bayescale.fit_batch`.  With ``noise="loglinear"`` the predictive
+        intervals at held-out points use the noise scale :math:`\\sigma(x)` extrapolated there
+        (covariates standardised by the fitted points).
 
     Returns
     -------
@@ -555,6 +570,7 @@ def backtest(
         by=by_arg,
         columns=columns,
         likelihood=likelihood,
+        noise=noise,
         num_chains=num_chains,
         num_warmup=num_warmup,
         num_samples=num_samples,

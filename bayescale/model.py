@@ -31,6 +31,24 @@ Likelihoods (the ``likelihood`` string):
   MAP with flat priors is their point estimate; :math:`\\sigma` scales the quadratic core
   (:math:`|r| \\le \\delta`) and the Laplace tails (scale :math:`\\sigma^2/\\delta`).
 
+Noise models (the ``noise`` option of :func:`bayescale.fit`, appended to the likelihood
+string as ``"student_t+loglinear"`` by :func:`with_noise`):
+
+* ``"constant"`` (default): one :math:`\\sigma` for every point.
+* ``"loglinear"``: the scale grows or shrinks log-linearly with each covariate,
+
+  .. math::
+
+      \\log \\sigma(x_i) = \\log \\sigma_0 + \\sum_c \\gamma_c\\,u_{ci}, \\qquad
+      u_{ci} = \\frac{\\log x_{ci} - m_c}{s_c}, \\qquad \\gamma_c \\sim \\mathcal N(0, 0.5^2),
+
+  with :math:`m_c, s_c` the mean and standard deviation of :math:`\\log x_c` over the fitted
+  points (:math:`s_c = 1` where they do not vary), so :math:`\\sigma_0` is the scale at the
+  data's centre and :math:`e^{\\gamma_c}` the factor per standard deviation of
+  :math:`\\log x_c`.  The prior is centred at :math:`\\gamma = 0`, the constant model.
+  Predictions at new covariates use the same :math:`m_c, s_c` (those of the fitted data),
+  so the predictive noise follows the fitted trend into the extrapolation.
+
 :class:`Posterior` exposes the model and its potential (negative log density in the
 unconstrained space, Jacobians included) as a pure function of a flat parameter vector and a
 data pytree, so the same function is jitted for one fit, vmapped over thousands and
@@ -59,29 +77,89 @@ from bayescale.laws.formula import PowerTerm
 __all__ = [
     "HUBER_DELTA",
     "LIKELIHOODS",
+    "NOISE_MODELS",
     "Huber",
     "PooledPosterior",
     "Posterior",
     "likelihood_family",
+    "noise_model",
+    "noise_standardisation",
     "observation_dist",
     "observation_noise",
+    "with_noise",
 ]
 
 LIKELIHOODS = ("student_t", "normal", "huber")
 NU_PRIOR = (2.0, 0.1)  # Gamma(shape, rate) on the Student-t degrees of freedom
 HUBER_DELTA = 1e-3  # Hoffmann et al. 2022 / Besiroglu et al. 2024: delta on log residuals
+NOISE_MODELS = ("constant", "loglinear")
+#: Prior of each log-noise slope gamma_c (per standard deviation of log x_c), centred at the
+#: constant-noise model: e^{+-0.5} = x1.6 per sd is one prior sd.
+NOISE_SLOPE_PRIOR = (0.0, 0.5)
 _FIXED_NU = re.compile(r"^student_t\(\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\)$")
+
+
+def with_noise(likelihood: str, noise: str = "constant") -> str:
+    """The likelihood string of ``likelihood`` under noise model ``noise``.
+
+    ``with_noise("student_t", "loglinear") == "student_t+loglinear"``; the constant model
+    leaves the string unchanged (so default fits keep their names and compiled programs).
+
+    Raises
+    ------
+    ValueError
+        For an unknown noise model or likelihood.
+    """
+    if noise not in NOISE_MODELS:
+        raise ValueError(f"unknown noise model {noise!r}; choose one of {', '.join(NOISE_MODELS)}")
+    current = noise_model(likelihood)
+    if current != "constant" and noise != "constant" and current != noise:
+        raise ValueError(f"likelihood {likelihood!r} already has noise model {current!r}")
+    return likelihood if noise == "constant" or current == noise else f"{likelihood}+{noise}"
+
+
+@functools.cache
+def noise_model(likelihood: str) -> str:
+    """Noise model of a likelihood string: ``"student_t+loglinear"`` -> ``"loglinear"``."""
+    noise = str(likelihood).partition("+")[2]
+    noise = noise.strip() or "constant"
+    if noise not in NOISE_MODELS:
+        raise ValueError(
+            f"unknown noise model {noise!r} in likelihood {likelihood!r}; choose one of "
+            f"{', '.join(NOISE_MODELS)}"
+        )
+    return noise
+
+
+def noise_standardisation(log_x: dict, mask=None) -> dict:
+    """``{covariate: (m, s)}``: mean and standard deviation of each log covariate.
+
+    Over the points where ``mask`` is true (all when ``None``); a covariate that does not
+    vary gets :math:`s = 1`.  Works on numpy and JAX arrays alike, along the last axis.
+    """
+    out = {}
+    for c, v in log_x.items():
+        w = jnp.ones_like(v) if mask is None else jnp.asarray(mask, dtype=v.dtype)
+        n = jnp.maximum(jnp.sum(w, -1), 1.0)
+        m = jnp.sum(w * v, -1) / n
+        sd = jnp.sqrt(jnp.sum(w * (v - m[..., None]) ** 2, -1) / n)
+        out[c] = (m, jnp.where(sd > 1e-8, sd, 1.0))
+    return out
 
 
 @functools.cache
 def likelihood_family(likelihood: str) -> tuple[str, float | None]:
     """``(family, fixed_nu)`` of a likelihood string: ``"student_t(4)"`` -> ``("student_t", 4.0)``.
 
+    A noise-model suffix (``"student_t+loglinear"``) is ignored here (see :func:`noise_model`).
+
     Raises
     ------
     ValueError
         For an unknown likelihood or a fixed :math:`\\nu \\le 0`.
     """
+    noise_model(likelihood)  # raises on an unknown noise model
+    likelihood = str(likelihood).partition("+")[0].strip()
     if likelihood in LIKELIHOODS:
         return likelihood, None
     m = _FIXED_NU.match(str(likelihood).strip())
@@ -205,13 +283,16 @@ def observation_noise(rng, likelihood: str, values: dict, shape):
     """Numpy draws of the log-scale observation noise for parameter draws ``values``.
 
     ``values["sigma"]`` (and ``values["nu"]`` for a fitted Student-t) have shape ``(...)``;
-    the noise has ``shape = (..., points)``.  Numpy, so post-processing compiles nothing.
+    the noise has ``shape = (..., points)``.  ``values["sigma"]`` may instead be the scale at
+    each point, of shape ``shape`` (:meth:`Posterior.point_sigma` of a ``"loglinear"`` noise
+    model).  Numpy, so post-processing compiles nothing.
     """
     import numpy as np
     from scipy.special import erf, ndtr, ndtri
 
     family, fixed_nu = likelihood_family(likelihood)
-    sigma = np.asarray(values["sigma"])[..., None]
+    sigma = np.asarray(values["sigma"])
+    sigma = sigma if sigma.shape == tuple(shape) else sigma[..., None]
     if family == "student_t":
         nu = fixed_nu if fixed_nu is not None else np.asarray(values["nu"])[..., None]
         return sigma * rng.standard_t(np.broadcast_to(nu, shape))
@@ -251,11 +332,24 @@ class Posterior:
         """Whether the Student-t degrees of freedom are a fitted parameter."""
         return likelihood_family(self.likelihood) == ("student_t", None)
 
+    @property
+    def noise(self) -> str:
+        """Noise model: ``"constant"`` or ``"loglinear"`` (see the module docstring)."""
+        return noise_model(self.likelihood)
+
+    @cached_property
+    def noise_slopes(self) -> dict[str, str]:
+        """Covariate -> site name of its log-noise slope :math:`\\gamma_c` (``gamma_<c>``);
+        empty for constant noise."""
+        if self.noise != "loglinear":
+            return {}
+        return {c: f"gamma_{c}" for c in self.law.covariates}
+
     @cached_property
     def site_names(self) -> tuple[str, ...]:
         """Latent sites in the order of the flat parameter vector."""
         extra = ("sigma", "nu") if self.fits_nu else ("sigma",)
-        return (*self.law.parameter_names, *extra)
+        return (*self.law.parameter_names, *extra, *self.noise_slopes.values())
 
     @cached_property
     def prior_specs(self) -> dict[str, Prior]:
@@ -263,6 +357,8 @@ class Posterior:
         specs["sigma"] = self.law.sigma_prior
         if self.fits_nu:
             specs["nu"] = Prior("gamma", NU_PRIOR)
+        for name in self.noise_slopes.values():
+            specs[name] = Prior("normal", NOISE_SLOPE_PRIOR)
         return specs
 
     @cached_property
@@ -271,7 +367,29 @@ class Posterior:
         priors["sigma"] = self.law.sigma_prior.distribution()
         if self.fits_nu:
             priors["nu"] = dist.Gamma(*NU_PRIOR)
+        for name in self.noise_slopes.values():
+            priors[name] = dist.Normal(*NOISE_SLOPE_PRIOR)
         return priors
+
+    def point_sigma(self, values, log_x, reference_log_x=None, reference_mask=None):
+        """Noise scale at each point: :math:`\\sigma_0 \\exp(\\sum_c \\gamma_c u_c)`.
+
+        ``values`` are constrained draws (``sigma`` and the ``gamma_<c>`` broadcast against
+        ``log_x``); :math:`u_c` standardises ``log_x`` by :func:`noise_standardisation` of
+        ``reference_log_x`` (the fitted points; default ``log_x`` itself) under
+        ``reference_mask``.  For constant noise this is ``values["sigma"]`` unchanged.
+        """
+        sigma = values["sigma"]
+        if not self.noise_slopes:
+            return sigma
+        ref = noise_standardisation(
+            log_x if reference_log_x is None else reference_log_x, reference_mask
+        )
+        log_factor = 0.0
+        for c, name in self.noise_slopes.items():
+            m, sd = ref[c]
+            log_factor = log_factor + values[name] * (log_x[c] - m[..., None]) / sd[..., None]
+        return sigma * jnp.exp(log_factor)
 
     @property
     def dim(self) -> int:
@@ -281,7 +399,8 @@ class Posterior:
         """The NumPyro model (priors, law in log space, robust likelihood on log y)."""
         values = {k: numpyro.sample(k, d) for k, d in self.priors.items()}
         mu = self.law.log_mean(values, log_x)
-        obs = observation_dist(self.likelihood, mu, values["sigma"], values.get("nu"))
+        sigma = self.point_sigma(values, log_x, log_x, mask)
+        obs = observation_dist(self.likelihood, mu, sigma, values.get("nu"))
         with numpyro.handlers.mask(mask=True if mask is None else mask):
             numpyro.sample(self.law.response, obs, obs=log_y)
 
@@ -389,9 +508,8 @@ class Posterior:
         mu = self.law.formula.log(
             {**{k: jnp.exp(v) for k, v in log_x.items()}, **values}, {**log_x, **logs}
         )
-        ll = observation_logpdf(
-            self.likelihood, data["log_y"], mu, values["sigma"], values.get("nu")
-        )
+        sigma = self.point_sigma(values, log_x, log_x, data["mask"])
+        ll = observation_logpdf(self.likelihood, data["log_y"], mu, sigma, values.get("nu"))
         return lp, jnp.sum(jnp.where(data["mask"], ll, 0.0))
 
     def potential(self, z, data):
@@ -427,10 +545,15 @@ class Posterior:
         """:math:`\\log f` for constrained ``values`` (arrays broadcast against ``log_x``)."""
         return self.law.log_mean(values, log_x)
 
-    def pointwise_log_likelihood(self, values, log_x, log_y):
-        """Log-likelihood of each observed log response, broadcast over draws."""
+    def pointwise_log_likelihood(self, values, log_x, log_y, mask=None):
+        """Log-likelihood of each observed log response, broadcast over draws.
+
+        ``mask`` marks the fitted points (padding excluded) that standardise the covariates
+        of a ``"loglinear"`` noise model; default all.
+        """
         mu = self.log_mean(values, log_x)
-        return observation_logpdf(self.likelihood, log_y, mu, values["sigma"], values.get("nu"))
+        sigma = self.point_sigma(values, log_x, log_x, mask)
+        return observation_logpdf(self.likelihood, log_y, mu, sigma, values.get("nu"))
 
 
 TAU_PRIOR = Prior("halfnormal", (0.2,))  # spread of pooled parameters across groups

@@ -99,13 +99,15 @@ class FitResult:
         log_x = {k: jnp.asarray(v) for k, v in data.log_x.items()}
         ll, log_mu = _pointwise(posterior)(values, log_x, data.log_y)
         rng = np.random.default_rng(seed)
-        ppc = np.asarray(log_mu) + _noise(rng, posterior.likelihood, values, log_mu.shape)
+        noisy = _point_sigma_values(posterior, values, log_x, log_mu.shape)
+        ppc = np.asarray(log_mu) + _noise(rng, posterior.likelihood, noisy, log_mu.shape)
         point = np.arange(data.num_points)
         prior = _prior_draws(posterior, num_prior_draws, seed)
         log_prior_mu = np.asarray(
             posterior.log_mean({k: v[..., None] for k, v in prior.items()}, log_x)
         )
-        log_prior_pred = log_prior_mu + _noise(rng, posterior.likelihood, prior, log_prior_mu.shape)
+        noisy = _point_sigma_values(posterior, prior, log_x, log_prior_mu.shape)
+        log_prior_pred = log_prior_mu + _noise(rng, posterior.likelihood, noisy, log_prior_mu.shape)
         with np.errstate(over="ignore"):  # wide priors reach beyond float range: inf is honest
             prior_pred = np.exp(np.asarray(log_prior_pred))
         stats = _sample_stats(samples)
@@ -267,7 +269,12 @@ class FitResult:
         if kind == "mean":
             return np.asarray(self.posterior.log_mean(values, log_x))
         log_mu = np.asarray(self.posterior.log_mean(values, log_x))
-        noise = _noise(np.random.default_rng(seed), self.likelihood, self.draws(), log_mu.shape)
+        draws = self.draws()
+        if self.posterior.noise_slopes:  # loglinear noise: sigma(x), standardised by the fit's x
+            const = self.datatree.constant_data
+            fitted = {c: jnp.log(jnp.asarray(const[c].values)) for c in log_x}
+            draws = _point_sigma_values(self.posterior, draws, log_x, log_mu.shape, fitted)
+        noise = _noise(np.random.default_rng(seed), self.likelihood, draws, log_mu.shape)
         return log_mu + noise
 
     def predict_draws(self, new_data, *, kind: str = "observation", seed: int = 0) -> np.ndarray:
@@ -458,13 +465,26 @@ def _pointwise(posterior: Posterior):
     if key not in _POINTWISE:
 
         @jax.jit
-        def fn(values, log_x, log_y):
+        def fn(values, log_x, log_y, mask=None):
             v = {k: x[..., None] for k, x in values.items()}
-            ll = posterior.pointwise_log_likelihood(v, log_x, log_y)
+            ll = posterior.pointwise_log_likelihood(v, log_x, log_y, mask)
             return ll, posterior.log_mean(v, log_x)
 
         _POINTWISE[key] = fn
     return _POINTWISE[key]
+
+
+def _point_sigma_values(
+    posterior: Posterior, values: dict, log_x: dict, shape, reference_log_x=None, mask=None
+) -> dict:
+    """``values`` with ``sigma`` replaced by the noise scale at each point (``shape``) when
+    the noise model is ``"loglinear"`` (:meth:`Posterior.point_sigma`, covariates
+    standardised by the fitted points ``reference_log_x``); ``values`` unchanged otherwise."""
+    if not posterior.noise_slopes:
+        return values
+    v = {k: jnp.asarray(x)[..., None] for k, x in values.items()}
+    sigma = posterior.point_sigma(v, log_x, reference_log_x, mask)
+    return {**values, "sigma": np.broadcast_to(np.asarray(sigma), shape)}
 
 
 def _noise(rng: np.random.Generator, likelihood: str, values: dict, shape) -> np.ndarray:
@@ -554,12 +574,22 @@ class BatchResult:
             from bayescale.infer.batch import stack
 
             data = stack(fits, bucket=False)
-            ll, log_mu = jax.vmap(_pointwise(posterior))(values, data["log_x"], data["log_y"])
+            ll, log_mu = jax.vmap(_pointwise(posterior))(
+                values, data["log_x"], data["log_y"], data["mask"]
+            )
             ll, log_mu = np.asarray(ll), np.asarray(log_mu)
             mask = data["mask"][:, None, None, :]
             rng = np.random.default_rng(seed)
+            noisy = values
+            if posterior.noise_slopes:
+                sigma = jax.vmap(
+                    lambda v, lx, m: posterior.point_sigma(
+                        {k: x[..., None] for k, x in v.items()}, lx, lx, m
+                    )
+                )(values, data["log_x"], data["mask"])
+                noisy = {**values, "sigma": np.asarray(sigma)}
             with np.errstate(over="ignore", invalid="ignore"):  # padded points: masked below
-                ppc = np.exp(log_mu + _noise(rng, posterior.likelihood, values, log_mu.shape))
+                ppc = np.exp(log_mu + _noise(rng, posterior.likelihood, noisy, log_mu.shape))
             dims4 = (*sample_dims, "point")
             groups["log_likelihood"] = xr.Dataset(
                 {law.response: (dims4, np.where(mask, ll, np.nan))}, coords
