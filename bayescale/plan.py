@@ -574,6 +574,13 @@ _SCORERS: dict = {}
 
 def _scorer(posterior):
     """The jitted scorer of one posterior (law + likelihood), compiled once per process."""
+    if posterior.noise_slopes:
+        raise ValueError(
+            "next_runs / score_candidates simulate outcomes with a constant noise scale; this "
+            "result was fitted with a noise scale that varies with "
+            f"{sorted(posterior.noise_slopes)} (noise='loglinear'): refit with "
+            "noise='constant' to design runs"
+        )
     key = (json.dumps(posterior.law.to_spec(), sort_keys=True, default=str), posterior.likelihood)
     if key not in _SCORERS:
         _SCORERS[key] = jax.jit(
