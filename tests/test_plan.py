@@ -432,3 +432,12 @@ def test_campaigns_next_runs_shrink_the_target_more_than_random_and_grid():
     assert covered >= stats.binom.ppf(0.001, len(refits), 0.9), (covered, len(refits))
     if num >= 50:
         assert np.mean(refits.max_rhat < 1.01) > 0.8, refits.max_rhat.describe()
+
+
+def test_design_refuses_a_loglinear_noise_posterior():
+    """Run design simulates constant-noise outcomes: a loglinear-noise posterior is refused."""
+    from bayescale.model import Posterior, with_noise
+
+    posterior = Posterior(get_law("chinchilla"), with_noise("student_t", "loglinear"))
+    with pytest.raises(ValueError, match="noise='loglinear'"):
+        plan._scorer(posterior)
