@@ -1,0 +1,80 @@
+"""Where the first call of a Chinchilla fit goes: tracing, XLA compilation, sampling.
+
+Run ``python benchmarks/compile_time.py`` (about half a minute).  The persistent compilation
+cache is switched off (``BAYESCALE_CACHE_DIR=""`` before bayescale is imported), so the
+compile is measured cold.  The program is the one ``bayescale.fit`` runs (``build_sampler``
+with its defaults: 4 chains x 1000 warm-up + 1000 draws, MAP initialisation, chains split
+over the CPU devices); ``--init prior`` leaves out the MAP search to show its share, and
+``--likelihood normal`` the Student-t's.  Each stage is reported as wall and CPU seconds
+(CPU is what XLA compilation costs on a loaded machine).
+
+Data: ``../shared/data/chinchilla_epoch_svg_extracted.csv`` prepared as Epoch did
+(:func:`bayescale.datasets.chinchilla`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ["BAYESCALE_CACHE_DIR"] = ""  # must precede the bayescale import: time the compile
+
+import jax
+import numpy as np
+
+from bayescale import datasets
+from bayescale.data import prepare
+from bayescale.infer.batch import stack
+from bayescale.infer.nuts import SamplerOptions, build_sampler
+from bayescale.laws import get_law
+from bayescale.model import Posterior
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--init", choices=["map", "prior"], default="map")
+    parser.add_argument("--likelihood", default="student_t")
+    parser.add_argument("--data", default=None, help="the shared data folder")
+    args = parser.parse_args(argv)
+
+    law = get_law("chinchilla")
+    posterior = Posterior(law, args.likelihood)
+    frame = datasets.chinchilla(args.data)
+    data = stack([prepare(frame, law, {"n_params": "Model Size"})])
+    options = SamplerOptions(init=args.init)
+    devices = jax.devices()
+    usable = max(d for d in range(1, len(devices) + 1) if options.num_chains % d == 0)
+    run = build_sampler(posterior, options, devices=devices[:usable], shard="chains")
+    key = jax.random.key(0)[None]
+
+    w0, c0 = time.perf_counter(), _cpu()
+    lowered = run.lower(key, data)
+    w1, c1 = time.perf_counter(), _cpu()
+    compiled = lowered.compile()
+    w2, c2 = time.perf_counter(), _cpu()
+    out = jax.block_until_ready(compiled(key, data))
+    w3, c3 = time.perf_counter(), _cpu()
+    stages = [
+        ("trace + lower", w1 - w0, c1 - c0),
+        ("XLA compile", w2 - w1, c2 - c1),
+        ("compiled call", w3 - w2, c3 - c2),
+    ]
+    print(
+        f"Chinchilla fit program ({args.likelihood}, init={args.init}, 4 chains x 1000 + 1000 "
+        f"over {usable} device(s)); load average {os.getloadavg()[0]:.1f}"
+    )
+    for name, wall, cpu in stages:
+        print(f"  {name:14s} wall {wall:6.2f} s   cpu {cpu:6.2f} s")
+    total = sum(s[1] for s in stages)
+    print(f"  {'total':14s} wall {total:6.2f} s")
+    print(f"  leapfrog steps per draw {float(np.mean(out['n_steps'])):.1f}")
+
+
+if __name__ == "__main__":
+    main()
