@@ -173,16 +173,14 @@ def fit(
             flat_priors=flat_priors,
         )
         out = run_mode_fit(run, key[None], stack([fit_data]))
-        samples = {k: v[0] for k, v in out.items()}
-        result = FitResult.from_samples(
+        return _one_fit_result(
             posterior,
             fit_data,
-            samples,
-            seed=seed_int,
-            sampler_attrs=_mode_attrs(method, samples, num_starts, map_steps, flat_priors),
+            out,
+            seed_int,
+            warn,
+            lambda samples: _mode_attrs(method, samples, num_starts, map_steps, flat_priors),
         )
-        result.check_convergence(warn=warn)
-        return result
     if flat_priors:
         raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
     key, seed_int = _seed_key(seed)
@@ -195,13 +193,13 @@ def fit(
         posterior, options, progress_bar=progress_bar, devices=devices[:usable], shard="chains"
     )
     out = jax.device_get(run(key[None], stack([fit_data])))
-    samples = {k: v[0] for k, v in out.items()}
-    result = FitResult.from_samples(
+    return _one_fit_result(
         posterior,
         fit_data,
-        samples,
-        seed=seed_int,
-        sampler_attrs={
+        out,
+        seed_int,
+        warn,
+        lambda samples: {
             "sampler": "numpyro NUTS (functional), MAP-initialised, windowed adaptation",
             "num_warmup": num_warmup,
             "thin": thin,
@@ -210,6 +208,15 @@ def fit(
             "map_failed": int(not np.isfinite(samples["map_potential"])),
             "map_failed_starts": int(samples["map_failed_starts"]),
         },
+    )
+
+
+def _one_fit_result(posterior, fit_data, out, seed: int, warn: bool, attrs) -> FitResult:
+    """The :class:`FitResult` of a one-fit program's output (leading fit axis of size 1),
+    its convergence checked; ``attrs(samples)`` gives the sampler's attributes."""
+    samples = {k: v[0] for k, v in out.items()}
+    result = FitResult.from_samples(
+        posterior, fit_data, samples, seed=seed, sampler_attrs=attrs(samples)
     )
     result.check_convergence(warn=warn)
     return result
