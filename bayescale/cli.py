@@ -128,11 +128,11 @@ def _fit_options(args) -> dict:
     return {
         "columns": _pairs(args.column, "--column") or None,
         "likelihood": args.likelihood,
+        "noise": args.noise,
         "num_chains": args.chains,
         "num_warmup": args.warmup,
         "num_samples": args.samples,
         "seed": args.seed,
-        "warn": False,
     }
 
 
@@ -140,7 +140,7 @@ def _cmd_fit(args) -> int:
     import bayescale
 
     data = _read_csv(args.csv)
-    options = _fit_options(args)
+    options = {**_fit_options(args), "method": args.method, "warn": False}
     if args.by:
         by = args.by[0] if len(args.by) == 1 else args.by
         batch = bayescale.fit_batch(data, args.law, by=by, **options)
@@ -287,13 +287,8 @@ def _cmd_backtest(args) -> int:
         by=by,
         split=split,
         on=args.on,
-        columns=_pairs(args.column, "--column") or None,
         baseline=args.baseline,
-        likelihood=args.likelihood,
-        num_chains=args.chains,
-        num_warmup=args.warmup,
-        num_samples=args.samples,
-        seed=args.seed,
+        **_fit_options(args),
     )
     print(
         f"backtest of law {result.batch.law.id!r}: split {split!r}, "
@@ -319,22 +314,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("laws", help="list the catalogue of scaling laws")
     p.set_defaults(func=_cmd_laws)
 
-    p = sub.add_parser("fit", help="fit a law to a CSV file, save the posterior (netCDF)")
-    p.add_argument("csv", help="CSV file, one row per run")
-    p.add_argument(
+    # what `fit` and `backtest` share: the law, the column mapping and the fit's options
+    fitting = argparse.ArgumentParser(add_help=False)
+    fitting.add_argument(
         "--law", required=True, help="catalogue id, formula string or path to a law .toml file"
     )
-    p.add_argument(
+    fitting.add_argument(
         "--column",
         action="append",
         metavar="LAW_VAR=CSV_COL",
         help="map a law variable to a CSV column (repeatable)",
     )
-    p.add_argument("--likelihood", choices=("student_t", "normal"), default="student_t")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    fitting.add_argument(
+        "--likelihood",
+        default="student_t",
+        help="student_t (default, nu fitted), student_t(NU) (nu fixed), normal or huber",
+    )
+    fitting.add_argument(
+        "--noise",
+        choices=("constant", "loglinear"),
+        default="constant",
+        help="noise scale: constant (default) or log-linear in the log covariates",
+    )
+    fitting.add_argument("--chains", type=int, default=4)
+    fitting.add_argument("--warmup", type=int, default=1000)
+    fitting.add_argument("--samples", type=int, default=1000)
+    fitting.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser(
+        "fit", parents=[fitting], help="fit a law to a CSV file, save the posterior (netCDF)"
+    )
+    p.add_argument("csv", help="CSV file, one row per run")
+    p.add_argument(
+        "--method",
+        choices=("nuts", "map", "laplace"),
+        default="nuts",
+        help="nuts (default), map (optimisation only) or laplace (Gaussian at the MAP)",
+    )
     p.add_argument(
         "--by",
         action="append",
@@ -414,12 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
-        "backtest", help="fit the early part of each curve, score predictions of the rest"
+        "backtest",
+        parents=[fitting],
+        help="fit the early part of each curve, score predictions of the rest",
     )
     p.add_argument("csv", help="CSV file, one row per observation")
-    p.add_argument(
-        "--law", required=True, help="catalogue id, formula string or path to a law .toml file"
-    )
     p.add_argument(
         "--by", action="append", metavar="COLUMN", help="column naming the curves (repeatable)"
     )
@@ -434,18 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit the rows with the covariate below VALUE instead, e.g. n_params=1e9",
     )
     p.add_argument("--on", help="covariate --fit-fraction applies to (default: the only one)")
-    p.add_argument(
-        "--column",
-        action="append",
-        metavar="LAW_VAR=CSV_COL",
-        help="map a law variable to a CSV column (repeatable)",
-    )
     p.add_argument("--baseline", choices=("least_squares", "huber"), default="least_squares")
-    p.add_argument("--likelihood", choices=("student_t", "normal"), default="student_t")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="also save the table (.csv)")
     p.set_defaults(func=_cmd_backtest)
     return parser

@@ -107,6 +107,7 @@ def test_bad_column_mapping_is_one_error_line(tmp_path, capsys):
         (["fit", "{csv}", "--law", "no_such_law", "--out", "{tmp}/x.nc"], "no_such_law"),
         (["fit", "{csv}", "--law", "kaplan_n", "--column", "n_params", "--out", "x"], "--column"),
         (["predict", "{tmp}/nothing.nc", "--at", "n_params=1"], "nothing.nc"),
+        (["fit", "{csv}", "--law", "kaplan_n", "--likelihood", "cauchy", "--out", "x"], "cauchy"),
         (["demo", "--law", "E + A * n_params**-alpha", "--out-dir", "{tmp}"], "reference"),
     ],
 )
@@ -126,6 +127,15 @@ def test_predict_rejects_malformed_points(demo, capsys):
     assert "n_params" in _error_line(capsys)
     assert main(["predict", str(nc), "--at", "n_params=1e9", "--at", "N=1e8,x=2"]) == 2
     assert "same covariates" in _error_line(capsys)
+
+
+def test_fit_options_reach_the_fit(tmp_path, capsys):
+    csv, nc = tmp_path / "runs.csv", tmp_path / "map.nc"
+    simulate("kaplan_n", num_points=12, seed=1).to_csv(csv, index=False)
+    argv = ["fit", str(csv), "--law", "kaplan_n", "--method", "map", "--likelihood", "huber"]
+    assert main([*argv, "--out", str(nc)]) == 0
+    attrs = FitResult.load(nc).datatree.attrs
+    assert (attrs["method"], attrs["likelihood"]) == ("map", "huber")
 
 
 def test_usage_errors_exit_2():
