@@ -262,20 +262,10 @@ class FitResult:
 
     # ------------------------------------------------------------------ predictions
     def _log_prediction_draws(self, new: FitData, kind: str, seed: int) -> np.ndarray:
-        if kind not in ("observation", "mean"):
-            raise ValueError(f"kind must be 'observation' or 'mean', got {kind!r}")
-        values = {k: jnp.asarray(v)[..., None] for k, v in self.draws().items()}
-        log_x = {k: jnp.asarray(v) for k, v in new.log_x.items()}
-        if kind == "mean":
-            return np.asarray(self.posterior.log_mean(values, log_x))
-        log_mu = np.asarray(self.posterior.log_mean(values, log_x))
-        draws = self.draws()
-        if self.posterior.noise_slopes:  # loglinear noise: sigma(x), standardised by the fit's x
-            const = self.datatree.constant_data
-            fitted = {c: jnp.log(jnp.asarray(const[c].values)) for c in log_x}
-            draws = _point_sigma_values(self.posterior, draws, log_x, log_mu.shape, fitted)
-        noise = _noise(np.random.default_rng(seed), self.likelihood, draws, log_mu.shape)
-        return log_mu + noise
+        const = self.datatree.constant_data
+        fitted = {c: np.log(const[c].values) for c in self.law.covariates}
+        rng = np.random.default_rng(seed)
+        return _log_predictions(self.posterior, self.draws(), new.log_x, kind, rng, fitted)
 
     def predict_draws(self, new_data, *, kind: str = "observation", seed: int = 0) -> np.ndarray:
         """Draws of the response at ``new_data``, shape ``(chain, draw, point)``."""
@@ -316,33 +306,12 @@ class FitResult:
         if not all(0 < q < 1 for q in qs):
             raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
         new = covariate_frame(self.law, new_data, self.columns)
-        log_draws = self._log_prediction_draws(new, kind, seed)
-        draws = np.exp(log_draws)
-        flat = draws.reshape(-1, draws.shape[-1])
-        out = new.frame.rename(columns=new.columns).reset_index(drop=True)
-        out["mean"] = flat.mean(axis=0)
-        for q, col in zip(qs, map(quantile_column, qs), strict=True):
-            out[col] = np.quantile(flat, q, axis=0)
-        beyond = self._decades_beyond(new)
-        out["decades_beyond"] = beyond.max(axis=1).to_numpy() if len(beyond.columns) else 0.0
-        out["extrapolation"] = [
-            ", ".join(f"{c} {v:+.2g} dec" for c, v in row.items() if v != 0) or "interpolation"
-            for _, row in self._signed_decades(new).iterrows()
-        ]
+        draws = np.exp(self._log_prediction_draws(new, kind, seed))
+        observed = self.datatree.constant_data
+        fitted = {c: np.log(observed[c].values) for c in self.law.covariates}
+        out = _prediction_table(new, draws, qs, fitted)
         self._store_predictions(new, draws, kind)
         return out
-
-    def _signed_decades(self, new: FitData) -> pd.DataFrame:
-        observed = self.datatree.constant_data
-        cols = {}
-        for c in self.law.covariates:
-            lo, hi = np.log10(float(observed[c].min())), np.log10(float(observed[c].max()))
-            x = new.log_x[c] / np.log(10)
-            cols[new.columns[c]] = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
-        return pd.DataFrame(cols)
-
-    def _decades_beyond(self, new: FitData) -> pd.DataFrame:
-        return self._signed_decades(new).abs()
 
     def _store_predictions(self, new: FitData, draws: np.ndarray, kind: str) -> None:
         point = np.arange(draws.shape[-1])
@@ -503,6 +472,53 @@ def _prior_draws(posterior: Posterior, num: int, seed: int) -> dict[str, np.ndar
         "gamma": lambda a: rng.gamma(a[0], 1.0 / a[1], num),
     }
     return {name: samplers[prior.kind](prior.args) for name, prior in posterior.prior_specs.items()}
+
+
+def _log_predictions(
+    posterior: Posterior, values: dict, log_x: dict, kind: str, rng, fitted_log_x: dict, mask=None
+) -> np.ndarray:
+    """Draws of the log response at ``log_x``: the law (``kind="mean"``) or a new run.
+
+    ``values`` are parameter draws of shape ``(...)`` (a point axis is appended) and ``log_x``
+    broadcasts against ``(..., points)``; ``fitted_log_x`` (and its ``mask``) are the fitted
+    points, against which a ``"loglinear"`` noise model standardises its covariates.
+    """
+    if kind not in ("observation", "mean"):
+        raise ValueError(f"kind must be 'observation' or 'mean', got {kind!r}")
+    v = {k: jnp.asarray(x)[..., None] for k, x in values.items()}
+    log_x = {k: jnp.asarray(x) for k, x in log_x.items()}
+    log_mu = np.asarray(posterior.log_mean(v, log_x))
+    if kind == "mean":
+        return log_mu
+    fitted = {c: jnp.asarray(fitted_log_x[c]) for c in log_x}
+    noisy = _point_sigma_values(posterior, values, log_x, log_mu.shape, fitted, mask)
+    return log_mu + _noise(rng, posterior.likelihood, noisy, log_mu.shape)
+
+
+def _prediction_table(new: FitData, draws: np.ndarray, quantiles, fitted_log_x: dict):
+    """Covariates, ``mean``, quantile columns and the extrapolation columns of ``predict``.
+
+    ``draws`` has shape ``(..., points)``; ``fitted_log_x[c]`` holds the fitted points'
+    log covariate, one row per prediction point or one row for all (NaN: padding).
+    """
+    flat = draws.reshape(-1, draws.shape[-1])
+    out = new.frame.rename(columns=new.columns).reset_index(drop=True)
+    out["mean"] = flat.mean(axis=0)
+    for q, col in zip(quantiles, map(quantile_column, quantiles), strict=True):
+        out[col] = np.quantile(flat, q, axis=0)
+    signed = {}
+    for c in new.log_x:
+        fitted = np.asarray(fitted_log_x[c]) / np.log(10)
+        lo, hi = np.nanmin(fitted, axis=-1), np.nanmax(fitted, axis=-1)
+        x = new.log_x[c] / np.log(10)
+        signed[new.columns[c]] = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
+    signed = pd.DataFrame(signed)
+    out["decades_beyond"] = signed.abs().max(axis=1).to_numpy() if len(signed.columns) else 0.0
+    out["extrapolation"] = [
+        ", ".join(f"{c} {v:+.2g} dec" for c, v in row.items() if v != 0) or "interpolation"
+        for _, row in signed.iterrows()
+    ]
+    return out
 
 
 class BatchResult:
@@ -750,8 +766,8 @@ class BatchResult:
             dt.attrs.update({k: v[i] for k, v in stats.items()})
         return FitResult(dt, self.law, self.likelihood, self.columns)
 
-    def predict(self, new_data, **kwargs) -> pd.DataFrame:
-        """Predictions per fit: ``new_data`` carries the ``by`` column(s), kept in the output."""
+    def _prediction_inputs(self, new_data) -> tuple[pd.DataFrame, FitData, np.ndarray]:
+        """The rows, their validated covariates and the index of each row's fit."""
         from bayescale.data import DataError
 
         frame = new_data if isinstance(new_data, pd.DataFrame) else pd.DataFrame(new_data)
@@ -759,15 +775,84 @@ class BatchResult:
         missing = [b for b in by if b not in frame.columns]
         if missing:
             raise DataError(f"prediction inputs need the group column(s) {missing}")
-        parts = []
-        for key, rows in frame.groupby(by, sort=False):
-            label = key[0] if isinstance(self.by, str) else "/".join(map(str, key))
-            pred = self[_match_label(self.labels, label)].predict(rows.drop(columns=by), **kwargs)
-            for b, v in zip(by, key if isinstance(key, tuple) else (key,), strict=True):
-                pred.insert(0, b, v)
-            pred.index = rows.index
-            parts.append(pred)
-        return pd.concat(parts).loc[frame.index]
+        keys = frame[by].astype(str).agg("/".join, axis=1)
+        index = {str(label): i for i, label in enumerate(self.labels)}
+        unknown = sorted(set(keys) - set(index))
+        if unknown:
+            raise DataError(
+                f"prediction inputs name fit(s) {unknown[:5]} that are not in this result "
+                f"(its {len(index)} fits include {self.labels[:5]})"
+            )
+        new = covariate_frame(self.law, frame.drop(columns=by), self.columns)
+        return frame, new, keys.map(index).to_numpy()
+
+    def _log_prediction_draws(
+        self, new: FitData, fit_index: np.ndarray, kind: str, seed: int, max_numbers: float = 2e7
+    ) -> np.ndarray:
+        """Draws of the log response, ``(chain, draw, row)``, each row under its own fit.
+
+        All rows of a set of fits are evaluated at once: the fits' rows padded to a
+        ``(fits, rows)`` grid against draws ``(chain, draw, fits)``, in chunks of fits of at
+        most ``max_numbers`` draws.
+        """
+        post, const = self.datatree.posterior, self.datatree.constant_data
+        fits, inverse = np.unique(fit_index, return_inverse=True)
+        rank = pd.Series(inverse).groupby(inverse).cumcount().to_numpy()
+        width = int(rank.max()) + 1
+        c, d = post.sizes["chain"], post.sizes["draw"]
+        per_chunk = max(1, int(max_numbers // (c * d * width)))
+        rng = np.random.default_rng(seed)
+        out = np.empty((c, d, len(fit_index)))
+        for start in range(0, len(fits), per_chunk):
+            chunk = fits[start : start + per_chunk]
+            rows = np.flatnonzero((inverse >= start) & (inverse < start + len(chunk)))
+            f, r = inverse[rows] - start, rank[rows]
+            values = {k: np.moveaxis(post[k].values[chunk], 0, -1) for k in self.parameter_names}
+            log_x = {}
+            for cv, x in new.log_x.items():
+                grid = np.full((len(chunk), width), x[rows[0]])
+                grid[f, r] = x[rows]
+                log_x[cv] = grid
+            fitted = {cv: np.log(const[cv].values[chunk]) for cv in self.law.covariates}
+            mask = np.isfinite(fitted[self.law.covariates[0]])
+            fitted = {cv: np.where(mask, v, 0.0) for cv, v in fitted.items()}
+            with np.errstate(over="ignore", invalid="ignore"):  # padded cells: dropped below
+                log_draws = _log_predictions(self.posterior, values, log_x, kind, rng, fitted, mask)
+            out[:, :, rows] = log_draws[:, :, f, r]
+        return out
+
+    def predict_draws(self, new_data, *, kind: str = "observation", seed: int = 0) -> np.ndarray:
+        """Draws of the response at each row of ``new_data`` under the fit its ``by`` column(s)
+        name, shape ``(chain, draw, row)``."""
+        _, new, fit_index = self._prediction_inputs(new_data)
+        return np.exp(self._log_prediction_draws(new, fit_index, kind, seed))
+
+    def predict(
+        self,
+        new_data,
+        *,
+        quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
+        kind: str = "observation",
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Predictions per fit, as :meth:`FitResult.predict`, all rows in one evaluation.
+
+        ``new_data`` carries the ``by`` column(s), which name each row's fit and are kept in
+        the output (first, in the input's row order and index); ``decades_beyond`` and
+        ``extrapolation`` are measured against each row's own fitted range.
+        """
+        qs = [float(q) for q in quantiles]
+        if not all(0 < q < 1 for q in qs):
+            raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+        frame, new, fit_index = self._prediction_inputs(new_data)
+        draws = np.exp(self._log_prediction_draws(new, fit_index, kind, seed))
+        const = self.datatree.constant_data
+        fitted = {c: np.log(const[c].values[fit_index]) for c in self.law.covariates}
+        out = _prediction_table(new, draws, qs, fitted)
+        by = [self.by] if isinstance(self.by, str) else list(self.by)
+        out = pd.concat([frame[by].reset_index(drop=True), out], axis=1)
+        out.index = frame.index
+        return out
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -777,10 +862,3 @@ class BatchResult:
     def __repr__(self) -> str:
         n_ok = int((self.status == Status.converged.value).sum())
         return f"<BatchResult law={self.law.id!r} fits={len(self)} converged={n_ok}>"
-
-
-def _match_label(labels: list, label):
-    for candidate in labels:
-        if candidate == label or str(candidate) == str(label):
-            return candidate
-    return label

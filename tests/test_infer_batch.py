@@ -105,6 +105,33 @@ def test_predict_keeps_group_columns(batch):
         batch.predict(pd.DataFrame({"token_index": [10.0]}))
 
 
+def test_batched_predict_equals_each_fits_own_predict(batch):
+    """All rows are evaluated in one pass over a padded (fits, rows) grid; each row must get
+    exactly what its fit's own ``predict`` gives (law draws), whatever the row order."""
+    new = pd.DataFrame(
+        {"size": ["m1", "m0", "m1", "m2", "m1"], "token_index": [3.0, 1e3, 1e5, 20.0, 1e3]},
+        index=[10, 11, 12, 13, 14],
+    )
+    pred = batch.predict(new, kind="mean")
+    assert list(pred.index) == list(new.index)
+    for i, row in new.iterrows():
+        alone = batch[row["size"]].predict(new.loc[[i], ["token_index"]], kind="mean")
+        for col in ("mean", "q5", "q50", "q95", "decades_beyond"):
+            np.testing.assert_allclose(pred.loc[i, col], alone[col].iloc[0], rtol=1e-12)
+        assert pred.loc[i, "extrapolation"] == alone["extrapolation"].iloc[0]
+    draws = batch.predict_draws(new, kind="observation", seed=1)
+    assert draws.shape == (2, 400, 5)
+    law = batch.predict_draws(new, kind="mean")
+    # observation draws scatter around the law's draws by the fitted noise scale
+    spread = np.log(draws / law).std(axis=(0, 1))
+    sigma = (
+        batch.datatree.posterior["sigma"].sel(size=new["size"].to_numpy()).mean(("chain", "draw"))
+    )
+    np.testing.assert_allclose(spread, sigma.values, rtol=0.25)
+    with pytest.raises(bayescale.DataError, match="m9"):
+        batch.predict(pd.DataFrame({"size": ["m9"], "token_index": [10.0]}))
+
+
 def test_bad_curve_is_named():
     data = _curves()
     data.loc[5, "loss"] = np.nan
