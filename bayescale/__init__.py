@@ -46,7 +46,7 @@ from bayescale.api import fit, fit_batch  # noqa: E402
 from bayescale.compare import compare  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.laws import FormulaError, LawError  # noqa: E402
-from bayescale.result import BatchResult, ConvergenceWarning, FitResult, Status  # noqa: E402
+from bayescale.result import BatchResult, ConvergenceWarning, FitResult, Status, load  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -63,6 +63,7 @@ __all__ = [
     "fit",
     "fit_batch",
     "laws",
+    "load",
     "plan",
     "plot",
     "simulate",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -21,6 +22,7 @@ from bayescale.result import (
     BatchResult,
     FitResult,
     _rhat,
+    keep_draws,
     mode_failure,
 )
 
@@ -249,6 +251,7 @@ def fit_batch(
     method: str = "nuts",
     map_steps: int = 500,
     flat_priors: bool = False,
+    keep: int | None = None,
 ) -> BatchResult:
     """Fit one law to many independent curves in one compiled, vmapped program.
 
@@ -259,6 +262,14 @@ def fit_batch(
     lengths are padded and masked.  Fits are processed
     in chunks of ``chunk_size`` (default: what fits in ~4 GiB), each chunk one call of the
     same compiled program, its fit axis split over ``devices`` (default: all JAX devices).
+
+    ``keep`` (for very large batches) bounds what is held for all fits: as each chunk
+    arrives, its per-fit r̂, bulk/tail ESS, divergences and the mean, sd and quantiles
+    (:data:`bayescale.result.SUMMARY_QUANTILES`) of every parameter are computed from all
+    draws, and only ``keep`` evenly spaced draws per chain are kept in the DataTree
+    (``diagnostics``, ``status`` and ``summary()`` report the numbers of all draws; the
+    group ``all_draws_summary`` holds them).  Memory then grows with ``keep``, not with
+    ``num_samples``; ``thin`` instead thins inside the sampler.
 
     A curve with fewer points than the law has parameters + 2 is still fitted (its posterior
     is mostly prior) but reported as ``failed`` with the reason; bad values (NaN, inf,
@@ -282,6 +293,8 @@ def fit_batch(
     _check_method(method)
     if flat_priors and method != "map":
         raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
+    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 4):
+        raise ValueError(f"keep must be None or an integer >= 4 (draws per chain), got {keep!r}")
     law = get_law(law, priors=priors)
     posterior = Posterior(law, with_noise(likelihood, noise))
     fits, labels, reasons = _split_curves(data, law, by, columns)
@@ -315,6 +328,7 @@ def fit_batch(
         devices=devices,
         chunk_size=chunk_size,
         progress_bar=progress_bar,
+        reduce=None if keep is None else partial(keep_draws, posterior, keep=keep),
     )
     map_failed = ~np.isfinite(samples["map_potential"])
     for i in np.flatnonzero(map_failed):

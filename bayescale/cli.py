@@ -164,14 +164,28 @@ def _cmd_fit(args) -> int:
     return 0
 
 
-def _load(path: str):
-    from bayescale import FitResult
+def _load(path: str, label: str | None = None):
+    """The saved result at ``path``; for a batch, its fit ``label`` (``--fit``)."""
+    from bayescale.result import BatchResult, load
 
-    return FitResult.load(path)
+    result = load(path)
+    if not isinstance(result, BatchResult):
+        if label is not None:
+            raise ValueError(f"--fit applies to a batch of fits; {path!r} holds one fit")
+        return result
+    if label is None:
+        raise ValueError(
+            f"{path!r} holds {len(result)} fits by {result.dim}: choose one with --fit LABEL "
+            f"(labels: {', '.join(map(str, result.labels[:5]))}{' ...' if len(result) > 5 else ''})"
+        )
+    match = [x for x in result.labels if str(x) == label]
+    if not match:
+        raise ValueError(f"--fit {label!r}: no such fit in {path!r}; labels: {result.labels[:5]}")
+    return result[match[0]]
 
 
 def _cmd_predict(args) -> int:
-    result = _load(args.result)
+    result = _load(args.result, args.fit)
     points = [_point(text) for text in args.at]
     keys = list(points[0])
     for p in points[1:]:
@@ -185,7 +199,7 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    result = _load(args.result)
+    result = _load(args.result, args.fit)
     path = _save_bands(result, args.output, x=args.x, extend=args.extend, kind=args.kind)
     print(f"saved plot: {path}")
     return 0
@@ -376,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="observation",
         help="'observation': a new run, noise included (default); 'mean': the law itself",
     )
+    p.add_argument("--fit", metavar="LABEL", help="for a batch result: the fit to predict with")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("plot", help="plot data, posterior bands and extrapolation")
@@ -384,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", help="covariate on the horizontal axis (default: the first)")
     p.add_argument("--extend", type=float, default=1.0, help="decades to extrapolate")
     p.add_argument("--kind", choices=("mean", "observation"), default="mean")
+    p.add_argument("--fit", metavar="LABEL", help="for a batch result: the fit to plot")
     p.set_defaults(func=_cmd_plot)
 
     p = sub.add_parser(

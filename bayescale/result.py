@@ -340,21 +340,11 @@ class FitResult:
 
     @classmethod
     def load(cls, path: str | Path) -> FitResult:
-        """Read a result written by :meth:`save`."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved result at {str(path)!r}")
-        with xr.open_datatree(path, engine="h5netcdf") as opened:
-            dt = opened.load()
-        try:
-            law = law_from_spec(json.loads(dt.attrs["law"]))
-            likelihood = dt.attrs["likelihood"]
-            columns = json.loads(dt.attrs["columns"])
-        except KeyError as err:
-            raise ValueError(
-                f"{str(path)!r} is not a bayescale result (no {err} attribute)"
-            ) from None
-        return cls(dt, law, likelihood, columns)
+        """Read a result written by :meth:`save` (see :func:`load` for either kind)."""
+        result = load(path)
+        if not isinstance(result, cls):
+            raise ValueError(f"{str(path)!r} holds a batch of fits: use BatchResult.load")
+        return result
 
     def __repr__(self) -> str:
         d = self.diagnostics
@@ -364,6 +354,32 @@ class FitResult:
             f"max_rhat={d['max_rhat']:.3f} min_ess_bulk={d['min_ess_bulk']:.0f} "
             f"divergent={d['num_divergent']}>"
         )
+
+
+def load(path: str | Path) -> FitResult | BatchResult:
+    """Read a result saved by :meth:`FitResult.save` or :meth:`BatchResult.save`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is not a saved bayescale result.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved result at {str(path)!r}")
+    with xr.open_datatree(path, engine="h5netcdf") as opened:
+        dt = opened.load()
+    try:
+        law = law_from_spec(json.loads(dt.attrs["law"]))
+        likelihood = dt.attrs["likelihood"]
+        columns = json.loads(dt.attrs["columns"])
+    except KeyError as err:
+        raise ValueError(f"{str(path)!r} is not a bayescale result (no {err} attribute)") from None
+    if "by" in dt.attrs:
+        return BatchResult(dt, law, likelihood, columns, json.loads(dt.attrs["by"]))
+    return FitResult(dt, law, likelihood, columns)
 
 
 def _rhat(post: xr.Dataset) -> xr.Dataset:
@@ -521,6 +537,58 @@ def _prediction_table(new: FitData, draws: np.ndarray, quantiles, fitted_log_x: 
     return out
 
 
+#: DataTree group of a ``fit_batch(..., keep=...)`` result holding, per fit, the
+#: convergence numbers and the summary of every draw (the groups hold the kept draws).
+ALL_DRAWS = "all_draws_summary"
+#: Quantiles stored per fit and parameter when draws are thinned by ``keep``.
+SUMMARY_QUANTILES = (0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975)
+
+
+def convergence_numbers(values: dict, names: Sequence[str], diverging) -> dict[str, np.ndarray]:
+    """Per fit: max split r̂, min bulk/tail ESS over ``names``, divergences, draws.
+
+    ``values[name]`` and ``diverging`` have shape ``(fit, chain, draw)``.  The statistics are
+    arviz-stats' (:mod:`bayescale.diagnostics`, all fits at once); a one-chain fit gets the
+    r̂ of its two halves, as :class:`FitResult` does.
+    """
+    x = np.stack([np.moveaxis(values[n], 0, -1) for n in names], axis=-1)  # (c, d, fit, par)
+    if x.shape[0] == 1:  # one chain: its two halves
+        half = x.shape[1] // 2
+        halves = np.concatenate([x[:, :half], x[:, half : 2 * half]], axis=0)
+    else:
+        halves = x
+    return {
+        "max_rhat": batch_diagnostics.rhat(halves).max(axis=-1),
+        "min_ess_bulk": batch_diagnostics.ess_bulk(x).min(axis=-1),
+        "min_ess_tail": batch_diagnostics.ess_tail(x).min(axis=-1),
+        "num_divergent": np.asarray(diverging).sum(axis=(1, 2)),
+        "num_draws": np.full(x.shape[2], x.shape[0] * x.shape[1]),
+    }
+
+
+def keep_draws(posterior: Posterior, samples: dict, keep: int) -> dict:
+    """Reduce one chunk of sampler output (leading fit axis) to ``keep`` draws per chain.
+
+    Before the other draws are dropped, every fit's convergence numbers
+    (:func:`convergence_numbers`) and the mean, sd and :data:`SUMMARY_QUANTILES` of each
+    parameter are computed from all of them and returned under ``samples["all_draws"]``.
+    The kept draws are evenly spaced over each chain.
+    """
+    values = {k: np.asarray(v) for k, v in posterior.constrain(samples["z"]).items()}
+    summary = convergence_numbers(values, posterior.site_names, samples["diverging"])
+    for name, v in values.items():
+        flat = v.reshape(v.shape[0], -1)
+        summary[f"{name}_mean"], summary[f"{name}_sd"] = flat.mean(axis=1), flat.std(axis=1)
+        for q in SUMMARY_QUANTILES:
+            summary[f"{name}_{quantile_column(q)}"] = np.quantile(flat, q, axis=1)
+    num_draws = samples["z"].shape[2]
+    index = np.unique(np.linspace(0, num_draws - 1, min(keep, num_draws)).round().astype(int))
+    per_fit = ("map_potential", "map_failed_starts", "inverse_mass_matrix")
+    out = {k: (v if k in per_fit else np.asarray(v)[:, :, index]) for k, v in samples.items()}
+    out["all_draws"] = summary
+    return out
+
+
 class BatchResult:
     """Posteriors of many independent fits of one law (``fit_batch``).
 
@@ -613,6 +681,11 @@ class BatchResult:
             groups["posterior_predictive"] = xr.Dataset(
                 {law.response: (dims4, np.where(mask, ppc, np.nan))}, coords
             )
+        if "all_draws" in samples:
+            groups[ALL_DRAWS] = xr.Dataset(
+                {k: ((dim,), np.asarray(v)) for k, v in samples["all_draws"].items()},
+                coords={dim: list(labels)},
+            )
         dt = xr.DataTree.from_dict(groups)
         dt.attrs = {
             "law": json.dumps(law.to_spec(), default=float),
@@ -665,31 +738,25 @@ class BatchResult:
             )
             return frame
 
-        post = self.datatree.posterior.dataset
-        x = np.stack(  # (chain, draw, fit, parameter)
-            [post[n].transpose("chain", "draw", self.dim).values for n in self.parameter_names],
-            axis=-1,
-        )
-        if x.shape[0] == 1:  # one chain: its two halves
-            half = x.shape[1] // 2
-            halves = np.concatenate([x[:, :half], x[:, half : 2 * half]], axis=0)
+        if ALL_DRAWS in self.datatree.children:  # fit_batch(keep=...): from all draws
+            conv = {k: v.values for k, v in self.datatree[ALL_DRAWS].dataset.items()}
         else:
-            halves = x
-        rhat = batch_diagnostics.rhat(halves).max(axis=-1)
-        bulk = batch_diagnostics.ess_bulk(x).min(axis=-1)
-        tail = batch_diagnostics.ess_tail(x).min(axis=-1)
-        div = self.datatree.sample_stats["diverging"].sum(("chain", "draw")).values
+            post, names = self.datatree.posterior.dataset, self.parameter_names
+            conv = convergence_numbers(
+                {n: post[n].transpose(self.dim, "chain", "draw").values for n in names},
+                names,
+                self.datatree.sample_stats["diverging"].values,
+            )
         chains = int(self.datatree.posterior.sizes["chain"])
-        draws = int(self.datatree.posterior.sizes["draw"])
         reasons = json.loads(self.datatree.attrs.get("failure_reasons", "{}"))
         rows = []
         for i, label in enumerate(self.labels):
             d = {
-                "max_rhat": float(rhat[i]),
-                "min_ess_bulk": float(bulk[i]),
-                "min_ess_tail": float(tail[i]),
-                "num_divergent": int(div[i]),
-                "num_draws": chains * draws,
+                "max_rhat": float(conv["max_rhat"][i]),
+                "min_ess_bulk": float(conv["min_ess_bulk"][i]),
+                "min_ess_tail": float(conv["min_ess_tail"][i]),
+                "num_divergent": int(conv["num_divergent"][i]),
+                "num_draws": int(conv["num_draws"][i]),
                 "rhat_max_allowed": RHAT_MAX,
                 "ess_min_allowed": ESS_PER_CHAIN_MIN * chains,
             }
@@ -735,15 +802,25 @@ class BatchResult:
         return diag["status"]
 
     def summary(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
-        """One row per (fit, parameter): mean, sd and quantiles of the posterior."""
+        """One row per (fit, parameter): mean, sd and quantiles of the posterior.
+
+        For a ``fit_batch(..., keep=...)`` result, the mean, sd and the quantiles in
+        :data:`SUMMARY_QUANTILES` come from all draws (reduced chunk by chunk before the
+        draws were thinned); other quantiles from the kept draws.
+        """
         rows = []
         post = self.datatree.posterior
+        stored = self.datatree[ALL_DRAWS].dataset if ALL_DRAWS in self.datatree.children else None
         for name in self.parameter_names:
             x = post[name].values.reshape(len(self), -1)
-            qs = np.quantile(x, quantiles, axis=1)
+            mean, sd = x.mean(axis=1), x.std(axis=1)
+            qs = {quantile_column(q): np.quantile(x, q, axis=1) for q in quantiles}
+            if stored is not None:
+                mean, sd = stored[f"{name}_mean"].values, stored[f"{name}_sd"].values
+                qs.update({c: stored[f"{name}_{c}"].values for c in qs if f"{name}_{c}" in stored})
             for i, label in enumerate(self.labels):
-                row = {self.dim: label, "parameter": name, "mean": x[i].mean(), "sd": x[i].std()}
-                row.update({quantile_column(q): qs[j, i] for j, q in enumerate(quantiles)})
+                row = {self.dim: label, "parameter": name, "mean": mean[i], "sd": sd[i]}
+                row.update({c: v[i] for c, v in qs.items()})
                 rows.append(row)
         return pd.DataFrame(rows)
 
@@ -855,9 +932,18 @@ class BatchResult:
         return out
 
     def save(self, path: str | Path) -> Path:
+        """Write the DataTree (law, settings and ``by`` in its attributes) to netCDF."""
         path = Path(path)
         self.datatree.to_netcdf(path, engine="h5netcdf")
         return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> BatchResult:
+        """Read a result written by :meth:`save` (see :func:`load` for either kind)."""
+        result = load(path)
+        if not isinstance(result, cls):
+            raise ValueError(f"{str(path)!r} holds one fit: use FitResult.load")
+        return result
 
     def __repr__(self) -> str:
         n_ok = int((self.status == Status.converged.value).sum())

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 
 import pytest
 
+import bayescale
 from bayescale import FitResult
 from bayescale.cli import main
 from bayescale.simulate import simulate
@@ -160,6 +161,21 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
 
     with xr.open_datatree(out, engine="h5netcdf") as dt:
         assert list(dt.posterior["run"].values) == ["r0", "r1", "r2"]
+    loaded = bayescale.load(out)
+    assert isinstance(loaded, bayescale.BatchResult) and loaded.labels == ["r0", "r1", "r2"]
+    # predict and plot take one fit of the batch with --fit
+    capsys.readouterr()
+    assert main(["predict", str(out), "--at", "x=1e3", "--kind", "mean"]) == 2
+    line = _error_line(capsys)
+    assert "--fit" in line and "r0, r1, r2" in line
+    assert main(["predict", str(out), "--fit", "r7", "--at", "x=1e3"]) == 2
+    assert "'r7'" in _error_line(capsys)
+    assert main(["predict", str(out), "--fit", "r1", "--at", "x=1e3", "--kind", "mean"]) == 0
+    table = capsys.readouterr().out
+    expect = loaded["r1"].predict({"x": [1e3]}, kind="mean")["q50"].iloc[0]
+    assert f"{expect:.5g}" in table
+    png = tmp_path / "r2.png"
+    assert main(["plot", str(out), "--fit", "r2", "-o", str(png)]) == 0 and png.is_file()
 
 
 def test_plan_allocation_and_next_runs(tmp_path, capsys):

@@ -132,6 +132,27 @@ def test_batched_predict_equals_each_fits_own_predict(batch):
         batch.predict(pd.DataFrame({"size": ["m9"], "token_index": [10.0]}))
 
 
+def test_keep_thins_draws_but_reports_all_of_them(batch):
+    """``keep`` holds 50 of 400 draws per chain; the diagnostics and summary still come from
+    all 400 (the same program and seed as ``batch``: the same draws)."""
+    kept = bayescale.fit_batch(
+        _curves(), "kaplan_per_token", by="size", seed=0, keep=50, warn=False, **SETTINGS
+    )
+    assert kept.datatree.posterior.sizes["draw"] == 50
+    full = batch.datatree.posterior["c"].values
+    index = np.linspace(0, 399, 50).round().astype(int)
+    np.testing.assert_array_equal(kept.datatree.posterior["c"].values, full[:, :, index])
+    cols = ["max_rhat", "min_ess_bulk", "min_ess_tail", "num_divergent", "num_draws"]
+    pd.testing.assert_frame_equal(kept.diagnostics[cols], batch.diagnostics[cols])
+    pd.testing.assert_frame_equal(kept.summary(), batch.summary())
+    # a quantile not stored comes from the kept draws
+    q10 = kept.summary(quantiles=(0.1,)).set_index(["size", "parameter"])["q10"]
+    expect = np.quantile(full[:, :, index].reshape(3, -1), 0.1, axis=1)
+    np.testing.assert_allclose(q10.xs("c", level="parameter").to_numpy(), expect)
+    with pytest.raises(ValueError, match="keep"):
+        bayescale.fit_batch(_curves(), "kaplan_per_token", by="size", keep=0)
+
+
 def test_bad_curve_is_named():
     data = _curves()
     data.loc[5, "loss"] = np.nan

@@ -10,7 +10,7 @@ split over them with ``shard_map``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -93,8 +93,12 @@ def run_batch(
     devices: Sequence | None = None,
     chunk_size: int | None = None,
     progress_bar: bool = False,
+    reduce: Callable[[dict], dict] | None = None,
 ) -> dict:
     """Sample every fit of ``data`` (leaves with a leading fit axis); numpy output.
+
+    ``reduce``, when given, is applied to each chunk's output as it arrives (e.g.
+    :func:`bayescale.result.keep_draws`), so only what it returns is held for all fits.
 
     ``options.vectorized`` / ``options.group_size`` left ``None`` take the defaults of
     :func:`lockstep_defaults` for ``devices``.  Chunks all have the same size, as even as the
@@ -130,7 +134,8 @@ def run_batch(
         chunk = jax.tree.map(lambda x, i=idx: x[i], data)
         out = jax.device_get(run(keys[idx], chunk))
         valid = min(chunk_size, num_fits - start)
-        pieces.append(jax.tree.map(lambda x, v=valid: np.asarray(x)[:v], out))
+        piece = jax.tree.map(lambda x, v=valid: np.asarray(x)[:v], out)
+        pieces.append(piece if reduce is None else reduce(piece))
         if bar is not None:
             bar.update(valid)
     if bar is not None:
