@@ -143,7 +143,7 @@ def _cmd_fit(args) -> int:
     options = {**_fit_options(args), "method": args.method, "warn": False}
     if args.by:
         by = args.by[0] if len(args.by) == 1 else args.by
-        batch = bayescale.fit_batch(data, args.law, by=by, **options)
+        batch = bayescale.fit_batch(data, args.law, by=by, keep=args.keep, **options)
         diag = batch.diagnostics
         converged = len(batch) - len(batch.failed)
         print(f"law {batch.law.id}: {len(batch)} fits by {by}, {converged} converged")
@@ -154,6 +154,8 @@ def _cmd_fit(args) -> int:
         out = batch.save(args.out)
         print(f"saved result: {out}")
         return 0
+    if args.keep is not None:
+        raise ValueError("--keep applies to batched fits (--by COLUMN)")
     result = bayescale.fit(data, args.law, **options)
     _print_fit(result)
     print(_frame_text(result.summary()))
@@ -370,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="COLUMN",
         help="fit one curve per group of rows (repeat for several columns): one batched call",
+    )
+    p.add_argument(
+        "--keep",
+        type=int,
+        metavar="N",
+        help="with --by: keep N draws per chain (diagnostics and summary from all draws)",
     )
     p.add_argument("--out", required=True, help="where to save the result (.nc)")
     p.add_argument("--plot", help="also save the bands plot (.png or .pdf)")

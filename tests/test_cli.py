@@ -153,7 +153,8 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
     pd.concat(frames).to_csv(csv, index=False)
     out = tmp_path / "runs.nc"
     small = ["--chains", "2", "--warmup", "150", "--samples", "150"]
-    code = main(["fit", str(csv), "--law", "power_law", "--by", "run", "--out", str(out), *small])
+    argv = ["fit", str(csv), "--law", "power_law", "--by", "run", "--keep", "100"]
+    code = main([*argv, "--out", str(out), *small])
     assert code == 0
     text = capsys.readouterr().out
     assert "3 fits by run" in text and out.is_file()
@@ -163,6 +164,8 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
         assert list(dt.posterior["run"].values) == ["r0", "r1", "r2"]
     loaded = bayescale.load(out)
     assert isinstance(loaded, bayescale.BatchResult) and loaded.labels == ["r0", "r1", "r2"]
+    assert loaded.datatree.posterior.sizes["draw"] == 100
+    assert (loaded.diagnostics["num_draws"] == 2 * 150).all()
     # predict and plot take one fit of the batch with --fit
     capsys.readouterr()
     assert main(["predict", str(out), "--at", "x=1e3", "--kind", "mean"]) == 2
