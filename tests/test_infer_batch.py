@@ -196,17 +196,16 @@ def _run_sharded(num_devices, chunk_size):
 
 
 def test_four_devices_give_the_single_device_posterior():
-    """Sharded over 4 devices (and in chunks), each fit has the single-device posterior.
+    """Sharded over 4 devices, in 2 chunks, each fit has the single-device posterior.
 
     Same within Monte Carlo error, not the same draws: every fit has the same key and data,
     but the per-device program is compiled separately and rounds differently in the last
     bit, which HMC trajectories amplify over hundreds of iterations.  So the posterior means
-    are compared, scaled by the MCSE of both runs.
+    are compared, scaled by the MCSE of both runs.  (One run does both: each process
+    compiles from scratch, and a third run costs ~30 s of CI.)
     """
     one = _run_sharded(1, 8)
-    four = _run_sharded(4, 8)
-    chunked = _run_sharded(4, 4)
+    four = _run_sharded(4, 4)  # 8 curves: 2 chunks of 4, one curve per device
     assert one["devices"] == 1 and four["devices"] == 4
-    for other in (four, chunked):
-        z = (np.array(other["mean"]) - one["mean"]) / np.hypot(other["mcse"], one["mcse"])
-        assert np.all(np.abs(z) < 4.5), z
+    z = (np.array(four["mean"]) - one["mean"]) / np.hypot(four["mcse"], one["mcse"])
+    assert np.all(np.abs(z) < 4.5), z
