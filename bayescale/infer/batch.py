@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from bayescale.data import FitData
-from bayescale.infer.nuts import SamplerOptions, build_sampler
+from bayescale.infer.nuts import SamplerOptions, build_sampler, gather_fits
 from bayescale.model import Posterior
 
 __all__ = ["default_chunk_size", "lockstep_defaults", "padded_length", "run_batch", "stack"]
@@ -102,7 +102,8 @@ def run_batch(
 
     ``options.vectorized`` / ``options.group_size`` left ``None`` take the defaults of
     :func:`lockstep_defaults` for ``devices``.  Chunks all have the same size, as even as the
-    count allows (the last is padded with copies of its first fit and trimmed), so the
+    count allows (the last is padded with prior-only copies of its first fit, see
+    :func:`~bayescale.infer.nuts.gather_fits`, and trimmed), so the
     program is compiled once and little padding is computed.
     With ``devices`` (default: every JAX device), the chunk size is rounded up to a
     multiple of their number and each chunk is sharded over them.
@@ -129,9 +130,9 @@ def run_batch(
         bar = tqdm(total=num_fits, desc="fits", unit="fit", file=sys.stderr)
     pieces = []
     for start in starts:
-        idx = np.arange(start, start + chunk_size)
-        idx = np.where(idx < num_fits, idx, start)  # pad the last chunk with its first fit
-        chunk = jax.tree.map(lambda x, i=idx: x[i], data)
+        position = np.arange(start, start + chunk_size)
+        idx = np.where(position < num_fits, position, start)  # pads the last chunk ...
+        chunk = gather_fits(data, idx, position < num_fits)  # ... with prior-only copies
         out = jax.device_get(run(keys[idx], chunk))
         valid = min(chunk_size, num_fits - start)
         piece = jax.tree.map(lambda x, v=valid: np.asarray(x)[:v], out)

@@ -29,7 +29,7 @@ from numpyro.infer.hmc import hmc
 from bayescale.infer.optimize import MapResult, multi_start_map
 from bayescale.model import Posterior, posterior_key
 
-__all__ = ["SamplerOptions", "build_sampler"]
+__all__ = ["SamplerOptions", "build_sampler", "gather_fits"]
 
 
 class SamplerOptions(NamedTuple):
@@ -77,6 +77,15 @@ class _Progress:
         self.bar.refresh()
         if self.bar.n >= self.bar.total:
             self.bar.close()
+
+
+def gather_fits(data: dict, index, valid) -> dict:
+    """The fits ``index`` of ``data`` (leaves with a leading fit axis); where ``valid`` is
+    false the row is padding: a copy with every point masked, so it samples the prior (short,
+    well-conditioned trajectories) instead of repeating a real, possibly stiff, fit whose
+    cost a CPU would pay again.  numpy or JAX arrays."""
+    out = jax.tree.map(lambda x: x[index], data)
+    return {**out, "mask": out["mask"] & valid[:, None]}
 
 
 _CACHE: dict = {}
@@ -252,10 +261,11 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
         per_group = o.group_size or num_fits
         if num_fits <= per_group:
             return run_fits(keys, data)
-        pad = -num_fits % per_group
+        position = np.arange(num_fits + (-num_fits % per_group))
+        index = position % num_fits  # padding: prior-only copies of the first fits
+        keys, data = keys[index], gather_fits(data, index, position < num_fits)
 
-        def grouped(x):  # pad with copies of the first fits, then (groups, per_group, ...)
-            x = jnp.concatenate([x, x[:pad]]) if pad else x
+        def grouped(x):  # (groups, per_group, ...)
             return x.reshape(-1, per_group, *x.shape[1:])
 
         out = jax.lax.map(lambda a: run_fits(*a), jax.tree.map(grouped, (keys, data)))
