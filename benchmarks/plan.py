@@ -136,6 +136,36 @@ def timing() -> None:
     print(best.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
+CHINCHILLA_FLOPS = 5.76e23  # Chinchilla's (and Gopher's) budget: 70e9 parameters, 1.4e12 tokens
+REFERENCES = {  # tokens per parameter at 5.76e23 FLOP (DOMAIN.md)
+    "Hoffmann et al. (Chinchilla, 70e9 x 1.4e12)": 1.4e12 / 70e9,
+    "Hoffmann et al.'s fitted parameters": None,  # computed from the closed form below
+    "Besiroglu et al. (Epoch AI)": 25.7,
+}
+HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def allocation(data_folder: str) -> None:
+    """The Chinchilla allocation at 5.76e23 FLOP from Epoch's extraction of Hoffmann et al.'s
+    Fig. 4 (240 runs): the default fit (Student-t, 4 chains x 1,000 + 1,000) and its 90% and
+    95% bands of N_opt, D_opt and tokens per parameter, against Hoffmann et al. and Epoch."""
+    from bayescale import datasets
+
+    frame = datasets.chinchilla(data_folder)
+    t0 = time.perf_counter()
+    result = bayescale.fit(frame, "chinchilla", columns={"n_params": "Model Size"}, seed=0)
+    print(f"fit of {len(frame)} runs: {time.perf_counter() - t0:.0f} s, {result}")
+    table = plan.allocate(result, CHINCHILLA_FLOPS, quantiles=(0.025, 0.05, 0.5, 0.95, 0.975))
+    print(table.drop(columns="flops").to_string(float_format=lambda v: f"{v:.4g}"))
+    a, b = HOFFMANN["alpha"], HOFFMANN["beta"]
+    g = (a * HOFFMANN["A"] / (b * HOFFMANN["B"])) ** (1 / (a + b))
+    hoffmann_ratio = g**-2 * (CHINCHILLA_FLOPS / 6) ** ((a - b) / (a + b))
+    tpp = plan.allocation_draws(result, CHINCHILLA_FLOPS)["tokens_per_param"].ravel()
+    for name, ratio in REFERENCES.items():
+        ratio = hoffmann_ratio if ratio is None else ratio
+        print(f"{name}: {ratio:.1f} tokens/param, posterior quantile {np.mean(tpp <= ratio):.3f}")
+
+
 def ssl_design(frame: pd.DataFrame, result, seed: int) -> pd.DataFrame:
     """The 3 runs simple-scaling-laws' ``suggest_runs`` picks from a campaign's start."""
     import polars as pl
@@ -169,7 +199,14 @@ def ssl_design(frame: pd.DataFrame, result, seed: int) -> pd.DataFrame:
     )
 
 
-def campaigns(num: int, use_ssl: bool, max_per_candidate: int | None, baselines) -> None:
+def campaigns(
+    num: int,
+    use_ssl: bool,
+    max_per_candidate: int | None,
+    baselines,
+    out_path: str = "",
+    num_samples: int = 500,
+) -> None:
     warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
     out = plan.simulate_campaigns(
         "chinchilla",
@@ -183,7 +220,7 @@ def campaigns(num: int, use_ssl: bool, max_per_candidate: int | None, baselines)
         noise=NOISE,
         baselines=baselines,
         others={"ssl": ssl_design} if use_ssl else None,
-        fit_options=FIT,
+        fit_options={**FIT, "num_warmup": num_samples, "num_samples": num_samples},
         design_options={"num_outer": 128, "max_per_candidate": max_per_candidate},
     )
     sec = out.attrs["seconds"]
@@ -208,30 +245,92 @@ def campaigns(num: int, use_ssl: bool, max_per_candidate: int | None, baselines)
             f"cost per campaign median {cost.median():.3g}, "
             f"campaigns with a repeated run {int((repeats > 0).sum())}/{num}"
         )
+    criteria = design_criteria(out)
+    attrs = dict(out.attrs)
+    out = out.merge(criteria, on=["campaign", "design"], how="left")
+    out.attrs = attrs
+    if out_path:
+        out.to_csv(out_path, index=False)
+        runs.to_csv(out_path.replace(".csv", "_runs.csv"), index=False)
+        print(f"per-campaign table written to {out_path}")
+    summarize(out)
+
+
+def design_criteria(out: pd.DataFrame, num_outer: int = 512) -> pd.DataFrame:
+    """Every design scored by ``next_runs``' own criterion under its campaign's starting
+    posterior: the expected sd of log N_opt once its runs are observed, over the current sd
+    (``expected_sd_ratio``).  Fresh outer draws (seed ``10_000 + campaign``), so the
+    ``next`` design is not scored on the draws it was chosen with; one seed per campaign, so
+    the designs of a campaign share them (common random numbers)."""
+    start, runs, target = out.attrs["start_fits"], out.attrs["runs"], out.attrs["target"]
+    rows = []
+    for (s, name), new in runs.groupby(["campaign_index", "design"]):
+        fit = start[int(s)]
+        new = new[["n_params", "n_tokens"]].reset_index(drop=True)
+        scores = plan.score_candidates(
+            fit, target, new.iloc[-1:], chosen=new.iloc[:-1], num_outer=num_outer, seed=10_000 + s
+        )
+        sd = np.std(np.log(plan.target_draws(fit, target)))
+        ratio = math.sqrt(float(scores["expected_variance"].iloc[0])) / sd
+        rows.append({"campaign": int(s), "design": name, "criterion_sd_ratio": ratio})
+    return pd.DataFrame(rows)
+
+
+def summarize(out: pd.DataFrame) -> None:
+    """Per design: status counts, r-hat, median width, coverage of the truth (Clopper-Pearson
+    95% interval); per baseline: wins of ``next``, median width ratio, one-sided sign test."""
+    from scipy import stats
+
+    num = out.campaign.nunique()
     table = out.pivot(index="campaign", columns="design", values="width")
-    print(
-        f"converged fits (r-hat < 1.01, ESS, no divergences): {out.status.value_counts().to_dict()}"
-    )
-    rhat = out.pivot(index="campaign", columns="design", values="max_rhat")
-    print(f"fits with r-hat < 1.01 per design: {(rhat < 1.01).sum().to_dict()} of {num}")
-    print(f"truth log N_opt(1e22) = {out.attrs['truth']:.3f}")
+    print(f"truth log N_opt(1e22) = {out.attrs.get('truth', float('nan')):.3f}")
     for name, group in out.groupby("design"):
+        covered = int(group.covered.sum())
+        ci = stats.binomtest(covered, len(group)).proportion_ci(0.95)
         print(
-            f"{name:>7}: median 90% width {group.width.median():.3f}, "
-            f"coverage {group.covered.mean():.2f}"
+            f"{name:>7}: median 90% width {group.width.median():.3f}, coverage "
+            f"{covered}/{len(group)} = {covered / len(group):.2f} "
+            f"[95% CI {ci.low:.2f}, {ci.high:.2f}]; r-hat < 1.01 in "
+            f"{int((group.max_rhat < 1.01).sum())}/{len(group)}; "
+            f"status {group.status.value_counts().to_dict()}"
+        )
+    if "num_nonfinite" in out and out.num_nonfinite.any():
+        bad = out[out.num_nonfinite > 0]
+        print(f"fits with non-finite target draws: {bad[['campaign', 'design']].values.tolist()}")
+    crit = None
+    if "criterion_sd_ratio" in out:
+        crit = out.pivot(index="campaign", columns="design", values="criterion_sd_ratio")
+        print(
+            "criterion (expected sd ratio under the start posterior, fresh outer draws): "
+            + ", ".join(f"{d} {crit[d].median():.3f}" for d in crit.columns if d != "start")
         )
     others = [d for d in ("random", "grid", "ssl") if d in table]
     for other in others:
         r = table["next"] / table[other]
+        wins = int((r < 1).sum())
+        p = stats.binomtest(wins, num, 0.5, alternative="greater").pvalue
         print(
-            f"width ratio next/{other}: median {r.median():.3f}, "
-            f"next narrower in {int((r < 1).sum())}/{num}"
+            f"width ratio next/{other}: median {r.median():.3f} "
+            f"(quartiles {r.quantile(0.25):.3f}, {r.quantile(0.75):.3f}), "
+            f"next narrower in {wins}/{num}, one-sided sign test p = {p:.2g}"
         )
+        if crit is not None:
+            c = crit["next"] / crit[other]
+            rho = stats.spearmanr(c, r).statistic
+            print(
+                f"    criterion next/{other}: median {c.median():.3f}, next better in "
+                f"{int((c < 1).sum())}/{num}; rank correlation with the realised ratio {rho:.2f}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("all", "timing", "campaigns"), default="all")
+    parser.add_argument(
+        "--part", choices=("all", "timing", "allocation", "campaigns"), default="all"
+    )
+    parser.add_argument(
+        "--data", default="../shared/data", help="folder of chinchilla_epoch_svg_extracted.csv"
+    )
     parser.add_argument("--campaigns", type=int, default=50)
     parser.add_argument(
         "--baselines", default="random,grid", help="comma-separated: random, grid, or none"
@@ -239,9 +338,15 @@ def main() -> None:
     parser.add_argument(
         "--max-per-candidate", type=int, default=0, help="0: up to k (replicates allowed)"
     )
+    parser.add_argument("--out", default="", help="write the per-campaign table to this CSV")
+    parser.add_argument(
+        "--num-samples", type=int, default=500, help="warm-up and kept draws per chain of fits"
+    )
     args = parser.parse_args()
     if args.part in ("all", "timing"):
         timing()
+    if args.part in ("all", "allocation"):
+        allocation(args.data)
     if args.part in ("all", "campaigns"):
         try:
             import simple_scaling_laws  # noqa: F401
@@ -251,7 +356,14 @@ def main() -> None:
             print("simple-scaling-laws not importable: its designs are left out")
             use_ssl = False
         baselines = [b for b in args.baselines.split(",") if b and b != "none"]
-        campaigns(args.campaigns, use_ssl, args.max_per_candidate or None, baselines)
+        campaigns(
+            args.campaigns,
+            use_ssl,
+            args.max_per_candidate or None,
+            baselines,
+            args.out,
+            args.num_samples,
+        )
 
 
 if __name__ == "__main__":
