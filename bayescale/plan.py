@@ -520,14 +520,19 @@ def _target_fn(law, target: Target, flops_formula: FlopsFormula | None = None):
     return fn
 
 
-def target_draws(result: FitResult, target, *, flops_formula: FlopsFormula | None = None):
-    """Posterior draws of a target (see :func:`parse_target`), shape ``(chain, draw)``."""
+def _log_target_draws(result: FitResult, target, flops_formula=None) -> np.ndarray:
+    """Posterior draws of the log target, shape ``(chain, draw)`` (no overflow of ``exp``)."""
     target = parse_target(result.law, target)
     draws = result.draws()
     shape = next(iter(draws.values())).shape
     flat = {k: jnp.asarray(x).reshape(-1) for k, x in draws.items()}
     fn = jax.jit(jax.vmap(_target_fn(result.law, target, flops_formula)))
-    return np.exp(np.asarray(fn(flat))).reshape(shape)
+    return np.asarray(fn(flat)).reshape(shape)
+
+
+def target_draws(result: FitResult, target, *, flops_formula: FlopsFormula | None = None):
+    """Posterior draws of a target (see :func:`parse_target`), shape ``(chain, draw)``."""
+    return np.exp(_log_target_draws(result, target, flops_formula))
 
 
 # ---------------------------------------------------------------------------- candidates
@@ -995,11 +1000,13 @@ def simulate_campaigns(
     DataFrame
         One row per (``campaign``, ``design``), ``design`` ``"start"`` being the starting
         fit: ``cost`` and ``num_runs`` of the new runs, ``lower`` / ``upper`` / ``width`` of
-        the log target's interval, ``covered``, ``max_rhat``, ``min_ess_bulk`` and
+        the log target's interval, ``covered``, ``num_nonfinite`` (draws of the log target
+        that are not finite), ``max_rhat``, ``min_ess_bulk`` and
         ``status`` of the fit.  ``attrs``: ``truth`` (log target), ``target``, ``runs`` (all
         new runs with their ``campaign`` and ``design``, and for ``"next"`` the ``ess`` of the
-        importance weights and the ``expected_sd_ratio`` of :func:`next_runs`) and
-        ``seconds`` (start fits, designs, refits).
+        importance weights and the ``expected_sd_ratio`` of :func:`next_runs`),
+        ``seconds`` (start fits, designs, refits) and ``start_fits`` (the ``BatchResult``
+        of the starting fits, labelled by campaign).
     """
     import time
     import warnings
@@ -1090,7 +1097,8 @@ def simulate_campaigns(
     def rows(batch, labels):
         diag = batch.diagnostics
         for label, (s, name) in labels.items():
-            lo, hi = np.quantile(np.log(target_draws(batch[label], target).ravel()), probs)
+            log_t = _log_target_draws(batch[label], target).ravel()
+            lo, hi = np.quantile(log_t, probs)
             new = new_runs[new_runs.campaign == label]
             yield {
                 "campaign": s,
@@ -1101,6 +1109,7 @@ def simulate_campaigns(
                 "upper": hi,
                 "width": hi - lo,
                 "covered": bool(lo <= truth <= hi),
+                "num_nonfinite": int(np.sum(~np.isfinite(log_t))),
                 "max_rhat": float(diag.loc[label, "max_rhat"]),
                 "min_ess_bulk": float(diag.loc[label, "min_ess_bulk"]),
                 "status": diag.loc[label, "status"],
@@ -1119,6 +1128,10 @@ def simulate_campaigns(
         ]
     )
     out.attrs.update(
-        truth=truth, target=str(target), runs=new_runs.drop(columns="campaign"), seconds=seconds
+        truth=truth,
+        target=str(target),
+        runs=new_runs.drop(columns="campaign"),
+        seconds=seconds,
+        start_fits=first,
     )
     return out
