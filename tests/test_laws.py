@@ -143,6 +143,9 @@ NUMPY_LAWS = {
     "isoflop_parabola": lambda p, x: (
         p["L_star"] * np.exp(p["k"] * (np.log(x["n_params"]) - p["log_n_star"]) ** 2)
     ),
+    "isoflop_quadratic": lambda p, x: np.exp(
+        p["c0"] + p["c1"] * np.log(x["x"]) + p["c2"] * np.log(x["x"]) ** 2
+    ),
     "power_law_offset": lambda p, x: p["E"] + p["A"] * x["x"] ** -p["alpha"],
     "broken_power_law": lambda p, x: (
         p["a"]

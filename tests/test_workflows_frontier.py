@@ -122,6 +122,13 @@ def test_isoflop_vertices_cover_the_true_optimum(isoflop_case):
     missed = (truth < v["n_opt_q5"]) | (truth > v["n_opt_q95"])
     assert missed.sum() <= max_misses(len(v), 0.10), v.assign(truth=truth)
     assert v["used"].all()
+    # each profile's band is taken about its own centre: the posterior-median curve passes
+    # through its runs within a few noise sd (0.005); a wrong centre shifts it by far more
+    for i in (0, len(v) - 1):
+        runs = result.fitted[result.fitted["flops"] == v["flops"].iloc[i]]
+        band = result.profile_band(i, runs["n_params"])
+        residual = np.log(runs["loss"].to_numpy() / band["q50"].to_numpy())
+        assert np.abs(residual).max() < 5 * 0.005, residual
 
 
 def test_isoflop_window_keeps_the_runs_near_each_minimum(isoflop_case):

@@ -4,14 +4,28 @@ Hoffmann et al.'s approach 2, as Porian et al. (2024) apply it, with posteriors 
 
 1. **Profiles.**  For every FLOP budget :math:`C_j` (and configuration), the runs' losses along
    the budget's sweep of model sizes are fitted by a parabola of log loss in :math:`\\log N`
-   (law ``isoflop_parabola``),
+   (law ``isoflop_quadratic``), written in its polynomial coefficients about the sweep's
+   centre :math:`\\log N^c_j` (the mean of the fitted runs' :math:`\\log N`),
 
    .. math::
 
-       \\log L_{ij} = \\log L^*_j + k_j (\\log N_{ij} - \\log N^*_j)^2 + \\varepsilon_{ij},
+       \\log L_{ij} = c_{0j} + c_{1j} u_{ij} + c_{2j} u_{ij}^2 + \\varepsilon_{ij}, \\qquad
+       u_{ij} = \\log N_{ij} - \\log N^c_j, \\quad c_{2j} > 0,
 
-   all budgets of all configurations in one :func:`bayescale.fit_batch` call.  The vertex
-   :math:`N^*_j` is a parameter, so its posterior is read off directly, draw by draw.
+   all budgets of all configurations in one :func:`bayescale.fit_batch` call.  The vertex is
+   derived draw by draw,
+
+   .. math::
+
+       \\log N^*_j = \\log N^c_j - \\frac{c_{1j}}{2 c_{2j}}, \\qquad
+       \\log L^*_j = c_{0j} - \\frac{c_{1j}^2}{4 c_{2j}} .
+
+   The mean is linear in :math:`(c_0, c_1, c_2)`, so the posterior is nearly Gaussian in them
+   wherever the data fix the curvature.  The vertex form :math:`\\log L^* + k (\\log N -
+   \\log N^*)^2` (law ``isoflop_parabola``) is the same curve, but its posterior is a curved
+   ridge between :math:`k` and :math:`\\log N^*` when a sweep barely brackets its minimum,
+   which NUTS crossed badly: on Porian et al.'s 171 profiles, 54 did not converge at
+   4 x 1,000 draws.
 
    The parabola is the second-order Taylor expansion of the profile about its minimum; over a
    wide sweep that reaches far past the optimum on one side (Kaplan-like setups sweep 2-3
@@ -52,10 +66,31 @@ from bayescale.result import BatchResult, ConvergenceWarning, Status, quantile_c
 from bayescale.simulate import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
 
-__all__ = ["IsoflopResult", "fit_isoflop", "window_runs"]
+__all__ = ["IsoflopResult", "fit_isoflop", "log_vertex_draws", "window_runs"]
 
-PROFILE_LAW = "isoflop_parabola"
+PROFILE_LAW = "isoflop_quadratic"
+#: Column of the profile law's covariate, :math:`x = N / N^c_j` (:math:`N^c_j` the centre).
+PROFILE_COVARIATE = "x"
 FRONTIER_LAW = "kaplan_frontier_n"
+
+
+def log_vertex_draws(c1: np.ndarray, c2: np.ndarray, n_centre) -> np.ndarray:
+    """The vertex :math:`\\log N^* = \\log N^c - c_1 / (2 c_2)` of each profile, per draw.
+
+    Parameters
+    ----------
+    c1, c2 : ndarray
+        Posterior draws of the linear and quadratic coefficients, ``(profile, chain, draw)``.
+    n_centre : array_like
+        :math:`N^c` of each profile, ``(profile,)``.
+
+    Returns
+    -------
+    ndarray
+        ``(profile, chain, draw)``.
+    """
+    log_centre = np.log(np.asarray(n_centre, dtype=np.float64))
+    return log_centre[:, None, None] - np.asarray(c1) / (2.0 * np.asarray(c2))
 
 
 @dataclass(frozen=True)
@@ -67,7 +102,9 @@ class IsoflopResult:
     profiles : BatchResult
         One parabola fit per (group, budget); ``profiles.diagnostics`` per budget.
     keys : DataFrame
-        The (group columns, ``flops``) of each profile, in ``profiles``' order.
+        The (group columns, ``flops``) of each profile, in ``profiles``' order, and
+        ``n_centre``, the centre :math:`N^c_j` (geometric mean of the fitted runs' sizes) the
+        profile's covariate :math:`x = N / N^c_j` is taken about.
     frontier : PooledFit
         The pooled posterior of :math:`N^* = N_e C^a` per group (``p_N`` is :math:`a`,
         ``N_e`` the size at 1 PF-day).
@@ -91,10 +128,45 @@ class IsoflopResult:
     fitted: pd.DataFrame | None = None
     window: float | None = None
 
+    def log_vertex_draws(self) -> np.ndarray:
+        """Posterior draws of :math:`\\log N^* = \\log N^c - c_1 / (2 c_2)` per profile.
+
+        Shape ``(profile, chain, draw)``.
+        """
+        post = self.profiles.datatree.posterior
+        return log_vertex_draws(post["c1"].values, post["c2"].values, self.keys["n_centre"])
+
     def vertex_draws(self) -> np.ndarray:
         """Posterior draws of :math:`N^*` per profile, ``(profile, chain * draw)``."""
-        x = self.profiles.datatree.posterior["log_n_star"].values
+        x = self.log_vertex_draws()
         return np.exp(x.reshape(x.shape[0], -1))
+
+    def profile_band(
+        self, index: int, n_params, quantiles: Sequence[float] = (0.05, 0.5, 0.95)
+    ) -> pd.DataFrame:
+        """Credible band of profile ``index``'s mean loss at model sizes ``n_params``.
+
+        Parameters
+        ----------
+        index : int
+            Position of the profile in :attr:`keys` (and in ``profiles``).
+        n_params : array_like
+            Model sizes :math:`N`.
+        quantiles : sequence of float
+
+        Returns
+        -------
+        DataFrame
+            ``n_params`` and the quantile columns (``q5``, ``q50``, ...) of
+            :math:`\\exp(c_0 + c_1 u + c_2 u^2)`, :math:`u = \\log(N / N^c)`.
+        """
+        n = np.asarray(n_params, dtype=np.float64)
+        fit = self.profiles[self.profiles.labels[index]]
+        centre = float(self.keys["n_centre"].iloc[index])
+        band = fit.predict({PROFILE_COVARIATE: n / centre}, kind="mean", quantiles=quantiles)
+        return band.drop(columns=PROFILE_COVARIATE).assign(n_params=n)[
+            ["n_params", *[c for c in band.columns if c != PROFILE_COVARIATE]]
+        ]
 
     def vertices(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
         """Per profile: the posterior of :math:`N^*(C)` (mean, quantiles), fit status, use."""
@@ -197,10 +269,14 @@ def fit_isoflop(
         :math:`\\nu` free the parabola can pass through three runs while :math:`\\sigma \\to
         0` (an unbounded density when :math:`\\nu` is small), which stalls chains.
     priors, frontier_priors : dict, optional
-        Prior overrides of the profile law (``L_star``, ``k``, ``log_n_star``, ``sigma``) and
+        Prior overrides of the profile law (``c0``, ``c1``, ``c2``, ``sigma``) and
         of the frontier law (``N_e``, ``p_N``, ``sigma``).
     num_chains, num_warmup, num_samples, seed, **fit_kwargs
-        NUTS settings of both stages' :func:`bayescale.fit_batch` calls.
+        NUTS settings of both stages' :func:`bayescale.fit_batch` calls;
+        ``target_accept_prob`` defaults to 0.95: a profile of 5-9 runs has few residual
+        degrees of freedom, and a budget set's vertices can lie almost exactly on their power
+        law, so at both stages the posterior of the noise scale :math:`\\sigma` reaches
+        towards zero, a funnel that the default step size crosses with divergences.
     warn : bool
         Warn (with the numbers) about profiles left out or fits that did not converge.
 
@@ -242,17 +318,23 @@ def fit_isoflop(
     ):
         raise DataError(f"window must be a positive number of decades of N, got {window!r}")
     settings = dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
+    fit_kwargs.setdefault("target_accept_prob", 0.95)
     profile_by = [*groups, flops_col]
     fitted = frame[[*profile_by, names["n_params"], names["loss"]]]
     if window is not None:
         fitted, bracketed = window_runs(
             fitted, profile_by, names["n_params"], names["loss"], float(window)
         )
+    log_n = np.log(fitted[names["n_params"]].to_numpy(dtype=np.float64))
+    log_centre = pd.Series(log_n, index=fitted.index).groupby(
+        [fitted[c] for c in profile_by], sort=True
+    )
+    log_centre = log_centre.transform("mean").to_numpy()
     profiles = fit_batch(
-        fitted,
+        fitted.assign(**{PROFILE_COVARIATE: np.exp(log_n - log_centre)}),
         PROFILE_LAW,
         by=profile_by,
-        columns={"n_params": names["n_params"], "loss": names["loss"]},
+        columns={PROFILE_COVARIATE: PROFILE_COVARIATE, "loss": names["loss"]},
         likelihood=likelihood,
         priors=priors,
         seed=seed,
@@ -261,6 +343,15 @@ def fit_isoflop(
         **fit_kwargs,
     )
     keys = frame[profile_by].drop_duplicates().sort_values(profile_by).reset_index(drop=True)
+    centres = (
+        pd.DataFrame({**{c: fitted[c].to_numpy() for c in profile_by}, "_log": log_centre})
+        .groupby(profile_by, sort=True)["_log"]
+        .first()
+        .rename("n_centre")
+        .reset_index()
+    )
+    keys = keys.merge(centres, on=profile_by, how="left")
+    keys["n_centre"] = np.exp(keys["n_centre"].to_numpy())
     reasons = profiles.diagnostics["reason"].to_numpy().astype(object)
     if window is not None:
         edge = ~keys.merge(bracketed.reset_index(), on=profile_by, how="left")[
@@ -287,9 +378,9 @@ def fit_isoflop(
             f"every group needs at least two budgets with a fitted profile; usable budgets per "
             f"group: {counts.to_dict()}"
         )
-    log_n = imputation_draws(
-        {"log_n_star": profiles.datatree.posterior["log_n_star"].values}, num_imputations
-    )["log_n_star"]  # (profile, K)
+    post = profiles.datatree.posterior
+    log_vertex = log_vertex_draws(post["c1"].values, post["c2"].values, keys["n_centre"])
+    log_n = imputation_draws({"log_n_star": log_vertex}, num_imputations)["log_n_star"]
     rows = keys[used]
     imputed = pd.concat(
         [
