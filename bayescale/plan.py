@@ -348,12 +348,12 @@ def allocation_draws(
         flat.update({k: jnp.asarray(v) for k, v in _bcrit_values(bcrit, num, seed).items()})
     log_c = jnp.log(jnp.asarray(flops))
 
-    @jax.jit
-    def run(flat):
-        per_draw = lambda v: jax.vmap(lambda c: allocation(v, c))(log_c)  # noqa: E731
-        return jax.vmap(per_draw)(flat)
+    def build():  # draws x budgets
+        per_draw = lambda v, log_c: jax.vmap(lambda c: allocation(v, c))(log_c)  # noqa: E731
+        return jax.vmap(per_draw, in_axes=(0, None))
 
-    logs = {k: np.asarray(a) for k, a in run(flat).items()}
+    run = _program("allocation", law, flops_formula, build)
+    logs = {k: np.asarray(a) for k, a in run(flat, log_c).items()}
     log_n, log_d, log_l = logs["n_params"], logs["n_tokens"], logs["response"]
     out = {
         "n_params": np.exp(log_n).reshape(shape),
@@ -503,21 +503,48 @@ def parse_target(law, target) -> Target:
     raise TypeError(f"cannot read a target from {type(target).__name__}: {target!r}")
 
 
-def _target_fn(law, target: Target, flops_formula: FlopsFormula | None = None):
-    """``values -> log t`` for one draw (jittable)."""
-    if target.kind == "point":
-        log_x = {c: jnp.asarray(math.log(v)) for c, v in target.at.items()}
-        return lambda v: law.log_mean(v, log_x)
-    allocation = _allocation_fn(law, flops_formula)
-    log_c = math.log(target.at["flops"])
+_PROGRAMS: dict = {}
 
-    def fn(v):
-        logs = allocation(v, log_c)
+
+def _program(name: str, law, flops_formula, build):
+    """The jitted ``build()``, made once per (``name``, law, FLOP formula) and process.
+
+    The programs take the budgets and target values as arguments, so a new budget or target
+    point reuses them instead of compiling again.
+    """
+    key = (name, json.dumps(law.to_spec(), sort_keys=True, default=str), flops_formula)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = jax.jit(build())
+    return _PROGRAMS[key]
+
+
+def _target_fn(law, target: Target, flops_formula: FlopsFormula | None = None):
+    """``(values, log_at) -> log t`` for one draw (jittable); ``log_at`` holds the log of
+    ``target.at`` (the covariate values, or the budget ``flops``)."""
+    if target.kind == "point":
+        return lambda v, log_at: law.log_mean(v, log_at)
+    allocation = _allocation_fn(law, flops_formula)
+
+    def fn(v, log_at):
+        logs = allocation(v, log_at["flops"])
         if target.quantity == "tokens_per_param":
             return logs["n_tokens"] - logs["n_params"]
         return logs[ALLOCATION_QUANTITIES[target.quantity]]
 
     return fn
+
+
+def _log_target(law, target: Target, values: dict, flops_formula=None) -> jnp.ndarray:
+    """The log target at every draw of ``values`` (``{name: (S,)}``), shape ``(S,)``."""
+    name = f"target:{target.kind}:{target.quantity}:{','.join(sorted(target.at))}"
+    fn = _program(
+        name,
+        law,
+        flops_formula,
+        lambda: jax.vmap(_target_fn(law, target, flops_formula), in_axes=(0, None)),
+    )
+    log_at = {k: jnp.log(jnp.asarray(float(v))) for k, v in target.at.items()}
+    return fn(values, log_at)
 
 
 def _log_target_draws(result: FitResult, target, flops_formula=None) -> np.ndarray:
@@ -526,8 +553,7 @@ def _log_target_draws(result: FitResult, target, flops_formula=None) -> np.ndarr
     draws = result.draws()
     shape = next(iter(draws.values())).shape
     flat = {k: jnp.asarray(x).reshape(-1) for k, x in draws.items()}
-    fn = jax.jit(jax.vmap(_target_fn(result.law, target, flops_formula)))
-    return np.asarray(fn(flat)).reshape(shape)
+    return np.asarray(_log_target(result.law, target, flat, flops_formula)).reshape(shape)
 
 
 def target_draws(result: FitResult, target, *, flops_formula: FlopsFormula | None = None):
@@ -671,7 +697,7 @@ def _prepared(result, target, flops_formula, num_draws, seed):
         idx = np.random.default_rng(seed).choice(total, num_draws, replace=False)
         flat = {k: x[idx] for k, x in flat.items()}
     values = {k: jnp.asarray(x) for k, x in flat.items()}
-    t = jax.jit(jax.vmap(_target_fn(result.law, target, flops_formula)))(values)
+    t = _log_target(result.law, target, values, flops_formula)
     if not bool(jnp.all(jnp.isfinite(t))):
         bad = int(jnp.sum(~jnp.isfinite(t)))
         raise ValueError(f"target {target} is not finite for {bad} of {t.size} posterior draws")
@@ -1019,7 +1045,7 @@ def simulate_campaigns(
     _check_allocation_law(law, steps=False)
     theta = _parameters(law, params)
     target = parse_target(law, target)
-    truth = float(_target_fn(law, target)({k_: jnp.asarray(v) for k_, v in theta.items()}))
+    truth = float(_log_target(law, target, {k_: jnp.asarray([v]) for k_, v in theta.items()})[0])
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
     if isinstance(num_campaigns, bool) or not isinstance(num_campaigns, int | np.integer):
