@@ -161,7 +161,17 @@ class FitResult:
 
     def _mode_diagnostics(self) -> dict:
         a = self.datatree.attrs
-        failure = mode_failure(self.method, a["map_potential"], a["min_eigenvalue"])
+        converged = bool(a.get("map_converged", 1))  # results saved before it was recorded
+        last_change = float(a.get("map_last_change", float("nan")))
+        failure = mode_failure(
+            self.method,
+            a["map_potential"],
+            a["min_eigenvalue"],
+            converged=converged,
+            grad_norm=float(a["map_grad_norm"]),
+            last_change=last_change,
+            num_steps=a.get("map_steps"),
+        )
         return {
             "method": self.method,
             "map_potential": float(a["map_potential"]),
@@ -169,6 +179,8 @@ class FitResult:
             "num_starts": int(a["num_starts"]),
             "map_failed_starts": int(a["map_failed_starts"]),
             "map_agreeing_starts": int(a["map_agreeing_starts"]),
+            "map_converged": converged,
+            "map_last_change": last_change,
             "min_eigenvalue": float(a["min_eigenvalue"]),
             "failure": failure,
             "max_rhat": float("nan"),
@@ -419,13 +431,33 @@ def _sample_stats(samples: dict) -> dict[str, np.ndarray]:
     }
 
 
-def mode_failure(method: str, map_potential: float, min_eigenvalue: float) -> str:
-    """Why a ``"map"``/``"laplace"`` fit failed (no finite mode; for Laplace, a Hessian that
-    is not positive definite at the mode), or ``""``."""
+def mode_failure(
+    method: str,
+    map_potential: float,
+    min_eigenvalue: float,
+    *,
+    converged: bool = True,
+    grad_norm: float = float("nan"),
+    last_change: float = float("nan"),
+    num_steps: int | None = None,
+) -> str:
+    """Why a ``"map"``/``"laplace"`` fit failed, or ``""``.
+
+    In order: no finite mode; for Laplace, a Hessian that is not positive definite at the
+    mode (``min_eigenvalue <= 0``); a best start that had not converged after ``num_steps``
+    L-BFGS steps (``converged`` false: largest gradient component ``grad_norm`` not small and
+    the objective still falling by ``last_change`` over the last 10% of the steps; see
+    :func:`bayescale.infer.optimize.find_mode`).
+    """
     if not np.isfinite(map_potential):
         return "no finite posterior mode found"
     if method == "laplace" and not min_eigenvalue > 0:
         return f"Hessian at the mode not positive definite (min eigenvalue {min_eigenvalue:.3g})"
+    if not converged:
+        return (
+            f"mode search did not converge in {num_steps} steps: max |grad| {grad_norm:.3g}, "
+            f"objective still falling by {last_change:.3g} over the last 10% of the steps"
+        )
     return ""
 
 

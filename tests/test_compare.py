@@ -9,7 +9,8 @@ from bayescale.compare import Comparison
 from bayescale.result import FitResult
 from bayescale.simulate import simulate
 
-# Laplace draws keep the test fast (no NUTS compile); PSIS-LOO needs only posterior draws
+# Laplace draws keep the test fast (no NUTS compile); PSIS-LOO needs only posterior draws.
+# test_methods.py's Laplace test uses these settings on 40 points too: one program for both
 FIT = dict(method="laplace", num_chains=2, num_samples=500, likelihood="normal", warn=False)
 
 
@@ -68,7 +69,9 @@ def test_compare_rejects_bad_inputs(comparison, broken_data):
     one = comparison.results["broken_power_law"]
     with pytest.raises(ValueError, match="at least two"):
         bayescale.compare({"a": one})
-    other = bayescale.fit(broken_data.iloc[:-1], "power_law_offset", **FIT)  # same program
+    moved = broken_data.copy()
+    moved.loc[moved.index[0], "y"] *= 1.01  # one observation moved; same shape, same program
+    other = bayescale.fit(moved, "power_law_offset", **FIT)
     with pytest.raises(ValueError, match="different observations"):
         bayescale.compare({"a": one, "b": other})
     point = other.datatree.copy()

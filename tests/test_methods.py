@@ -8,6 +8,7 @@ import scipy.stats
 from conftest import scaled
 
 import bayescale
+from bayescale.infer.optimize import GRAD_TOL
 from bayescale.laws import get_law
 from bayescale.model import HUBER_DELTA, Posterior, huber_logpdf, observation_noise
 
@@ -64,14 +65,15 @@ def test_laplace_result_has_the_nuts_shape_and_predicts():
     rng = np.random.default_rng(11)
     truth, log_x, log_y = simulated_curves(1, rng)
     data = frame(log_x, log_y).drop(columns="curve")
+    # test_compare.py's settings and data shape (40 points): one compiled program for both
     result = bayescale.fit(
         data, "power_law_offset", method="laplace", likelihood="normal", num_chains=2,
-        num_samples=300, seed=0,
+        num_samples=500, seed=0,
     )  # fmt: skip
     assert result.method == "laplace" and result.status is bayescale.Status.converged
     post = result.datatree.posterior
-    assert dict(post.sizes)["chain"] == 2 and dict(post.sizes)["draw"] == 300
-    assert result.datatree.log_likelihood["y"].shape == (2, 300, 40)
+    assert dict(post.sizes)["chain"] == 2 and dict(post.sizes)["draw"] == 500
+    assert result.datatree.log_likelihood["y"].shape == (2, 500, 40)
     assert result.diagnostics["min_eigenvalue"] > 0
     pred = result.predict({"x": [1.0, 1e6]})
     assert (pred["q5"] < pred["q95"]).all()
@@ -81,16 +83,57 @@ def test_laplace_result_has_the_nuts_shape_and_predicts():
         assert abs(np.median(d) - value[0]) < 4 * d.std(), (name, np.median(d), value[0])
 
 
-def test_batched_map_recovers_each_curve():
-    rng = np.random.default_rng(5)
-    num_curves = 16
-    truth, log_x, log_y = simulated_curves(num_curves, rng)
-    result = bayescale.fit_batch(
-        frame(log_x, log_y), "power_law_offset", by="curve", method="map",
-        likelihood="normal", map_steps=200,
-    )  # fmt: skip
+def test_single_map_fit_reports_non_convergence():
+    """A mode search stopped after 3 L-BFGS steps has not converged: the single fit's status
+    says so (as each curve's does in fit_batch), with the numbers in the warning."""
+    rng = np.random.default_rng(12)
+    _, log_x, log_y = simulated_curves(1, rng)
+    data = frame(log_x, log_y).drop(columns="curve")
+    with pytest.warns(bayescale.ConvergenceWarning, match=r"did not converge in 3 steps") as rec:
+        result = bayescale.fit(
+            data, "power_law_offset", method="map", likelihood="normal", map_steps=3,
+            num_starts=2, seed=0,
+        )  # fmt: skip
+    d = result.diagnostics
+    assert result.status is bayescale.Status.failed
+    assert np.isfinite(d["map_potential"]) and not d["map_converged"]
+    # neither criterion of find_mode holds: a large gradient, an objective still falling
+    assert d["map_grad_norm"] > GRAD_TOL and d["map_last_change"] > 0, d
+    message = str(rec[0].message)
+    assert f"max |grad| {d['map_grad_norm']:.3g}" in message, message
+    assert f"{d['map_failed_starts']} of 2 starts ended non-finite" in message, message
+
+
+REPS, NUM_POINTS = scaled(60, 16), 40
+
+
+@pytest.fixture(scope="module")
+def outlier_curves():
+    """``REPS`` simulated curves (labels ``0..REPS-1``) and the same curves with 5% of their
+    points corrupted (+0.3 in log loss, a diverged run; labels ``REPS..2 REPS-1``)."""
+    rng = np.random.default_rng(2024)
+    truth, log_x, log_y = simulated_curves(REPS, rng, num_points=NUM_POINTS)
+    bad = np.stack([rng.choice(NUM_POINTS, NUM_POINTS // 20, replace=False) for _ in range(REPS)])
+    corrupted = log_y.copy()
+    np.put_along_axis(corrupted, bad, np.take_along_axis(log_y, bad, 1) + 0.3, 1)
+    both = pd.concat([frame(log_x, log_y), frame(log_x, corrupted, offset=REPS)])
+    return truth, both
+
+
+@pytest.fixture(scope="module")
+def normal_maps(outlier_curves):
+    """MAP (normal likelihood) of every clean and corrupted curve, one fit_batch call."""
+    _, both = outlier_curves
+    return bayescale.fit_batch(
+        both, "power_law_offset", by="curve", method="map", likelihood="normal", map_steps=200
+    )
+
+
+def test_batched_map_recovers_each_curve(outlier_curves, normal_maps):
+    truth, _ = outlier_curves
+    result = normal_maps
     assert result.method == "map" and not result.failed
-    alpha = result.datatree.posterior["alpha"].values.reshape(num_curves)
+    alpha = result.datatree.posterior["alpha"].values.reshape(2 * REPS)[:REPS]  # clean curves
     # the noise is 1% on 40 points: every exponent within 10%, the median error under 3%
     rel = np.abs(alpha / truth["alpha"] - 1)
     assert rel.max() < 0.10 and np.median(rel) < 0.03, rel
@@ -99,37 +142,34 @@ def test_batched_map_recovers_each_curve():
     assert float(one.draws()["alpha"].ravel()[0]) == pytest.approx(alpha[3])
 
 
-def test_outliers_move_normal_exponents_but_not_student_t():
+@pytest.mark.slow
+def test_outliers_move_normal_exponents_but_not_student_t(normal_maps, outlier_curves):
     """5% of points corrupted (+0.3 in log loss, a diverged run): the Student-t exponent
-    stays inside the clean-data 90% interval, the normal one leaves it.  Replicated; the
-    counts are checked against binomial bounds."""
-    rng = np.random.default_rng(2024)
-    reps, n = scaled(60, 16), 40
-    _, log_x, log_y = simulated_curves(reps, rng, num_points=n)
-    bad = np.stack([rng.choice(n, n // 20, replace=False) for _ in range(reps)])
-    corrupted = log_y.copy()
-    np.put_along_axis(corrupted, bad, np.take_along_axis(log_y, bad, 1) + 0.3, 1)
-    both = pd.concat([frame(log_x, log_y), frame(log_x, corrupted, offset=reps)])
-    settings = dict(
-        by="curve", method="laplace", map_steps=150, num_chains=1, num_samples=1000, warn=False
-    )
-    robust = bayescale.fit_batch(both, "power_law_offset", likelihood="student_t", **settings)
-    normal = bayescale.fit_batch(
-        frame(log_x, corrupted), "power_law_offset", likelihood="normal", **settings
-    )
-    alpha_t = robust.datatree.posterior["alpha"].values.reshape(2 * reps, -1)
-    lo, hi = np.quantile(alpha_t[:reps], [0.05, 0.95], axis=1)
-    t_median = np.median(alpha_t[reps:], axis=1)
-    n_median = np.median(normal.datatree.posterior["alpha"].values.reshape(reps, -1), axis=1)
+    stays inside the clean-data 90% interval, the normal one leaves it.  Replicated
+    (``scaled(60, 16)`` curves); the counts are checked against binomial bounds.
+
+    The clean-data interval and the robust exponent are Laplace draws (Student-t, clean and
+    corrupted curves in one fit_batch call); the normal exponent is the MAP (the median of
+    its Laplace draws, as the draws are symmetric about the mode in log alpha)."""
+    _, both = outlier_curves
+    robust = bayescale.fit_batch(
+        both, "power_law_offset", by="curve", likelihood="student_t", method="laplace",
+        map_steps=150, num_chains=1, num_samples=1000, warn=False,
+    )  # fmt: skip
+    alpha_t = robust.datatree.posterior["alpha"].values.reshape(2 * REPS, -1)
+    lo, hi = np.quantile(alpha_t[:REPS], [0.05, 0.95], axis=1)
+    t_median = np.median(alpha_t[REPS:], axis=1)
+    n_mode = normal_maps.datatree.posterior["alpha"].values.reshape(2 * REPS)[REPS:]
     t_inside = int(np.sum((t_median > lo) & (t_median < hi)))
-    n_outside = int(np.sum((n_median < lo) | (n_median > hi)))
+    n_outside = int(np.sum((n_mode < lo) | (n_mode > hi)))
     # the robust fit of the corrupted data sits inside in (almost) every replicate: allow 10%
     # misses plus 3 binomial sd.  The normal fit leaves the interval in most replicates
-    # (measured: 13 of 16); more often than not is required (P(fail) < 1e-3 at rate 0.8).
+    # (measured: 14 of 16 here, 14 and 11 with data seeds 1 and 2); more often than not is
+    # required (P(fail) < 1e-3 at rate 0.8).
     p_miss = 0.10
-    allowed = reps * p_miss + 3 * np.sqrt(reps * p_miss * (1 - p_miss))
-    assert reps - t_inside <= allowed, (t_inside, reps)
-    assert n_outside >= reps / 2, (n_outside, reps)
+    allowed = REPS * p_miss + 3 * np.sqrt(REPS * p_miss * (1 - p_miss))
+    assert REPS - t_inside <= allowed, (t_inside, REPS)
+    assert n_outside >= REPS / 2, (n_outside, REPS)
 
 
 def test_huber_noise_draws_follow_the_huber_density():
