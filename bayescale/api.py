@@ -388,13 +388,15 @@ def _fit_batch_modes(
     run = build_mode_fit(posterior, method, devices=devices, **settings)
     out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))
     for i, label in enumerate(labels):
-        reason = mode_failure(method, out["map_potential"][i], out["min_eigenvalue"][i])
-        if not reason and not out["map_converged"][i]:
-            reason = (
-                f"mode search did not converge in {settings['num_steps']} steps: max |grad| "
-                f"{out['map_grad_norm'][i]:.3g}, objective still falling by "
-                f"{out['map_last_change'][i]:.3g} over the last 10% of the steps"
-            )
+        reason = mode_failure(
+            method,
+            out["map_potential"][i],
+            out["min_eigenvalue"][i],
+            converged=bool(out["map_converged"][i]),
+            grad_norm=out["map_grad_norm"][i],
+            last_change=out["map_last_change"][i],
+            num_steps=settings["num_steps"],
+        )
         if reason:
             reasons.setdefault(str(label), reason)
     per_fit = (
