@@ -144,6 +144,9 @@ NUMPY_LAWS = {
         p["L_star"] * np.exp(p["k"] * (np.log(x["n_params"]) - p["log_n_star"]) ** 2)
     ),
     "power_law_offset": lambda p, x: p["E"] + p["A"] * x["x"] ** -p["alpha"],
+    "lr_annealing": lambda p, x: (
+        p["E"] + p["A"] * x["lr_area"] ** -p["alpha"] - p["C"] * x["lr_annealing_area"]
+    ),
     "broken_power_law": lambda p, x: (
         p["a"]
         + p["b"]
@@ -163,6 +166,8 @@ FAR = {
     "loss": [1.0, 20.0],
     "token_index": [1e9],
     "x": [1e9, 1e-3],
+    "lr_area": [1e7, 1.0],
+    "lr_annealing_area": [1e4, 1e-12],
 }
 
 
