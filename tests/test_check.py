@@ -482,3 +482,16 @@ def test_predict_law_error_adds_tau_d_in_quadrature(simulated_backtest, curves):
     assert sd == pytest.approx(np.hypot(sd0, tau * d[1]), rel=0.15)
     with pytest.raises(ValueError, match="law_error"):
         fit.predict(new, law_error=-0.1)
+
+
+def test_law_error_in_range_uses_only_the_fitted_points(simulated_backtest):
+    """law_error='in_range' refits each curve's first half of its fitted points (by the
+    split covariate) and learns one tau from the second half, which lies inside the fitted
+    range of the outer backtest; on the correct law the estimate is small (< 0.1 per decade,
+    the noise being 0.01 at the fitted centre) and the bands never narrow."""
+    wide = simulated_backtest.with_law_error("in_range")
+    tau = wide.law_error
+    assert tau.nunique() == 1 and np.isfinite(tau).all() and 0 <= tau.iloc[0] < 0.1, tau
+    base = simulated_backtest.predictions
+    width = np.log(wide.predictions["q95"] / wide.predictions["q5"])
+    assert (width >= 0.9 * np.log(base["q95"] / base["q5"])).all()
