@@ -30,15 +30,34 @@ from bayescale.api import fit_batch
 from bayescale.data import DataError, FitData, _as_frame, prepare
 from bayescale.laws import Law, get_law
 from bayescale.model import Posterior, with_noise
-from bayescale.result import BatchResult, Status, _noise, _prior_draws
+from bayescale.result import (
+    BatchResult,
+    Status,
+    _extrapolation_distance,
+    _noise,
+    _prior_draws,
+)
 from bayescale.simulate import simulate
 
-__all__ = ["BacktestResult", "SBCResult", "backtest", "least_squares_fit", "sbc"]
+__all__ = [
+    "LAW_ERROR_METHODS",
+    "BacktestResult",
+    "SBCResult",
+    "backtest",
+    "law_error_scale",
+    "least_squares_fit",
+    "sbc",
+]
 
 REPLICATION = "replication"
 #: Expected count per bin of the chi-square test at least this large (Cochran's rule).
 MIN_EXPECTED_PER_BIN = 5
 MAX_BINS = 20
+#: How :func:`backtest` learns the law-error scale tau out of sample (see there).
+LAW_ERROR_METHODS = ("curves", "in_range")
+#: Fewest curves whose errors estimate tau for the one left out (``law_error="curves"``).
+MIN_OTHER_CURVES = 2
+_Z90 = 1.6448536269514722  # standard normal 95% quantile: the 90% band is +-_Z90 sd
 
 
 # ================================================================================= SBC
@@ -447,12 +466,18 @@ class BacktestResult:
         The Bayesian fits of the early parts.
     baseline : DataFrame
         The point-fit parameters per curve.
+    law_error : Series or None
+        Per curve, the law-error scale :math:`\\tau` (log response per decade beyond the
+        fitted range) its bands were widened by, learnt without its own held-out points
+        (``law_error=`` of :func:`backtest`); ``None``: bands without law error.
     """
 
     table: pd.DataFrame
     predictions: pd.DataFrame
     batch: BatchResult = field(repr=False)
     baseline: pd.DataFrame = field(repr=False)
+    law_error: pd.Series | None = None
+    _context: dict = field(default_factory=dict, repr=False)
 
     @property
     def overall(self) -> pd.Series:
@@ -463,6 +488,51 @@ class BacktestResult:
         """Overall posterior-median RMSE / baseline RMSE (log response)."""
         row = self.overall
         return float(row["rmse_log"] / row["baseline_rmse_log"])
+
+    def with_law_error(self, method: str = "curves") -> BacktestResult:
+        """The same fits, their held-out bands widened by a law error learnt out of sample.
+
+        Each held-out point's predictive draws get an independent
+        :math:`\\tau\\,d(x)\\,z` in log response (``law_error`` of
+        :meth:`bayescale.result.FitResult.predict`), :math:`d(x)` the decades beyond the
+        curve's fitted range, so :math:`\\sigma(x)^2 = \\sigma_0^2 + \\tau^2 d(x)^2`.
+        :math:`\\tau` is estimated by :func:`law_error_scale` from errors that never include
+        the curve's own held-out points:
+
+        * ``"curves"`` (leave one curve out): from the held-out points of the *other*
+          curves (needs >= 3 curves);
+        * ``"in_range"``: from a backtest inside the fitted range — every curve's fitted
+          points split in halves (by the split covariate), the first half fitted (one more
+          :func:`bayescale.fit_batch` call), the second predicted — pooled over curves; uses
+          no held-out point at all (the method for a single curve, e.g. Chinchilla).
+
+        Only predictions are recomputed (and, for ``"in_range"``, the inner fits); the fits of
+        the backtest itself are reused.
+        """
+        if method not in LAW_ERROR_METHODS:
+            raise ValueError(
+                f"law_error must be one of {', '.join(map(repr, LAW_ERROR_METHODS))}, "
+                f"got {method!r}"
+            )
+        ctx = self._context
+        curves = [c for c in self.table.index if c != "overall"]
+        if method == "curves":
+            if len(curves) < MIN_OTHER_CURVES + 1:
+                raise ValueError(
+                    f"law_error='curves' learns tau from the other curves: needs at least "
+                    f"{MIN_OTHER_CURVES + 1} curves, this backtest has {len(curves)}; use "
+                    "law_error='in_range'"
+                )
+            pred = _finite_bands(self.predictions)
+            taus = {label: _tau_of(pred[pred["curve"] != label]) for label in curves}
+        else:
+            taus = dict.fromkeys(
+                curves, _tau_of(_finite_bands(_in_range_backtest(ctx).predictions))
+            )
+        taus = pd.Series(taus, name="law_error")
+        taus.index.name = "curve"
+        table, pred = _predict_and_score(self.batch, ctx, taus)
+        return BacktestResult(table, pred, self.batch, self.baseline, taus, ctx)
 
 
 def backtest(
@@ -481,6 +551,7 @@ def backtest(
     num_warmup: int = 1000,
     num_samples: int = 1000,
     seed: int = 0,
+    law_error: str | None = None,
     **fit_options,
 ) -> BacktestResult:
     """Extrapolation backtest: fit the early part of each curve, predict the rest.
@@ -490,7 +561,9 @@ def backtest(
 
     * ``split=s`` (a float in (0, 1)): fitted are the rows with
       :math:`x \\le s \\cdot \\max x` of that curve (``split=0.2``: the first 20% of the
-      steps); ``on`` names :math:`x` (default: the law's only covariate);
+      steps); ``on`` names :math:`x` (default: the law's only covariate), a law covariate
+      or any numeric column of the data (e.g. ``on="step"`` for a law in the learning-rate
+      areas, ``models/lr_annealing.toml``);
     * ``split={"n_params": 1e9}``: fitted are the rows with :math:`x < 10^9` (the smaller
       models or budgets), held out the rest.
 
@@ -512,7 +585,7 @@ def backtest(
     split : float or dict
         As above.
     on : str, optional
-        The law covariate a fractional ``split`` applies to.
+        The law covariate or data column a fractional ``split`` applies to.
     columns : dict, optional
         Law variable -> data column.
     baseline : {"least_squares", "huber"}
@@ -520,6 +593,9 @@ def backtest(
         Passed to :func:`bayescale.fit_batch`.  With ``noise="loglinear"`` the predictive
         intervals at held-out points use the noise scale :math:`\\sigma(x)` extrapolated there
         (covariates standardised by the fitted points).
+    law_error : {None, "curves", "in_range"}
+        Opt-in: widen the bands by a law error :math:`\\tau\\,d(x)` learnt out of sample
+        (:meth:`BacktestResult.with_law_error`); ``None`` (default): no law error.
 
     Returns
     -------
@@ -539,11 +615,16 @@ def backtest(
     if missing:
         raise DataError(f"by= names column(s) {missing} not in the data; it has {list(frame)}")
     cov, threshold, fraction = _split_rule(law, split, on)
-    col = (columns or {}).get(cov, cov)
+    col = (columns or {}).get(cov, cov) if cov in law.covariates else cov
     if col not in frame.columns:
         raise DataError(
-            f"the split covariate {cov!r} (column {col!r}) is not in the data; it has "
+            f"the split variable {cov!r} (column {col!r}) is not in the data; it has "
             f"{list(map(str, frame.columns))}"
+        )
+    if law_error is not None and law_error not in LAW_ERROR_METHODS:
+        raise ValueError(
+            f"law_error must be None or one of {', '.join(map(repr, LAW_ERROR_METHODS))}, "
+            f"got {law_error!r}"
         )
     curve_col = "/".join(by_cols) if by_cols else "curve"
     if by_cols:
@@ -553,6 +634,11 @@ def backtest(
         frame[curve_col] = "all"
         by_cols = [curve_col]
     x = pd.to_numeric(frame[col], errors="coerce")
+    if x.isna().any():
+        row = x.index[x.isna()][0]
+        raise DataError(
+            f"the split column {col!r} must be numeric; row {row} holds {frame.at[row, col]!r}"
+        )
     if fraction is not None:
         limit = x.groupby(keys).transform("max") * fraction
         early = x <= limit
@@ -564,10 +650,7 @@ def backtest(
             raise DataError(f"split {split!r} on {cov!r} leaves curve {label!r} no {part} points")
     fit_frame, held = frame[early], frame[~early]
     by_arg = by_cols[0] if len(by_cols) == 1 else by_cols
-    batch = fit_batch(
-        fit_frame,
-        law,
-        by=by_arg,
+    settings = dict(
         columns=columns,
         likelihood=likelihood,
         noise=noise,
@@ -575,20 +658,9 @@ def backtest(
         num_warmup=num_warmup,
         num_samples=num_samples,
         seed=seed,
-        warn=False,
         **fit_options,
     )
-    quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
-    keep = [*by_cols, *((columns or {}).get(c, c) for c in law.covariates)]
-    observation = batch.predict(held[keep], quantiles=quantiles, kind="observation", seed=seed)
-    mean = batch.predict(held[keep], quantiles=(0.5,), kind="mean", seed=seed)
-    response_col = (columns or {}).get(law.response, law.response)
-    pred = observation[[*by_cols, *keep[len(by_cols) :], "q5", "q25", "q50", "q75", "q95"]]
-    pred = pred.assign(
-        curve=keys[~early].to_numpy(),
-        observed=held[response_col].to_numpy(dtype=float),
-        median=mean["q50"].to_numpy(),
-    )
+    batch = fit_batch(fit_frame, law, by=by_arg, warn=False, **settings)
 
     loss = "huber" if baseline == "huber" else "linear"
     base_rows, base_pred = [], pd.Series(np.nan, index=held.index)
@@ -600,12 +672,157 @@ def backtest(
         new = prepare(target.drop(columns=by_cols), law, columns, require_response=False)
         log_f = np.asarray(law.log_mean(theta, new.log_x), dtype=float)
         base_pred.loc[target.index] = np.exp(np.broadcast_to(log_f, (len(target),)))
-    pred["baseline"] = base_pred.to_numpy()
     baseline_table = pd.DataFrame(base_rows).set_index("curve")
 
+    context = {
+        "law": law,
+        "held": held.assign(_baseline=base_pred),
+        "held_keys": keys[~early],
+        "by_cols": by_cols,
+        "by": by_arg,
+        "x_col": col,
+        "split_covariate": cov,
+        "fit_frame": fit_frame,
+        "fit_keys": keys[early],
+        "fit_counts": keys[early].value_counts(),
+        "baseline": baseline,
+        "settings": settings,
+    }
+    table, pred = _predict_and_score(batch, context, None)
+    result = BacktestResult(table, pred, batch, baseline_table, None, context)
+    return result if law_error is None else result.with_law_error(law_error)
+
+
+def _predict_and_score(batch: BatchResult, ctx: dict, taus: pd.Series | None):
+    """Predictive quantiles, law median, baseline and extrapolation distance at the held-out
+    points (each curve's law error ``taus[curve]``, none when ``taus`` is None); the table."""
+    law, held, by_cols = ctx["law"], ctx["held"], ctx["by_cols"]
+    columns = ctx["settings"]["columns"] or {}
+    seed = ctx["settings"]["seed"]
+    cov_cols = [columns.get(c, c) for c in law.covariates]
+    keys = ctx["held_keys"]
+    tau = pd.Series(0.0, index=held.index) if taus is None else keys.map(taus).astype(float)
+    quantiles = ("q5", "q25", "q50", "q75", "q95")
+    obs = pd.DataFrame(index=held.index, columns=list(quantiles), dtype=float)
+    for value, rows in held.groupby(tau, sort=True):  # one evaluation per law-error value
+        out = batch.predict(
+            rows[[*by_cols, *cov_cols]],
+            quantiles=(0.05, 0.25, 0.5, 0.75, 0.95),
+            kind="observation",
+            seed=seed,
+            law_error=value,
+        )
+        obs.loc[rows.index] = out[list(quantiles)].to_numpy()
+    mean = batch.predict(held[[*by_cols, *cov_cols]], quantiles=(0.5,), kind="mean", seed=seed)
+    distance = pd.Series(np.nan, index=held.index)
+    fit_frame, fit_keys = ctx["fit_frame"], ctx["fit_keys"]
+    for label, rows in held.groupby(keys, sort=True):
+        fitted = fit_frame[fit_keys == label]
+        log_x = {c: np.log(rows[c].to_numpy(dtype=float)) for c in cov_cols}
+        fitted_log_x = {c: np.log(fitted[c].to_numpy(dtype=float)) for c in cov_cols}
+        distance.loc[rows.index] = _extrapolation_distance(log_x, fitted_log_x)
+    pred = held[list(dict.fromkeys([*by_cols, *cov_cols, ctx["x_col"]]))].assign(
+        **{q: obs[q].to_numpy(dtype=float) for q in quantiles},
+        curve=keys.to_numpy(),
+        observed=held[columns.get(law.response, law.response)].to_numpy(dtype=float),
+        median=mean["q50"].to_numpy(),
+        baseline=held["_baseline"].to_numpy(),
+        distance=distance.to_numpy(),
+    )
+    pred = pred.reset_index(drop=True)
     status = pd.Series(batch.status.to_numpy(), index=[str(label) for label in batch.status.index])
-    table = _score(pred, x_col=col, fit_counts=keys[early].value_counts(), status=status)
-    return BacktestResult(table, pred.reset_index(drop=True), batch, baseline_table)
+    table = _score(pred, x_col=ctx["x_col"], fit_counts=ctx["fit_counts"], status=status)
+    return table, pred
+
+
+def _in_range_backtest(ctx: dict) -> BacktestResult:
+    """Backtest inside the fitted range: per curve, fit the first half of the fitted points
+    (in the split covariate) and predict the second half."""
+    fit_frame = ctx["fit_frame"]
+    x = pd.to_numeric(fit_frame[ctx["x_col"]])
+    rank = x.groupby(ctx["fit_keys"]).rank(method="first")
+    count = x.groupby(ctx["fit_keys"]).transform("size")
+    inner = fit_frame.assign(_half=rank / count)
+    return backtest(
+        inner,
+        ctx["law"],
+        by=ctx["by"],
+        split=0.5,
+        on="_half",
+        baseline=ctx["baseline"],
+        progress_bar=False,
+        **{k: v for k, v in ctx["settings"].items() if k != "progress_bar"},
+    )
+
+
+def _finite_bands(pred: pd.DataFrame) -> pd.DataFrame:
+    """The held-out points whose 90% band is finite and positive (a draw beyond the float
+    range, possible under wide priors, leaves a band that says nothing about tau)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_q = np.log(pred[["q5", "q50", "q95"]].to_numpy(dtype=float))
+    ok = np.isfinite(log_q).all(axis=1)
+    return pred[ok]
+
+
+def _tau_of(pred: pd.DataFrame) -> float:
+    return law_error_scale(_log_errors(pred), _band_variance(pred), pred["distance"])
+
+
+def _log_errors(pred: pd.DataFrame) -> np.ndarray:
+    """:math:`e = \\log y - \\log \\hat y`, the observed against the predictive median."""
+    return np.log(pred["observed"].to_numpy()) - np.log(pred["q50"].to_numpy())
+
+
+def _band_variance(pred: pd.DataFrame) -> np.ndarray:
+    """Normal-equivalent variance of each predictive band: ((log q95 - log q5) / 3.29)^2."""
+    return (np.log(pred["q95"] / pred["q5"]).to_numpy() / (2 * _Z90)) ** 2
+
+
+def law_error_scale(errors, variances, distances) -> float:
+    """Method-of-moments estimate of the law-error scale :math:`\\tau` per decade.
+
+    Model: a held-out log error :math:`e_i` (observed minus predictive median) at
+    :math:`d_i` decades beyond the fitted range has
+
+    .. math:: \\mathrm E[e_i^2] = v_i + \\tau^2 d_i^2,
+
+    :math:`v_i` the variance the predictive band already carries (posterior and noise).
+    Least squares of :math:`e_i^2 - v_i` on :math:`d_i^2` through the origin:
+
+    .. math:: \\hat\\tau^2 = \\max\\Bigl(0,\\;
+        \\frac{\\sum_i d_i^2 (e_i^2 - v_i)}{\\sum_i d_i^4}\\Bigr).
+
+    Parameters
+    ----------
+    errors, variances, distances : array-like
+        :math:`e_i`, :math:`v_i \\ge 0`, :math:`d_i \\ge 0` (points with :math:`d_i = 0`
+        carry no information on :math:`\\tau`).
+
+    Returns
+    -------
+    float
+        :math:`\\hat\\tau \\ge 0`.
+
+    Raises
+    ------
+    ValueError
+        Mismatched lengths, non-finite values, or no point beyond the fitted range.
+    """
+    e, v, d = (np.asarray(a, dtype=float).ravel() for a in (errors, variances, distances))
+    if not (len(e) == len(v) == len(d)):
+        raise ValueError(
+            f"errors, variances, distances must have one value per point; got lengths "
+            f"{len(e)}, {len(v)}, {len(d)}"
+        )
+    if not np.all(np.isfinite(e) & np.isfinite(v) & np.isfinite(d)):
+        raise ValueError("errors, variances and distances must be finite")
+    if np.any(v < 0) or np.any(d < 0):
+        raise ValueError("variances and distances must be >= 0")
+    d2 = d**2
+    if not np.any(d2 > 0):
+        raise ValueError("no point lies beyond the fitted range (all distances 0): tau is unknown")
+    tau2 = np.sum(d2 * (e**2 - v)) / np.sum(d2**2)
+    return float(math.sqrt(max(tau2, 0.0)))
 
 
 def _split_rule(law: Law, split, on) -> tuple[str, float | None, float | None]:
@@ -634,8 +851,8 @@ def _split_rule(law: Law, split, on) -> tuple[str, float | None, float | None]:
                 "fraction applies to with on="
             )
         on = law.covariates[0]
-    if on not in law.covariates:
-        raise ValueError(f"on={on!r} is not a covariate of law {law.id!r} ({law.covariates})")
+    if not isinstance(on, str):
+        raise ValueError(f"on= names a law covariate or a data column, got {on!r}")
     return on, None, float(split)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from functools import cached_property
@@ -273,16 +274,39 @@ class FitResult:
         return {k: self.datatree.posterior[k].values for k in names}
 
     # ------------------------------------------------------------------ predictions
-    def _log_prediction_draws(self, new: FitData, kind: str, seed: int) -> np.ndarray:
-        const = self.datatree.constant_data
-        fitted = {c: np.log(const[c].values) for c in self.law.covariates}
+    def _log_prediction_draws(
+        self, new: FitData, kind: str, seed: int, law_error: float = 0.0
+    ) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        return _log_predictions(self.posterior, self.draws(), new.log_x, kind, rng, fitted)
+        return _log_predictions(
+            self.posterior,
+            self.draws(),
+            new.log_x,
+            kind,
+            rng,
+            self._fitted_log_x(),
+            None,
+            law_error,
+        )
 
-    def predict_draws(self, new_data, *, kind: str = "observation", seed: int = 0) -> np.ndarray:
-        """Draws of the response at ``new_data``, shape ``(chain, draw, point)``."""
+    def _fitted_log_x(self) -> dict:
+        const = self.datatree.constant_data
+        return {c: np.log(const[c].values) for c in self.law.covariates}
+
+    def extrapolation_distance(self, new_data) -> np.ndarray:
+        """:math:`d(x) = \\sqrt{\\sum_c d_c(x)^2}` at each row of ``new_data``, :math:`d_c` the
+        decades (log10) by which covariate :math:`c` lies beyond the fitted range (0 inside):
+        the distance the opt-in ``law_error`` of :meth:`predict` scales with."""
         new = covariate_frame(self.law, new_data, self.columns)
-        return np.exp(self._log_prediction_draws(new, kind, seed))
+        return _extrapolation_distance(new.log_x, self._fitted_log_x())
+
+    def predict_draws(
+        self, new_data, *, kind: str = "observation", seed: int = 0, law_error: float = 0.0
+    ) -> np.ndarray:
+        """Draws of the response at ``new_data``, shape ``(chain, draw, point)``
+        (``law_error`` as in :meth:`predict`)."""
+        new = covariate_frame(self.law, new_data, self.columns)
+        return np.exp(self._log_prediction_draws(new, kind, seed, law_error))
 
     def predict(
         self,
@@ -291,6 +315,7 @@ class FitResult:
         quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
         kind: str = "observation",
         seed: int = 0,
+        law_error: float = 0.0,
     ) -> pd.DataFrame:
         """Posterior-predictive summary of the response at ``new_data``.
 
@@ -305,6 +330,19 @@ class FitResult:
             ``"mean"``: the law itself, :math:`f(x;\\theta)`.
         seed : int
             Seed of the observation noise draws.
+        law_error : float
+            :math:`\\tau \\ge 0`, opt-in error of the law itself beyond the fitted range, in
+            log response per decade of extrapolation: each observation draw gets an
+            independent :math:`\\tau\\,d(x)\\,z`, :math:`z \\sim \\mathcal N(0, 1)`, with
+            :math:`d(x)` the decades beyond the fitted range
+            (:meth:`extrapolation_distance`), so that for normal noise
+
+            .. math:: \\operatorname{Var}\\log y(x) = \\sigma_0^2 + \\tau^2 d(x)^2
+                \\;(+\\text{ the posterior's own spread}).
+
+            0 by default (and inside the fitted range).  Learn :math:`\\tau` out of sample,
+            e.g. :meth:`bayescale.check.BacktestResult.with_law_error`.  ``kind="mean"`` (the
+            law itself) is unaffected.
 
         Returns
         -------
@@ -318,7 +356,7 @@ class FitResult:
         if not all(0 < q < 1 for q in qs):
             raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
         new = covariate_frame(self.law, new_data, self.columns)
-        draws = np.exp(self._log_prediction_draws(new, kind, seed))
+        draws = np.exp(self._log_prediction_draws(new, kind, seed, law_error))
         observed = self.datatree.constant_data
         fitted = {c: np.log(observed[c].values) for c in self.law.covariates}
         out = _prediction_table(new, draws, qs, fitted)
@@ -523,16 +561,27 @@ def _prior_draws(posterior: Posterior, num: int, seed: int) -> dict[str, np.ndar
 
 
 def _log_predictions(
-    posterior: Posterior, values: dict, log_x: dict, kind: str, rng, fitted_log_x: dict, mask=None
+    posterior: Posterior,
+    values: dict,
+    log_x: dict,
+    kind: str,
+    rng,
+    fitted_log_x: dict,
+    mask=None,
+    law_error: float = 0.0,
 ) -> np.ndarray:
     """Draws of the log response at ``log_x``: the law (``kind="mean"``) or a new run.
 
     ``values`` are parameter draws of shape ``(...)`` (a point axis is appended) and ``log_x``
     broadcasts against ``(..., points)``; ``fitted_log_x`` (and its ``mask``) are the fitted
-    points, against which a ``"loglinear"`` noise model standardises its covariates.
+    points, against which a ``"loglinear"`` noise model standardises its covariates.  A new
+    run's draws get the opt-in law error :math:`\\tau\\,d(x)\\,z` (``law_error`` = :math:`\\tau`;
+    :func:`_extrapolation_distance`), drawn after the noise so that :math:`\\tau = 0` leaves
+    the draws as they were.
     """
     if kind not in ("observation", "mean"):
         raise ValueError(f"kind must be 'observation' or 'mean', got {kind!r}")
+    law_error = _law_error_scale(law_error)
     v = {k: jnp.asarray(x)[..., None] for k, x in values.items()}
     log_x = {k: jnp.asarray(x) for k, x in log_x.items()}
     log_mu = np.asarray(posterior.log_mean(v, log_x))
@@ -540,7 +589,45 @@ def _log_predictions(
         return log_mu
     fitted = {c: jnp.asarray(fitted_log_x[c]) for c in log_x}
     noisy = _point_sigma_values(posterior, values, log_x, log_mu.shape, fitted, mask)
-    return log_mu + _noise(rng, posterior.likelihood, noisy, log_mu.shape)
+    log_y = log_mu + _noise(rng, posterior.likelihood, noisy, log_mu.shape)
+    if law_error > 0:
+        distance = _extrapolation_distance(log_x, fitted_log_x, mask)
+        log_y = log_y + law_error * distance * rng.standard_normal(log_mu.shape)
+    return log_y
+
+
+def _law_error_scale(law_error) -> float:
+    """``law_error`` checked at the boundary: a finite number >= 0."""
+    try:
+        value = float(law_error)
+    except (TypeError, ValueError):
+        raise ValueError(f"law_error must be a number >= 0, got {law_error!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"law_error must be a finite number >= 0, got {law_error!r}")
+    return value
+
+
+def _signed_decades(log_x: dict, fitted_log_x: dict, mask=None) -> dict:
+    """Per covariate, the signed decades by which ``log_x`` lies outside the fitted range
+    (0 inside).  ``fitted_log_x[c]`` has the fitted points on its last axis (one row for all
+    prediction points, or one row per row of ``log_x``); NaN or ``mask`` false: padding."""
+    out = {}
+    for c, x in log_x.items():
+        fitted = np.asarray(fitted_log_x[c], dtype=float) / np.log(10)
+        if mask is not None:
+            fitted = np.where(mask, fitted, np.nan)
+        lo, hi = np.nanmin(fitted, axis=-1), np.nanmax(fitted, axis=-1)
+        x = np.asarray(x) / np.log(10)
+        extra = (1,) * (x.ndim - np.ndim(lo))  # one fitted range per leading index of x
+        lo, hi = np.reshape(lo, np.shape(lo) + extra), np.reshape(hi, np.shape(hi) + extra)
+        out[c] = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
+    return out
+
+
+def _extrapolation_distance(log_x: dict, fitted_log_x: dict, mask=None) -> np.ndarray:
+    """:math:`d(x) = \\sqrt{\\sum_c d_c(x)^2}`, the Euclidean norm of
+    :func:`_signed_decades` over covariates."""
+    return np.sqrt(sum(d**2 for d in _signed_decades(log_x, fitted_log_x, mask).values()))
 
 
 def _prediction_table(new: FitData, draws: np.ndarray, quantiles, fitted_log_x: dict):
@@ -554,13 +641,8 @@ def _prediction_table(new: FitData, draws: np.ndarray, quantiles, fitted_log_x: 
     out["mean"] = flat.mean(axis=0)
     for q, col in zip(quantiles, map(quantile_column, quantiles), strict=True):
         out[col] = np.quantile(flat, q, axis=0)
-    signed = {}
-    for c in new.log_x:
-        fitted = np.asarray(fitted_log_x[c]) / np.log(10)
-        lo, hi = np.nanmin(fitted, axis=-1), np.nanmax(fitted, axis=-1)
-        x = new.log_x[c] / np.log(10)
-        signed[new.columns[c]] = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
-    signed = pd.DataFrame(signed)
+    decades = _signed_decades(new.log_x, fitted_log_x)
+    signed = pd.DataFrame({new.columns[c]: v for c, v in decades.items()})
     out["decades_beyond"] = signed.abs().max(axis=1).to_numpy() if len(signed.columns) else 0.0
     out["extrapolation"] = [
         ", ".join(f"{c} {v:+.2g} dec" for c, v in row.items() if v != 0) or "interpolation"
@@ -896,7 +978,13 @@ class BatchResult:
         return frame, new, keys.map(index).to_numpy()
 
     def _log_prediction_draws(
-        self, new: FitData, fit_index: np.ndarray, kind: str, seed: int, max_numbers: float = 2e7
+        self,
+        new: FitData,
+        fit_index: np.ndarray,
+        kind: str,
+        seed: int,
+        law_error: float = 0.0,
+        max_numbers: float = 2e7,
     ) -> np.ndarray:
         """Draws of the log response, ``(chain, draw, row)``, each row under its own fit.
 
@@ -926,15 +1014,19 @@ class BatchResult:
             mask = np.isfinite(fitted[self.law.covariates[0]])
             fitted = {cv: np.where(mask, v, 0.0) for cv, v in fitted.items()}
             with np.errstate(over="ignore", invalid="ignore"):  # padded cells: dropped below
-                log_draws = _log_predictions(self.posterior, values, log_x, kind, rng, fitted, mask)
+                log_draws = _log_predictions(
+                    self.posterior, values, log_x, kind, rng, fitted, mask, law_error
+                )
             out[:, :, rows] = log_draws[:, :, f, r]
         return out
 
-    def predict_draws(self, new_data, *, kind: str = "observation", seed: int = 0) -> np.ndarray:
+    def predict_draws(
+        self, new_data, *, kind: str = "observation", seed: int = 0, law_error: float = 0.0
+    ) -> np.ndarray:
         """Draws of the response at each row of ``new_data`` under the fit its ``by`` column(s)
-        name, shape ``(chain, draw, row)``."""
+        name, shape ``(chain, draw, row)`` (``law_error`` as in :meth:`FitResult.predict`)."""
         _, new, fit_index = self._prediction_inputs(new_data)
-        return np.exp(self._log_prediction_draws(new, fit_index, kind, seed))
+        return np.exp(self._log_prediction_draws(new, fit_index, kind, seed, law_error))
 
     def predict(
         self,
@@ -943,6 +1035,7 @@ class BatchResult:
         quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
         kind: str = "observation",
         seed: int = 0,
+        law_error: float = 0.0,
     ) -> pd.DataFrame:
         """Predictions per fit, as :meth:`FitResult.predict`, all rows in one evaluation.
 
@@ -954,7 +1047,7 @@ class BatchResult:
         if not all(0 < q < 1 for q in qs):
             raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
         frame, new, fit_index = self._prediction_inputs(new_data)
-        draws = np.exp(self._log_prediction_draws(new, fit_index, kind, seed))
+        draws = np.exp(self._log_prediction_draws(new, fit_index, kind, seed, law_error))
         const = self.datatree.constant_data
         fitted = {c: np.log(const[c].values[fit_index]) for c in self.law.covariates}
         out = _prediction_table(new, draws, qs, fitted)

@@ -1,5 +1,6 @@
 """Calibration checks (issue 7): simulation-based calibration and extrapolation backtests."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ from conftest import scaled
 from scipy import stats
 
 import bayescale
+from bayescale import check, datasets
 from bayescale.check import _chi2_uniform, backtest, least_squares_fit, sbc
 from bayescale.data import DataError, prepare
 from bayescale.laws import catalogue, get_law
@@ -289,3 +291,207 @@ def test_backtest_absolute_threshold_and_one_curve():
         backtest(data, law, by=None, split={"n_params": 1e12})
     with pytest.raises(DataError, match="not in the data"):
         backtest(data, law, by="model", split={"n_params": 1e9})
+
+
+# ----------------------------------------------- learning-rate schedule (annealing) law
+def test_lr_schedule_areas_by_hand():
+    """S1 and S2 of a six-step schedule (warm-up to the peak at step 2, then decay), by hand
+    with lambda = 0.5: drops eta_{i-1} - eta_i after the peak 0.2, 0.3, 0; momentum
+    m = 0.2, 0.5 * 0.2 + 0.3 = 0.4, 0.5 * 0.4 + 0 = 0.2."""
+    eta = [0.0, 0.5, 1.0, 0.8, 0.5, 0.5]
+    areas = datasets.lr_schedule_areas(eta, decay=0.5)
+    np.testing.assert_allclose(areas["lr_area"], [0, 0.5, 1.5, 2.3, 2.8, 3.3])
+    np.testing.assert_allclose(areas["lr_annealing_area"], [0, 0, 0, 0.2, 0.6, 0.8])
+    # the double sum of the definition, sum_{i<=s} sum_{k<=i} (eta_{k-1} - eta_k) lam^(i-k),
+    # over the decreasing part of a longer random schedule
+    rng = np.random.default_rng(0)
+    eta = np.concatenate([[0.0, 1.0], np.sort(rng.uniform(0.1, 1.0, 30))[::-1]])
+    areas = datasets.lr_schedule_areas(eta, decay=0.9)
+    drop = np.concatenate([[0, 0], eta[1:-1] - eta[2:]])
+    by_definition = [
+        sum(drop[k] * 0.9 ** (i - k) for i in range(1, s + 1) for k in range(1, i + 1))
+        for s in range(len(eta))
+    ]
+    np.testing.assert_allclose(areas["lr_annealing_area"], by_definition, rtol=1e-12)
+    with pytest.raises(DataError, match="learning_rate"):
+        datasets.lr_schedule_areas([1.0, -0.5])
+    with pytest.raises(ValueError, match="decay"):
+        datasets.lr_schedule_areas([1.0, 0.5], decay=1.0)
+
+
+def test_pythia_schedule_and_its_areas():
+    steps = np.arange(143_001)
+    eta = datasets.pythia_lr_schedule(steps)
+    assert eta[0] == 0 and eta[715] == pytest.approx(0.5) and eta[1430] == pytest.approx(1.0)
+    assert eta[-1] == pytest.approx(0.1) and eta[(1430 + 143_000) // 2] == pytest.approx(0.55)
+    assert np.all(np.diff(eta[:1431]) > 0) and np.all(np.diff(eta[1430:]) <= 0)
+    areas = datasets.lr_schedule_areas(eta)
+    s1, s2 = areas["lr_area"].to_numpy(), areas["lr_annealing_area"].to_numpy()
+    assert np.all(np.diff(s1[1:]) > 0)  # the forward area grows at every step
+    assert np.all(s2[:1431] == 0) and np.all(np.diff(s2[1430:]) >= 0) and s2[1431] > 0
+    # S2 lags the rate's drop (1 - eta) / (1 - lambda) by ~1/(1 - lambda) steps of decay
+    assert s2[-1] == pytest.approx(0.9 / (1 - 0.999), rel=0.01)
+    assert s1[-1] == pytest.approx(715 + 0.55 * (143_000 - 1430), rel=1e-3)
+
+
+def test_polypythia_lr_area_columns(shared_data):
+    curves = datasets.polypythia(shared_data, min_step=1440, lr_areas=True)
+    known = curves[curves["from_init"]]
+    areas = datasets.lr_schedule_areas(datasets.pythia_lr_schedule(np.arange(143_000)))
+    np.testing.assert_allclose(
+        known["lr_area"].to_numpy(), areas["lr_area"].to_numpy()[known["step"].to_numpy()]
+    )
+    assert (known["lr_annealing_area"] > 0).all()
+    # restarted logs: where they sit on the schedule is unknown
+    assert curves.loc[~curves["from_init"], ["lr_area", "lr_annealing_area"]].isna().all().all()
+    law = get_law("lr_annealing")
+    with pytest.raises(DataError, match="non-finite"):
+        prepare(curves[~curves["from_init"]], law, {"loss": "train_lm_loss"})
+
+
+# Two curves simulated from the law over all of Pythia's schedule (40 log-spaced steps from
+# the end of warm-up, log-normal noise 0.005), and the first 20% of each, in one batch.  The
+# annealing drops C * S2 at the last step, 0.09 and 0.18 nats, are large enough for a whole
+# curve to identify C (Fisher sd of log C ~0.15; at a drop of 0.03 and noise 0.01 it is ~1,
+# no better than the prior) and, on the first 20%, too small to (Fisher sd > 3).
+ANNEALING_TRUTH = [
+    {"E": 3.0, "A": 40.0, "alpha": 0.6, "C": 1e-4},
+    {"E": 2.8, "A": 120.0, "alpha": 0.8, "C": 2e-4},
+]
+ANNEALING_NOISE = 0.005
+ANNEALING_SETTINGS = {"num_chains": 2, "num_warmup": 300, "num_samples": 300}
+
+
+def _annealing_curve(params, seed, noise=ANNEALING_NOISE):
+    law = get_law("lr_annealing")
+    steps = np.unique(np.geomspace(1440, 142_990, 40).round(-1)).astype(int)
+    areas = datasets.lr_schedule_areas(datasets.pythia_lr_schedule(np.arange(143_000)))
+    frame = areas.loc[steps].reset_index()
+    log_x = {c: np.log(frame[c].to_numpy()) for c in law.covariates}
+    log_mu = np.asarray(law.log_mean(params, log_x))
+    rng = np.random.default_rng(seed)
+    return frame.assign(loss=np.exp(log_mu + noise * rng.standard_normal(len(frame))))
+
+
+@pytest.fixture(scope="module")
+def annealing_fits():
+    parts = []
+    for i, params in enumerate(ANNEALING_TRUTH):
+        curve = _annealing_curve(params, seed=40 + i)
+        parts.append(curve.assign(curve=f"full{i}"))
+        parts.append(curve[curve["step"] <= 0.2 * 142_990].assign(curve=f"early{i}"))
+    return bayescale.fit_batch(
+        pd.concat(parts, ignore_index=True),
+        "lr_annealing",
+        by="curve",
+        likelihood="normal",
+        seed=1,
+        progress_bar=False,
+        warn=False,
+        **ANNEALING_SETTINGS,
+    )
+
+
+def test_lr_annealing_law_recovers_its_parameters(annealing_fits):
+    """On whole curves every true value lies in its central 98% interval (8 checks; the
+    misses are judged against their binomial tail) and C is identified: the posterior sd of
+    log C is under half the prior's (1.5)."""
+    misses = 0
+    for i, params in enumerate(ANNEALING_TRUTH):
+        post = annealing_fits[f"full{i}"].draws()
+        for name, value in params.items():
+            lo, hi = np.quantile(post[name], [0.01, 0.99])
+            misses += not lo <= value <= hi
+        assert np.log(post["C"]).std() < 0.5 * 1.5, i
+    assert stats.binom.sf(misses - 1, 8, 0.02) > 1e-3, misses
+
+
+def test_annealing_term_is_weakly_identified_early(annealing_fits):
+    """On the first 20% of the steps S2 reaches 8% of its final value: log C is informed
+    mostly by its prior (posterior sd > 0.6 x the prior's), far less than on the whole
+    curve."""
+    for i in range(len(ANNEALING_TRUTH)):
+        early = np.log(annealing_fits[f"early{i}"].draws()["C"]).std()
+        full = np.log(annealing_fits[f"full{i}"].draws()["C"]).std()
+        assert early > 0.6 * 1.5 and early > 2 * full, (i, early, full)
+
+
+# -------------------------------------------------- law error beyond the fitted range
+def test_law_error_scale_estimates_a_known_tau():
+    """Simulated backtests of 20 curves x 10 held-out points, d in [0.1, 1] decades, a
+    per-curve law error tau * d * z_curve (a systematic miss growing with d, as a wrong
+    exponent gives) plus band noise of variance v: the moment estimate of tau^2 is unbiased
+    (mean over 300 replications within 3 Monte Carlo standard errors of tau^2), and a single
+    replication's tau lies within 40% of the truth in >= 90% of them (binomial bound)."""
+    rng = np.random.default_rng(2026)
+    tau, sd = 0.03, 0.01
+    d = np.tile(np.linspace(0.1, 1.0, 10), 20)
+    v = np.full(d.shape, sd**2)
+    estimates = []
+    for _ in range(300):
+        z = np.repeat(rng.standard_normal(20), 10)
+        e = tau * d * z + sd * rng.standard_normal(d.shape)
+        estimates.append(check.law_error_scale(e, v, d))
+    estimates = np.asarray(estimates)
+    squared = estimates**2
+    assert abs(squared.mean() - tau**2) < 3 * squared.std() / np.sqrt(len(squared))
+    close = np.mean(np.abs(estimates / tau - 1) < 0.4)
+    assert stats.binom.cdf(round(close * 300), 300, 0.9) > 1e-3, close
+    assert check.law_error_scale([0.0, 0.0], [1e-4, 1e-4], [0.5, 1.0]) == 0.0  # clipped
+    with pytest.raises(ValueError, match="beyond the fitted range"):
+        check.law_error_scale([0.1], [0.01], [0.0])
+    with pytest.raises(ValueError, match="one value per point"):
+        check.law_error_scale([0.1, 0.2], [0.01], [1.0])
+
+
+def test_law_error_leaves_each_curve_out(simulated_backtest):
+    """tau of a curve is learnt from the other curves only: moving one curve's held-out
+    observations changes every other curve's tau and not its own."""
+    base = simulated_backtest.with_law_error("curves")
+    assert list(base.law_error.index) == [f"r{i}" for i in range(NUM_CURVES)]
+    assert np.all(np.isfinite(base.law_error)) and (base.law_error >= 0).all()
+    pred = simulated_backtest.predictions.copy()
+    moved = pred["curve"] == "r0"
+    pred.loc[moved, "observed"] *= np.exp(0.3 * pred.loc[moved, "distance"])  # a 30%/decade miss
+    shifted = dataclasses.replace(simulated_backtest, predictions=pred).with_law_error("curves")
+    assert shifted.law_error["r0"] == pytest.approx(base.law_error["r0"], rel=1e-12)
+    others = shifted.law_error.drop("r0") - base.law_error.drop("r0")
+    assert (others > 0).all(), others
+    # bands of the other curves widen where they extrapolate, not inside the fitted range
+    assert (shifted.predictions["distance"] > 0).all()
+    overall = shifted.table.loc["overall", "coverage_90"]
+    assert overall >= simulated_backtest.table.loc["overall", "coverage_90"]
+
+
+def test_predict_law_error_adds_tau_d_in_quadrature(simulated_backtest, curves):
+    """FitResult.predict(law_error=tau): inside the fitted range the band is unchanged (the
+    same noise draws); at d decades beyond it the band's normal-equivalent sd is
+    sqrt(sd_0^2 + tau^2 d^2) (400 draws: 15% tolerance, ~3 Monte Carlo standard errors of a
+    90% band's width)."""
+    fit = simulated_backtest.batch["r0"]
+    steps = curves.loc[curves["run"] == "r0", "step"]
+    new = pd.DataFrame({"step": [steps.min() * 1.5, steps.max() * 10]})
+    tau = 0.2
+    plain = fit.predict(new)
+    wide = fit.predict(new, law_error=tau)
+    assert wide.loc[0, "q5"] == plain.loc[0, "q5"] and wide.loc[0, "q95"] == plain.loc[0, "q95"]
+    d = fit.extrapolation_distance(new)
+    assert d[0] == 0 and d[1] > 1
+    sd0 = np.log(plain.loc[1, "q95"] / plain.loc[1, "q5"]) / (2 * 1.6449)
+    sd = np.log(wide.loc[1, "q95"] / wide.loc[1, "q5"]) / (2 * 1.6449)
+    assert sd == pytest.approx(np.hypot(sd0, tau * d[1]), rel=0.15)
+    with pytest.raises(ValueError, match="law_error"):
+        fit.predict(new, law_error=-0.1)
+
+
+def test_law_error_in_range_uses_only_the_fitted_points(simulated_backtest):
+    """law_error='in_range' refits each curve's first half of its fitted points (by the
+    split covariate) and learns one tau from the second half, which lies inside the fitted
+    range of the outer backtest; on the correct law the estimate is small (< 0.1 per decade,
+    the noise being 0.01 at the fitted centre) and the bands never narrow."""
+    wide = simulated_backtest.with_law_error("in_range")
+    tau = wide.law_error
+    assert tau.nunique() == 1 and np.isfinite(tau).all() and 0 <= tau.iloc[0] < 0.1, tau
+    base = simulated_backtest.predictions
+    width = np.log(wide.predictions["q95"] / wide.predictions["q5"])
+    assert (width >= 0.9 * np.log(base["q95"] / base["q5"])).all()

@@ -147,6 +147,9 @@ NUMPY_LAWS = {
         p["c0"] + p["c1"] * np.log(x["x"]) + p["c2"] * np.log(x["x"]) ** 2
     ),
     "power_law_offset": lambda p, x: p["E"] + p["A"] * x["x"] ** -p["alpha"],
+    "lr_annealing": lambda p, x: (
+        p["E"] + p["A"] * x["lr_area"] ** -p["alpha"] - p["C"] * x["lr_annealing_area"]
+    ),
     "broken_power_law": lambda p, x: (
         p["a"]
         + p["b"]
@@ -166,6 +169,8 @@ FAR = {
     "loss": [1.0, 20.0],
     "token_index": [1e9],
     "x": [1e9, 1e-3],
+    "lr_area": [1e7, 1.0],
+    "lr_annealing_area": [1e4, 1e-12],
 }
 
 

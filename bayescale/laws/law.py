@@ -44,6 +44,8 @@ COVARIATE_NAMES = {
     "steps": "optimizer steps",
     "batch_size": "tokens",
     "token_index": "token position",
+    "lr_area": "steps at the peak learning rate",
+    "lr_annealing_area": "steps at the peak learning rate",
     "loss": "nats/token",
     "critical_batch_size": "tokens",
     "x": "",
