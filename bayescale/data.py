@@ -6,6 +6,7 @@ law, the column, the offending value and its row.  Nothing downstream raises on 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,14 @@ import pandas as pd
 
 from bayescale.laws import Law
 
-__all__ = ["DataError", "FitData", "covariate_frame", "prepare", "thin_log_spaced"]
+__all__ = [
+    "DataError",
+    "FitData",
+    "covariate_frame",
+    "nonnegative_number",
+    "prepare",
+    "thin_log_spaced",
+]
 
 
 class DataError(ValueError):
@@ -55,6 +63,17 @@ class FitData:
             "log_y": self.log_y if self.log_y is not None else np.zeros(n),
             "mask": np.ones(n, dtype=bool),
         }
+
+
+def nonnegative_number(value, name: str) -> float:
+    """``value`` as a float, checked at the boundary: finite and >= 0 (``name`` in errors)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
 
 
 def _as_frame(data) -> pd.DataFrame:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import warnings
 from collections.abc import Sequence
 from functools import cached_property
@@ -24,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale import diagnostics as batch_diagnostics
-from bayescale.data import FitData, covariate_frame
+from bayescale.data import FitData, covariate_frame, nonnegative_number
 from bayescale.laws import Law, law_from_spec
 from bayescale.model import Posterior, observation_noise
 
@@ -581,7 +580,7 @@ def _log_predictions(
     """
     if kind not in ("observation", "mean"):
         raise ValueError(f"kind must be 'observation' or 'mean', got {kind!r}")
-    law_error = _law_error_scale(law_error)
+    law_error = nonnegative_number(law_error, "law_error")
     v = {k: jnp.asarray(x)[..., None] for k, x in values.items()}
     log_x = {k: jnp.asarray(x) for k, x in log_x.items()}
     log_mu = np.asarray(posterior.log_mean(v, log_x))
@@ -594,17 +593,6 @@ def _log_predictions(
         distance = _extrapolation_distance(log_x, fitted_log_x, mask)
         log_y = log_y + law_error * distance * rng.standard_normal(log_mu.shape)
     return log_y
-
-
-def _law_error_scale(law_error) -> float:
-    """``law_error`` checked at the boundary: a finite number >= 0."""
-    try:
-        value = float(law_error)
-    except (TypeError, ValueError):
-        raise ValueError(f"law_error must be a number >= 0, got {law_error!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"law_error must be a finite number >= 0, got {law_error!r}")
-    return value
 
 
 def _signed_decades(log_x: dict, fitted_log_x: dict, mask=None) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayescale.data import nonnegative_number
 from bayescale.laws import Law, get_law
 
 __all__ = [
@@ -273,13 +274,7 @@ def _noise(law: Law, design: dict, noise) -> float:
     value = noise
     if value is None:
         value = design.get("noise", law.design.get("noise", DEFAULT_NOISE))
-    try:
-        sigma = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"noise must be a number >= 0, got {value!r}") from None
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"noise must be a finite number >= 0, got {value!r}")
-    return sigma
+    return nonnegative_number(value, "noise")
 
 
 def _log_mean(law: Law, theta: dict[str, float], log_x: dict[str, np.ndarray]) -> np.ndarray:
