@@ -7,19 +7,15 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-# Files whose tests are independent of each other and each long (executed notebooks): under
-# pytest-xdist (``--dist loadgroup``) each test is its own scheduling unit and they go first.
-SPLIT_FILES = ("test_notebooks.py",)
+# Files whose tests are long and independent of each other (executed notebooks, one test
+# class each so that ``--dist loadscope`` spreads them over the workers): they go first, so
+# no worker idles at the end while the other finishes a long one.
+FIRST_FILES = ("test_notebooks.py",)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Schedule whole files on one worker each (module fixtures hold shared fits), but the
-    tests of ``SPLIT_FILES`` one by one, ahead of the rest so no worker idles at the end."""
-    for item in items:
-        file = item.nodeid.split("::")[0]
-        split = Path(file).name in SPLIT_FILES
-        item.add_marker(pytest.mark.xdist_group(item.nodeid if split else file))
-    items.sort(key=lambda item: Path(item.nodeid.split("::")[0]).name not in SPLIT_FILES)
+    """Run ``FIRST_FILES`` first; every other file keeps its order (stable sort)."""
+    items.sort(key=lambda item: Path(item.nodeid.split("::")[0]).name not in FIRST_FILES)
 
 
 @pytest.fixture(scope="session")

@@ -50,8 +50,7 @@ def kernel_env(tmp_path_factory) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, kernel_env, monkeypatch):
+def _run_notebook(path: Path, kernel_env, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     needs = nb.metadata.get("bayescale", {})
     if needs.get("needs_shared_data") and not SHARED_DATA.is_dir():
@@ -72,3 +71,19 @@ def test_notebook_runs(path: Path, kernel_env, monkeypatch):
     except CellExecutionError as err:
         err.add_note(f"in notebook {path.relative_to(ROOT)}")
         raise
+
+
+def _notebook_class(path: Path) -> type:
+    """A test class for one notebook: pytest-xdist (``--dist loadscope``) schedules each class
+    on its own, so the notebooks spread over the workers, while the tests of every other file
+    (module functions) stay together with their module's shared fits."""
+
+    def test_notebook_runs(self, kernel_env, monkeypatch):
+        _run_notebook(path, kernel_env, monkeypatch)
+
+    name = "Test_" + path.stem
+    return type(name, (), {"test_notebook_runs": test_notebook_runs, "__doc__": path.name})
+
+
+for _path in NOTEBOOKS:
+    globals()["Test_" + _path.stem] = _notebook_class(_path)
