@@ -6,7 +6,9 @@ compile is measured cold.  The program is the one ``bayescale.fit`` runs (``buil
 with its defaults: 4 chains x 1000 warm-up + 1000 draws, MAP initialisation, chains split
 over the CPU devices); ``--init prior`` leaves out the MAP search to show its share, and
 ``--likelihood normal`` the Student-t's.  Each stage is reported as wall and CPU seconds
-(CPU is what XLA compilation costs on a loaded machine).
+(CPU is what XLA compilation costs on a loaded machine).  ``--peer`` instead times the same
+cold fit with stock NumPyro (``MCMC(NUTS(dense_mass=True))``, 4 sequential chains, the data
+compiled in as constants, NumPyro's default), in its own process for a cold start.
 
 Data: ``../shared/data/chinchilla_epoch_svg_extracted.csv`` prepared as Epoch did
 (:func:`bayescale.datasets.chinchilla`).
@@ -41,11 +43,15 @@ def main(argv=None) -> None:
     parser.add_argument("--init", choices=["map", "prior"], default="map")
     parser.add_argument("--likelihood", default="student_t")
     parser.add_argument("--data", default=None, help="the shared data folder")
+    parser.add_argument("--peer", action="store_true", help="stock NumPyro MCMC instead")
     args = parser.parse_args(argv)
 
     law = get_law("chinchilla")
     posterior = Posterior(law, args.likelihood)
     frame = datasets.chinchilla(args.data)
+    if args.peer:
+        peer(posterior, prepare(frame, law, {"n_params": "Model Size"}))
+        return
     data = stack([prepare(frame, law, {"n_params": "Model Size"})])
     options = SamplerOptions(init=args.init)
     devices = jax.devices()
@@ -74,6 +80,29 @@ def main(argv=None) -> None:
     total = sum(s[1] for s in stages)
     print(f"  {'total':14s} wall {total:6.2f} s")
     print(f"  leapfrog steps per draw {float(np.mean(out['n_steps'])):.1f}")
+
+
+def peer(posterior: Posterior, fit_data) -> None:
+    """Stock NumPyro MCMC on the same model and data, cold: one wall/CPU figure."""
+    from numpyro.infer import MCMC, NUTS
+
+    a = fit_data.arrays()
+    w0, c0 = time.perf_counter(), _cpu()
+    mcmc = MCMC(
+        NUTS(posterior.model, dense_mass=True),
+        num_warmup=1000,
+        num_samples=1000,
+        num_chains=4,
+        chain_method="sequential",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(0), a["log_x"], a["log_y"], a["mask"])
+    jax.block_until_ready(mcmc.get_samples())
+    print(
+        f"stock NumPyro MCMC(NUTS(dense_mass=True)), 4 sequential chains x 1000 + 1000, "
+        f"{posterior.likelihood}, cold: wall {time.perf_counter() - w0:.2f} s, "
+        f"cpu {_cpu() - c0:.2f} s; load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":
