@@ -33,6 +33,13 @@ def chinchilla_frame(shared_data) -> pd.DataFrame:
     return datasets.chinchilla(shared_data)
 
 
+# The draw settings of single fits to simulated data across test files.  A sampler program is
+# fixed by (law, likelihood, settings, padded data length), so fits that share these settings
+# share one compiled program: in one worker through bayescale's program cache, across the
+# workers through the persistent compilation cache.  Each program costs ~15-25 s of CI to
+# compile; sampling 2 x 1000 iterations of a small law costs ~1 s.
+FIT_SETTINGS = {"num_chains": 2, "num_warmup": 500, "num_samples": 500}
+
 FULL = __import__("os").environ.get("BAYESCALE_FULL") == "1"
 
 

@@ -10,14 +10,16 @@ import pandas as pd
 matplotlib.use("Agg")
 
 import pytest
+from conftest import FIT_SETTINGS
 
 import bayescale
 from bayescale import FitResult
 from bayescale.cli import main
 from bayescale.simulate import simulate
 
-# the same law, draws and data size as tests/test_plot.py: one compiled sampler for both
-TINY = ["--chains", "2", "--warmup", "150", "--samples", "150"]
+# FIT_SETTINGS as options: kaplan_n's program in tests/test_plot.py and test_recovery.py,
+# compiled once per CI run
+TINY = [f"--{k[4:]}={v}" for k, v in FIT_SETTINGS.items()]  # --chains=2 --warmup=...
 
 
 def _error_line(capsys) -> str:
@@ -53,7 +55,7 @@ def test_demo_writes_plot_and_result(demo):
     assert "status:" in out and "max_rhat" in out and "alpha_N" in out
     result = FitResult.load(nc)
     assert result.law.id == "kaplan_n"
-    assert result.num_chains == 2 and result.num_draws == 150
+    assert result.num_chains == 2 and result.num_draws == FIT_SETTINGS["num_samples"]
     # the demo fits the reference value it simulated from
     assert abs(float(result.datatree.posterior["alpha_N"].median()) - 0.076) < 0.005
 

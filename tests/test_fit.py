@@ -5,11 +5,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FIT_SETTINGS
 
 import bayescale
 from bayescale.result import quantile_column
-
-SMALL = {"num_chains": 2, "num_warmup": 300, "num_samples": 300}
 
 
 def _data(seed=0, n=30):
@@ -22,13 +21,21 @@ def _data(seed=0, n=30):
 @pytest.fixture(scope="module")
 def result():
     return bayescale.fit(
-        _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=3, **SMALL
+        _data(),
+        "power_law_offset",
+        columns={"x": "steps", "y": "train_loss"},
+        seed=3,
+        **FIT_SETTINGS,
     )
 
 
 def test_same_seed_same_draws(result):
     again = bayescale.fit(
-        _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=3, **SMALL
+        _data(),
+        "power_law_offset",
+        columns={"x": "steps", "y": "train_loss"},
+        seed=3,
+        **FIT_SETTINGS,
     )
     for name in result.parameter_names:
         np.testing.assert_array_equal(result.draws()[name], again.draws()[name])
@@ -36,7 +43,11 @@ def test_same_seed_same_draws(result):
 
 def test_other_seed_other_draws(result):
     other = bayescale.fit(
-        _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=4, **SMALL
+        _data(),
+        "power_law_offset",
+        columns={"x": "steps", "y": "train_loss"},
+        seed=4,
+        **FIT_SETTINGS,
     )
     assert not np.array_equal(result.draws()["alpha"], other.draws()["alpha"])
 
@@ -119,14 +130,18 @@ def test_converged_fit_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error", bayescale.ConvergenceWarning)
         r = bayescale.fit(
-            _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=0
+            _data(),
+            "power_law_offset",
+            columns={"x": "steps", "y": "train_loss"},
+            seed=0,
+            **FIT_SETTINGS,
         )
     assert r.status is bayescale.Status.converged
 
 
 def test_formula_string_law():
     df = _data().rename(columns={"steps": "n_tokens", "train_loss": "loss"})
-    r = bayescale.fit(df, "E + A * n_tokens**-alpha", seed=0, **SMALL)
+    r = bayescale.fit(df, "E + A * n_tokens**-alpha", seed=0, **FIT_SETTINGS)
     assert set(r.parameter_names) >= {"E", "A", "alpha"}
     assert abs(np.median(r.draws()["alpha"]) - 0.5) < 0.1
 

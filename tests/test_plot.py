@@ -7,23 +7,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import FIT_SETTINGS
 from matplotlib.collections import PolyCollection
 
 import bayescale
 from bayescale import plot
 from bayescale.simulate import simulate
 
-TINY = {"num_chains": 2, "num_warmup": 150, "num_samples": 150, "warn": False}
+FIT = {**FIT_SETTINGS, "warn": False}  # the recovery fits' program for these laws
 
 
 @pytest.fixture(scope="module")
 def fit_1d():
-    return bayescale.fit(simulate("kaplan_n", seed=0), "kaplan_n", seed=0, **TINY)
+    return bayescale.fit(simulate("kaplan_n", seed=0), "kaplan_n", seed=0, **FIT)
 
 
 @pytest.fixture(scope="module")
 def fit_2d():
-    return bayescale.fit(simulate("chinchilla", seed=0), "chinchilla", seed=0, **TINY)
+    return bayescale.fit(simulate("chinchilla", seed=0), "chinchilla", seed=0, **FIT)
 
 
 @pytest.fixture(autouse=True)
