@@ -58,8 +58,9 @@ def test_datatree_groups_and_dims(result):
         assert group in dt.children, group
     for name in ("E", "A", "alpha", "sigma", "nu"):
         assert dt.posterior[name].dims == ("chain", "draw")
-    assert dt.posterior.sizes["chain"] == 2 and dt.posterior.sizes["draw"] == 300
-    assert dt.log_likelihood["y"].shape == (2, 300, 30)
+    chains, draws = FIT_SETTINGS["num_chains"], FIT_SETTINGS["num_samples"]
+    assert dt.posterior.sizes["chain"] == chains and dt.posterior.sizes["draw"] == draws
+    assert dt.log_likelihood["y"].shape == (chains, draws, 30)
     np.testing.assert_allclose(dt.observed_data["y"].values, _data()["train_loss"].values)
 
 
@@ -101,7 +102,8 @@ def test_predict_columns_and_bands(result):
     e_median = np.median(result.draws()["E"])
     assert mean_pred["q50"].iloc[3] == pytest.approx(e_median, rel=0.01)
     assert "predictions" in result.datatree.children
-    assert result.datatree.predictions["y"].shape == (2, 300, 4)
+    shape = (FIT_SETTINGS["num_chains"], FIT_SETTINGS["num_samples"], 4)
+    assert result.datatree.predictions["y"].shape == shape
 
 
 def test_quantile_column_names():
