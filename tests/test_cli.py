@@ -147,35 +147,50 @@ def test_usage_errors_exit_2():
     assert exc.value.code == 2
 
 
-def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
-    import pandas as pd
+# The curves, likelihood, noise model and draws of tests/test_check.py's batched backtest:
+# `fit --by` and `backtest` below run its compiled sampler (6 curves, <= 32 points each).
+BATCH = ["--likelihood", "normal", "--noise", "loglinear"]
+BATCH += ["--chains", "2", "--warmup", "200", "--samples", "200"]
 
-    csv = tmp_path / "runs.csv"
-    frames = [simulate("power_law", seed=i).assign(run=f"r{i}") for i in range(3)]
-    pd.concat(frames).to_csv(csv, index=False)
+
+def _curves_csv(tmp_path):
+    parts = []
+    for i in range(6):
+        params = {"E": 2.0 + 0.1 * i, "A": 5.0, "alpha": 0.4 + 0.04 * i}
+        df = simulate("power_law_offset", params=params, noise=0.01, seed=100 + i)
+        parts.append(df.rename(columns={"x": "step", "y": "loss"}).assign(run=f"r{i}"))
+    csv = tmp_path / "curves.csv"
+    pd.concat(parts).to_csv(csv, index=False)
+    return csv
+
+
+def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
+    csv = _curves_csv(tmp_path)
     out = tmp_path / "runs.nc"
-    small = ["--chains", "2", "--warmup", "150", "--samples", "150"]
-    argv = ["fit", str(csv), "--law", "power_law", "--by", "run", "--keep", "100"]
-    code = main([*argv, "--out", str(out), *small])
+    argv = ["fit", str(csv), "--law", "power_law_offset", "--by", "run", "--keep", "100"]
+    argv += ["--column", "x=step", "--column", "y=loss"]
+    code = main([*argv, "--out", str(out), *BATCH])
     assert code == 0
     text = capsys.readouterr().out
-    assert "3 fits by run" in text and out.is_file()
+    assert "6 fits by run" in text and out.is_file()
+    labels = [f"r{i}" for i in range(6)]
     import xarray as xr
 
     with xr.open_datatree(out, engine="h5netcdf") as dt:
-        assert list(dt.posterior["run"].values) == ["r0", "r1", "r2"]
+        assert list(dt.posterior["run"].values) == labels
     loaded = bayescale.load(out)
-    assert isinstance(loaded, bayescale.BatchResult) and loaded.labels == ["r0", "r1", "r2"]
+    assert isinstance(loaded, bayescale.BatchResult) and loaded.labels == labels
+    assert loaded.likelihood == "normal+loglinear"  # --likelihood and --noise reached the fit
     assert loaded.datatree.posterior.sizes["draw"] == 100
-    assert (loaded.diagnostics["num_draws"] == 2 * 150).all()
+    assert (loaded.diagnostics["num_draws"] == 2 * 200).all()
     # predict and plot take one fit of the batch with --fit
     capsys.readouterr()
-    assert main(["predict", str(out), "--at", "x=1e3", "--kind", "mean"]) == 2
+    assert main(["predict", str(out), "--at", "step=1e3", "--kind", "mean"]) == 2
     line = _error_line(capsys)
-    assert "--fit" in line and "r0, r1, r2" in line
-    assert main(["predict", str(out), "--fit", "r7", "--at", "x=1e3"]) == 2
+    assert "--fit" in line and ", ".join(labels) in line
+    assert main(["predict", str(out), "--fit", "r7", "--at", "step=1e3"]) == 2
     assert "'r7'" in _error_line(capsys)
-    assert main(["predict", str(out), "--fit", "r1", "--at", "x=1e3", "--kind", "mean"]) == 0
+    assert main(["predict", str(out), "--fit", "r1", "--at", "step=1e3", "--kind", "mean"]) == 0
     table = capsys.readouterr().out
     expect = loaded["r1"].predict({"x": [1e3]}, kind="mean")["q50"].iloc[0]
     assert f"{expect:.5g}" in table
@@ -239,19 +254,11 @@ def test_plan_allocation_and_next_runs(tmp_path, capsys):
 
 
 def test_backtest_prints_the_table(tmp_path, capsys):
-    # the curves and draw settings of tests/test_check.py's backtest: one compiled sampler
-    parts = []
-    for i in range(6):
-        params = {"E": 2.0 + 0.1 * i, "A": 5.0, "alpha": 0.4 + 0.04 * i}
-        df = simulate("power_law_offset", params=params, noise=0.01, seed=100 + i)
-        parts.append(df.rename(columns={"x": "step", "y": "loss"}).assign(run=f"r{i}"))
-    csv = tmp_path / "curves.csv"
-    pd.concat(parts).to_csv(csv, index=False)
+    csv = _curves_csv(tmp_path)
     table = tmp_path / "table.csv"
     argv = ["backtest", str(csv), "--law", "power_law_offset", "--by", "run"]
     argv += ["--column", "x=step", "--column", "y=loss", "--fit-fraction", "0.1"]
-    settings = ["--chains", "2", "--warmup", "200", "--samples", "200"]
-    assert main([*argv, *settings, "--out", str(table)]) == 0
+    assert main([*argv, *BATCH, "--out", str(table)]) == 0
     out = capsys.readouterr().out
     assert "coverage_90" in out and "baseline_rmse_log" in out and "overall" in out
     saved = pd.read_csv(table, index_col=0)
