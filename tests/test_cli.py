@@ -187,7 +187,7 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(out), "--at", "step=1e3", "--kind", "mean"]) == 2
     line = _error_line(capsys)
-    assert "--fit" in line and ", ".join(labels) in line
+    assert "--fit" in line and "6 fits" in line and ", ".join(labels[:5]) in line
     assert main(["predict", str(out), "--fit", "r7", "--at", "step=1e3"]) == 2
     assert "'r7'" in _error_line(capsys)
     assert main(["predict", str(out), "--fit", "r1", "--at", "step=1e3", "--kind", "mean"]) == 0
