@@ -290,8 +290,12 @@ def summarize(out: pd.DataFrame) -> None:
     95% interval); per baseline: wins of ``next``, median width ratio, one-sided sign test."""
     from scipy import stats
 
-    num = out.campaign.nunique()
-    table = out.pivot(index="campaign", columns="design", values="width")
+    skipped = out.attrs.get("skipped", {})
+    if skipped:
+        print(f"campaigns skipped, their starting fit has non-finite target draws: {skipped}")
+    designed = out.campaign[out.design == "next"].unique()
+    num = len(designed)
+    table = out.pivot(index="campaign", columns="design", values="width").loc[designed]
     print(f"truth log N_opt(1e22) = {out.attrs.get('truth', float('nan')):.3f}")
     for name, group in out.groupby("design"):
         covered = int(group.covered.sum())
@@ -309,13 +313,14 @@ def summarize(out: pd.DataFrame) -> None:
     crit = None
     if "criterion_sd_ratio" in out:
         crit = out.pivot(index="campaign", columns="design", values="criterion_sd_ratio")
+        crit = crit.loc[designed]
         print(
             "criterion (expected sd ratio under the start posterior, fresh outer draws): "
             + ", ".join(f"{d} {crit[d].median():.3f}" for d in crit.columns if d != "start")
         )
     others = [d for d in ("random", "grid", "ssl") if d in table]
     for other in others:
-        r = table["next"] / table[other]
+        r = (table["next"] / table[other]).fillna(np.inf)  # no interval: against next
         wins = int((r < 1).sum())
         p = stats.binomtest(wins, num, 0.5, alternative="greater").pvalue
         print(
