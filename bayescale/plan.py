@@ -622,6 +622,11 @@ def _padded_candidates(log_x: dict, batch_size: int) -> dict:
 
 _SCORERS: dict = {}
 
+#: The scorer conditions on a fixed number of chosen-run slots (masked where unused), at
+#: least this many, so that ``score_candidates`` and ``next_runs`` with ``k <= 3`` share one
+#: compiled program.  A masked slot adds nothing to the weights.
+MIN_CHOSEN_SLOTS = 3
+
 
 def _scorer(posterior):
     """The jitted scorer of one posterior (law + likelihood), compiled once per process."""
@@ -778,10 +783,13 @@ def score_candidates(
     if chosen is not None and len(pd.DataFrame(chosen)):
         _, chosen_log_x, _ = _candidates(result, chosen, flops_formula)
     num_chosen = len(next(iter(chosen_log_x.values())))
-    # at least one (masked) slot: an empty design would be constant-folded by XLA, slowly
-    mask = np.arange(max(num_chosen, 1)) < num_chosen
-    if not num_chosen:
-        chosen_log_x = {c: np.zeros(1) for c in chosen_log_x}
+    # at least MIN_CHOSEN_SLOTS (masked) slots: an empty design would be constant-folded by
+    # XLA, slowly, and scoring shares its compiled program with next_runs(k <= 3)
+    num_slots = max(num_chosen, MIN_CHOSEN_SLOTS)
+    mask = np.arange(num_slots) < num_chosen
+    chosen_log_x = {
+        c: np.concatenate([v, np.zeros(num_slots - num_chosen)]) for c, v in chosen_log_x.items()
+    }
     var, ess, base = _scorer(result.posterior)(
         values,
         t,
@@ -879,13 +887,14 @@ def next_runs(
     key = jax.random.key(seed)
     prior_var = float(jnp.var(t))
     scorer = _scorer(result.posterior)
+    num_slots = max(int(k), MIN_CHOSEN_SLOTS)  # masked slots: one program for every k <= 3
 
     def greedy(per_cost: bool):
         chosen, rows, spent = [], [], 0.0
         for _ in range(int(k)):
-            slots = np.zeros(int(k), dtype=int)
+            slots = np.zeros(num_slots, dtype=int)
             slots[: len(chosen)] = chosen
-            mask = np.arange(int(k)) < len(chosen)
+            mask = np.arange(num_slots) < len(chosen)
             chosen_log_x = {c: jnp.asarray(v[slots]) for c, v in log_x.items()}
             var, ess, base = (
                 np.asarray(a)

@@ -304,7 +304,7 @@ def test_next_runs_respects_budget_k_and_prefers_informative_runs():
 def test_next_runs_allocation_target_on_chinchilla(chinchilla_draws):
     """Target N_opt at a budget; candidates costed by 6ND by default, or by a user FLOP
     formula (which also defines the target's allocation).  600 draws, 128 outer draws,
-    <= 32 candidates and k = 3: the shapes of the campaign test's designs (one compiled
+    <= 32 candidates and k <= 3: the shapes of the campaign test's designs (one compiled
     scorer)."""
     n = np.geomspace(1e8, 3e9, 8)
     cands = pd.DataFrame(
@@ -321,15 +321,13 @@ def test_next_runs_allocation_target_on_chinchilla(chinchilla_draws):
     )
     assert user["cost"].sum() <= budget
     np.testing.assert_allclose(user["cost"], attention_flops(user["n_params"], user["n_tokens"]))
-    n_opt = plan.target_draws(chinchilla_draws, "n_opt@5.76e23", flops_formula=attention_flops)
-    expected = plan.allocation_draws(chinchilla_draws, 5.76e23, flops_formula=attention_flops)
-    np.testing.assert_allclose(n_opt, expected["n_params"][..., 0], rtol=1e-9)
 
 
 def test_next_runs_replicates_when_allowed():
     """``max_per_candidate`` caps how often one candidate is chosen: once by default, up to k
     with ``None`` (each replicate with its own simulated noise removes more variance).  The
-    shapes (30 candidates, k = 3, 1,000 draws) are those of the test above: no recompilation."""
+    shapes (<= 32 candidates, k <= 3, 1,000 draws) are those of the test above: no
+    recompilation."""
     result, _ = gaussian_power_law(seed=2)
     xs = np.geomspace(1, 3e3, 30)
     only = pd.DataFrame({"x": xs, "cost": np.where(np.arange(30) == 20, 1.0, 100.0)})
