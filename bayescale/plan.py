@@ -97,6 +97,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data import DataError, covariate_frame
+from bayescale.infer.batch import padded_length
 from bayescale.laws import get_law
 from bayescale.model import observation_dist
 from bayescale.result import FitResult, quantile_column
@@ -600,7 +601,31 @@ def _observation_noise(likelihood: str, values, rng_key, shape):
     return d.sample(rng_key)
 
 
+def _padded_candidates(log_x: dict, batch_size: int) -> dict:
+    """Candidates padded (with copies of the first) to a bucketed count, a multiple of
+    ``batch_size`` (:func:`~bayescale.infer.batch.padded_length`: 32, 48, 64, 96, ...).
+
+    Candidate sets of similar size then share one compiled scorer, and ``lax.map`` traces no
+    second body for a remainder batch.  Each candidate's score depends on its own covariates
+    and the common random numbers only, so the padding changes no score; callers keep the
+    first ``m`` results.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    m = len(next(iter(log_x.values())))
+    size = -(-padded_length(m) // batch_size) * batch_size
+    idx = np.where(np.arange(size) < m, np.arange(size), 0)
+    return {c: jnp.asarray(np.asarray(v)[idx]) for c, v in log_x.items()}
+
+
 _SCORERS: dict = {}
+
+#: The scorer conditions on a fixed number of chosen-run slots (masked where unused), at
+#: least this many, so that ``score_candidates`` and ``next_runs`` with ``k <= 3`` share one
+#: compiled program.  A masked slot adds nothing to the weights.
+MIN_CHOSEN_SLOTS = 3
 
 
 def _scorer(posterior):
@@ -736,7 +761,9 @@ def score_candidates(
     num_draws : int, optional
         Inner draws used (a random subset of the posterior); default all.
     batch_size : int
-        Candidates evaluated together (memory: ``batch_size * num_outer * num_draws``).
+        Candidates evaluated together (memory: ``batch_size * num_outer * num_draws``).  The
+        candidates are padded to a bucketed count (32, 48, 64, 96, ..., a multiple of
+        ``batch_size``), so candidate sets of similar size share one compiled program.
     flops_formula : callable, optional
         See :func:`allocation_draws`.
     seed : int
@@ -756,25 +783,29 @@ def score_candidates(
     if chosen is not None and len(pd.DataFrame(chosen)):
         _, chosen_log_x, _ = _candidates(result, chosen, flops_formula)
     num_chosen = len(next(iter(chosen_log_x.values())))
-    # at least one (masked) slot: an empty design would be constant-folded by XLA, slowly
-    mask = np.arange(max(num_chosen, 1)) < num_chosen
-    if not num_chosen:
-        chosen_log_x = {c: np.zeros(1) for c in chosen_log_x}
+    # at least MIN_CHOSEN_SLOTS (masked) slots: an empty design would be constant-folded by
+    # XLA, slowly, and scoring shares its compiled program with next_runs(k <= 3)
+    num_slots = max(num_chosen, MIN_CHOSEN_SLOTS)
+    mask = np.arange(num_slots) < num_chosen
+    chosen_log_x = {
+        c: np.concatenate([v, np.zeros(num_slots - num_chosen)]) for c, v in chosen_log_x.items()
+    }
     var, ess, base = _scorer(result.posterior)(
         values,
         t,
         {k: jnp.asarray(v) for k, v in chosen_log_x.items()},
         jnp.asarray(mask),
-        {k: jnp.asarray(v) for k, v in log_x.items()},
+        _padded_candidates(log_x, batch_size),
         jax.random.key(seed),
         num_outer=int(num_outer),
         batch_size=int(batch_size),
     )
+    var, ess = np.asarray(var)[: cost.size], np.asarray(ess)[: cost.size]
     out = frame.copy()
     out["cost"] = cost
-    out["expected_variance"] = np.asarray(var)
-    out["variance_reduction"] = float(base) - np.asarray(var)
-    out["ess"] = np.asarray(ess)
+    out["expected_variance"] = var
+    out["variance_reduction"] = float(base) - var
+    out["ess"] = ess
     out.attrs["prior_variance"] = float(base)
     out.attrs["target"] = str(target)
     return out
@@ -852,17 +883,18 @@ def next_runs(
         raise ValueError(
             f"no candidate run fits the budget {budget:.4g}: the cheapest costs {cost.min():.4g}"
         )
-    cand = {k_: jnp.asarray(v) for k_, v in log_x.items()}
+    cand = _padded_candidates(log_x, batch_size)
     key = jax.random.key(seed)
     prior_var = float(jnp.var(t))
     scorer = _scorer(result.posterior)
+    num_slots = max(int(k), MIN_CHOSEN_SLOTS)  # masked slots: one program for every k <= 3
 
     def greedy(per_cost: bool):
         chosen, rows, spent = [], [], 0.0
         for _ in range(int(k)):
-            slots = np.zeros(int(k), dtype=int)
+            slots = np.zeros(num_slots, dtype=int)
             slots[: len(chosen)] = chosen
-            mask = np.arange(int(k)) < len(chosen)
+            mask = np.arange(num_slots) < len(chosen)
             chosen_log_x = {c: jnp.asarray(v[slots]) for c, v in log_x.items()}
             var, ess, base = (
                 np.asarray(a)
@@ -877,6 +909,7 @@ def next_runs(
                     batch_size=int(batch_size),
                 )
             )
+            var, ess = var[: cost.size], ess[: cost.size]  # the padding removed
             gain = float(base) - var
             allowed = cost + spent <= budget * (1 + 1e-12)
             allowed &= np.bincount(chosen, minlength=cost.size) < repeats
@@ -1031,8 +1064,11 @@ def simulate_campaigns(
         ``status`` of the fit.  ``attrs``: ``truth`` (log target), ``target``, ``runs`` (all
         new runs with their ``campaign`` and ``design``, and for ``"next"`` the ``ess`` of the
         importance weights and the ``expected_sd_ratio`` of :func:`next_runs`),
-        ``seconds`` (start fits, designs, refits) and ``start_fits`` (the ``BatchResult``
-        of the starting fits, labelled by campaign).
+        ``seconds`` (start fits, designs, refits), ``start_fits`` (the ``BatchResult``
+        of the starting fits, labelled by campaign) and ``skipped``: ``{campaign: reason}``
+        for the campaigns whose starting fit gives a non-finite target in some draws (a
+        stuck chain): no design can be scored there, so they have a ``"start"`` row only.
+        A refit with non-finite target draws has a ``NaN`` interval and is not covering.
     """
     import time
     import warnings
@@ -1086,13 +1122,24 @@ def simulate_campaigns(
     grid = pd.DataFrame({"n_params": sizes, "n_tokens": grid_tokens_per_param * sizes})
     t0 = time.perf_counter()
     runs = []
+    skipped = {}
     for s in range(num_campaigns):
         data = init[init.campaign == s].drop(columns="campaign").reset_index(drop=True)
+        # drawn for every campaign, so a skipped campaign leaves the others' random designs
+        pick = cands.iloc[rng.choice(len(cands), k, replace=False)]
+        start_log_t = _log_target_draws(first[s], target)
+        bad = int(np.sum(~np.isfinite(start_log_t)))
+        if bad:  # e.g. a chain stuck where the target overflows: no design can be scored
+            diag = first.diagnostics.loc[s]
+            skipped[s] = (
+                f"the starting fit's target is not finite in {bad} of {start_log_t.size} "
+                f"draws (status {diag['status']}, max r-hat {diag['max_rhat']:.3g})"
+            )
+            continue
         chosen = next_runs(
             first[s], target=target, candidates=cands, budget=budget, k=k, seed=s, **design_options
         )
         cost = float(chosen["cost"].sum())
-        pick = cands.iloc[rng.choice(len(cands), k, replace=False)]
         designs = {
             "next": chosen[["n_params", "n_tokens", "ess", "expected_sd_ratio"]],
             "random": _scaled_to_cost(pick, cost),
@@ -1105,6 +1152,8 @@ def simulate_campaigns(
             new = simulate_runs(law, new, params=theta, noise=noise, seed=[seed, s, 1])
             runs.append(new.assign(campaign=f"{name}/{s}", design=name, campaign_index=s))
     seconds["designs"] = time.perf_counter() - t0
+    if not runs:
+        raise ValueError(f"no campaign could be designed: {skipped}")
     new_runs = pd.concat(runs, ignore_index=True)
     data = pd.concat(
         [
@@ -1157,6 +1206,7 @@ def simulate_campaigns(
         truth=truth,
         target=str(target),
         runs=new_runs.drop(columns="campaign"),
+        skipped=skipped,
         seconds=seconds,
         start_fits=first,
     )
