@@ -7,7 +7,8 @@
 * :func:`backtest` — per curve, fit the early part (a fraction of the steps, or the runs
   below a size/budget threshold), predict the held-out later part and score the predictive
   intervals' coverage and the posterior median's error against a least-squares (or Huber)
-  point fit of the same law.
+  point fit of the same law; optionally the curves of a pool (e.g. one model size's seeds)
+  fitted together, chosen parameters drawn from a population (``pooled=``, ``pool_by=``).
 
 Both are consumers of :func:`bayescale.fit_batch` results: the one log density
 (:meth:`bayescale.model.Posterior.log_density`) is used by every fit here; the point-fit
@@ -463,7 +464,9 @@ class BacktestResult:
         Every held-out point: the curve, covariates, observed response, predictive
         quantiles ``q5 q25 q50 q75 q95``, ``median`` (of the law), ``baseline``.
     batch : BatchResult
-        The Bayesian fits of the early parts.
+        The Bayesian fits of the early parts (with ``pooled=``: the pools' fits joined along
+        the curve dimension, each pool's population draws ``<p>_pop``, ``<p>_pop_sd``
+        repeated for its curves).
     baseline : DataFrame
         The point-fit parameters per curve.
     law_error : Series or None
