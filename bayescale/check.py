@@ -7,7 +7,8 @@
 * :func:`backtest` — per curve, fit the early part (a fraction of the steps, or the runs
   below a size/budget threshold), predict the held-out later part and score the predictive
   intervals' coverage and the posterior median's error against a least-squares (or Huber)
-  point fit of the same law.
+  point fit of the same law; optionally the curves of a pool (e.g. one model size's seeds)
+  fitted together, chosen parameters drawn from a population (``pooled=``, ``pool_by=``).
 
 Both are consumers of :func:`bayescale.fit_batch` results: the one log density
 (:meth:`bayescale.model.Posterior.log_density`) is used by every fit here; the point-fit
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.api import fit_batch
+from bayescale.api import fit, fit_batch
 from bayescale.data import DataError, FitData, _as_frame, prepare
 from bayescale.laws import Law, get_law
 from bayescale.model import Posterior, with_noise
@@ -463,7 +464,9 @@ class BacktestResult:
         Every held-out point: the curve, covariates, observed response, predictive
         quantiles ``q5 q25 q50 q75 q95``, ``median`` (of the law), ``baseline``.
     batch : BatchResult
-        The Bayesian fits of the early parts.
+        The Bayesian fits of the early parts (with ``pooled=``: the pools' fits joined along
+        the curve dimension, each pool's population draws ``<p>_pop``, ``<p>_pop_sd``
+        repeated for its curves).
     baseline : DataFrame
         The point-fit parameters per curve.
     law_error : Series or None
@@ -552,6 +555,8 @@ def backtest(
     num_samples: int = 1000,
     seed: int = 0,
     law_error: str | None = None,
+    pooled: Sequence[str] | None = None,
+    pool_by: str | Sequence[str] | None = None,
     **fit_options,
 ) -> BacktestResult:
     """Extrapolation backtest: fit the early part of each curve, predict the rest.
@@ -596,6 +601,23 @@ def backtest(
     law_error : {None, "curves", "in_range"}
         Opt-in: widen the bands by a law error :math:`\\tau\\,d(x)` learnt out of sample
         (:meth:`BacktestResult.with_law_error`); ``None`` (default): no law error.
+    pooled : list of str, optional
+        Fit the curves of a pool together, these law parameters drawn from a population
+        across the pool's curves (:func:`bayescale.fit` with ``group=``, ``pooled=``;
+        :class:`~bayescale.model.PooledPosterior`): for curve :math:`g` of a pool,
+        :math:`z_{p,g} \\sim \\mathcal N(\\mu_p, \\tau_p)` on the unconstrained scale, every
+        other parameter per curve.  Only the early part of every curve enters the pooled
+        fit (no held-out point of any curve); each curve is then scored on its own held-out
+        points exactly as without pooling.  ``None`` (default): independent fits
+        (:func:`bayescale.fit_batch`).
+    pool_by : str or list of str, optional
+        Column(s), constant within a curve, whose values form the pools, e.g. ``"model"``:
+        each model size's seeds pooled, sizes fitted separately (one NUTS run per pool).
+        ``None`` with ``pooled``: all curves one pool.  Each pool needs >= 2 curves.  With
+        pooling the result also carries a *pooled least-squares* baseline (one parameter
+        vector per pool, fitted to the early parts of all its curves by
+        :func:`least_squares_fit`): ``pooled_baseline`` in the predictions,
+        ``pooled_baseline_rmse_log`` / ``pooled_baseline_final_error_log`` in the table.
 
     Returns
     -------
@@ -604,7 +626,8 @@ def backtest(
     Raises
     ------
     DataError
-        Unknown columns, a split that leaves a curve without fitted or held-out points.
+        Unknown columns, a split that leaves a curve without fitted or held-out points, a
+        ``pool_by`` column that varies within a curve or a pool with fewer than 2 curves.
     """
     law = get_law(law, priors=priors)
     if baseline not in ("least_squares", "huber"):
@@ -648,6 +671,7 @@ def backtest(
         if is_early.all() or not is_early.any():
             part = "held-out" if is_early.all() else "fitted"
             raise DataError(f"split {split!r} on {cov!r} leaves curve {label!r} no {part} points")
+    pools = _pools(frame, keys, law, pooled, pool_by)
     fit_frame, held = frame[early], frame[~early]
     by_arg = by_cols[0] if len(by_cols) == 1 else by_cols
     settings = dict(
@@ -660,7 +684,10 @@ def backtest(
         seed=seed,
         **fit_options,
     )
-    batch = fit_batch(fit_frame, law, by=by_arg, warn=False, **settings)
+    if pools is None:
+        batch = fit_batch(fit_frame, law, by=by_arg, warn=False, **settings)
+    else:
+        batch = _fit_pools(fit_frame, keys[early], pools[early], law, by_arg, pooled, settings)
 
     loss = "huber" if baseline == "huber" else "linear"
     base_rows, base_pred = [], pd.Series(np.nan, index=held.index)
@@ -673,6 +700,16 @@ def backtest(
         log_f = np.asarray(law.log_mean(theta, new.log_x), dtype=float)
         base_pred.loc[target.index] = np.exp(np.broadcast_to(log_f, (len(target),)))
     baseline_table = pd.DataFrame(base_rows).set_index("curve")
+    if pools is not None:  # one least-squares parameter vector per pool (complete pooling)
+        pooled_pred = pd.Series(np.nan, index=held.index)
+        for value, rows in fit_frame.groupby(pools[early], sort=True):
+            fit_data = prepare(rows.drop(columns=by_cols), law, columns, min_points=1)
+            theta = least_squares_fit(law, fit_data, loss=loss, seed=seed)
+            target = held[pools[~early] == value]
+            new = prepare(target.drop(columns=by_cols), law, columns, require_response=False)
+            log_f = np.asarray(law.log_mean(theta, new.log_x), dtype=float)
+            pooled_pred.loc[target.index] = np.exp(np.broadcast_to(log_f, (len(target),)))
+        held = held.assign(_pooled_baseline=pooled_pred)
 
     context = {
         "law": law,
@@ -687,10 +724,88 @@ def backtest(
         "fit_counts": keys[early].value_counts(),
         "baseline": baseline,
         "settings": settings,
+        "pooling": {"pooled": pooled, "pool_by": pool_by},
     }
     table, pred = _predict_and_score(batch, context, None)
     result = BacktestResult(table, pred, batch, baseline_table, None, context)
     return result if law_error is None else result.with_law_error(law_error)
+
+
+def _pools(frame, keys, law, pooled, pool_by) -> pd.Series | None:
+    """Each row's pool label (``None`` without pooling), validated: ``pooled`` names law
+    parameters, ``pool_by`` columns exist and are constant within a curve, every pool has
+    >= 2 curves."""
+    if pooled is None:
+        if pool_by is not None:
+            raise ValueError("pool_by= groups curves for pooling: give pooled= too")
+        return None
+    pooled = [pooled] if isinstance(pooled, str) else list(pooled)
+    unknown = [p for p in pooled if p not in law.parameter_names]
+    if not pooled or unknown:
+        raise ValueError(
+            f"pooled= must name parameters of law {law.id!r} ({', '.join(law.parameter_names)})"
+            f"; got {pooled}"
+        )
+    cols = [] if pool_by is None else ([pool_by] if isinstance(pool_by, str) else list(pool_by))
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise DataError(f"pool_by= names column(s) {missing} not in the data; it has {list(frame)}")
+    if not cols:
+        pools = pd.Series("all", index=frame.index)
+    else:
+        pools = frame[cols].astype(str).agg("/".join, axis=1)
+        varying = pools.groupby(keys).nunique()
+        if (varying > 1).any():
+            raise DataError(
+                f"pool_by column(s) {cols} vary within curve {varying.index[varying > 1][0]!r}: "
+                "a curve must lie in one pool"
+            )
+    num_curves = keys.groupby(pools).nunique()
+    if (num_curves < 2).any():
+        small = num_curves[num_curves < 2]
+        raise DataError(
+            f"pooling needs >= 2 curves per pool; pool(s) {list(small.index)} of "
+            f"pool_by={pool_by!r} hold one curve"
+        )
+    return pools
+
+
+def _fit_pools(fit_frame, fit_keys, fit_pools, law, by, pooled, settings) -> BatchResult:
+    """One pooled NUTS fit (:func:`bayescale.fit` with ``group=``, ``pooled=``) of the early
+    parts of each pool's curves, the pools' results joined into one :class:`BatchResult`
+    whose fit dimension and labels are those :func:`bayescale.fit_batch` gives for ``by``.
+
+    The population draws ``<p>_pop``, ``<p>_pop_sd`` of a pool are repeated for each of its
+    curves; ``attrs["population_diagnostics"]`` is keyed by pool.
+    """
+    by_cols = [by] if isinstance(by, str) else list(by)
+    dim = "_".join(by_cols)
+    parts, diagnostics, reasons = [], {}, {}
+    for value, rows in fit_frame.groupby(fit_pools, sort=True):
+        rows = rows.drop(columns=by_cols).assign(**{dim: fit_keys[rows.index].to_numpy()})
+        part = fit(rows, law, group=dim, pooled=list(pooled), warn=False, **settings)
+        diagnostics[value] = json.loads(part.datatree.attrs["population_diagnostics"])
+        reasons.update(json.loads(part.datatree.attrs.get("failure_reasons", "{}")))
+        parts.append(part)
+    width = max(p.datatree.observed_data.sizes["point"] for p in parts)
+    groups = {}
+    for name in parts[0].datatree.children:
+        sets = [p.datatree[name].to_dataset() for p in parts]
+        sets = [
+            ds.pad(point=(0, width - ds.sizes["point"])) if "point" in ds.dims else ds
+            for ds in sets
+        ]
+        groups[name] = xr.concat(sets, dim=dim, data_vars="all", coords="minimal")
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs = {
+        **parts[0].datatree.attrs,
+        "by": json.dumps(by),
+        "pool_labels": json.dumps([str(v) for v in diagnostics]),
+        "failure_reasons": json.dumps(reasons),
+        "population_diagnostics": json.dumps(diagnostics),
+    }
+    first = parts[0]
+    return BatchResult(tree, law, first.likelihood, first.columns, by)
 
 
 def _predict_and_score(batch: BatchResult, ctx: dict, taus: pd.Series | None):
@@ -729,6 +844,8 @@ def _predict_and_score(batch: BatchResult, ctx: dict, taus: pd.Series | None):
         baseline=held["_baseline"].to_numpy(),
         distance=distance.to_numpy(),
     )
+    if "_pooled_baseline" in held:
+        pred["pooled_baseline"] = held["_pooled_baseline"].to_numpy()
     pred = pred.reset_index(drop=True)
     status = pd.Series(batch.status.to_numpy(), index=[str(label) for label in batch.status.index])
     table = _score(pred, x_col=ctx["x_col"], fit_counts=ctx["fit_counts"], status=status)
@@ -751,6 +868,7 @@ def _in_range_backtest(ctx: dict) -> BacktestResult:
         on="_half",
         baseline=ctx["baseline"],
         progress_bar=False,
+        **ctx.get("pooling", {}),
         **{k: v for k, v in ctx["settings"].items() if k != "progress_bar"},
     )
 
@@ -866,6 +984,9 @@ def _score(
         err=np.log(pred["median"]) - log_obs,
         base_err=np.log(pred["baseline"]) - log_obs,
     )
+    pooled = "pooled_baseline" in pred
+    if pooled:
+        pred["pooled_err"] = np.log(pred["pooled_baseline"]) - log_obs
     rows = {}
     for label, g in pred.groupby("curve", sort=True):
         last = g.loc[g[x_col].idxmax()]
@@ -882,11 +1003,14 @@ def _score(
             "baseline_final_error_log": float(last["base_err"]),
             "status": str(status.get(str(label), "")),
         }
+        if pooled:
+            rows[label]["pooled_baseline_rmse_log"] = float(np.sqrt(np.mean(g["pooled_err"] ** 2)))
+            rows[label]["pooled_baseline_final_error_log"] = float(last["pooled_err"])
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "curve"
     table = table.astype({"final_in_50": object, "final_in_90": object})
     num_converged = int((table["status"] == Status.converged.value).sum())
-    table.loc["overall"] = {
+    overall = {
         "num_fit": int(table["num_fit"].sum()),
         "num_held_out": int(table["num_held_out"].sum()),
         "coverage_50": float(pred["in_50"].mean()),
@@ -899,4 +1023,10 @@ def _score(
         "baseline_final_error_log": float(np.sqrt(np.mean(table["baseline_final_error_log"] ** 2))),
         "status": f"{num_converged}/{len(table)} converged",
     }
+    if pooled:
+        overall["pooled_baseline_rmse_log"] = float(np.sqrt(np.mean(pred["pooled_err"] ** 2)))
+        overall["pooled_baseline_final_error_log"] = float(
+            np.sqrt(np.mean(table["pooled_baseline_final_error_log"] ** 2))
+        )
+    table.loc["overall"] = pd.Series(overall)
     return table

@@ -1,6 +1,7 @@
 """Calibration checks (issue 7): simulation-based calibration and extrapolation backtests."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -495,3 +496,102 @@ def test_law_error_in_range_uses_only_the_fitted_points(simulated_backtest):
     base = simulated_backtest.predictions
     width = np.log(wide.predictions["q95"] / wide.predictions["q5"])
     assert (width >= 0.9 * np.log(base["q95"] / base["q5"])).all()
+
+
+# ------------------------------------------------------- pooled backtest (across seeds)
+# Two "sizes" of three "seeds" each: alpha of seed g of size k is log-normal about the size's
+# centre (sd 0.05 on the log scale, the population the pooled fit assumes), E and A per size.
+POOL_CENTRES = {"s0": {"E": 2.0, "A": 5.0, "alpha": 0.5}, "s1": {"E": 2.5, "A": 8.0, "alpha": 0.7}}
+POOL_SPREAD = 0.05
+POOL_SEEDS = 3
+
+
+@pytest.fixture(scope="module")
+def pooled_curves() -> tuple[pd.DataFrame, dict]:
+    rng = np.random.default_rng(21)
+    parts, truth = [], {}
+    for k, (size, centre) in enumerate(POOL_CENTRES.items()):
+        for seed in range(POOL_SEEDS):
+            alpha = centre["alpha"] * math.exp(POOL_SPREAD * rng.standard_normal())
+            truth[f"{size}/{seed}"] = alpha
+            params = {**centre, "alpha": alpha}
+            df = simulate(
+                "power_law_offset", params=params, noise=0.01, num_points=30, seed=[k, seed]
+            )
+            parts.append(df.assign(size=size, seed=seed))
+    return pd.concat(parts, ignore_index=True), truth
+
+
+@pytest.fixture(scope="module")
+def pooled_backtest(pooled_curves):
+    return backtest(
+        pooled_curves[0],
+        "power_law_offset",
+        by=["size", "seed"],
+        split=BT_SPLIT,
+        pooled=["alpha"],
+        pool_by="size",
+        likelihood="normal",
+        seed=0,
+        progress_bar=False,
+        **BT_SETTINGS,
+    )
+
+
+def test_pooled_backtest_fits_only_the_early_part_of_each_curve(pooled_backtest, pooled_curves):
+    """Each curve's data in the pooled fit are exactly its rows with x <= split * max x (no
+    held-out point of any curve enters any pool's fit), and every held-out row is scored."""
+    frame = pooled_curves[0]
+    batch, table = pooled_backtest.batch, pooled_backtest.table
+    assert batch.labels == [f"{s}/{g}" for s in POOL_CENTRES for g in range(POOL_SEEDS)]
+    for label in batch.labels:
+        size, seed = label.split("/")
+        x = frame.loc[(frame["size"] == size) & (frame["seed"] == int(seed)), "x"]
+        early = np.sort(x[x <= BT_SPLIT * x.max()].to_numpy())
+        fitted = batch.datatree.constant_data["x"].sel(size_seed=label).values
+        np.testing.assert_allclose(np.sort(fitted[np.isfinite(fitted)]), early, rtol=1e-12)
+        assert table.loc[label, "num_fit"] == len(early)
+        assert table.loc[label, "num_held_out"] == len(x) - len(early)
+    assert len(pooled_backtest.predictions) == len(frame) - table.loc["overall", "num_fit"]
+    # each size is one population: its seeds share the population draws, sizes do not
+    pop = batch.datatree.posterior["alpha_pop"]
+    assert np.array_equal(pop.sel(size_seed="s0/0"), pop.sel(size_seed="s0/2"))
+    assert not np.array_equal(pop.sel(size_seed="s0/0"), pop.sel(size_seed="s1/0"))
+    assert set(json.loads(batch.datatree.attrs["population_diagnostics"])) == {"s0", "s1"}
+    assert np.isfinite(pooled_backtest.predictions["pooled_baseline"]).all()
+
+
+def test_pooled_backtest_recovers_the_truth(pooled_backtest, pooled_curves):
+    """Each curve's alpha and each size's population centre lie in their central 98%
+    posterior intervals (8 checks; misses judged against their binomial tail), the
+    population sd is small (true 0.05 on the log scale: its posterior median is < 0.2, the
+    prior HalfNormal(0.2)'s 67th percentile) and the held-out points are covered like a
+    calibrated band (binomial bound on the 90% band's misses)."""
+    post = pooled_backtest.batch.datatree.posterior
+    misses = 0
+    for label, alpha in pooled_curves[1].items():
+        lo, hi = np.quantile(post["alpha"].sel(size_seed=label).values, [0.01, 0.99])
+        misses += not lo <= alpha <= hi
+    for size, centre in POOL_CENTRES.items():
+        lo, hi = np.quantile(post["alpha_pop"].sel(size_seed=f"{size}/0").values, [0.01, 0.99])
+        misses += not lo <= centre["alpha"] <= hi
+        assert np.median(post["alpha_pop_sd"].sel(size_seed=f"{size}/0")) < 0.2
+    assert stats.binom.sf(misses - 1, len(pooled_curves[1]) + 2, 0.02) > 1e-3, misses
+    pred = pooled_backtest.predictions
+    outside = int((~((pred["q5"] <= pred["observed"]) & (pred["observed"] <= pred["q95"]))).sum())
+    assert stats.binom.sf(outside - 1, len(pred), 0.1) > 1e-3, outside
+
+
+def test_pooled_backtest_rejects_bad_pools(pooled_curves):
+    frame = pooled_curves[0]
+    kwargs = dict(by=["size", "seed"], split=BT_SPLIT)
+    with pytest.raises(ValueError, match="pooled= must name parameters"):
+        backtest(frame, "power_law_offset", pooled=["beta"], **kwargs)
+    with pytest.raises(ValueError, match="give pooled="):
+        backtest(frame, "power_law_offset", pool_by="size", **kwargs)
+    with pytest.raises(DataError, match="not in the data"):
+        backtest(frame, "power_law_offset", pooled=["alpha"], pool_by="model", **kwargs)
+    with pytest.raises(DataError, match="vary within curve"):
+        backtest(frame, "power_law_offset", pooled=["alpha"], pool_by="x", **kwargs)
+    with pytest.raises(DataError, match=">= 2 curves per pool"):
+        backtest(frame, "power_law_offset", pooled=["alpha"], pool_by=["size", "seed"], **kwargs)
