@@ -96,6 +96,39 @@ def test_sampler_coordinates_are_a_unit_jacobian_reparameterisation(grouped, cen
     np.testing.assert_allclose(alpha_z, expected, rtol=1e-12)
 
 
+def test_astronomical_potential_reads_as_infinite(grouped):
+    """Far out in log tau (tau = e^3, one eta = 10) the pooled alpha is e^200 and the shear
+    moves that group's log A by alpha * mean(log x): the potential is finite but beyond
+    1e100, and its gradient overflows NUTS's kinetic energy to -inf, a state NumPyro accepts
+    and never leaves (PolyPythia 70m: one chain of four stuck, r-hat 1.53).  The pooled
+    potential reads such a state as +inf (a divergence, rejected) and is unchanged at
+    typical points."""
+    data, _ = grouped
+    law = get_law("power_law_offset")
+    fits = [prepare(rows.drop(columns="seed"), law) for _, rows in data.groupby("seed")]
+    stacked = jax.tree.map(jnp.asarray, stack(fits))
+    hier = PooledPosterior(Posterior(law, "normal"), ("alpha",), NUM_GROUPS)
+    g, f = NUM_GROUPS, len(hier.free_sites)
+
+    @jax.jit
+    def potentials(z):
+        w = hier.to_sampler(z, stacked)
+        far = w.at[g * f + 1].set(3.0).at[g * f + 2].set(10.0)  # log tau, group 0's eta
+        raw = -hier.log_density(hier.from_sampler(far, stacked), stacked)
+        return (
+            raw,
+            hier.sampler_potential(far, stacked),
+            -hier.log_density(z, stacked),
+            hier.sampler_potential(w, stacked),
+        )
+
+    raw, capped, typical_raw, typical = potentials(hier.prior_draws(jax.random.key(2), 1)[0])
+    assert np.isfinite(float(raw)) and float(raw) > 1e100, raw
+    assert float(capped) == np.inf
+    assert np.isfinite(float(typical))
+    np.testing.assert_allclose(float(typical), float(typical_raw), rtol=1e-12)
+
+
 def test_centring_follows_how_informative_each_group_is():
     """Short noisy curves from a tight population: non-centred.  Long precise curves from a
     wide population: centred (each group's alpha pinned down far more tightly than the
