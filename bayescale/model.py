@@ -513,9 +513,9 @@ class Posterior:
         return lp, jnp.sum(jnp.where(data["mask"], ll, 0.0))
 
     def potential(self, z, data):
-        """Negative :meth:`log_density`; ``inf`` where it is not finite."""
-        pe = -self.log_density(z, data)
-        return jnp.where(jnp.isfinite(pe), pe, jnp.inf)
+        """Negative :meth:`log_density`; ``inf`` where it is not finite or above
+        :data:`POTENTIAL_MAX` (why: :meth:`PooledPosterior.potential`)."""
+        return capped_potential(-self.log_density(z, data))
 
     def prior_draws(self, rng_key, num: int) -> jnp.ndarray:
         """``num`` unconstrained starting points spread like the prior, shape ``(num, dim)``.
@@ -561,6 +561,11 @@ TAU_PRIOR = Prior("halfnormal", (0.2,))  # spread of pooled parameters across gr
 #: far above any posterior's (|potential| ~ points x a few), far below the ~1e150 at which
 #: squares of gradients overflow float64.
 POTENTIAL_MAX = 1e30
+
+
+def capped_potential(pe):
+    """``pe`` where finite and below :data:`POTENTIAL_MAX`, else ``+inf``."""
+    return jnp.where(jnp.isfinite(pe) & (pe < POTENTIAL_MAX), pe, jnp.inf)
 
 
 @dataclass(frozen=True)
@@ -716,8 +721,7 @@ class PooledPosterior:
         far above NumPyro's divergence threshold of 1000), so reading it as :math:`+\\infty`
         changes no legitimate transition and turns the overflow into a divergence.
         """
-        pe = -self.log_density(z, data)
-        return jnp.where(jnp.isfinite(pe) & (pe < POTENTIAL_MAX), pe, jnp.inf)
+        return capped_potential(-self.log_density(z, data))
 
     @cached_property
     def _sheared(self) -> bool:
