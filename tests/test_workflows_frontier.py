@@ -5,12 +5,14 @@ standard errors; checks over many quantities (vertices, per-size coefficients, b
 count misses against a binomial bound, so no single seed decides the outcome.
 """
 
+import json
 import math
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from scipy import optimize, stats
 
 import bayescale
@@ -87,6 +89,7 @@ def test_imputation_draws_are_evenly_spaced_over_chains():
 # one decade of each sweep's lowest-loss run (9 of 17), where the parabola holds.
 ISOFLOP_DESIGN = dict(num_points=17, span=2.0, center_offset=np.linspace(1.2, 0.0, 7))
 ISOFLOP_WINDOW = 1.0
+ISOFLOP_REFIT_SCALE = 2  # the refit's code path at half the default's cost
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +101,7 @@ def isoflop_case():
         data,
         window=ISOFLOP_WINDOW,
         num_imputations=NUM_IMPUTATIONS,
+        refit_scale=ISOFLOP_REFIT_SCALE,
         seed=1,
         **SETTINGS,
     )
@@ -144,6 +148,66 @@ def test_isoflop_window_keeps_the_runs_near_each_minimum(isoflop_case):
     assert set(result.vertices()["flops"]) == set(data["flops"])
 
 
+def test_isoflop_refits_the_profiles_that_did_not_converge(isoflop_case):
+    _, _, result = isoflop_case
+    refits, diag = result.refits, result.profiles.diagnostics
+    columns = ["max_rhat", "min_ess_bulk", "min_ess_tail", "num_divergent", "status"]
+    # refitted: exactly the profiles whose first fit did not converge
+    assert refits is not None and set(refits.index) <= set(result.profiles.labels)
+    assert (refits["first_status"] != "converged").all(), refits
+    # the refits replaced the first fits: the profiles report the refits' numbers
+    pd.testing.assert_frame_equal(diag.loc[refits.index, columns], refits[columns])
+    if len(refits):
+        info = json.loads(result.profiles.datatree.attrs["refit"])
+        assert info["labels"] == [str(label) for label in refits.index]
+        assert info["thin"] == ISOFLOP_REFIT_SCALE
+        assert info["num_warmup"] == ISOFLOP_REFIT_SCALE * SETTINGS["num_warmup"]
+        # the longer chains mixed (the strict r̂ <= 1.01 is what the workflow reports)
+        assert (refits["max_rhat"] < 1.05).all() and (refits["num_divergent"] == 0).all(), refits
+    # the shape of the draws is unchanged: the refit keeps every m-th of m times the draws
+    post = result.profiles.datatree.posterior
+    assert post.sizes["draw"] == SETTINGS["num_samples"]
+    assert np.isfinite(result.log_vertex_draws()).all()
+
+
+def test_splice_puts_refits_in_place_and_leaves_the_rest(isoflop_case):
+    from bayescale.result import BatchResult
+    from bayescale.workflows.isoflop import _splice
+
+    profiles = isoflop_case[2].profiles
+    dim, pick = profiles.dim, [profiles.labels[1], profiles.labels[4]]
+    # a stand-in refit: two of the fits, c0's draws shifted, one point fewer on the point axis
+    sub = profiles.datatree.sel({dim: pick})
+    groups = {name: node.to_dataset() for name, node in sub.children.items()}
+    groups["posterior"]["c0"] = groups["posterior"]["c0"] + 1.0
+    num_points = profiles.datatree.log_likelihood.sizes["point"]
+    for name in ("log_likelihood", "posterior_predictive"):
+        groups[name] = groups[name].isel(point=slice(0, num_points - 1))
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs = dict(profiles.datatree.attrs)
+    fake = BatchResult(tree, profiles.law, profiles.likelihood, profiles.columns, profiles.by)
+    spliced = _splice(profiles, fake, {"refit": "x"})
+    before, after = profiles.datatree.posterior, spliced.datatree.posterior
+    rest = [label for label in profiles.labels if label not in pick]
+    for name in profiles.law.parameter_names:
+        np.testing.assert_array_equal(
+            after[name].sel({dim: pick}).values,
+            before[name].sel({dim: pick}).values + (name == "c0"),
+        )
+        np.testing.assert_array_equal(
+            after[name].sel({dim: rest}).values, before[name].sel({dim: rest}).values
+        )
+    ll = spliced.datatree.log_likelihood[profiles.law.response]
+    assert np.isnan(ll.sel({dim: pick}).isel(point=-1)).all()
+    np.testing.assert_array_equal(
+        ll.sel({dim: rest}).values,
+        profiles.datatree.log_likelihood[profiles.law.response].sel({dim: rest}).values,
+    )
+    assert spliced.labels == profiles.labels and spliced.datatree.attrs["refit"] == "x"
+    # the diagnostics are those of the spliced draws (a shift of c0 leaves r̂ alone)
+    np.testing.assert_allclose(spliced.diagnostics["max_rhat"], profiles.diagnostics["max_rhat"])
+
+
 def test_window_runs_flags_unbracketed_sweeps():
     from bayescale.workflows.isoflop import window_runs
 
@@ -170,6 +234,12 @@ def test_isoflop_rejects_missing_columns():
         with pytest.raises(DataError, match="window"):
             fit_isoflop(
                 pd.DataFrame({"flops": [1e18], "n_params": [1e8], "loss": [3.0]}), window=window
+            )
+    for scale in (1, 2.5, True, "4"):
+        with pytest.raises(DataError, match="refit_scale"):
+            fit_isoflop(
+                pd.DataFrame({"flops": [1e18], "n_params": [1e8], "loss": [3.0]}),
+                refit_scale=scale,
             )
 
 

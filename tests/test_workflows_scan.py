@@ -30,8 +30,10 @@ from bayescale.workflows import (
 )
 
 SETTINGS = {"num_chains": 2, "num_warmup": 500, "num_samples": 500}
-LEVELS_85M = [3.3, 3.6, 4.0, 4.5, 5.0, 5.5, 6.0]
-LEVELS_3M = [4.3, 4.6, 5.0, 5.5, 6.0, 6.5, 7.0]
+# the target losses of notebooks kaplan_000 and kaplan_001: as many fits per scan, so the
+# notebooks and these tests share one compiled program (persistent compilation cache)
+LEVELS_85M = [3.3, 3.6, 4.0, 4.5, 5.0, 5.5, 6.0, 7.0]
+LEVELS_3M = [4.3, 4.6, 5.0, 5.5, 6.0, 6.5, 7.0, 8.0]
 Z_MAX = 3.5  # two-sided 4.7e-4 per quantity
 
 
@@ -71,13 +73,16 @@ def scan_3m():
 def test_simulated_scan_follows_mccandlish_hyperbola():
     """Noise-free curves read at a target loss lie on (S/S_min - 1)(E/E_min - 1) = 1."""
     curves = simulate_batch_scan(n_params=8.5e7, noise=0.0, num_logged=400, seed=0)
-    points = steps_to_target(curves, LEVELS_85M, smooth=1)
-    truth = batch_scan_truth(LEVELS_85M, n_params=8.5e7).set_index("loss")
+    # the levels this check was written for (the fits' 7.0 is reached within the first few
+    # logged steps, where the log-spaced logging grid is too coarse to read S to 5e-3)
+    levels = [level for level in LEVELS_85M if level < 7.0]
+    points = steps_to_target(curves, levels, smooth=1)
+    truth = batch_scan_truth(levels, n_params=8.5e7).set_index("loss")
     t = truth.loc[points["loss_level"]]
     product = (points["steps"].to_numpy() / t["S_min"].to_numpy() - 1) * (
         points["n_tokens"].to_numpy() / t["E_min"].to_numpy() - 1
     )
-    assert len(points) == len(LEVELS_85M) * 10
+    assert len(points) == len(levels) * 10
     np.testing.assert_allclose(product, 1.0, rtol=5e-3)
     # B_crit of the truth is Kaplan's law
     law = get_law("kaplan_bcrit")
@@ -160,7 +165,7 @@ def test_batch_scan_recovers_smin_emin_bcrit(scan_85m):
     assert flags.count(False) <= allowed, f"{flags.count(False)} of {len(flags)} missed"
     # the table and the draws agree, and B_crit is E_min / S_min draw by draw
     np.testing.assert_allclose(
-        result.levels["B_crit_q50"], np.median(draws["B_crit"].reshape(7, -1), axis=1)
+        result.levels["B_crit_q50"], np.median(draws["B_crit"].reshape(len(LEVELS_85M), -1), axis=1)
     )
     assert result.batch.diagnostics["max_rhat"].max() < 1.05
 
@@ -168,7 +173,7 @@ def test_batch_scan_recovers_smin_emin_bcrit(scan_85m):
 def test_critical_batch_size_recovers_kaplan(scan_85m, scan_3m):
     """B* and alpha_B from two simulated scans (3M and 85M) hold Kaplan's values."""
     result = fit_critical_batch_size([scan_85m, scan_3m], num_imputations=8, seed=3, **SETTINGS)
-    assert len(result.levels) == 14
+    assert len(result.levels) == len(LEVELS_85M) + len(LEVELS_3M)
     assert set(result.levels["source"]) == {0, 1}
     reference = get_law("kaplan_bcrit").reference
     draws = result.draws()

@@ -126,8 +126,22 @@ def adjusted_summary(
 ) -> pd.DataFrame:
     """The runs with the posterior median and quantiles of each adjusted quantity.
 
-    Columns: the validated run columns, then ``<quantity>_<q>`` for ``flops_min``,
-    ``steps_min``, ``tokens_min`` and ``critical_batch_size`` (e.g. ``steps_min_q50``).
+    The quantiles over the :math:`B_{crit}` posterior draws of each run's
+    :math:`C_{min} = C / (1 + B/B_{crit}(L))`, :math:`S_{min} = S / (1 + B_{crit}(L)/B)`,
+    :math:`E_{min} = E / (1 + B/B_{crit}(L))` and :math:`B_{crit}(L) = B_* L^{-1/\\alpha_B}`
+    (:func:`adjust_runs`).
+
+    Parameters
+    ----------
+    runs, bcrit, columns
+        As for :func:`adjust_runs`.
+    quantiles : sequence of float
+
+    Returns
+    -------
+    DataFrame
+        The validated run columns, then ``<quantity>_<q>`` for ``flops_min`` (PF-days),
+        ``steps_min``, ``tokens_min`` and ``critical_batch_size`` (e.g. ``steps_min_q50``).
     """
     out = _runs(runs, columns)
     for name, x in adjust_runs(runs, bcrit, columns=columns).items():

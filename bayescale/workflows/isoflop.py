@@ -27,6 +27,12 @@ Hoffmann et al.'s approach 2, as Porian et al. (2024) apply it, with posteriors 
    which NUTS crossed badly: on Porian et al.'s 171 profiles, 54 did not converge at
    4 x 1,000 draws.
 
+   Profiles whose fit does not converge (:math:`\\hat R > 1.01`, too few effective draws or
+   divergences) are fitted again, all of them in one more :func:`bayescale.fit_batch` call,
+   with ``refit_scale`` :math:`= m` times the warm-up and the draws, every :math:`m`-th draw
+   kept (so the refit's draws have the first fit's shape and replace them); the first and
+   the second fit's numbers are kept in :attr:`IsoflopResult.refits`.
+
    The parabola is the second-order Taylor expansion of the profile about its minimum; over a
    wide sweep that reaches far past the optimum on one side (Kaplan-like setups sweep 2-3
    decades, steep on the large-:math:`N` side) the cubic term pulls the fitted vertex towards
@@ -53,12 +59,14 @@ model size as given (``n_params``; Porian's count follows each configuration's
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from bayescale.api import fit_batch
 from bayescale.data import DataError, _as_frame
@@ -66,12 +74,17 @@ from bayescale.result import BatchResult, ConvergenceWarning, Status, quantile_c
 from bayescale.simulate import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
 
-__all__ = ["IsoflopResult", "fit_isoflop", "log_vertex_draws", "window_runs"]
+__all__ = ["REFIT_SCALE", "IsoflopResult", "fit_isoflop", "log_vertex_draws", "window_runs"]
 
 PROFILE_LAW = "isoflop_quadratic"
 #: Column of the profile law's covariate, :math:`x = N / N^c_j` (:math:`N^c_j` the centre).
 PROFILE_COVARIATE = "x"
 FRONTIER_LAW = "kaplan_frontier_n"
+#: Default multiple :math:`m` of warm-up and draws (every :math:`m`-th kept) with which the
+#: profiles that did not converge are fitted again.
+REFIT_SCALE = 4
+#: Convergence numbers of a refitted profile, before (``first_*``) and after its refit.
+_REFIT_COLUMNS = ("max_rhat", "min_ess_bulk", "min_ess_tail", "num_divergent", "status")
 
 
 def log_vertex_draws(c1: np.ndarray, c2: np.ndarray, n_centre) -> np.ndarray:
@@ -118,6 +131,13 @@ class IsoflopResult:
         the input's column names.
     window : float or None
         The half-width (decades of :math:`N`) of each profile's window, or ``None``.
+    refits : DataFrame or None
+        One row per profile fitted again (index: the profile's label in ``profiles``):
+        ``first_max_rhat``, ``first_min_ess_bulk``, ``first_min_ess_tail``,
+        ``first_num_divergent``, ``first_status`` of the first fit and the same numbers of
+        the refit that replaced it in ``profiles`` (``max_rhat``, ..., ``status``); empty when
+        every profile converged at once, ``None`` when refits were off (``refit_scale=None``
+        or a ``method`` other than NUTS).
     """
 
     profiles: BatchResult
@@ -127,6 +147,7 @@ class IsoflopResult:
     used: np.ndarray
     fitted: pd.DataFrame | None = None
     window: float | None = None
+    refits: pd.DataFrame | None = None
 
     def log_vertex_draws(self) -> np.ndarray:
         """Posterior draws of :math:`\\log N^* = \\log N^c - c_1 / (2 c_2)` per profile.
@@ -226,6 +247,99 @@ def window_runs(
     return kept, bracketed.rename("bracketed")
 
 
+def _splice(batch: BatchResult, refit: BatchResult, attrs: Mapping) -> BatchResult:
+    """``batch`` with the fits of ``refit`` (some of its labels, same law) in their place.
+
+    Every group with a fit dimension but the data (``observed_data``, ``constant_data``:
+    the same runs) takes the refit's values at the refit's labels; the refit's shorter
+    ``point`` axis (its batch pads to its own longest curve) is padded with NaN.
+    """
+    dim = batch.dim
+    position = {str(label): i for i, label in enumerate(batch.labels)}
+    rows = np.array([position[str(label)] for label in refit.labels])
+    groups = {}
+    for name, node in batch.datatree.children.items():
+        ds = node.to_dataset()
+        if name not in ("observed_data", "constant_data") and dim in ds.dims:
+            new = refit.datatree[name].to_dataset()
+            for var in list(ds.data_vars):
+                old = ds[var].transpose(dim, ...)
+                values = old.values.copy()
+                src = new[var].transpose(*old.dims).values
+                if "point" in old.dims:
+                    pad = [(0, 0)] * src.ndim
+                    axis = old.dims.index("point")
+                    pad[axis] = (0, values.shape[axis] - src.shape[axis])
+                    src = np.pad(src, pad, constant_values=np.nan)
+                values[rows] = src
+                ds[var] = (old.dims, values)
+        groups[name] = ds
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs = {**batch.datatree.attrs, **attrs}
+    return BatchResult(tree, batch.law, batch.likelihood, batch.columns, batch.by)
+
+
+def _refit_unconverged(
+    profiles: BatchResult,
+    data: pd.DataFrame,
+    profile_by: Sequence[str],
+    scale: int,
+    *,
+    num_warmup: int,
+    num_samples: int,
+    seed: int,
+    **fit_args,
+) -> tuple[BatchResult, pd.DataFrame]:
+    """Fit the profiles of ``profiles`` that did not converge again, ``scale`` times longer.
+
+    One :func:`bayescale.fit_batch` call with ``scale * num_warmup`` warm-up iterations and
+    ``scale * num_samples`` draws of which every ``scale``-th is kept, so the kept draws have
+    the first fit's shape; the refits replace the first fits.  Profiles that failed for a
+    reason (too few runs, no posterior mode) are not refitted: more draws do not help them.
+
+    Returns
+    -------
+    profiles : BatchResult
+        With the refits in place (attribute ``refit`` of its DataTree: labels and settings).
+    refits : DataFrame
+        Per refitted profile, ``first_*`` convergence numbers and the refit's.
+    """
+    diag = profiles.diagnostics
+    redo = ((diag["status"] != Status.converged.value) & (diag["reason"] == "")).to_numpy()
+    columns = list(_REFIT_COLUMNS)
+    first = diag.loc[redo, columns].add_prefix("first_")
+    if not redo.any():
+        return profiles, first.assign(**{c: pd.Series(dtype=diag[c].dtype) for c in columns})
+    curve = data.groupby(list(profile_by), sort=True).ngroup().to_numpy()
+    thin = scale * int(fit_args.pop("thin", 1))
+    refit = fit_batch(
+        data[np.isin(curve, np.flatnonzero(redo))],
+        PROFILE_LAW,
+        by=list(profile_by),
+        num_warmup=scale * num_warmup,
+        num_samples=num_samples,
+        thin=thin,
+        seed=seed,
+        **{**fit_args, "warn": False},
+    )
+    spliced = _splice(
+        profiles,
+        refit,
+        {
+            "refit": json.dumps(
+                {
+                    "labels": [str(label) for label in refit.labels],
+                    "scale": scale,
+                    "num_warmup": scale * num_warmup,
+                    "thin": thin,
+                    "seed": seed,
+                }
+            )
+        },
+    )
+    return spliced, first.join(spliced.diagnostics.loc[first.index, columns])
+
+
 def fit_isoflop(
     data,
     *,
@@ -233,6 +347,7 @@ def fit_isoflop(
     columns: Mapping[str, str] | None = None,
     window: float | None = None,
     num_imputations: int = 16,
+    refit_scale: int | None = REFIT_SCALE,
     likelihood: str = "normal",
     priors: Mapping[str, str] | None = None,
     frontier_priors: Mapping[str, str] | None = None,
@@ -263,6 +378,14 @@ def fit_isoflop(
         spaced by a factor of about 1.5 in :math:`N`.
     num_imputations : int
         :math:`K`, imputed vertex sets per group in stage 2.
+    refit_scale : int or None
+        :math:`m`: the profiles whose NUTS fit did not converge (:math:`\\hat R > 1.01`, too
+        few effective draws, or divergences; not those that failed for a reason such as too
+        few runs) are fitted again, all in one more :func:`bayescale.fit_batch` call, with
+        :math:`m` times ``num_warmup`` and :math:`m` times ``num_samples`` draws of which
+        every :math:`m`-th is kept; the refit replaces the first fit in ``profiles`` and
+        stage 2 uses it.  Both fits' numbers are in :attr:`IsoflopResult.refits`.  Default
+        4; ``None`` fits each profile once.  Ignored for ``method="map"``/``"laplace"``.
     likelihood : {"normal", "student_t"}
         Observation model of both stages.  Normal by default, unlike :func:`bayescale.fit`:
         a profile has 5-15 runs, too few to identify a Student-t :math:`\\nu`, and with
@@ -289,8 +412,8 @@ def fit_isoflop(
     Raises
     ------
     DataError
-        Missing columns, a ``window`` that is not a positive number, or a group with fewer
-        than two usable budgets.
+        Missing columns, a ``window`` that is not a positive number, a ``refit_scale`` that
+        is not ``None`` or an integer >= 2, or a group with fewer than two usable budgets.
     """
     frame = _as_frame(data)
     groups = (by,) if isinstance(by, str) else tuple(by)
@@ -317,6 +440,12 @@ def fit_isoflop(
         or not (np.isfinite(window) and window > 0)
     ):
         raise DataError(f"window must be a positive number of decades of N, got {window!r}")
+    if refit_scale is not None and (
+        isinstance(refit_scale, bool)
+        or not isinstance(refit_scale, int | np.integer)
+        or refit_scale < 2
+    ):
+        raise DataError(f"refit_scale must be None or an integer >= 2, got {refit_scale!r}")
     settings = dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
     fit_kwargs.setdefault("target_accept_prob", 0.95)
     profile_by = [*groups, flops_col]
@@ -330,18 +459,38 @@ def fit_isoflop(
         [fitted[c] for c in profile_by], sort=True
     )
     log_centre = log_centre.transform("mean").to_numpy()
-    profiles = fit_batch(
-        fitted.assign(**{PROFILE_COVARIATE: np.exp(log_n - log_centre)}),
-        PROFILE_LAW,
-        by=profile_by,
+    profile_data = fitted.assign(**{PROFILE_COVARIATE: np.exp(log_n - log_centre)})
+    profile_args = dict(
         columns={PROFILE_COVARIATE: PROFILE_COVARIATE, "loss": names["loss"]},
         likelihood=likelihood,
         priors=priors,
-        seed=seed,
-        warn=warn,
-        **settings,
+        num_chains=num_chains,
         **fit_kwargs,
     )
+    refit = refit_scale is not None and fit_kwargs.get("method", "nuts") == "nuts"
+    profiles = fit_batch(
+        profile_data,
+        PROFILE_LAW,
+        by=profile_by,
+        seed=seed,
+        warn=warn and not refit,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        **profile_args,
+    )
+    refits = None
+    if refit:
+        profiles, refits = _refit_unconverged(
+            profiles,
+            profile_data,
+            profile_by,
+            int(refit_scale),
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            seed=seed + 2,
+            **profile_args,
+        )
+        profiles.check_convergence(warn=warn)
     keys = frame[profile_by].drop_duplicates().sort_values(profile_by).reset_index(drop=True)
     centres = (
         pd.DataFrame({**{c: fitted[c].to_numpy() for c in profile_by}, "_log": log_centre})
@@ -424,4 +573,5 @@ def fit_isoflop(
         used=used,
         fitted=fitted,
         window=None if window is None else float(window),
+        refits=refits,
     )

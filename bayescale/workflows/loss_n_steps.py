@@ -82,11 +82,27 @@ def loss_at_fixed_steps(
 ) -> pd.DataFrame:
     """The law :math:`L(N, S)` on the grid ``steps`` x ``n_params``, with its credible band.
 
+    Per posterior draw :math:`\\theta^{(k)}` and grid point,
+
+    .. math::
+
+        L^{(k)}(N, S) = \\bigl(N_c^{(k)} / N\\bigr)^{\\alpha_N^{(k)}}
+            + \\bigl(S_c^{(k)} / S\\bigr)^{\\alpha_S^{(k)}},
+
+    summarised by its mean and quantiles (the law itself, no observation noise).
+
+    Parameters
+    ----------
+    result : FitResult
+        A ``kaplan_ns`` fit.
+    n_params, steps : array-like
+        Model sizes :math:`N` and step counts :math:`S`; every combination is evaluated.
+    quantiles : sequence of float
+
     Returns
     -------
     DataFrame
-        ``steps``, ``n_params``, ``mean`` and the quantile columns (the law itself, no
-        observation noise), one row per grid point.
+        ``steps``, ``n_params``, ``mean`` and the quantile columns, one row per grid point.
     """
     _check_ns(result)
     grid = _grid(steps=steps, n_params=n_params)
@@ -116,7 +132,33 @@ def loss_at_fixed_compute_draws(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Draws of the loss at fixed compute: ``(grid, draws of shape (chain, draw, point))``.
 
-    The grid is ``flops_min`` (PF-days) x ``n_params``; see the module text for the equation.
+    Per posterior draw, the root in :math:`L` of
+
+    .. math::
+
+        L = \\Bigl(\\frac{N_c}{N}\\Bigr)^{\\alpha_N}
+            + \\Bigl(\\frac{6 N B_* S_c}{C_{min} L^{1/\\alpha_B}}\\Bigr)^{\\alpha_S},
+
+    i.e. :math:`L(N, S_{min})` with :math:`S_{min} = C_{min} / (6 N B_{crit}(L))` (see the
+    module text), found by bisection in :math:`\\log L`.
+
+    Parameters
+    ----------
+    result : FitResult
+        A ``kaplan_ns`` fit.
+    n_params, flops_min : array-like
+        Model sizes and compute budgets :math:`C_{min}` (PF-days); every combination.
+    bcrit : FitResult, dict or None
+        As for :func:`loss_at_fixed_compute`.
+    seed : int
+        Seed of the pairing of ``bcrit`` draws with ``result``'s.
+
+    Returns
+    -------
+    grid : DataFrame
+        ``flops_min`` and ``n_params`` of each point.
+    draws : ndarray
+        The loss, ``(chain, draw, point)``.
     """
     _check_ns(result)
     grid = _grid(flops_min=flops_min, n_params=n_params)

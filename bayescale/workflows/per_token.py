@@ -149,8 +149,22 @@ def fit_trends(
 def trends(pooled: PooledFit, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
     """The trend exponent :math:`p` (:math:`= -\\alpha`) of each coefficient, with quantiles.
 
-    Columns: ``parameter``, ``mean``, ``sd``, the quantile columns of :math:`p`, ``mcse_mean``
-    and ``status``.
+    Each coefficient :math:`y \\in \\{a, b, c\\}` was fitted as
+    :math:`y = A\\,(N/N_{ref})^{-\\alpha}` (law ``power_law``), so :math:`y \\propto N^{p}`
+    with :math:`p = -\\alpha`; the quantile :math:`q` of :math:`p` is minus the quantile
+    :math:`1 - q` of :math:`\\alpha`.
+
+    Parameters
+    ----------
+    pooled : PooledFit
+        From :func:`fit_trends`.
+    quantiles : sequence of float
+
+    Returns
+    -------
+    DataFrame
+        ``parameter``, ``mean``, ``sd``, the quantile columns of :math:`p`, ``mcse_mean`` and
+        ``status``.
     """
     table = pooled.summary(tuple(1 - q for q in reversed(quantiles)))
     table = table[table["parameter"] == "alpha"].drop(columns="parameter").copy()

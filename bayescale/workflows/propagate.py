@@ -285,6 +285,11 @@ def fit_pooled(
 ) -> PooledFit:
     """Fit ``law`` to every imputed data set (and group) in one batched call and pool.
 
+    With imputed data sets :math:`y^{(1)} \\dots y^{(K)}`, the pooled posterior is the equal
+    mixture of the :math:`K` posteriors, :math:`p(\\theta \\mid \\cdot) \\approx K^{-1}
+    \\sum_k p(\\theta \\mid y^{(k)})` (their draws stacked), whose spread adds the
+    between-imputation variance to the within-fit one.
+
     Parameters
     ----------
     imputed : DataFrame
