@@ -30,7 +30,7 @@ import xarray as xr
 from bayescale.api import fit, fit_batch
 from bayescale.data import DataError, FitData, _as_frame, prepare
 from bayescale.laws import Law, get_law
-from bayescale.model import Posterior, with_noise
+from bayescale.model import Posterior, check_pooled_names, with_noise
 from bayescale.result import (
     BatchResult,
     Status,
@@ -740,12 +740,7 @@ def _pools(frame, keys, law, pooled, pool_by) -> pd.Series | None:
             raise ValueError("pool_by= groups curves for pooling: give pooled= too")
         return None
     pooled = [pooled] if isinstance(pooled, str) else list(pooled)
-    unknown = [p for p in pooled if p not in law.parameter_names]
-    if not pooled or unknown:
-        raise ValueError(
-            f"pooled= must name parameters of law {law.id!r} ({', '.join(law.parameter_names)})"
-            f"; got {pooled}"
-        )
+    check_pooled_names(law, pooled)
     cols = [] if pool_by is None else ([pool_by] if isinstance(pool_by, str) else list(pool_by))
     missing = [c for c in cols if c not in frame.columns]
     if missing:

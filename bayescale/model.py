@@ -568,6 +568,16 @@ def capped_potential(pe):
     return jnp.where(jnp.isfinite(pe) & (pe < POTENTIAL_MAX), pe, jnp.inf)
 
 
+def check_pooled_names(law, pooled) -> None:
+    """Raise ``ValueError`` unless ``pooled`` is a non-empty list of ``law``'s parameters."""
+    names = law.parameter_names
+    if not pooled or any(p not in names for p in pooled):
+        raise ValueError(
+            f"pooled= must name parameters of law {law.id!r} ({', '.join(names)}); "
+            f"got {list(pooled)}"
+        )
+
+
 @dataclass(frozen=True)
 class PooledPosterior:
     """Hierarchical posterior: ``pooled`` parameters drawn from a population across groups.
@@ -614,13 +624,7 @@ class PooledPosterior:
     centred: tuple[bool, ...] | None = None  # per pooled parameter; None: all non-centred
 
     def __post_init__(self):
-        names = self.base.law.parameter_names
-        unknown = [p for p in self.pooled if p not in names]
-        if unknown or not self.pooled:
-            raise ValueError(
-                f"pooled= must name parameters of law {self.base.law.id!r} "
-                f"({', '.join(names)}); got {list(self.pooled)}"
-            )
+        check_pooled_names(self.base.law, self.pooled)
         if self.num_groups < 2:
             raise ValueError(f"pooling needs at least 2 groups, got {self.num_groups}")
         if self.centred is not None and len(self.centred) != len(self.pooled):
