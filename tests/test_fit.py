@@ -129,14 +129,13 @@ def test_non_convergence_warns_with_numbers():
 
 
 def test_converged_fit_does_not_warn():
+    # fit's default draws (4 x 1000 + 1000): at the tests' 2 x 500 the strict r̂ <= 1.01 is
+    # a coin flip even for this well-posed posterior (max r̂ 1.004-1.016 over seeds 0-5),
+    # at the defaults max r̂ was <= 1.0043 over seeds 0-9
     with warnings.catch_warnings():
         warnings.simplefilter("error", bayescale.ConvergenceWarning)
         r = bayescale.fit(
-            _data(),
-            "power_law_offset",
-            columns={"x": "steps", "y": "train_loss"},
-            seed=0,
-            **FIT_SETTINGS,
+            _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=0
         )
     assert r.status is bayescale.Status.converged
 

@@ -100,9 +100,11 @@ def fit_trends(
         freedom, whose prior-dominated posterior only slows the sampler.
     **fit_kwargs
         :func:`bayescale.fit_batch` settings (priors default to :data:`TREND_PRIORS`;
-        ``target_accept_prob`` to 0.95: with a handful of sizes lying almost exactly on their
+        ``target_accept_prob`` to 0.99: with a handful of sizes lying almost exactly on their
         trend, the posterior of the noise scale :math:`\\sigma` reaches towards zero, a
-        funnel that the default step size crosses with occasional divergences).
+        funnel that larger steps cross with occasional divergences; on the tests' simulated
+        curves, 24 trend fits of 2 x 1500 draws had a divergence in 2 of 8 seeds at 0.95 and
+        in none at 0.99).
 
     Returns
     -------
@@ -139,7 +141,7 @@ def fit_trends(
         ignore_index=True,
     )
     fit_kwargs.setdefault("priors", TREND_PRIORS)
-    fit_kwargs.setdefault("target_accept_prob", 0.95)
+    fit_kwargs.setdefault("target_accept_prob", 0.99)
     pooled = fit_pooled(
         imputed, TREND_LAW, groups=("parameter",), likelihood=likelihood, **fit_kwargs
     )
