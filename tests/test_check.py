@@ -599,6 +599,7 @@ def test_pooled_backtest_fits_only_the_early_part_of_each_curve(pooled_backtest,
     assert np.array_equal(pop.sel(size_seed="s0/0"), pop.sel(size_seed="s0/2"))
     assert not np.array_equal(pop.sel(size_seed="s0/0"), pop.sel(size_seed="s1/0"))
     assert set(json.loads(batch.datatree.attrs["population_diagnostics"])) == {"s0", "s1"}
+    assert batch.datatree.attrs["target_accept_prob"] == 0.8  # the default, recorded
     assert np.isfinite(pooled_backtest.predictions["pooled_baseline"]).all()
 
 
@@ -621,6 +622,30 @@ def test_pooled_backtest_recovers_the_truth(pooled_backtest, pooled_curves):
     pred = pooled_backtest.predictions
     outside = int((~((pred["q5"] <= pred["observed"]) & (pred["observed"] <= pred["q95"]))).sum())
     assert stats.binom.sf(outside - 1, len(pred), 0.1) > 1e-3, outside
+
+
+def test_pooled_backtest_passes_target_accept_prob_to_the_sampler(pooled_curves, monkeypatch):
+    """backtest(..., pooled=, target_accept_prob=) reaches the pooled NUTS sampler (captured
+    where the sampler is built, before any compilation) and is validated there."""
+    import bayescale.api
+
+    seen = []
+
+    class Built(Exception):
+        pass
+
+    def build_sampler(posterior, options, **kwargs):
+        seen.append(options.target_accept_prob)
+        raise Built
+
+    frame = pooled_curves[0]
+    kwargs = dict(by=["size", "seed"], split=BT_SPLIT, pooled=["alpha"], pool_by="size")
+    with pytest.raises(ValueError, match=r"target_accept_prob must lie in \(0, 1\)"):
+        backtest(frame, "power_law_offset", target_accept_prob=1.0, **kwargs)
+    monkeypatch.setattr(bayescale.api, "build_sampler", build_sampler)
+    with pytest.raises(Built):
+        backtest(frame, "power_law_offset", target_accept_prob=0.95, **kwargs)
+    assert seen == [0.95]
 
 
 def test_pooled_backtest_rejects_bad_pools(pooled_curves):
