@@ -595,9 +595,13 @@ def backtest(
         Law variable -> data column.
     baseline : {"least_squares", "huber"}
     likelihood, noise, priors, num_chains, num_warmup, num_samples, seed, **fit_options
-        Passed to :func:`bayescale.fit_batch`.  With ``noise="loglinear"`` the predictive
-        intervals at held-out points use the noise scale :math:`\\sigma(x)` extrapolated there
-        (covariates standardised by the fitted points).
+        Passed to :func:`bayescale.fit_batch` (with ``pooled``: to each pool's
+        :func:`bayescale.fit`), e.g. ``target_accept_prob`` (keyword, in (0, 1), default 0.8;
+        recorded in ``.batch.datatree.attrs``): a higher NUTS acceptance target such as 0.95
+        takes smaller steps, the remedy for fits flagged by a few divergences (as
+        PolyPythia's pooled-alpha fits are at 0.8).  With ``noise="loglinear"`` the
+        predictive intervals at held-out points use the noise scale :math:`\\sigma(x)`
+        extrapolated there (covariates standardised by the fitted points).
     law_error : {None, "curves", "in_range"}
         Opt-in: widen the bands by a law error :math:`\\tau\\,d(x)` learnt out of sample
         (:meth:`BacktestResult.with_law_error`); ``None`` (default): no law error.

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -25,15 +26,54 @@ from bayescale.simulate import simulate
 # law (two parameters + sigma + nu) with 30 replications (5 bins of 20 ranks, 6 expected per
 # bin: a gross miscalibration still fails it).  All sites of all laws tested are judged
 # together: Bonferroni over laws x sites, each p-value > 0.01 / (number of (law, site) tests)
-# (86 tests over 18 laws in full mode: threshold 1.2e-4).
-SBC_LAWS = scaled(sorted(catalogue()), ["kaplan_n"])
+# (97 tests over the 20 catalogue laws in full mode: threshold 1.0e-4).
+# BAYESCALE_SBC_LAWS=law1,law2 runs only those laws' fixtures (e.g. a law added to the
+# catalogue) with the same statistics: the Bonferroni denominator stays the number of
+# (law, site) tests over ALL the mode's laws, so each law is judged exactly as in the full run.
+# Names must be catalogue laws that the mode runs (all under BAYESCALE_FULL=1, else kaplan_n).
+SBC_ALL_LAWS = scaled(sorted(catalogue()), ["kaplan_n"])
+
+
+def select_sbc_laws(value: str | None, laws: list[str]) -> list[str]:
+    """The laws named in ``value`` (comma-separated, BAYESCALE_SBC_LAWS), in ``laws``' order;
+    all of ``laws`` if ``value`` is unset or blank.  Unknown names raise ValueError."""
+    if value is None or not value.strip():
+        return list(laws)
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(catalogue()))
+    if unknown:
+        raise ValueError(
+            f"BAYESCALE_SBC_LAWS names unknown law(s) {unknown}; catalogue laws: "
+            f"{', '.join(sorted(catalogue()))}"
+        )
+    outside = sorted(set(names) - set(laws))
+    if outside:
+        raise ValueError(
+            f"BAYESCALE_SBC_LAWS names {outside}, which this mode's SBC does not run "
+            f"(it runs {laws}); set BAYESCALE_FULL=1 for every catalogue law"
+        )
+    return [k for k in laws if k in names]
+
+
+SBC_LAWS = select_sbc_laws(os.environ.get("BAYESCALE_SBC_LAWS"), SBC_ALL_LAWS)
 SBC_REPLICATIONS = scaled(200, 30)
 SBC_SETTINGS = scaled(
     {"num_chains": 4, "num_warmup": 500, "num_samples": 500},
     {"num_chains": 2, "num_warmup": 200, "num_samples": 200},
 )
 SBC_ALPHA = 0.01
-NUM_SBC_TESTS = sum(len(bayescale.model.Posterior(get_law(k)).site_names) for k in SBC_LAWS)
+# over ALL the mode's laws, whatever BAYESCALE_SBC_LAWS selects
+NUM_SBC_TESTS = sum(len(bayescale.model.Posterior(get_law(k)).site_names) for k in SBC_ALL_LAWS)
+
+
+def test_sbc_law_selection():
+    laws = ["kaplan_c", "kaplan_n", "power_law"]
+    assert select_sbc_laws(None, laws) == laws and select_sbc_laws(" ", laws) == laws
+    assert select_sbc_laws("power_law, kaplan_c", laws) == ["kaplan_c", "power_law"]
+    with pytest.raises(ValueError, match=r"unknown law.*no_such_law"):
+        select_sbc_laws("kaplan_n,no_such_law", laws)
+    with pytest.raises(ValueError, match="BAYESCALE_FULL=1"):
+        select_sbc_laws("chinchilla", laws)
 
 
 def test_chi2_uniformity_test_accepts_uniform_and_rejects_skewed_ranks():
@@ -75,6 +115,7 @@ def test_sbc_ranks_uniform(sbc_result):
     assert r.ranks.to_numpy().min() >= 0 and r.ranks.to_numpy().max() <= r.num_rank_draws
     assert r.num_not_converged == int((r.batch.status != "converged").sum())
     threshold = SBC_ALPHA / NUM_SBC_TESTS
+    print(f"\n{r.report()}; threshold {threshold:.2g} over {NUM_SBC_TESTS} tests")
     assert r.passed(SBC_ALPHA, NUM_SBC_TESTS), (
         f"p-value below {threshold:.2g} (Bonferroni over {NUM_SBC_TESTS} tests): {r.report()}"
     )
@@ -558,6 +599,7 @@ def test_pooled_backtest_fits_only_the_early_part_of_each_curve(pooled_backtest,
     assert np.array_equal(pop.sel(size_seed="s0/0"), pop.sel(size_seed="s0/2"))
     assert not np.array_equal(pop.sel(size_seed="s0/0"), pop.sel(size_seed="s1/0"))
     assert set(json.loads(batch.datatree.attrs["population_diagnostics"])) == {"s0", "s1"}
+    assert batch.datatree.attrs["target_accept_prob"] == 0.8  # the default, recorded
     assert np.isfinite(pooled_backtest.predictions["pooled_baseline"]).all()
 
 
@@ -580,6 +622,30 @@ def test_pooled_backtest_recovers_the_truth(pooled_backtest, pooled_curves):
     pred = pooled_backtest.predictions
     outside = int((~((pred["q5"] <= pred["observed"]) & (pred["observed"] <= pred["q95"]))).sum())
     assert stats.binom.sf(outside - 1, len(pred), 0.1) > 1e-3, outside
+
+
+def test_pooled_backtest_passes_target_accept_prob_to_the_sampler(pooled_curves, monkeypatch):
+    """backtest(..., pooled=, target_accept_prob=) reaches the pooled NUTS sampler (captured
+    where the sampler is built, before any compilation) and is validated there."""
+    import bayescale.api
+
+    seen = []
+
+    class Built(Exception):
+        pass
+
+    def build_sampler(posterior, options, **kwargs):
+        seen.append(options.target_accept_prob)
+        raise Built
+
+    frame = pooled_curves[0]
+    kwargs = dict(by=["size", "seed"], split=BT_SPLIT, pooled=["alpha"], pool_by="size")
+    with pytest.raises(ValueError, match=r"target_accept_prob must lie in \(0, 1\)"):
+        backtest(frame, "power_law_offset", target_accept_prob=1.0, **kwargs)
+    monkeypatch.setattr(bayescale.api, "build_sampler", build_sampler)
+    with pytest.raises(Built):
+        backtest(frame, "power_law_offset", target_accept_prob=0.95, **kwargs)
+    assert seen == [0.95]
 
 
 def test_pooled_backtest_rejects_bad_pools(pooled_curves):
