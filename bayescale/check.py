@@ -17,6 +17,7 @@ baseline evaluates the same law function (:meth:`bayescale.laws.Law.log_mean`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ __all__ = [
     "BacktestResult",
     "SBCResult",
     "backtest",
+    "law_error_bias",
     "law_error_scale",
     "least_squares_fit",
     "sbc",
@@ -472,7 +474,17 @@ class BacktestResult:
     law_error : Series or None
         Per curve, the law-error scale :math:`\\tau` (log response per decade beyond the
         fitted range) its bands were widened by, learnt without its own held-out points
-        (``law_error=`` of :func:`backtest`); ``None``: bands without law error.
+        (``law_error=`` of :func:`backtest`); ``None``: bands without law error.  With a
+        learnt bias it is :math:`\\sqrt{\\hat\\tau^2 + \\mathrm{se}(\\hat\\mu)^2}`.
+    law_bias : DataFrame or None
+        With ``law_bias=True`` (:meth:`with_law_error`): per curve, the extrapolation bias
+        ``bias`` (:math:`\\hat\\mu`, log response per decade, :func:`law_error_bias`) its
+        medians and bands were shifted by, its standard error ``bias_se``, the scale ``tau``
+        of the residual law error, the curves ``num_curves`` they were learnt from (never the
+        curve itself) and the least-squares baseline's own bias ``baseline_bias`` from the
+        same curves (its shifted predictions are ``debiased_baseline`` in the predictions,
+        ``debiased_baseline_rmse_log`` / ``debiased_baseline_final_error_log`` in the table).
+        ``None``: no bias learnt.
     """
 
     table: pd.DataFrame
@@ -480,6 +492,7 @@ class BacktestResult:
     batch: BatchResult = field(repr=False)
     baseline: pd.DataFrame = field(repr=False)
     law_error: pd.Series | None = None
+    law_bias: pd.DataFrame | None = None
     _context: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -492,7 +505,9 @@ class BacktestResult:
         row = self.overall
         return float(row["rmse_log"] / row["baseline_rmse_log"])
 
-    def with_law_error(self, method: str = "curves") -> BacktestResult:
+    def with_law_error(
+        self, method: str = "curves", *, bias: bool = False, by: str | Sequence[str] | None = None
+    ) -> BacktestResult:
         """The same fits, their held-out bands widened by a law error learnt out of sample.
 
         Each held-out point's predictive draws get an independent
@@ -503,39 +518,159 @@ class BacktestResult:
         the curve's own held-out points:
 
         * ``"curves"`` (leave one curve out): from the held-out points of the *other*
-          curves (needs >= 3 curves);
+          curves (needs >= 3 curves; with ``by``, >= 3 per group);
         * ``"in_range"``: from a backtest inside the fitted range — every curve's fitted
           points split in halves (by the split covariate), the first half fitted (one more
           :func:`bayescale.fit_batch` call), the second predicted — pooled over curves; uses
           no held-out point at all (the method for a single curve, e.g. Chinchilla).
 
+        With ``bias=True`` (``"curves"`` only) the law error also has a mean, an
+        extrapolation bias growing with the distance:
+        :math:`e(x) = \\log y - \\log\\hat y \\approx \\mu\\,d(x) + \\tau\\,d(x)\\,z`.
+        From the same other curves' held-out errors :math:`e_i` (observed against the
+        predictive median without law error) at distances :math:`d_i`:
+        :math:`\\hat\\mu` by :func:`law_error_bias` (least squares through the origin),
+        :math:`\\hat\\tau` by :func:`law_error_scale` from the residuals
+        :math:`e_i - \\hat\\mu d_i`.  The curve's predictive quantiles and its law median are
+        multiplied by :math:`\\exp(\\hat\\mu\\,d(x))`, and its band carries the
+        uncertainty of :math:`\\hat\\mu` too: law error
+        :math:`\\sqrt{\\hat\\tau^2 + \\mathrm{se}(\\hat\\mu)^2}\\,d(x)` (se: a
+        cluster-robust standard error over the curves, as :func:`law_error_bias` states).
+        The least-squares baseline gets the same correction from its own errors on the same
+        curves (``debiased_baseline``), so a gain can be told apart: the bias correction or
+        the Bayesian fit.  The correction uses the other curves' *completed* held-out parts
+        (e.g. other seeds' finished runs): it is an honest out-of-sample prediction only where
+        such runs exist.
+
         Only predictions are recomputed (and, for ``"in_range"``, the inner fits); the fits of
         the backtest itself are reused.
+
+        Parameters
+        ----------
+        method : {"curves", "in_range"}
+        bias : bool
+            Learn and apply the extrapolation bias :math:`\\mu` (default False).
+        by : str or list of str, optional
+            Column(s) of the data, constant within a curve: a curve's law error (and bias) is
+            learnt only from the other curves of its group, e.g. ``"model"``: the other seeds
+            of the same size.  ``None`` (default): all other curves.  ``"curves"`` only.
+
+        Returns
+        -------
+        BacktestResult
+
+        Raises
+        ------
+        ValueError
+            An unknown ``method``, ``bias`` not a bool, ``bias`` or ``by`` with
+            ``"in_range"``, too few curves (in a group), or a backtest whose bands already
+            carry a law error.
+        DataError
+            ``by`` names a missing column or one that varies within a curve.
         """
-        if method not in LAW_ERROR_METHODS:
+        _check_law_error_options(method, bias, by, names=("method", "bias", "by"))
+        if self.law_error is not None:
             raise ValueError(
-                f"law_error must be one of {', '.join(map(repr, LAW_ERROR_METHODS))}, "
-                f"got {method!r}"
+                "this backtest's bands already carry a law error: call with_law_error on the "
+                "backtest without one (backtest(..., law_error=None))"
             )
         ctx = self._context
         curves = [c for c in self.table.index if c != "overall"]
-        if method == "curves":
-            if len(curves) < MIN_OTHER_CURVES + 1:
-                raise ValueError(
-                    f"law_error='curves' learns tau from the other curves: needs at least "
-                    f"{MIN_OTHER_CURVES + 1} curves, this backtest has {len(curves)}; use "
-                    "law_error='in_range'"
-                )
-            pred = _finite_bands(self.predictions)
-            taus = {label: _tau_of(pred[pred["curve"] != label]) for label in curves}
-        else:
-            taus = dict.fromkeys(
-                curves, _tau_of(_finite_bands(_in_range_backtest(ctx).predictions))
+        if method == "in_range":
+            tau = _tau_of(_finite_bands(_in_range_backtest(ctx).predictions))
+            taus = pd.Series(dict.fromkeys(curves, tau), name="law_error")
+            taus.index.name = "curve"
+            table, pred = _predict_and_score(self.batch, ctx, taus)
+            return dataclasses.replace(self, table=table, predictions=pred, law_error=taus)
+        groups = _curve_groups(ctx["held"], ctx["held_keys"], by, argument="by")
+        if groups is None:
+            groups = pd.Series("all", index=pd.Index(curves))
+        sizes = groups.reindex(curves).value_counts()
+        if (sizes < MIN_OTHER_CURVES + 1).any():
+            where = "" if by is None else f" of each group of by={by!r} (group {sizes.idxmin()!r})"
+            raise ValueError(
+                f"law_error='curves' learns tau from the other curves: needs at least "
+                f"{MIN_OTHER_CURVES + 1} curves{where}, this backtest has {sizes.min()}; use "
+                "law_error='in_range'" + ("" if by is None else " or a coarser by=")
             )
+        pred = _finite_bands(self.predictions)
+        taus, rows = {}, {}
+        for label in curves:
+            others = pred[(pred["curve"] != label) & (pred["curve"].map(groups) == groups[label])]
+            if not bias:
+                taus[label] = _tau_of(others)
+                continue
+            e, d = _log_errors(others), others["distance"].to_numpy(dtype=float)
+            mu, se = _bias_and_se(e, d, others["curve"].to_numpy())
+            tau = law_error_scale(e - mu * d, _band_variance(others), d)
+            base = others[np.isfinite(others["baseline"]) & (others["baseline"] > 0)]
+            base_e = np.log(base["observed"].to_numpy()) - np.log(base["baseline"].to_numpy())
+            rows[label] = {
+                "bias": mu,
+                "bias_se": se,
+                "tau": tau,
+                "num_curves": int(others["curve"].nunique()),
+                "baseline_bias": law_error_bias(base_e, base["distance"]),
+            }
+            taus[label] = math.hypot(tau, se)
         taus = pd.Series(taus, name="law_error")
         taus.index.name = "curve"
-        table, pred = _predict_and_score(self.batch, ctx, taus)
-        return BacktestResult(table, pred, self.batch, self.baseline, taus, ctx)
+        biases = None
+        if bias:
+            biases = pd.DataFrame.from_dict(rows, orient="index")
+            biases.index.name = "curve"
+        table, pred = _predict_and_score(self.batch, ctx, taus, biases)
+        return dataclasses.replace(
+            self, table=table, predictions=pred, law_error=taus, law_bias=biases
+        )
+
+
+def _check_law_error_options(method, bias, by, *, names: tuple[str, str, str]) -> None:
+    """Eager checks of the law-error options; ``names``: what the caller calls ``method``,
+    ``bias``, ``by`` (``backtest``: law_error, law_bias, law_error_by)."""
+    if not isinstance(bias, bool | np.bool_):
+        raise ValueError(f"{names[1]} must be True or False, got {bias!r}")
+    if method is None:
+        if bias or by is not None:
+            option = f"{names[1]}=True" if bias else f"{names[2]}={by!r}"
+            raise ValueError(f"{option} is an option of the law error: give law_error='curves'")
+        return
+    if method not in LAW_ERROR_METHODS:
+        raise ValueError(
+            f"{names[0]} must be one of {', '.join(map(repr, LAW_ERROR_METHODS))}, got {method!r}"
+        )
+    if method != "curves" and (bias or by is not None):
+        option = f"{names[1]}=True" if bias else f"{names[2]}={by!r}"
+        raise ValueError(
+            f"{option} learns from the other curves' held-out errors: it needs "
+            f"{names[0]}='curves', got {method!r}"
+        )
+
+
+def _curve_groups(frame: pd.DataFrame, keys: pd.Series, by, *, argument: str):
+    """Each curve's group label (a Series indexed by curve; ``None`` when ``by`` is None),
+    validated: ``by`` names existing columns, constant within each curve."""
+    if by is None:
+        return None
+    if isinstance(by, str):
+        cols = [by]
+    elif isinstance(by, Sequence) and by and all(isinstance(c, str) for c in by):
+        cols = list(by)
+    else:
+        raise ValueError(f"{argument} must be a column name or a list of them, got {by!r}")
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{argument}= names column(s) {missing} not in the data; it has {list(frame)}"
+        )
+    labels = frame[cols].astype(str).agg("/".join, axis=1)
+    varying = labels.groupby(keys).nunique()
+    if (varying > 1).any():
+        raise DataError(
+            f"{argument} column(s) {cols} vary within curve {varying.index[varying > 1][0]!r}: "
+            "a curve must lie in one group"
+        )
+    return labels.groupby(keys).first()
 
 
 def backtest(
@@ -555,6 +690,8 @@ def backtest(
     num_samples: int = 1000,
     seed: int = 0,
     law_error: str | None = None,
+    law_bias: bool = False,
+    law_error_by: str | Sequence[str] | None = None,
     pooled: Sequence[str] | None = None,
     pool_by: str | Sequence[str] | None = None,
     **fit_options,
@@ -605,6 +742,16 @@ def backtest(
     law_error : {None, "curves", "in_range"}
         Opt-in: widen the bands by a law error :math:`\\tau\\,d(x)` learnt out of sample
         (:meth:`BacktestResult.with_law_error`); ``None`` (default): no law error.
+    law_bias : bool
+        Opt-in (with ``law_error="curves"``): the law error also has a mean, an extrapolation
+        bias :math:`\\mu\\,d(x)` learnt from the other curves' held-out errors (least
+        squares through the origin, :func:`law_error_bias`); each curve's medians and bands
+        are shifted by it and the least-squares baseline gets the same correction from its
+        own errors (``debiased_baseline``).  Default False.
+    law_error_by : str or list of str, optional
+        With ``law_error="curves"``: column(s), constant within a curve, whose groups restrict
+        the curves a curve's law error (and bias) is learnt from, e.g. ``"model"``: the other
+        seeds of the same size.  ``None`` (default): all other curves.
     pooled : list of str, optional
         Fit the curves of a pool together, these law parameters drawn from a population
         across the pool's curves (:func:`bayescale.fit` with ``group=``, ``pooled=``;
@@ -653,6 +800,9 @@ def backtest(
             f"law_error must be None or one of {', '.join(map(repr, LAW_ERROR_METHODS))}, "
             f"got {law_error!r}"
         )
+    _check_law_error_options(
+        law_error, law_bias, law_error_by, names=("law_error", "law_bias", "law_error_by")
+    )
     curve_col = "/".join(by_cols) if by_cols else "curve"
     if by_cols:
         keys = frame[by_cols].astype(str).agg("/".join, axis=1)
@@ -676,6 +826,13 @@ def backtest(
             part = "held-out" if is_early.all() else "fitted"
             raise DataError(f"split {split!r} on {cov!r} leaves curve {label!r} no {part} points")
     pools = _pools(frame, keys, law, pooled, pool_by)
+    groups = _curve_groups(frame, keys, law_error_by, argument="law_error_by")
+    if groups is not None and (groups.value_counts() < MIN_OTHER_CURVES + 1).any():
+        raise ValueError(
+            f"law_error='curves' learns tau from the other curves of a group: each group of "
+            f"law_error_by={law_error_by!r} needs at least {MIN_OTHER_CURVES + 1} curves; "
+            f"group {groups.value_counts().idxmin()!r} has {groups.value_counts().min()}"
+        )
     fit_frame, held = frame[early], frame[~early]
     by_arg = by_cols[0] if len(by_cols) == 1 else by_cols
     settings = dict(
@@ -731,8 +888,10 @@ def backtest(
         "pooling": {"pooled": pooled, "pool_by": pool_by},
     }
     table, pred = _predict_and_score(batch, context, None)
-    result = BacktestResult(table, pred, batch, baseline_table, None, context)
-    return result if law_error is None else result.with_law_error(law_error)
+    result = BacktestResult(table, pred, batch, baseline_table, _context=context)
+    if law_error is None:
+        return result
+    return result.with_law_error(law_error, bias=law_bias, by=law_error_by)
 
 
 def _pools(frame, keys, law, pooled, pool_by) -> pd.Series | None:
@@ -807,9 +966,13 @@ def _fit_pools(fit_frame, fit_keys, fit_pools, law, by, pooled, settings) -> Bat
     return BatchResult(tree, law, first.likelihood, first.columns, by)
 
 
-def _predict_and_score(batch: BatchResult, ctx: dict, taus: pd.Series | None):
+def _predict_and_score(
+    batch: BatchResult, ctx: dict, taus: pd.Series | None, biases: pd.DataFrame | None = None
+):
     """Predictive quantiles, law median, baseline and extrapolation distance at the held-out
-    points (each curve's law error ``taus[curve]``, none when ``taus`` is None); the table."""
+    points (each curve's law error ``taus[curve]``, none when ``taus`` is None; with
+    ``biases``, quantiles and median times exp(bias * d) and the baseline, as
+    ``debiased_baseline``, times exp(baseline_bias * d)); the table."""
     law, held, by_cols = ctx["law"], ctx["held"], ctx["by_cols"]
     columns = ctx["settings"]["columns"] or {}
     seed = ctx["settings"]["seed"]
@@ -846,6 +1009,13 @@ def _predict_and_score(batch: BatchResult, ctx: dict, taus: pd.Series | None):
     if "_pooled_baseline" in held:
         pred["pooled_baseline"] = held["_pooled_baseline"].to_numpy()
     pred = pred.reset_index(drop=True)
+    if biases is not None:
+        d = pred["distance"].to_numpy(dtype=float)
+        shift = np.exp(pred["curve"].map(biases["bias"]).to_numpy(dtype=float) * d)
+        for q in (*quantiles, "median"):
+            pred[q] = pred[q].to_numpy(dtype=float) * shift
+        base_mu = pred["curve"].map(biases["baseline_bias"]).to_numpy(dtype=float)
+        pred["debiased_baseline"] = pred["baseline"].to_numpy(dtype=float) * np.exp(base_mu * d)
     status = pd.Series(batch.status.to_numpy(), index=[str(label) for label in batch.status.index])
     table = _score(pred, x_col=ctx["x_col"], fit_counts=ctx["fit_counts"], status=status)
     return table, pred
@@ -893,6 +1063,75 @@ def _log_errors(pred: pd.DataFrame) -> np.ndarray:
 def _band_variance(pred: pd.DataFrame) -> np.ndarray:
     """Normal-equivalent variance of each predictive band: ((log q95 - log q5) / 3.29)^2."""
     return (np.log(pred["q95"] / pred["q5"]).to_numpy() / (2 * _Z90)) ** 2
+
+
+def law_error_bias(errors, distances) -> float:
+    """Least-squares estimate of the extrapolation bias :math:`\\mu` per decade.
+
+    Model: a held-out log error :math:`e_i` (observed minus predictive median) at
+    :math:`d_i` decades beyond the fitted range has a mean growing with the distance,
+
+    .. math:: e_i = \\mu\\,d_i + \\tau\\,d_i\\,z_i + \\varepsilon_i, \\qquad
+        \\mathrm E[z_i] = \\mathrm E[\\varepsilon_i] = 0,
+
+    (the first moment of the law error whose second moment :func:`law_error_scale`
+    estimates).  Least squares through the origin:
+
+    .. math:: \\hat\\mu = \\frac{\\sum_i d_i\\,e_i}{\\sum_i d_i^2},
+
+    unbiased for any correlation of the :math:`z_i` (e.g. one :math:`z` per curve), since
+    :math:`\\mathrm E[\\hat\\mu] = \\mu \\sum_i d_i^2 / \\sum_i d_i^2`.  Points at
+    :math:`d_i = 0` carry no information on :math:`\\mu`.
+
+    Parameters
+    ----------
+    errors, distances : array-like
+        :math:`e_i`, :math:`d_i \\ge 0`.
+
+    Returns
+    -------
+    float
+        :math:`\\hat\\mu` (log response per decade; positive: the observations lie above the
+        extrapolation).
+
+    Raises
+    ------
+    ValueError
+        Mismatched lengths, non-finite values, negative distances, or no point beyond the
+        fitted range.
+    """
+    e, d = (np.asarray(a, dtype=float).ravel() for a in (errors, distances))
+    if len(e) != len(d):
+        raise ValueError(
+            f"errors, distances must have one value per point; got lengths {len(e)}, {len(d)}"
+        )
+    if not np.all(np.isfinite(e) & np.isfinite(d)):
+        raise ValueError("errors and distances must be finite")
+    if np.any(d < 0):
+        raise ValueError("distances must be >= 0")
+    if not np.any(d > 0):
+        raise ValueError("no point lies beyond the fitted range (all distances 0): mu is unknown")
+    return float(np.sum(d * e) / np.sum(d**2))
+
+
+def _bias_and_se(errors, distances, curves) -> tuple[float, float]:
+    """:func:`law_error_bias` and its cluster-robust standard error over curves.
+
+    With :math:`r_i = e_i - \\hat\\mu d_i`, :math:`m` curves :math:`c` and
+    :math:`S = \\sum_i d_i^2`: :math:`\\widehat{\\mathrm{Var}}(\\hat\\mu) =
+    \\frac{m}{m-1} \\sum_c \\bigl(\\sum_{i \\in c} d_i r_i\\bigr)^2 / S^2` (errors correlated
+    within a curve, independent between curves; the factor m/(m-1) the usual small-sample
+    correction).
+    """
+    e = np.asarray(errors, dtype=float)
+    d = np.asarray(distances, dtype=float)
+    mu = law_error_bias(e, d)
+    score = pd.Series(d * (e - mu * d)).groupby(np.asarray(curves)).sum()
+    m = len(score)
+    if m < 2:
+        raise ValueError(f"the bias's standard error needs >= 2 curves, got {m}")
+    var = m / (m - 1) * float(np.sum(score.to_numpy() ** 2)) / float(np.sum(d**2)) ** 2
+    return mu, math.sqrt(var)
 
 
 def law_error_scale(errors, variances, distances) -> float:
@@ -983,9 +1222,9 @@ def _score(
         err=np.log(pred["median"]) - log_obs,
         base_err=np.log(pred["baseline"]) - log_obs,
     )
-    pooled = "pooled_baseline" in pred
-    if pooled:
-        pred["pooled_err"] = np.log(pred["pooled_baseline"]) - log_obs
+    extra = [b for b in ("pooled_baseline", "debiased_baseline") if b in pred]
+    for b in extra:
+        pred[f"{b}_err"] = np.log(pred[b]) - log_obs
     rows = {}
     for label, g in pred.groupby("curve", sort=True):
         last = g.loc[g[x_col].idxmax()]
@@ -1002,9 +1241,9 @@ def _score(
             "baseline_final_error_log": float(last["base_err"]),
             "status": str(status.get(str(label), "")),
         }
-        if pooled:
-            rows[label]["pooled_baseline_rmse_log"] = float(np.sqrt(np.mean(g["pooled_err"] ** 2)))
-            rows[label]["pooled_baseline_final_error_log"] = float(last["pooled_err"])
+        for b in extra:
+            rows[label][f"{b}_rmse_log"] = float(np.sqrt(np.mean(g[f"{b}_err"] ** 2)))
+            rows[label][f"{b}_final_error_log"] = float(last[f"{b}_err"])
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "curve"
     table = table.astype({"final_in_50": object, "final_in_90": object})
@@ -1022,10 +1261,10 @@ def _score(
         "baseline_final_error_log": float(np.sqrt(np.mean(table["baseline_final_error_log"] ** 2))),
         "status": f"{num_converged}/{len(table)} converged",
     }
-    if pooled:
-        overall["pooled_baseline_rmse_log"] = float(np.sqrt(np.mean(pred["pooled_err"] ** 2)))
-        overall["pooled_baseline_final_error_log"] = float(
-            np.sqrt(np.mean(table["pooled_baseline_final_error_log"] ** 2))
+    for b in extra:
+        overall[f"{b}_rmse_log"] = float(np.sqrt(np.mean(pred[f"{b}_err"] ** 2)))
+        overall[f"{b}_final_error_log"] = float(
+            np.sqrt(np.mean(table[f"{b}_final_error_log"] ** 2))
         )
     table.loc["overall"] = pd.Series(overall)
     return table

@@ -661,3 +661,131 @@ def test_pooled_backtest_rejects_bad_pools(pooled_curves):
         backtest(frame, "power_law_offset", pooled=["alpha"], pool_by="x", **kwargs)
     with pytest.raises(DataError, match=">= 2 curves per pool"):
         backtest(frame, "power_law_offset", pooled=["alpha"], pool_by=["size", "seed"], **kwargs)
+
+
+# --------------------------------------------- extrapolation bias (the law error's mean)
+def _simulated_errors(rng, mu, tau, sd, num_curves, num_points=10):
+    """Held-out log errors of ``num_curves`` curves: mu * d + tau * d * z_curve + sd * eps,
+    d in [0.1, 1] decades (a systematic miss shared by all curves plus one per curve)."""
+    d = np.tile(np.linspace(0.1, 1.0, num_points), num_curves)
+    curve = np.repeat(np.arange(num_curves), num_points)
+    z = rng.standard_normal(num_curves)[curve]
+    return mu * d + tau * d * z + sd * rng.standard_normal(d.shape), d, curve
+
+
+def test_law_error_bias_estimates_a_known_mu():
+    """Simulated backtests of 20 curves x 10 held-out points with a known bias mu and
+    per-curve law error tau: mu-hat = sum(d e) / sum(d^2) is unbiased (mean over 300
+    replications within 3 Monte Carlo standard errors of mu), and a new curve's final point
+    (d = 1) lies in its 90% band mu-hat * d +- 1.645 sqrt(v + (tau-hat^2 + se^2) d^2), tau-hat
+    from the residuals, in ~90% of the replications (binomial bound)."""
+    rng = np.random.default_rng(2027)
+    mu, tau, sd = 0.04, 0.03, 0.01
+    estimates, inside = [], 0
+    for _ in range(300):
+        e, d, curve = _simulated_errors(rng, mu, tau, sd, 20)
+        m, se = check._bias_and_se(e, d, curve)
+        assert m == check.law_error_bias(e, d)
+        t = check.law_error_scale(e - m * d, np.full(d.shape, sd**2), d)
+        estimates.append(m)
+        new = mu + tau * rng.standard_normal() + sd * rng.standard_normal()  # at d = 1
+        inside += abs(new - m) <= 1.6449 * math.sqrt(sd**2 + t**2 + se**2)
+    estimates = np.asarray(estimates)
+    assert abs(estimates.mean() - mu) < 3 * estimates.std() / np.sqrt(len(estimates))
+    assert stats.binom.cdf(inside, 300, 0.9) > 1e-3 and stats.binom.sf(inside - 1, 300, 0.9) > 1e-3
+    assert check.law_error_bias([0.1, 0.3], [1.0, 2.0]) == pytest.approx(0.7 / 5)
+    with pytest.raises(ValueError, match="beyond the fitted range"):
+        check.law_error_bias([0.1], [0.0])
+    with pytest.raises(ValueError, match="one value per point"):
+        check.law_error_bias([0.1, 0.2], [1.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        check.law_error_bias([0.1], [-1.0])
+
+
+def _shift_curve(result, label, per_decade):
+    """The backtest with one curve's held-out observations moved by exp(per_decade * d)."""
+    pred = result.predictions.copy()
+    moved = pred["curve"] == label
+    pred.loc[moved, "observed"] *= np.exp(per_decade * pred.loc[moved, "distance"])
+    return dataclasses.replace(result, predictions=pred)
+
+
+def test_law_bias_leaves_each_curve_out_and_shifts_its_predictions(pooled_backtest):
+    """A curve's bias is learnt from the other curves only: moving one curve's held-out
+    observations (a 30%/decade miss) changes every other curve's bias (and the baseline's
+    bias) and not its own; the medians, bands and baseline are shifted by exp(bias * d)."""
+    base = pooled_backtest.with_law_error("curves", bias=True)
+    bias = base.law_bias
+    assert list(bias.index) == pooled_backtest.batch.labels
+    assert (bias["num_curves"] == len(bias) - 1).all()
+    assert np.isfinite(bias.to_numpy(dtype=float)).all() and (bias["bias_se"] > 0).all()
+    np.testing.assert_allclose(base.law_error, np.hypot(bias["tau"], bias["bias_se"]))
+    label = "s0/0"
+    shifted = _shift_curve(pooled_backtest, label, 0.3).with_law_error("curves", bias=True)
+    for col in ("bias", "baseline_bias"):
+        assert shifted.law_bias.loc[label, col] == pytest.approx(bias.loc[label, col], rel=1e-12)
+        assert (shifted.law_bias[col].drop(label) > bias[col].drop(label)).all()
+    # the shift itself: median and baseline times exp(mu * d) against the plain backtest
+    plain, pred = pooled_backtest.predictions, base.predictions
+    d, mu = pred["distance"], pred["curve"].map(bias["bias"])
+    np.testing.assert_allclose(pred["median"], plain["median"] * np.exp(mu * d), rtol=1e-12)
+    mu_ls = pred["curve"].map(bias["baseline_bias"])
+    np.testing.assert_allclose(
+        pred["debiased_baseline"], plain["baseline"] * np.exp(mu_ls * d), rtol=1e-12
+    )
+    # the baseline's bias by hand: its own log errors on the other curves
+    others = plain[plain["curve"] != label]
+    by_hand = check.law_error_bias(
+        np.log(others["observed"] / others["baseline"]), others["distance"]
+    )
+    assert bias.loc[label, "baseline_bias"] == pytest.approx(by_hand, rel=1e-12)
+    row = base.table.loc["overall"]
+    err = np.log(pred["debiased_baseline"] / pred["observed"])
+    assert row["debiased_baseline_rmse_log"] == pytest.approx(math.sqrt(np.mean(err**2)))
+
+
+def test_law_bias_by_group_uses_only_the_group(pooled_backtest):
+    """law_error_by='size': a curve's bias and tau come from the other seeds of its size;
+    moving s0/0's observations changes the other s0 curves' bias, not s1's nor its own."""
+    base = pooled_backtest.with_law_error("curves", bias=True, by="size")
+    assert (base.law_bias["num_curves"] == POOL_SEEDS - 1).all()
+    shifted = _shift_curve(pooled_backtest, "s0/0", 0.3).with_law_error(
+        "curves", bias=True, by="size"
+    )
+    change = shifted.law_bias["bias"] - base.law_bias["bias"]
+    s1 = [f"s1/{g}" for g in range(POOL_SEEDS)]
+    assert change["s0/0"] == 0 and (change[s1] == 0).all() and (change[["s0/1", "s0/2"]] > 0).all()
+    assert (shifted.law_error[s1] == base.law_error[s1]).all()
+    # tau alone by group: the same grouping
+    taus = _shift_curve(pooled_backtest, "s0/0", 0.3).with_law_error("curves", by="size")
+    plain = pooled_backtest.with_law_error("curves", by="size")
+    assert taus.law_bias is None and (taus.law_error[s1] == plain.law_error[s1]).all()
+
+
+def test_law_bias_rejects_bad_arguments(pooled_backtest, pooled_curves):
+    """Checked before any fit: law_bias and law_error_by need law_error='curves', a bool, an
+    existing column constant within each curve, >= 3 curves per group."""
+    frame = pooled_curves[0]
+    kwargs = dict(by=["size", "seed"], split=BT_SPLIT)
+    with pytest.raises(ValueError, match="law_bias=True is an option of the law error"):
+        backtest(frame, "power_law_offset", law_bias=True, **kwargs)
+    with pytest.raises(ValueError, match="law_error_by='size' is an option of the law error"):
+        backtest(frame, "power_law_offset", law_error_by="size", **kwargs)
+    with pytest.raises(ValueError, match="needs law_error='curves', got 'in_range'"):
+        backtest(frame, "power_law_offset", law_error="in_range", law_bias=True, **kwargs)
+    with pytest.raises(ValueError, match="law_bias must be True or False, got 'yes'"):
+        backtest(frame, "power_law_offset", law_error="curves", law_bias="yes", **kwargs)
+    with pytest.raises(DataError, match=r"law_error_by= names column\(s\) \['model'\]"):
+        backtest(frame, "power_law_offset", law_error="curves", law_error_by="model", **kwargs)
+    with pytest.raises(DataError, match="vary within curve"):
+        backtest(frame, "power_law_offset", law_error="curves", law_error_by="x", **kwargs)
+    with pytest.raises(ValueError, match="at least 3 curves"):
+        backtest(
+            frame, "power_law_offset", law_error="curves", law_error_by=["size", "seed"], **kwargs
+        )
+    with pytest.raises(ValueError, match="by must be a column name"):
+        pooled_backtest.with_law_error("curves", by=3)
+    with pytest.raises(ValueError, match="bias=True learns from the other curves"):
+        pooled_backtest.with_law_error("in_range", bias=True)
+    with pytest.raises(ValueError, match="already carry a law error"):
+        pooled_backtest.with_law_error("curves").with_law_error("curves", bias=True)
