@@ -18,7 +18,9 @@ each, post hoc (no refit, :meth:`bayescale.check.BacktestResult.with_law_error`)
   applied to medians and bands;
 * LS, LS + mu: the per-curve least-squares power law, plain and with the same leave-one-out
   bias correction learnt from its own errors, so a gain can be told apart: the correction
-  or the Bayesian fit.
+  or the Bayesian fit;
+* other seeds' mean: no law at all, each held-out point predicted by the mean log loss of
+  the other seeds of its size at the same step (what the finished runs alone would give).
 
 Printed: final loss inside the 90% band (of 20), held-out points inside the 50% / 90% bands,
 RMSE of the log loss (posterior median, or the least-squares prediction) over all held-out
@@ -75,6 +77,29 @@ def summary(result: check.BacktestResult, *, prediction: str = "median") -> dict
     }
 
 
+def other_seeds(result: check.BacktestResult) -> dict:
+    """A reference that needs no law: each held-out point predicted by the mean log loss of
+    the other seeds of its size at the same step (the finished runs the within-size bias
+    is learnt from); scored on the points where the other seeds logged that step."""
+    pred = result.predictions.assign(log_obs=lambda p: np.log(p["observed"]))
+    total = pred.groupby(["model", "step"])["log_obs"].transform("sum")
+    count = pred.groupby(["model", "step"])["log_obs"].transform("size")
+    pred["reference"] = (total - pred["log_obs"]) / (count - 1)
+    pred = pred[count > 1]
+    err = pred["reference"] - pred["log_obs"]
+    ls = np.log(pred["baseline"]) - pred["log_obs"]
+    final = pred.groupby("curve")["step"].idxmax()
+    return {
+        "final in 90%": "—",
+        "held-out in 50%": np.nan,
+        "held-out in 90%": np.nan,
+        "RMSE / LS": float(np.sqrt(np.mean(err**2)) / np.sqrt(np.mean(ls**2))),
+        "final RMS error": float(np.sqrt(np.mean(err[final] ** 2))),
+        "tau / decade": "—",
+        "mu / decade": f"({len(pred)}/{len(result.predictions)} points)",
+    }
+
+
 def _range(values: pd.Series) -> str:
     return f"{values.min():.3f} to {values.max():.3f}"
 
@@ -125,6 +150,7 @@ def main() -> None:
     for variant, by in [("mu across curves", None), ("mu within size", "model")]:
         debiased = plain.with_law_error("curves", bias=True, by=by)
         rows[("least squares", variant)] = summary(debiased, prediction="debiased_baseline")
+    rows[("other seeds' mean", "same size, same step")] = other_seeds(plain)
     table = pd.DataFrame(rows).T
     table.index.names = ["fit", "law error"]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
