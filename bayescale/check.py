@@ -8,7 +8,9 @@
   below a size/budget threshold), predict the held-out later part and score the predictive
   intervals' coverage and the posterior median's error against a least-squares (or Huber)
   point fit of the same law; optionally the curves of a pool (e.g. one model size's seeds)
-  fitted together, chosen parameters drawn from a population (``pooled=``, ``pool_by=``).
+  fitted together, chosen parameters drawn from a population (``pooled=``, ``pool_by=``);
+  optionally a law error beyond the fitted range learnt out of sample, its scale
+  (:func:`law_error_scale`) and its mean, an extrapolation bias (:func:`law_error_bias`).
 
 Both are consumers of :func:`bayescale.fit_batch` results: the one log density
 (:meth:`bayescale.model.Posterior.log_density`) is used by every fit here; the point-fit
@@ -776,9 +778,14 @@ def backtest(
 
     Raises
     ------
+    ValueError
+        An unknown ``baseline`` or ``law_error``, a ``law_bias`` that is not a bool,
+        ``law_bias=True`` or ``law_error_by`` without ``law_error="curves"``, or a group of
+        ``law_error_by`` with fewer than 3 curves (all checked before any fit).
     DataError
         Unknown columns, a split that leaves a curve without fitted or held-out points, a
-        ``pool_by`` column that varies within a curve or a pool with fewer than 2 curves.
+        ``pool_by`` or ``law_error_by`` column that varies within a curve or a pool with
+        fewer than 2 curves.
     """
     law = get_law(law, priors=priors)
     if baseline not in ("least_squares", "huber"):
