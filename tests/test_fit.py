@@ -128,21 +128,25 @@ def test_non_convergence_warns_with_numbers():
     assert "ESS" in messages[0] and "divergent" in messages[0]
 
 
+def _formula_fit(**kwargs):
+    """A user formula fitted at fit's default draws (4 x 1000 + 1000): one compiled program
+    for the two tests below."""
+    df = _data().rename(columns={"steps": "n_tokens", "train_loss": "loss"})
+    return bayescale.fit(df, "E + A * n_tokens**-alpha", seed=0, **kwargs)
+
+
 def test_converged_fit_does_not_warn():
-    # fit's default draws (4 x 1000 + 1000): at the tests' 2 x 500 the strict r̂ <= 1.01 is
-    # a coin flip even for this well-posed posterior (max r̂ 1.004-1.016 over seeds 0-5),
-    # at the defaults max r̂ was <= 1.0043 over seeds 0-9
+    # at the defaults: at the tests' 2 x 500 the strict r̂ <= 1.01 is a coin flip even for
+    # this well-posed posterior (power_law_offset: max r̂ 1.004-1.016 over seeds 0-5); at the
+    # defaults this fit's max r̂ was <= 1.0043 over seeds 0-9
     with warnings.catch_warnings():
         warnings.simplefilter("error", bayescale.ConvergenceWarning)
-        r = bayescale.fit(
-            _data(), "power_law_offset", columns={"x": "steps", "y": "train_loss"}, seed=0
-        )
+        r = _formula_fit()
     assert r.status is bayescale.Status.converged
 
 
 def test_formula_string_law():
-    df = _data().rename(columns={"steps": "n_tokens", "train_loss": "loss"})
-    r = bayescale.fit(df, "E + A * n_tokens**-alpha", seed=0, **FIT_SETTINGS)
+    r = _formula_fit()
     assert set(r.parameter_names) >= {"E", "A", "alpha"}
     assert abs(np.median(r.draws()["alpha"]) - 0.5) < 0.1
 
