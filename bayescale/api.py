@@ -93,7 +93,14 @@ def fit(
         Same seed, same data -> identical draws.
     dense_mass : bool
         Dense (default) or diagonal mass matrix, adapted per fit during warm-up.
-    target_accept_prob, max_tree_depth : NUTS step-size target and tree depth limit.
+    target_accept_prob : float
+        NUTS step-size target.  Pooled fits (``group=``, ``pooled=``) and laws with curved
+        ridges may need more than 0.8: on PolyPythia's seeds (``power_law_offset``, ``alpha``
+        pooled; 3 sizes x 3 seeds) 0.8 left divergent transitions in all nine fits and 0.99
+        in one; ``notebooks/methods.ipynb`` fits them, and its broken-N Chinchilla law, at
+        0.99 (``benchmarks/target_accept.py`` measures both).
+    max_tree_depth : int
+        NUTS tree depth limit.
     num_starts : int
         Prior draws from which the MAP search (which initialises the chains) starts.
     progress_bar : bool, optional
