@@ -28,6 +28,9 @@ from bayescale.result import (
 
 __all__ = ["fit", "fit_batch"]
 
+# fit(..., group=, pooled=)'s default target_accept_prob (see fit's docstring)
+POOLED_TARGET_ACCEPT_PROB = 0.99
+
 
 def _seed_key(seed):
     if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
@@ -51,7 +54,7 @@ def fit(
     thin: int = 1,
     seed: int = 0,
     dense_mass: bool = True,
-    target_accept_prob: float = 0.8,
+    target_accept_prob: float | None = None,
     max_tree_depth: int = 10,
     num_starts: int = 8,
     progress_bar: bool | None = None,
@@ -93,7 +96,17 @@ def fit(
         Same seed, same data -> identical draws.
     dense_mass : bool
         Dense (default) or diagonal mass matrix, adapted per fit during warm-up.
-    target_accept_prob, max_tree_depth : NUTS step-size target and tree depth limit.
+    target_accept_prob : float, optional
+        NUTS step-size target.  Default: 0.8, and 0.99 for a pooled fit (``group=``,
+        ``pooled=``), whose population spread :math:`\\tau` has a funnel-shaped neck that
+        larger steps diverge in: on PolyPythia's seeds (``power_law_offset``, ``alpha``
+        pooled; 3 sizes x 3 seeds, 4 x 1000 + 1000) 0.8 left divergent transitions in all
+        nine fits (3-104 of 4000), 0.95 in eight and 0.99 in one, at 2-3 times the
+        gradient evaluations of 0.8 (``benchmarks/target_accept.py``).  Laws with curved
+        ridges may need more than 0.8 too (``notebooks/methods.ipynb``'s broken-N
+        Chinchilla law: 0.99).
+    max_tree_depth : int
+        NUTS tree depth limit.
     num_starts : int
         Prior draws from which the MAP search (which initialises the chains) starts.
     progress_bar : bool, optional
@@ -142,6 +155,9 @@ def fit(
     _check_method(method)
     law = get_law(law, priors=priors)
     posterior = Posterior(law, with_noise(likelihood, noise))
+    if target_accept_prob is None:
+        pooling = group is not None or bool(pooled)
+        target_accept_prob = POOLED_TARGET_ACCEPT_PROB if pooling else 0.8
     options = SamplerOptions(  # NUTS settings, of the plain and the pooled fit alike
         num_chains=num_chains,
         num_warmup=num_warmup,

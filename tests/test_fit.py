@@ -62,6 +62,8 @@ def test_datatree_groups_and_dims(result):
     assert dt.posterior.sizes["chain"] == chains and dt.posterior.sizes["draw"] == draws
     assert dt.log_likelihood["y"].shape == (chains, draws, 30)
     np.testing.assert_allclose(dt.observed_data["y"].values, _data()["train_loss"].values)
+    # a plain fit keeps NUTS's usual step-size target (pooled fits default to 0.99)
+    assert dt.attrs["target_accept_prob"] == 0.8
 
 
 def test_arviz_stats_work_unchanged(result):

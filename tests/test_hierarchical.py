@@ -176,6 +176,13 @@ def test_population_recovered_and_no_funnel(pooled_fit, grouped):
     assert all(d["rhat"] < 1.05 and d["ess_bulk"] > 50 for d in population.values()), population
 
 
+def test_pooled_fit_defaults_to_smaller_steps(pooled_fit):
+    """Without ``target_accept_prob`` a pooled fit runs NUTS at 0.99, not the plain fit's
+    0.8 (which left divergent transitions in all nine PolyPythia size x seed pooled fits,
+    benchmarks/target_accept.py), and records the target it ran at."""
+    assert pooled_fit.datatree.attrs["target_accept_prob"] == 0.99
+
+
 def test_pooling_narrows_the_exponent_intervals(pooled_fit, grouped):
     """Pooled NUTS intervals are narrower on average than each seed's own (unpooled)
     posterior, here its Laplace approximation (the program of the outlier test in
