@@ -735,10 +735,11 @@ def backtest(
     baseline : {"least_squares", "huber"}
     likelihood, noise, priors, num_chains, num_warmup, num_samples, seed, **fit_options
         Passed to :func:`bayescale.fit_batch` (with ``pooled``: to each pool's
-        :func:`bayescale.fit`), e.g. ``target_accept_prob`` (keyword, in (0, 1), default 0.8;
-        recorded in ``.batch.datatree.attrs``): a higher NUTS acceptance target such as 0.95
-        takes smaller steps, the remedy for fits flagged by a few divergences (as
-        PolyPythia's pooled-alpha fits are at 0.8).  With ``noise="loglinear"`` the
+        :func:`bayescale.fit`), e.g. ``target_accept_prob`` (keyword, in (0, 1); default
+        0.8, and 0.99 for the pooled fits as in :func:`bayescale.fit`; recorded in
+        ``.batch.datatree.attrs``): a higher NUTS acceptance target takes smaller steps, the
+        remedy for fits flagged by a few divergences (as PolyPythia's pooled-alpha fits are
+        at 0.8 and 0.95).  With ``noise="loglinear"`` the
         predictive intervals at held-out points use the noise scale :math:`\\sigma(x)`
         extrapolated there (covariates standardised by the fitted points).
     law_error : {None, "curves", "in_range"}
@@ -911,20 +912,10 @@ def _pools(frame, keys, law, pooled, pool_by) -> pd.Series | None:
         return None
     pooled = [pooled] if isinstance(pooled, str) else list(pooled)
     check_pooled_names(law, pooled)
-    cols = [] if pool_by is None else ([pool_by] if isinstance(pool_by, str) else list(pool_by))
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise DataError(f"pool_by= names column(s) {missing} not in the data; it has {list(frame)}")
-    if not cols:
+    if pool_by is None:
         pools = pd.Series("all", index=frame.index)
     else:
-        pools = frame[cols].astype(str).agg("/".join, axis=1)
-        varying = pools.groupby(keys).nunique()
-        if (varying > 1).any():
-            raise DataError(
-                f"pool_by column(s) {cols} vary within curve {varying.index[varying > 1][0]!r}: "
-                "a curve must lie in one pool"
-            )
+        pools = keys.map(_curve_groups(frame, keys, pool_by, argument="pool_by"))
     num_curves = keys.groupby(pools).nunique()
     if (num_curves < 2).any():
         small = num_curves[num_curves < 2]

@@ -13,6 +13,7 @@ from scipy import stats
 
 import bayescale
 from bayescale import check, datasets
+from bayescale.api import POOLED_TARGET_ACCEPT_PROB
 from bayescale.check import _chi2_uniform, backtest, least_squares_fit, sbc
 from bayescale.data import DataError, prepare
 from bayescale.laws import catalogue, get_law
@@ -599,7 +600,8 @@ def test_pooled_backtest_fits_only_the_early_part_of_each_curve(pooled_backtest,
     assert np.array_equal(pop.sel(size_seed="s0/0"), pop.sel(size_seed="s0/2"))
     assert not np.array_equal(pop.sel(size_seed="s0/0"), pop.sel(size_seed="s1/0"))
     assert set(json.loads(batch.datatree.attrs["population_diagnostics"])) == {"s0", "s1"}
-    assert batch.datatree.attrs["target_accept_prob"] == 0.8  # the default, recorded
+    # the pooled fits' default, recorded
+    assert batch.datatree.attrs["target_accept_prob"] == POOLED_TARGET_ACCEPT_PROB
     assert np.isfinite(pooled_backtest.predictions["pooled_baseline"]).all()
 
 
