@@ -533,9 +533,12 @@ class BacktestResult:
         predictive median without law error) at distances :math:`d_i`:
         :math:`\\hat\\mu` by :func:`law_error_bias` (least squares through the origin),
         :math:`\\hat\\tau` by :func:`law_error_scale` from the residuals
-        :math:`e_i - \\hat\\mu d_i`.  The curve's predictive quantiles and its law median are
-        multiplied by :math:`\\exp(\\hat\\mu\\,d(x))`, and its band carries the
-        uncertainty of :math:`\\hat\\mu` too: law error
+        :math:`e_i - \\hat\\mu d_i`, corrected for the variance the fit of
+        :math:`\\hat\\mu` absorbed (its leverage, with the law error shared within each
+        curve: about a factor :math:`m/(m-1)` on :math:`\\hat\\tau^2` with :math:`m` other
+        curves, ``bias_curves`` of :func:`law_error_scale`).  The curve's predictive
+        quantiles and its law median are multiplied by :math:`\\exp(\\hat\\mu\\,d(x))`, and
+        its band carries the uncertainty of :math:`\\hat\\mu` too: law error
         :math:`\\sqrt{\\hat\\tau^2 + \\mathrm{se}(\\hat\\mu)^2}\\,d(x)` (se: a
         cluster-robust standard error over the curves, as :func:`law_error_bias` states).
         The least-squares baseline gets the same correction from its own errors on the same
@@ -604,7 +607,9 @@ class BacktestResult:
                 continue
             e, d = _log_errors(others), others["distance"].to_numpy(dtype=float)
             mu, se = _bias_and_se(e, d, others["curve"].to_numpy())
-            tau = law_error_scale(e - mu * d, _band_variance(others), d)
+            tau = law_error_scale(
+                e - mu * d, _band_variance(others), d, bias_curves=others["curve"].to_numpy()
+            )
             base = others[np.isfinite(others["baseline"]) & (others["baseline"] > 0)]
             base_e = np.log(base["observed"].to_numpy()) - np.log(base["baseline"].to_numpy())
             rows[label] = {
@@ -1132,7 +1137,7 @@ def _bias_and_se(errors, distances, curves) -> tuple[float, float]:
     return mu, math.sqrt(var)
 
 
-def law_error_scale(errors, variances, distances) -> float:
+def law_error_scale(errors, variances, distances, *, bias_curves=None) -> float:
     """Method-of-moments estimate of the law-error scale :math:`\\tau` per decade.
 
     Model: a held-out log error :math:`e_i` (observed minus predictive median) at
@@ -1146,11 +1151,46 @@ def law_error_scale(errors, variances, distances) -> float:
     .. math:: \\hat\\tau^2 = \\max\\Bigl(0,\\;
         \\frac{\\sum_i d_i^2 (e_i^2 - v_i)}{\\sum_i d_i^4}\\Bigr).
 
+    **After a fitted bias** (``bias_curves``): the errors are residuals
+    :math:`r_i = e_i - \\hat\\mu d_i`, :math:`\\hat\\mu` fitted by
+    :func:`law_error_bias` to these same points, under its model
+    :math:`e_i = \\mu d_i + \\tau d_i z_{c(i)} + \\varepsilon_i` with one
+    :math:`z_c \\sim (0, 1)` per curve :math:`c` (the law error shared by a curve's points,
+    independent between curves) and independent :math:`\\varepsilon_i \\sim (0, v_i)`.
+    The fit of :math:`\\hat\\mu` absorbs part of the variance, so the plain statistic is
+    biased low (by about :math:`\\tau^2/m` with :math:`m` alike curves, since the shared
+    :math:`z_c` average over curves, not points).  With :math:`r = (I - H)\\,e`,
+    :math:`H = d d^\\top / S`, :math:`S = \\sum_i d_i^2`, :math:`S_c = \\sum_{i \\in c} d_i^2`
+    and :math:`Q = \\sum_c S_c^2`, the expectation of :math:`\\sum_i d_i^2 r_i^2` is linear in
+    :math:`\\tau^2`:
+
+    .. math:: \\mathrm E\\Bigl[\\sum_i d_i^2 r_i^2\\Bigr] = \\tau^2 a + b, \\quad
+        a = \\sum_i d_i^4 \\Bigl(1 - \\frac{2 S_{c(i)}}{S} + \\frac{Q}{S^2}\\Bigr), \\quad
+        b = \\sum_i d_i^2 v_i - \\frac{2}{S} \\sum_i d_i^4 v_i
+            + \\frac{1}{S^2} \\sum_i d_i^4 \\sum_j d_j^2 v_j
+
+    (the diagonal of :math:`(I - H)\\,\\mathrm{Cov}(e)\\,(I - H)`,
+    :math:`\\mathrm{Cov}(e)_{ij} = \\tau^2 d_i d_j [c(i) = c(j)] + v_i [i = j]`), and
+    :math:`\\hat\\tau^2 = \\max(0, (\\sum_i d_i^2 r_i^2 - b) / a)` is unbiased before the
+    clip.  Without the fit (:math:`H = 0`) this is the plain estimate; for :math:`m` curves of
+    the same design :math:`a = (1 - 1/m) \\sum_i d_i^4`, the cluster-level
+    degrees-of-freedom factor :math:`m / (m - 1)` on the law-error part (the small-sample
+    factor of the bias's cluster-robust standard error), here exact for curves of unequal
+    lengths and distances too.  The leverage is a curve's, not a point's: with the :math:`z`
+    independent per point the fit would absorb only about one point's share, :math:`\\tau^2/n`
+    with :math:`n` points.  :math:`a > 0` (as :math:`Q/S^2 \\ge (S_c/S)^2`) needs >= 2
+    curves beyond the fitted range.
+
     Parameters
     ----------
     errors, variances, distances : array-like
-        :math:`e_i`, :math:`v_i \\ge 0`, :math:`d_i \\ge 0` (points with :math:`d_i = 0`
-        carry no information on :math:`\\tau`).
+        :math:`e_i` (or, with ``bias_curves``, the residuals :math:`r_i`),
+        :math:`v_i \\ge 0`, :math:`d_i \\ge 0` (points with :math:`d_i = 0` carry no
+        information on :math:`\\tau`).
+    bias_curves : array-like, optional
+        Each point's curve, given when the errors are residuals after
+        :func:`law_error_bias` was fitted to these same points: the estimate then corrects
+        for what that fit absorbed (above).  ``None`` (default): no bias was fitted.
 
     Returns
     -------
@@ -1160,7 +1200,8 @@ def law_error_scale(errors, variances, distances) -> float:
     Raises
     ------
     ValueError
-        Mismatched lengths, non-finite values, or no point beyond the fitted range.
+        Mismatched lengths, non-finite values, no point beyond the fitted range, or (with
+        ``bias_curves``) fewer than 2 curves beyond it.
     """
     e, v, d = (np.asarray(a, dtype=float).ravel() for a in (errors, variances, distances))
     if not (len(e) == len(v) == len(d)):
@@ -1175,7 +1216,26 @@ def law_error_scale(errors, variances, distances) -> float:
     d2 = d**2
     if not np.any(d2 > 0):
         raise ValueError("no point lies beyond the fitted range (all distances 0): tau is unknown")
-    tau2 = np.sum(d2 * (e**2 - v)) / np.sum(d2**2)
+    if bias_curves is None:
+        tau2 = np.sum(d2 * (e**2 - v)) / np.sum(d2**2)
+        return float(math.sqrt(max(tau2, 0.0)))
+    curves = np.asarray(bias_curves).ravel()
+    if len(curves) != len(e):
+        raise ValueError(
+            f"bias_curves must have one value per point; got length {len(curves)}, {len(e)} errors"
+        )
+    per_curve = pd.Series(d2).groupby(curves).sum()
+    if (per_curve > 0).sum() < 2:
+        raise ValueError(
+            "tau after a fitted bias needs >= 2 curves beyond the fitted range, got "
+            f"{int((per_curve > 0).sum())}"
+        )
+    s = float(np.sum(d2))
+    share = per_curve.reindex(curves).to_numpy() / s  # S_c(i) / S
+    q = float(np.sum((per_curve.to_numpy() / s) ** 2))  # Q / S^2
+    a = float(np.sum(d2**2 * (1 - 2 * share + q)))
+    b = float(np.sum(d2 * v) - 2 * np.sum(d2**2 * v) / s + np.sum(d2**2) * np.sum(d2 * v) / s**2)
+    tau2 = (float(np.sum(d2 * e**2)) - b) / a
     return float(math.sqrt(max(tau2, 0.0)))
 
 
