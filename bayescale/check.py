@@ -590,14 +590,7 @@ class BacktestResult:
         groups = _curve_groups(ctx["held"], ctx["held_keys"], by, argument="by")
         if groups is None:
             groups = pd.Series("all", index=pd.Index(curves))
-        sizes = groups.reindex(curves).value_counts()
-        if (sizes < MIN_OTHER_CURVES + 1).any():
-            where = "" if by is None else f" of each group of by={by!r} (group {sizes.idxmin()!r})"
-            raise ValueError(
-                f"law_error='curves' learns tau from the other curves: needs at least "
-                f"{MIN_OTHER_CURVES + 1} curves{where}, this backtest has {sizes.min()}; use "
-                "law_error='in_range'" + ("" if by is None else " or a coarser by=")
-            )
+        _check_enough_curves(groups.reindex(curves), by, argument="by")
         pred = _finite_bands(self.predictions)
         taus, rows = {}, {}
         for label in curves:
@@ -651,6 +644,22 @@ def _check_law_error_options(method, bias, by, *, names: tuple[str, str, str]) -
         raise ValueError(
             f"{option} learns from the other curves' held-out errors: it needs "
             f"{names[0]}='curves', got {method!r}"
+        )
+
+
+def _check_enough_curves(groups: pd.Series, by, *, argument: str) -> None:
+    """``law_error="curves"`` learns a curve's law error from the other curves of its group
+    (``groups``: each curve's group label; ``by``: what the caller grouped by, as given in
+    ``argument``): every group needs ``MIN_OTHER_CURVES + 1`` curves."""
+    sizes = groups.value_counts()
+    if (sizes < MIN_OTHER_CURVES + 1).any():
+        where = (
+            "" if by is None else f" of each group of {argument}={by!r} (group {sizes.idxmin()!r})"
+        )
+        raise ValueError(
+            f"law_error='curves' learns tau from the other curves: needs at least "
+            f"{MIN_OTHER_CURVES + 1} curves{where}, this backtest has {sizes.min()}; use "
+            "law_error='in_range'" + ("" if by is None else f" or a coarser {argument}=")
         )
 
 
@@ -808,11 +817,6 @@ def backtest(
             f"the split variable {cov!r} (column {col!r}) is not in the data; it has "
             f"{list(map(str, frame.columns))}"
         )
-    if law_error is not None and law_error not in LAW_ERROR_METHODS:
-        raise ValueError(
-            f"law_error must be None or one of {', '.join(map(repr, LAW_ERROR_METHODS))}, "
-            f"got {law_error!r}"
-        )
     _check_law_error_options(
         law_error, law_bias, law_error_by, names=("law_error", "law_bias", "law_error_by")
     )
@@ -840,12 +844,8 @@ def backtest(
             raise DataError(f"split {split!r} on {cov!r} leaves curve {label!r} no {part} points")
     pools = _pools(frame, keys, law, pooled, pool_by)
     groups = _curve_groups(frame, keys, law_error_by, argument="law_error_by")
-    if groups is not None and (groups.value_counts() < MIN_OTHER_CURVES + 1).any():
-        raise ValueError(
-            f"law_error='curves' learns tau from the other curves of a group: each group of "
-            f"law_error_by={law_error_by!r} needs at least {MIN_OTHER_CURVES + 1} curves; "
-            f"group {groups.value_counts().idxmin()!r} has {groups.value_counts().min()}"
-        )
+    if groups is not None:  # before any fit
+        _check_enough_curves(groups, law_error_by, argument="law_error_by")
     fit_frame, held = frame[early], frame[~early]
     by_arg = by_cols[0] if len(by_cols) == 1 else by_cols
     settings = dict(
