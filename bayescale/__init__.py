@@ -46,17 +46,22 @@ from bayescale.api import fit, fit_batch  # noqa: E402
 from bayescale.compare import compare  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.laws import FormulaError, LawError  # noqa: E402
+from bayescale.options import MAP, NUTS, Laplace, Model  # noqa: E402
 from bayescale.result import BatchResult, ConvergenceWarning, FitResult, Status, load  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAP",
+    "NUTS",
     "BatchResult",
     "ConvergenceWarning",
     "DataError",
     "FitResult",
     "FormulaError",
+    "Laplace",
     "LawError",
+    "Model",
     "Status",
     "check",
     "compare",

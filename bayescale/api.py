@@ -1,9 +1,11 @@
-"""The public fitting entry points: :func:`fit` (one posterior)."""
+"""The public fitting entry point :func:`fit` (and its deprecated alias :func:`fit_batch`)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Mapping
+from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
@@ -11,32 +13,57 @@ import jax
 import numpy as np
 
 from bayescale.data import DataError, _as_frame, prepare
-from bayescale.infer.batch import run_batch, stack
-from bayescale.infer.nuts import SamplerOptions, build_sampler
-from bayescale.infer.optimize import METHODS, build_mode_fit, run_mode_fit
+from bayescale.infer.batch import run_batch
+from bayescale.infer.nuts import SamplerOptions
+from bayescale.infer.optimize import build_mode_fit, run_mode_fit
+from bayescale.infer.parallel import stack
 from bayescale.laws import Law, get_law
-from bayescale.model import PooledPosterior, Posterior, with_noise
+from bayescale.model import PooledPosterior, Posterior, check_pooled_names, with_noise
+from bayescale.options import MAP, NUTS, Laplace, Model, method_name
 from bayescale.result import (
     ESS_PER_CHAIN_MIN,
     RHAT_MAX,
     BatchResult,
     FitResult,
-    _rhat,
     keep_draws,
     mode_failure,
+    rhat,
 )
 
-__all__ = ["fit", "fit_batch"]
+__all__ = ["fit", "fit_batch", "seed_key"]
 
-# fit(..., group=, pooled=)'s default target_accept_prob (see fit's docstring)
-POOLED_TARGET_ACCEPT_PROB = 0.99
+_DEFAULT_MODEL = Model()
+_DEFAULT_INFERENCE = NUTS()
+
+# the keywords of fit/fit_batch 0.1, now fields of Model, NUTS/MAP/Laplace, or by=
+_MODEL_KEYWORDS = ("likelihood", "noise", "priors", "pooled")
+_INFERENCE_KEYWORDS = (
+    "num_chains", "num_warmup", "num_samples", "thin", "dense_mass", "target_accept_prob",
+    "max_tree_depth", "num_starts", "progress_bar", "devices", "chunk_size", "vectorized",
+    "group_size", "keep", "method", "map_steps", "flat_priors",
+)  # fmt: skip
+_INFERENCE_TYPES = {"nuts": NUTS, "map": MAP, "laplace": Laplace}
 
 
-def _seed_key(seed):
+def seed_key(seed) -> tuple[jax.Array, int | tuple[int, ...]]:
+    """``(key, record)`` of a fit's ``seed``: an int, or a ``jax.random.key``.
+
+    ``record`` is what the result stores and seeds its numpy draws (prior, predictive) with:
+    the int itself, or the key's whole key data as a tuple of ints.
+
+    Raises
+    ------
+    TypeError
+        For anything else (a bool, a float, a raw ``uint32`` key array).
+    """
     if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
         return jax.random.key(int(seed)), int(seed)
     if isinstance(seed, jax.Array) and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
-        return seed, int(jax.random.key_data(seed).ravel()[-1])
+        if seed.shape != ():
+            raise TypeError(
+                f"seed must be one jax.random.key, got a key array of shape {seed.shape}"
+            )
+        return seed, tuple(int(k) for k in np.asarray(jax.random.key_data(seed)).ravel())
     raise TypeError(f"seed must be an int or a jax.random.key, got {type(seed).__name__}")
 
 
@@ -44,33 +71,21 @@ def fit(
     data,
     law: str | Path | Law,
     *,
+    by: str | list[str] | None = None,
     columns: Mapping[str, str] | None = None,
-    likelihood: str = "student_t",
-    noise: str = "constant",
-    priors: Mapping[str, str] | None = None,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    thin: int = 1,
-    seed: int = 0,
-    dense_mass: bool = True,
-    target_accept_prob: float | None = None,
-    max_tree_depth: int = 10,
-    num_starts: int = 8,
-    progress_bar: bool | None = None,
+    model: Model = _DEFAULT_MODEL,
+    inference: NUTS | MAP | Laplace = _DEFAULT_INFERENCE,
+    seed=0,
     warn: bool = True,
-    method: str = "nuts",
-    map_steps: int = 500,
-    flat_priors: bool = False,
-    group: str | None = None,
-    pooled: Sequence[str] | None = None,
+    **deprecated,
 ) -> FitResult | BatchResult:
-    """Fit a scaling law by NUTS and return its posterior.
+    """Fit a scaling law and return its posterior.
 
-    The law is fitted in log space: :math:`\\log y_i = \\log f(x_i;\\theta) + \\varepsilon_i`
-    with :math:`\\varepsilon_i` Student-t (``likelihood="student_t"``, :math:`\\nu` fitted;
-    robust to the outlying runs real scaling data has) or normal (``"normal"``), and the
-    law's default priors (override with ``priors``).
+    The law is fitted in log space, :math:`\\log y_i = \\log f(x_i;\\theta) + \\varepsilon_i`,
+    under ``model`` (:class:`~bayescale.options.Model`: likelihood, noise model, priors,
+    pooled parameters); the posterior is computed by ``inference``
+    (:class:`~bayescale.options.NUTS` by default, :class:`~bayescale.options.MAP` or
+    :class:`~bayescale.options.Laplace`).
 
     Parameters
     ----------
@@ -79,271 +94,265 @@ def fit(
     law : str, Path or Law
         Catalogue id (``"chinchilla"``), path to a law TOML file, formula string
         (``"E + A * n_params**-alpha"``) or a :class:`~bayescale.laws.Law`.
+    by : str or list of str, optional
+        Column(s) splitting ``data`` into curves, each fitted to its own parameters in one
+        compiled program (padded, chunked, sharded over devices; see
+        :class:`~bayescale.options.NUTS`), or, with ``Model(pooled=...)``, jointly with the
+        pooled parameters drawn from a population across the curves (one NUTS run).  A
+        curve with fewer points than the law has parameters + 2 is fitted but reported
+        ``failed``.
     columns : dict, optional
         Law variable -> data column, e.g. ``{"n_params": "Model Size"}``.
-    likelihood : {"student_t", "normal"}
-    noise : {"constant", "loglinear"}
-        Noise model: one scale :math:`\\sigma` (default), or
-        :math:`\\log\\sigma(x) = \\log\\sigma_0 + \\sum_c \\gamma_c u_c` with :math:`u_c` the
-        standardised log covariates and :math:`\\gamma_c \\sim \\mathcal N(0, 0.5^2)` fitted
-        (sites ``gamma_<covariate>``; see :mod:`bayescale.model`); predictions at new
-        covariates draw their noise at :math:`\\sigma(x)` there.
-    priors : dict, optional
-        Replacement priors, e.g. ``{"alpha": "lognormal(-1, 0.5)", "sigma": "halfnormal(0.05)"}``.
-    num_chains, num_warmup, num_samples, thin : int
-        NUTS settings; draws kept per chain = ``num_samples``.
+    model : Model
+    inference : NUTS, MAP or Laplace
     seed : int or jax.random.key
-        Same seed, same data -> identical draws.
-    dense_mass : bool
-        Dense (default) or diagonal mass matrix, adapted per fit during warm-up.
-    target_accept_prob : float, optional
-        NUTS step-size target.  Default: 0.8, and 0.99 for a pooled fit (``group=``,
-        ``pooled=``), whose population spread :math:`\\tau` has a funnel-shaped neck that
-        larger steps diverge in: on PolyPythia's seeds (``power_law_offset``, ``alpha``
-        pooled; 3 sizes x 3 seeds, 4 x 1000 + 1000) 0.8 left divergent transitions in all
-        nine fits (3-104 of 4000), 0.95 in eight and 0.99 in one, at 2-3 times the
-        gradient evaluations of 0.8 (``benchmarks/target_accept.py``).  Laws with curved
-        ridges may need more than 0.8 too (``notebooks/methods.ipynb``'s broken-N
-        Chinchilla law: 0.99).
-    max_tree_depth : int
-        NUTS tree depth limit.
-    num_starts : int
-        Prior draws from which the MAP search (which initialises the chains) starts.
-    progress_bar : bool, optional
-        Default: shown when stderr is a terminal.
+        Same seed, same data -> identical draws.  The result records it (a key as its key
+        data).
     warn : bool
-        Emit a :class:`~bayescale.result.ConvergenceWarning` carrying the numbers if the fit
-        did not converge (max r̂ > 1.01, ESS < 100 per chain, divergences; for ``"map"`` and
-        ``"laplace"``: no finite mode, or a Hessian that is not positive definite).
-    method : {"nuts", "map", "laplace"}
-        ``"nuts"``: the posterior by NUTS.  ``"map"``: the posterior mode
-        :math:`\\hat z = \\arg\\min_z U(z)` of the potential in the unconstrained space,
-        by optax L-BFGS from ``num_starts`` prior draws (vmapped), the best kept; one draw
-        (``chain``, ``draw`` of size 1).  ``"laplace"``: ``num_chains`` x ``num_samples``
-        draws of :math:`\\mathcal N(\\hat z, H^{-1})`, :math:`H = \\nabla^2 U(\\hat z)`,
-        mapped to the constrained space.  Both come back in the same DataTree shape, so
-        ``predict``, ``summary`` and the plots work unchanged; ``.datatree.attrs["method"]``
-        says which made them.
-    map_steps : int
-        L-BFGS steps per start (``"map"``, ``"laplace"``).
-    flat_priors : bool
-        With ``method="map"``: maximise the likelihood alone (no priors).  With
-        ``likelihood="huber"`` this minimises :math:`\\sum_i \\rho_{\\delta}(r_i)`,
-        :math:`\\delta = 10^{-3}`, over the law's parameters: Hoffmann et al.'s objective,
-        whose optimum Besiroglu et al. (2024) report (see :mod:`bayescale.model`).
-    group : str, optional
-        Column splitting the data into groups (seeds, datasets, architectures) that share
-        the ``pooled`` parameters' population (:class:`~bayescale.model.PooledPosterior`):
-        :math:`z_{p,g} \\sim \\mathcal N(\\mu_p, \\tau_p)` on the unconstrained scale, every
-        other parameter per group; non-centred coordinates (``.datatree.attrs["centred"]``;
-        :class:`~bayescale.model.PooledPosterior` also has centred ones, and
-        :func:`~bayescale.infer.optimize.choose_centring` a rule to pick them).
-        One NUTS fit of all groups together; returns a
-        :class:`~bayescale.result.BatchResult` with a dimension named ``group`` (each
-        group's parameters, pooled ones included) plus ``<p>_pop`` (population centre,
-        :math:`\\mu_p` mapped to the parameter's scale) and ``<p>_pop_sd``
-        (:math:`\\tau_p`, on the log scale for a positive parameter) in the posterior.
-    pooled : list of str, optional
-        The law parameters drawn from a population across groups, e.g. ``["alpha"]``.
+        Emit a :class:`~bayescale.result.ConvergenceWarning` carrying the numbers when a fit
+        did not converge (r̂ > 1.01, ESS < 100 per chain, divergences; MAP/Laplace: no
+        finite mode, a mode search that did not converge, a Hessian not positive definite).
+    **deprecated
+        The keywords of bayescale 0.1 (``likelihood=``, ``num_chains=``, ``method=``,
+        ``group=``, ``pooled=``, ...): each warns with a :class:`DeprecationWarning` naming
+        its new spelling, onto which it is mapped.
 
     Returns
     -------
-    FitResult
+    FitResult or BatchResult
         ``.datatree`` (ArviZ DataTree), ``.status``, ``.diagnostics``, ``.summary()``,
-        ``.predict()``, ``.save()`` (a ``BatchResult`` with ``group=``).
+        ``.predict()``, ``.save()``; a ``BatchResult`` (fit dimension named after ``by``)
+        when ``by`` is given.
+
+    Raises
+    ------
+    TypeError
+        An unknown keyword, an old keyword given with its new spelling, or ``inference``
+        that is not one of the option objects.
+    ValueError
+        ``Model(pooled=...)`` without ``by=`` or with MAP/Laplace; NUTS batch settings
+        without ``by=``; pooled names that are not parameters of the law.
+    DataError
+        Invalid data (:mod:`bayescale.data`).
     """
-    _check_method(method)
-    law = get_law(law, priors=priors)
-    posterior = Posterior(law, with_noise(likelihood, noise))
-    if target_accept_prob is None:
-        pooling = group is not None or bool(pooled)
-        target_accept_prob = POOLED_TARGET_ACCEPT_PROB if pooling else 0.8
-    options = SamplerOptions(  # NUTS settings, of the plain and the pooled fit alike
-        num_chains=num_chains,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        thin=thin,
-        dense_mass=dense_mass,
-        target_accept_prob=target_accept_prob,
-        max_tree_depth=max_tree_depth,
-        num_starts=num_starts,
+    return _fit(data, law, by, columns, model, inference, seed, warn, deprecated, "fit")
+
+
+def fit_batch(data, law: str | Path | Law, *, by: str | list[str], **options) -> BatchResult:
+    """Deprecated alias of ``fit(data, law, by=by, ...)`` (the same keywords)."""
+    warnings.warn(
+        "fit_batch(data, law, by=...) is deprecated; use fit(data, law, by=...)",
+        DeprecationWarning,
+        stacklevel=2,
     )
-    if group is not None or pooled:
-        if group is None or not pooled or method != "nuts":
+    settings = {
+        k: options.pop(k, default)
+        for k, default in (
+            ("columns", None),
+            ("model", _DEFAULT_MODEL),
+            ("inference", _DEFAULT_INFERENCE),
+            ("seed", 0),
+            ("warn", True),
+        )
+    }
+    return _fit(data, law, by, *settings.values(), options, "fit_batch")
+
+
+def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, caller):
+    """:func:`fit`, called by ``caller`` (the name its deprecation warnings use)."""
+    model, inference, by = _resolve(model, inference, by, deprecated, caller, stacklevel=4)
+    law = get_law(law, priors=model.priors)
+    posterior = Posterior(law, with_noise(model.likelihood, model.noise))
+    method = method_name(inference)
+    if model.pooled:
+        if by is None or method != "nuts":
             raise ValueError(
-                "hierarchical pooling needs both group= (a column) and pooled= (parameter "
-                f"names), with method='nuts'; got group={group!r}, pooled={pooled!r}, "
-                f"method={method!r}"
+                f"Model(pooled={model.pooled!r}) pools parameters across the fits of by=, with "
+                f"NUTS; got by={by!r}, inference={type(inference).__name__}"
             )
+        check_pooled_names(law, model.pooled)
+    if by is None and method == "nuts" and inference.batch_only:
+        raise ValueError(
+            f"NUTS({', '.join(f'{k}={v!r}' for k, v in inference.batch_only.items())}) "
+            "sets how the fits of fit(..., by=) run; it does not apply to a single fit"
+        )
+    key, seed_record = seed_key(seed)
+    if model.pooled:
         return _fit_pooled(
-            data, posterior, group, tuple(pooled), columns, options, seed, progress_bar, warn
+            data, posterior, by, model.pooled, columns, inference, key, seed_record, warn
         )
-    fit_data = prepare(data, law, columns)
+    if by is None:
+        return _fit_one(data, posterior, columns, inference, key, seed_record, warn)
+    fits, labels, reasons = _split_curves(data, law, by, columns)
     if method != "nuts":
-        key, seed_int = _seed_key(seed)
-        run = build_mode_fit(
-            posterior,
-            method,
-            num_starts=num_starts,
-            num_steps=map_steps,
-            num_chains=num_chains,
-            num_samples=num_samples,
-            flat_priors=flat_priors,
+        return _fit_batch_modes(
+            posterior, fits, labels, by, reasons, inference, key, seed_record, warn
         )
+    return _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, key, seed_record, warn)
+
+
+def _resolve(model, inference, by, old: dict, caller: str, *, stacklevel: int):
+    """``(model, inference, by)`` with the deprecated keywords ``old`` mapped onto them
+    (each with a DeprecationWarning naming its new spelling); ``old`` is emptied of them."""
+    unknown = sorted(set(old) - {*_MODEL_KEYWORDS, *_INFERENCE_KEYWORDS, "group"})
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+    if not isinstance(model, Model):
+        raise TypeError(f"model={model!r}: model must be a bayescale.Model(...)")
+    method_name(inference)  # raises TypeError for anything but NUTS/MAP/Laplace
+
+    def deprecate(name, value, new):
+        warnings.warn(
+            f"{caller}({name}={value!r}) is deprecated; use {new}",
+            DeprecationWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+    if "group" in old:
+        group = old.pop("group")
+        if by is not None and group is not None:
+            raise TypeError(
+                f"{caller}() got both by={by!r} and its deprecated spelling group={group!r}"
+            )
+        deprecate("group", group, f"fit(..., by={group!r})")
+        by = group if group is not None else by
+    given = {k: old.pop(k) for k in _MODEL_KEYWORDS if k in old}
+    if given:
+        if model is not _DEFAULT_MODEL:
+            raise TypeError(
+                f"{caller}() got both model= and its deprecated keyword(s) {', '.join(given)}"
+            )
+        if given.get("pooled") is not None:
+            given["pooled"] = tuple(given["pooled"])
+        elif "pooled" in given:
+            given["pooled"] = ()
+        for k, v in given.items():
+            deprecate(k, v, f"fit(..., model=Model({k}={v!r}))")
+        model = Model(**given)
+    given = {k: old.pop(k) for k in _INFERENCE_KEYWORDS if k in old}
+    if given:
+        if inference is not _DEFAULT_INFERENCE:
+            raise TypeError(
+                f"{caller}() got both inference= and its deprecated keyword(s) {', '.join(given)}"
+            )
+        had_method = "method" in given
+        method = given.pop("method", "nuts")
+        if method not in _INFERENCE_TYPES:
+            raise ValueError(f"unknown method {method!r}; choose one of nuts, map, laplace")
+        cls = _INFERENCE_TYPES[method]
+        if had_method:
+            deprecate("method", method, f"fit(..., inference={cls.__name__}())")
+        if "map_steps" in given:
+            given["num_steps"] = given.pop("map_steps")
+        if given.get("flat_priors") and cls is not MAP:
+            raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
+        names = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in given.items() if k in names}  # the rest never applied
+        for k, v in given.items():
+            old_name = "map_steps" if k == "num_steps" else k
+            new = (
+                f"inference={cls.__name__}({k}={v!r})"
+                if k in kept
+                else "nothing (it never applied)"
+            )
+            deprecate(old_name, v, f"fit(..., {new})" if k in kept else new)
+        inference = cls(**kept)
+    return model, inference, by
+
+
+def _fit_one(data, posterior, columns, inference, key, seed_record, warn) -> FitResult:
+    """One fit (no ``by=``) by NUTS, MAP or Laplace."""
+    fit_data = prepare(data, posterior.law, columns)
+    method = method_name(inference)
+    if method != "nuts":
+        run = build_mode_fit(posterior, method, **_mode_settings(inference))
         out = run_mode_fit(run, key[None], stack([fit_data]))
-        return _one_fit_result(
+        attrs = lambda samples: _mode_attrs(method, samples, inference)  # noqa: E731
+    else:
+        options = _sampler_options(inference, pooled=False)
+        out = run_batch(
             posterior,
-            fit_data,
-            out,
-            seed_int,
-            warn,
-            lambda samples: _mode_attrs(method, samples, num_starts, map_steps, flat_priors),
+            options,
+            key[None],
+            stack([fit_data]),
+            devices=inference.devices,
+            progress_bar=_progress(inference),
         )
-    if flat_priors:
-        raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
-    key, seed_int = _seed_key(seed)
-    if progress_bar is None:
-        progress_bar = sys.stderr.isatty()
-    # the chains of one fit, split over the CPU cores (or accelerators) JAX sees
-    devices = jax.devices()
-    usable = max(d for d in range(1, len(devices) + 1) if num_chains % d == 0)
-    run = build_sampler(
-        posterior, options, progress_bar=progress_bar, devices=devices[:usable], shard="chains"
-    )
-    out = jax.device_get(run(key[None], stack([fit_data])))
-    return _one_fit_result(
-        posterior,
-        fit_data,
-        out,
-        seed_int,
-        warn,
-        lambda samples: {
+        attrs = lambda samples: {  # noqa: E731
             "sampler": "numpyro NUTS (functional), MAP-initialised, windowed adaptation",
-            "num_warmup": num_warmup,
-            "thin": thin,
-            "dense_mass": int(dense_mass),
-            "target_accept_prob": target_accept_prob,
+            **_nuts_attrs(options),
             "map_failed": int(not np.isfinite(samples["map_potential"])),
             "map_failed_starts": int(samples["map_failed_starts"]),
-        },
-    )
-
-
-def _one_fit_result(posterior, fit_data, out, seed: int, warn: bool, attrs) -> FitResult:
-    """The :class:`FitResult` of a one-fit program's output (leading fit axis of size 1),
-    its convergence checked; ``attrs(samples)`` gives the sampler's attributes."""
+        }
     samples = {k: v[0] for k, v in out.items()}
     result = FitResult.from_samples(
-        posterior, fit_data, samples, seed=seed, sampler_attrs=attrs(samples)
+        posterior, fit_data, samples, seed=seed_record, sampler_attrs=attrs(samples)
     )
     result.check_convergence(warn=warn)
     return result
 
 
-def fit_batch(
-    data,
-    law: str | Path | Law,
-    *,
-    by: str | list[str],
-    columns: Mapping[str, str] | None = None,
-    likelihood: str = "student_t",
-    noise: str = "constant",
-    priors: Mapping[str, str] | None = None,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    thin: int = 1,
-    seed: int = 0,
-    devices=None,
-    chunk_size: int | None = None,
-    dense_mass: bool = True,
-    target_accept_prob: float = 0.8,
-    max_tree_depth: int = 10,
-    num_starts: int = 8,
-    vectorized: bool | None = None,
-    group_size: int | None = None,
-    progress_bar: bool | None = None,
-    warn: bool = True,
-    method: str = "nuts",
-    map_steps: int = 500,
-    flat_priors: bool = False,
-    keep: int | None = None,
-) -> BatchResult:
-    """Fit one law to many independent curves in one compiled, vmapped program.
-
-    ``by`` names the column(s) splitting ``data`` into curves; each curve gets the posterior
-    :func:`fit` would give it (the same log density, MAP initialisation and per-fit warm-up
-    adaptation of step size and dense mass matrix), all fits in one compiled program (see
-    ``vectorized`` / ``group_size`` below for how they are batched).  Curves of different
-    lengths are padded and masked.  Fits are processed
-    in chunks of ``chunk_size`` (default: what fits in ~4 GiB), each chunk one call of the
-    same compiled program, its fit axis split over ``devices`` (default: all JAX devices).
-
-    ``keep`` (for very large batches) bounds what is held for all fits: as each chunk
-    arrives, its per-fit r̂, bulk/tail ESS, divergences and the mean, sd and quantiles
-    (:data:`bayescale.result.SUMMARY_QUANTILES`) of every parameter are computed from all
-    draws, and only ``keep`` evenly spaced draws per chain are kept in the DataTree
-    (``diagnostics``, ``status`` and ``summary()`` report the numbers of all draws; the
-    group ``all_draws_summary`` holds them).  Memory then grows with ``keep``, not with
-    ``num_samples``; ``thin`` instead thins inside the sampler.
-
-    A curve with fewer points than the law has parameters + 2 is still fitted (its posterior
-    is mostly prior) but reported as ``failed`` with the reason; bad values (NaN, inf,
-    non-positive) in any curve raise :class:`~bayescale.DataError` naming the curve.
-
-    Parameters not listed are those of :func:`fit`.  ``vectorized`` (chains advance together
-    under ``vmap``, or one after another) and ``group_size`` (fits whose MAP searches are
-    vmapped together; groups run one after another inside the same call) default to what
-    was measured fastest for the devices: on accelerators everything vmapped; on CPU chains
-    one by one and groups of 32 fits (see :func:`bayescale.infer.batch.lockstep_defaults`).
-    ``method``, ``map_steps`` and ``flat_priors`` are those of :func:`fit`; with ``"map"`` or
-    ``"laplace"`` the optimiser (and Laplace draws) of every curve run in one vmapped call,
-    its fit axis split over ``devices``.
-
-    Returns
-    -------
-    BatchResult
-        ``.datatree`` with a fit dimension named after ``by``; ``.diagnostics`` per fit;
-        ``.failed``; ``.summary()``; ``.predict(new_data)``; ``result[label]``.
-    """
-    _check_method(method)
-    if flat_priors and method != "map":
-        raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
-    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 4):
-        raise ValueError(f"keep must be None or an integer >= 4 (draws per chain), got {keep!r}")
-    law = get_law(law, priors=priors)
-    posterior = Posterior(law, with_noise(likelihood, noise))
-    fits, labels, reasons = _split_curves(data, law, by, columns)
-    if method != "nuts":
-        return _fit_batch_modes(
-            posterior, fits, labels, by, reasons, method, seed, devices, warn,
-            num_starts=num_starts, num_steps=map_steps, num_chains=num_chains,
-            num_samples=num_samples, flat_priors=flat_priors,
-        )  # fmt: skip
-    options = SamplerOptions(
-        num_chains=num_chains,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        thin=thin,
-        dense_mass=dense_mass,
-        target_accept_prob=target_accept_prob,
-        max_tree_depth=max_tree_depth,
-        num_starts=num_starts,
-        vectorized=vectorized,
-        group_size=group_size,
+def _sampler_options(inference: NUTS, *, pooled: bool) -> SamplerOptions:
+    """The compiled sampler's static settings of ``inference``."""
+    return SamplerOptions(
+        num_chains=inference.num_chains,
+        num_warmup=inference.num_warmup,
+        num_samples=inference.num_samples,
+        thin=inference.thin,
+        dense_mass=inference.dense_mass,
+        target_accept_prob=inference.step_target(pooled),
+        max_tree_depth=inference.max_tree_depth,
+        num_starts=inference.num_starts,
+        vectorized=inference.vectorized,
+        group_size=inference.group_size,
     )
-    key, seed_int = _seed_key(seed)
+
+
+def _nuts_attrs(options: SamplerOptions) -> dict:
+    return {
+        "num_warmup": options.num_warmup,
+        "thin": options.thin,
+        "dense_mass": int(options.dense_mass),
+        "target_accept_prob": options.target_accept_prob,
+    }
+
+
+def _progress(inference: NUTS) -> bool:
+    return sys.stderr.isatty() if inference.progress_bar is None else inference.progress_bar
+
+
+def _mode_settings(inference: MAP | Laplace) -> dict:
+    """:func:`~bayescale.infer.optimize.build_mode_fit`'s settings of ``inference``."""
+    if isinstance(inference, MAP):
+        return {
+            "num_starts": inference.num_starts,
+            "num_steps": inference.num_steps,
+            "num_chains": 4,
+            "num_samples": 1000,
+            "flat_priors": inference.flat_priors,
+        }
+    return {
+        "num_starts": inference.num_starts,
+        "num_steps": inference.num_steps,
+        "num_chains": inference.num_chains,
+        "num_samples": inference.num_samples,
+        "flat_priors": False,
+    }
+
+
+def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, key, seed_record, warn):
+    """``fit(..., by=)`` by NUTS: every curve its own posterior, one compiled program."""
+    options = _sampler_options(inference, pooled=False)
     keys = jax.random.split(key, len(fits))
-    if progress_bar is None:
-        progress_bar = sys.stderr.isatty()
+    keep = inference.keep
     samples = run_batch(
         posterior,
         options,
         keys,
         stack(fits),
-        devices=devices,
-        chunk_size=chunk_size,
-        progress_bar=progress_bar,
+        devices=inference.devices,
+        chunk_size=inference.chunk_size,
+        progress_bar=_progress(inference),
         reduce=None if keep is None else partial(keep_draws, posterior, keep=keep),
     )
     map_failed = ~np.isfinite(samples["map_potential"])
@@ -355,13 +364,10 @@ def fit_batch(
         labels,
         by,
         samples,
-        seed=seed_int,
+        seed=seed_record,
         attrs={
             "sampler": "numpyro NUTS (functional), MAP-initialised, batched over fits",
-            "num_warmup": num_warmup,
-            "thin": thin,
-            "dense_mass": int(dense_mass),
-            "target_accept_prob": target_accept_prob,
+            **_nuts_attrs(options),
             "failure_reasons": reasons,
             "columns": dict(fits[0].columns),
         },
@@ -370,20 +376,16 @@ def fit_batch(
     return result
 
 
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-
-
-def _mode_attrs(method: str, out: dict, num_starts: int, map_steps: int, flat_priors: bool):
+def _mode_attrs(method: str, out: dict, inference: MAP | Laplace) -> dict:
     """Root attributes of a MAP/Laplace result: the method and the mode search's numbers."""
+    flat = isinstance(inference, MAP) and inference.flat_priors
     return {
-        "sampler": f"{method}: optax L-BFGS from {num_starts} prior draws, {map_steps} steps"
-        + (", flat priors (maximum likelihood)" if flat_priors else ""),
+        "sampler": f"{method}: optax L-BFGS from {inference.num_starts} prior draws, "
+        f"{inference.num_steps} steps" + (", flat priors (maximum likelihood)" if flat else ""),
         "method": method,
-        "num_starts": num_starts,
-        "map_steps": map_steps,
-        "flat_priors": int(flat_priors),
+        "num_starts": inference.num_starts,
+        "map_steps": inference.num_steps,
+        "flat_priors": int(flat),
         "map_failed": int(not np.isfinite(out["map_potential"])),
         "map_potential": float(out["map_potential"]),
         "map_grad_norm": float(out["map_grad_norm"]),
@@ -395,14 +397,12 @@ def _mode_attrs(method: str, out: dict, num_starts: int, map_steps: int, flat_pr
     }
 
 
-def _fit_batch_modes(
-    posterior, fits, labels, by, reasons, method, seed, devices, warn, **settings
-) -> BatchResult:
-    """``fit_batch`` with ``method="map"`` or ``"laplace"``: one vmapped call over all fits."""
-    key, seed_int = _seed_key(seed)
+def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, key, seed_record, warn):
+    """``fit(..., by=)`` by MAP or Laplace: one vmapped call over all fits."""
+    method = method_name(inference)
     keys = jax.random.split(key, len(fits))
-    devices = list(jax.devices() if devices is None else devices)
-    run = build_mode_fit(posterior, method, devices=devices, **settings)
+    devices = list(jax.devices() if inference.devices is None else inference.devices)
+    run = build_mode_fit(posterior, method, devices=devices, **_mode_settings(inference))
     out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))
     for i, label in enumerate(labels):
         reason = mode_failure(
@@ -412,7 +412,7 @@ def _fit_batch_modes(
             converged=bool(out["map_converged"][i]),
             grad_norm=out["map_grad_norm"][i],
             last_change=out["map_last_change"][i],
-            num_steps=settings["num_steps"],
+            num_steps=inference.num_steps,
         )
         if reason:
             reasons.setdefault(str(label), reason)
@@ -423,27 +423,20 @@ def _fit_batch_modes(
         "map_agreeing_starts",
         "map_last_change",
         "map_converged",
+        "min_eigenvalue",
     )
+    shared = ("sampler", "method", "num_starts", "map_steps", "flat_priors")
+    first = _mode_attrs(method, {k: out[k][0] for k in out}, inference)
     result = BatchResult.from_samples(
         posterior,
         fits,
         labels,
         by,
         out,
-        seed=seed_int,
+        seed=seed_record,
         attrs={
-            **{
-                k: v
-                for k, v in _mode_attrs(
-                    method,
-                    {k: out[k][0] for k in out},
-                    settings["num_starts"],
-                    settings["num_steps"],
-                    settings["flat_priors"],
-                ).items()
-                if k in ("sampler", "method", "num_starts", "map_steps", "flat_priors")
-            },
-            "mode_stats": {k: out[k].tolist() for k in (*per_fit, "min_eigenvalue")},
+            **{k: first[k] for k in shared},
+            "mode_stats": {k: out[k].tolist() for k in per_fit},
             "failure_reasons": reasons,
             "columns": dict(fits[0].columns),
         },
@@ -484,28 +477,23 @@ def _split_curves(data, law: Law, by, columns):
     return fits, labels, reasons
 
 
-def _fit_pooled(
-    data, posterior, group, pooled, columns, options, seed, progress_bar, warn
-) -> BatchResult:
-    """``fit(..., group=, pooled=)``: one NUTS run of the pooled posterior of all groups."""
+def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_record, warn):
+    """``fit(..., by=, model=Model(pooled=...))``: one NUTS run of the pooled posterior of
+    all curves (non-centred coordinates, :class:`~bayescale.model.PooledPosterior`)."""
     import xarray as xr
 
-    fits, labels, reasons = _split_curves(data, posterior.law, group, columns)
-    # non-centred: choose_centring's Laplace-based rule picked centred coordinates for
-    # PolyPythia 160m, which then diverged (9 of 600 draws, r-hat 1.15) where non-centred
-    # did not (0, 1.06); it is kept as a helper, not applied by default
+    fits, labels, reasons = _split_curves(data, posterior.law, by, columns)
     hier = PooledPosterior(posterior, pooled, len(fits))
-    centred = hier.centring
-    key, seed_int = _seed_key(seed)
-    if progress_bar is None:
-        progress_bar = sys.stderr.isatty()
-    devices = jax.devices()
-    usable = max(d for d in range(1, len(devices) + 1) if options.num_chains % d == 0)
-    run = build_sampler(
-        hier, options, progress_bar=progress_bar, devices=devices[:usable], shard="chains"
-    )
+    options = _sampler_options(inference, pooled=True)
     stacked = jax.tree.map(lambda x: x[None], stack(fits))
-    out = jax.device_get(run(key[None], stacked))
+    out = run_batch(
+        hier,
+        options,
+        key[None],
+        stacked,
+        devices=inference.devices,
+        progress_bar=_progress(inference),
+    )
     samples = {k: np.asarray(v[0]) for k, v in out.items()}
     z_groups = np.moveaxis(np.asarray(hier.group_z(samples["z"])), -2, 0)  # (G, c, d, dim)
     per_group = {"z": z_groups}
@@ -528,13 +516,13 @@ def _fit_pooled(
         posterior,
         fits,
         labels,
-        group,
+        by,
         per_group,
-        seed=seed_int,
+        seed=seed_record,
         attrs={
             "sampler": "numpyro NUTS (functional), MAP-initialised, pooled",
             "pooled": list(pooled),
-            "centred": [int(c) for c in centred],
+            "centred": [int(c) for c in hier.centring],
             "num_warmup": options.num_warmup,
             "dense_mass": int(options.dense_mass),
             "target_accept_prob": options.target_accept_prob,
@@ -556,13 +544,9 @@ def _population_diagnostics(population: dict) -> dict:
     import xarray as xr
 
     ds = xr.Dataset({k: (("chain", "draw"), v) for k, v in population.items()})
-    rhat, bulk = _rhat(ds), azs.ess(ds, method="bulk")
+    r, bulk = rhat(ds), azs.ess(ds, method="bulk")
     tail = azs.ess(ds, method="tail")
     return {
-        k: {
-            "rhat": float(rhat[k]),
-            "ess_bulk": float(bulk[k]),
-            "ess_tail": float(tail[k]),
-        }
+        k: {"rhat": float(r[k]), "ess_bulk": float(bulk[k]), "ess_tail": float(tail[k])}
         for k in population
     }

@@ -24,8 +24,9 @@ import xarray as xr
 
 from bayescale import diagnostics as batch_diagnostics
 from bayescale.data import FitData, covariate_frame, nonnegative_number
+from bayescale.infer.cache import compiled
 from bayescale.laws import Law, law_from_spec
-from bayescale.model import Posterior, observation_noise
+from bayescale.model import Posterior, observation_noise, posterior_key
 
 __all__ = [
     "BatchResult",
@@ -87,7 +88,7 @@ class FitResult:
         data: FitData,
         samples: dict,
         *,
-        seed: int,
+        seed: int | Sequence[int],
         num_prior_draws: int = 500,
         sampler_attrs: dict | None = None,
     ) -> FitResult:
@@ -100,14 +101,16 @@ class FitResult:
         ll, log_mu = _pointwise(posterior)(values, log_x, data.log_y)
         rng = np.random.default_rng(seed)
         noisy = _point_sigma_values(posterior, values, log_x, log_mu.shape)
-        ppc = np.asarray(log_mu) + _noise(rng, posterior.likelihood, noisy, log_mu.shape)
+        ppc = np.asarray(log_mu) + noise_draws(rng, posterior.likelihood, noisy, log_mu.shape)
         point = np.arange(data.num_points)
-        prior = _prior_draws(posterior, num_prior_draws, seed)
+        prior = prior_draws(posterior, num_prior_draws, seed)
         log_prior_mu = np.asarray(
             posterior.log_mean({k: v[..., None] for k, v in prior.items()}, log_x)
         )
         noisy = _point_sigma_values(posterior, prior, log_x, log_prior_mu.shape)
-        log_prior_pred = log_prior_mu + _noise(rng, posterior.likelihood, noisy, log_prior_mu.shape)
+        log_prior_pred = log_prior_mu + noise_draws(
+            rng, posterior.likelihood, noisy, log_prior_mu.shape
+        )
         with np.errstate(over="ignore"):  # wide priors reach beyond float range: inf is honest
             prior_pred = np.exp(np.asarray(log_prior_pred))
         stats = _sample_stats(samples)
@@ -117,7 +120,7 @@ class FitResult:
             "law_id": law.id,
             "likelihood": posterior.likelihood,
             "columns": json.dumps(data.columns),
-            "seed": int(seed),
+            "seed": seed_attr(seed),
             **{
                 k: (json.dumps(v) if isinstance(v, dict) else v)
                 for k, v in (sampler_attrs or {}).items()
@@ -205,12 +208,12 @@ class FitResult:
 
         names = list(self.parameter_names)
         post = self.datatree.posterior.dataset[names]
-        rhat = _rhat(post)
+        r = rhat(post)
         ess_bulk = azs.ess(post, method="bulk")
         ess_tail = azs.ess(post, method="tail")
         num_div = int(self.datatree.sample_stats["diverging"].sum())
         return {
-            "max_rhat": float(max(float(rhat[k]) for k in names)),
+            "max_rhat": float(max(float(r[k]) for k in names)),
             "min_ess_bulk": float(min(float(ess_bulk[k]) for k in names)),
             "min_ess_tail": float(min(float(ess_tail[k]) for k in names)),
             "num_divergent": num_div,
@@ -297,7 +300,7 @@ class FitResult:
         decades (log10) by which covariate :math:`c` lies beyond the fitted range (0 inside):
         the distance the opt-in ``law_error`` of :meth:`predict` scales with."""
         new = covariate_frame(self.law, new_data, self.columns)
-        return _extrapolation_distance(new.log_x, self._fitted_log_x())
+        return extrapolation_distance(new.log_x, self._fitted_log_x())
 
     def predict_draws(
         self, new_data, *, kind: str = "observation", seed: int = 0, law_error: float = 0.0
@@ -431,7 +434,15 @@ def load(path: str | Path) -> FitResult | BatchResult:
     return FitResult(dt, law, likelihood, columns)
 
 
-def _rhat(post: xr.Dataset) -> xr.Dataset:
+def seed_attr(seed: int | Sequence[int]):
+    """A fit's seed as stored in the DataTree's attributes: the int, or a JSON list of the
+    key data of a ``jax.random.key`` seed (:func:`bayescale.api.seed_key`)."""
+    if isinstance(seed, int | np.integer):
+        return int(seed)
+    return json.dumps([int(k) for k in seed])
+
+
+def rhat(post: xr.Dataset) -> xr.Dataset:
     """arviz-stats r̂; a single chain is first split into its two halves.
 
     arviz-stats returns NaN for one chain; split-r̂ compares the halves of each chain anyway,
@@ -510,22 +521,19 @@ def _status(d: dict, *, failed: bool = False) -> Status:
     return Status.converged
 
 
-_POINTWISE: dict = {}
-
-
 def _pointwise(posterior: Posterior):
     """Jitted pointwise log-likelihood and posterior-predictive draws (one per posterior)."""
-    key = (json.dumps(posterior.law.to_spec(), sort_keys=True, default=str), posterior.likelihood)
-    if key not in _POINTWISE:
 
+    def build():
         @jax.jit
         def fn(values, log_x, log_y, mask=None):
             v = {k: x[..., None] for k, x in values.items()}
             ll = posterior.pointwise_log_likelihood(v, log_x, log_y, mask)
             return ll, posterior.log_mean(v, log_x)
 
-        _POINTWISE[key] = fn
-    return _POINTWISE[key]
+        return fn
+
+    return compiled(("pointwise", *posterior_key(posterior)), build)
 
 
 def _point_sigma_values(
@@ -541,12 +549,12 @@ def _point_sigma_values(
     return {**values, "sigma": np.broadcast_to(np.asarray(sigma), shape)}
 
 
-def _noise(rng: np.random.Generator, likelihood: str, values: dict, shape) -> np.ndarray:
+def noise_draws(rng: np.random.Generator, likelihood: str, values: dict, shape) -> np.ndarray:
     """Observation noise on the log scale for draws ``values`` (``(..., )`` -> ``shape``)."""
     return observation_noise(rng, likelihood, values, shape)
 
 
-def _prior_draws(posterior: Posterior, num: int, seed: int) -> dict[str, np.ndarray]:
+def prior_draws(posterior: Posterior, num: int, seed: int | Sequence[int]) -> dict[str, np.ndarray]:
     """Exact prior draws with numpy (no compilation), ``{name: (num,)}``."""
     rng = np.random.default_rng(seed)
     samplers = {
@@ -588,9 +596,9 @@ def _log_predictions(
         return log_mu
     fitted = {c: jnp.asarray(fitted_log_x[c]) for c in log_x}
     noisy = _point_sigma_values(posterior, values, log_x, log_mu.shape, fitted, mask)
-    log_y = log_mu + _noise(rng, posterior.likelihood, noisy, log_mu.shape)
+    log_y = log_mu + noise_draws(rng, posterior.likelihood, noisy, log_mu.shape)
     if law_error > 0:
-        distance = _extrapolation_distance(log_x, fitted_log_x, mask)
+        distance = extrapolation_distance(log_x, fitted_log_x, mask)
         log_y = log_y + law_error * distance * rng.standard_normal(log_mu.shape)
     return log_y
 
@@ -612,7 +620,7 @@ def _signed_decades(log_x: dict, fitted_log_x: dict, mask=None) -> dict:
     return out
 
 
-def _extrapolation_distance(log_x: dict, fitted_log_x: dict, mask=None) -> np.ndarray:
+def extrapolation_distance(log_x: dict, fitted_log_x: dict, mask=None) -> np.ndarray:
     """:math:`d(x) = \\sqrt{\\sum_c d_c(x)^2}`, the Euclidean norm of
     :func:`_signed_decades` over covariates."""
     return np.sqrt(sum(d**2 for d in _signed_decades(log_x, fitted_log_x, mask).values()))
@@ -716,7 +724,7 @@ class BatchResult:
         by,
         samples: dict,
         *,
-        seed: int,
+        seed: int | Sequence[int],
         attrs: dict,
         max_pointwise: int = 50_000_000,
     ) -> BatchResult:
@@ -757,7 +765,7 @@ class BatchResult:
             ),
         }
         if k * c * s * n_max <= max_pointwise:
-            from bayescale.infer.batch import stack
+            from bayescale.infer.parallel import stack
 
             data = stack(fits, bucket=False)
             ll, log_mu = jax.vmap(_pointwise(posterior))(
@@ -775,7 +783,7 @@ class BatchResult:
                 )(values, data["log_x"], data["mask"])
                 noisy = {**values, "sigma": np.asarray(sigma)}
             with np.errstate(over="ignore", invalid="ignore"):  # padded points: masked below
-                ppc = np.exp(log_mu + _noise(rng, posterior.likelihood, noisy, log_mu.shape))
+                ppc = np.exp(log_mu + noise_draws(rng, posterior.likelihood, noisy, log_mu.shape))
             dims4 = (*sample_dims, "point")
             groups["log_likelihood"] = xr.Dataset(
                 {law.response: (dims4, np.where(mask, ll, np.nan))}, coords
@@ -794,7 +802,7 @@ class BatchResult:
             "law_id": law.id,
             "likelihood": posterior.likelihood,
             "by": json.dumps(by),
-            "seed": int(seed),
+            "seed": seed_attr(seed),
             **{a: (json.dumps(v) if isinstance(v, dict | list) else v) for a, v in attrs.items()},
         }
         return cls(dt, law, posterior.likelihood, fits[0].columns, by)
@@ -1061,3 +1069,7 @@ class BatchResult:
     def __repr__(self) -> str:
         n_ok = int((self.status == Status.converged.value).sum())
         return f"<BatchResult law={self.law.id!r} fits={len(self)} converged={n_ok}>"
+
+
+# 0.1 names, imported by bayescale.check until it moves to the public ones
+_extrapolation_distance, _noise, _prior_draws = extrapolation_distance, noise_draws, prior_draws

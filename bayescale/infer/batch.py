@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from bayescale.data import FitData
-from bayescale.infer.nuts import SamplerOptions, build_sampler, gather_fits
+from bayescale.infer.nuts import SamplerOptions, build_sampler
+from bayescale.infer.parallel import gather_fits, padded_length, stack, usable_devices
 from bayescale.model import Posterior
 
 __all__ = ["default_chunk_size", "lockstep_defaults", "padded_length", "run_batch", "stack"]
@@ -37,37 +37,6 @@ def lockstep_defaults(devices: Sequence) -> tuple[bool, int | None]:
     if all(d.platform == "cpu" for d in devices):
         return False, CPU_GROUP_SIZE
     return True, None
-
-
-def padded_length(n: int) -> int:
-    """Length that ``n`` points are padded to: 32, 48, 64, 96, 128, 192, ... (<= 1/3 waste).
-
-    Padding (masked points add nothing to the log density) lets datasets of similar size
-    share one compiled program, which the persistent compilation cache then keeps across
-    processes.
-    """
-    if n <= 32:
-        return 32
-    b = 1 << (n - 1).bit_length()
-    return b if n > 3 * b // 4 else 3 * b // 4
-
-
-def stack(fits: Sequence[FitData], *, bucket: bool = True) -> dict:
-    """Pad each fit's arrays to a common length and stack them: leaves ``(fits, points)``."""
-    n_max = max(f.num_points for f in fits)
-    n_max = padded_length(n_max) if bucket else n_max
-
-    def pad(x, fill):
-        return np.concatenate([x, np.full(n_max - x.size, fill, dtype=x.dtype)])
-
-    arrays = [f.arrays() for f in fits]
-    return {
-        "log_x": {
-            c: np.stack([pad(a["log_x"][c], 0.0) for a in arrays]) for c in arrays[0]["log_x"]
-        },
-        "log_y": np.stack([pad(a["log_y"], 0.0) for a in arrays]),
-        "mask": np.stack([pad(a["mask"], False) for a in arrays]),
-    }
 
 
 def default_chunk_size(options: SamplerOptions, dim: int, num_points: int) -> int:
@@ -97,19 +66,36 @@ def run_batch(
 ) -> dict:
     """Sample every fit of ``data`` (leaves with a leading fit axis); numpy output.
 
+    The one NUTS driver: a single fit (also a pooled posterior, whose groups are one fit)
+    and a batch of fits alike.  A single fit splits its chains over the ``devices`` that
+    divide their number (``vectorized``/``group_size`` as given, ``False``/``None`` when
+    left ``None``) and shows ``progress_bar`` from inside the compiled loop; a batch shows
+    one bar step per chunk.
+
     ``reduce``, when given, is applied to each chunk's output as it arrives (e.g.
     :func:`bayescale.result.keep_draws`), so only what it returns is held for all fits.
 
     ``options.vectorized`` / ``options.group_size`` left ``None`` take the defaults of
     :func:`lockstep_defaults` for ``devices``.  Chunks all have the same size, as even as the
     count allows (the last is padded with prior-only copies of its first fit, see
-    :func:`~bayescale.infer.nuts.gather_fits`, and trimmed), so the
+    :func:`~bayescale.infer.parallel.gather_fits`, and trimmed), so the
     program is compiled once and little padding is computed.
     With ``devices`` (default: every JAX device), the chunk size is rounded up to a
     multiple of their number and each chunk is sharded over them.
     """
     num_fits = keys.shape[0]
     devices = list(jax.devices() if devices is None else devices)
+    if num_fits == 1:
+        options = options._replace(vectorized=bool(options.vectorized))
+        run = build_sampler(
+            posterior,
+            options,
+            progress_bar=progress_bar,
+            devices=usable_devices(devices, options.num_chains),
+            shard="chains",
+        )
+        out = jax.tree.map(np.asarray, jax.device_get(run(keys, data)))
+        return out if reduce is None else reduce(out)
     n_dev = len(devices)
     vectorized, group_size = lockstep_defaults(devices)
     if options.vectorized is None:

@@ -26,10 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.hmc import hmc
 
+from bayescale.infer.cache import compiled
 from bayescale.infer.optimize import MapResult, multi_start_map
+from bayescale.infer.parallel import gather_fits
+from bayescale.infer.parallel import shard as shard_axis
 from bayescale.model import Posterior, posterior_key
 
-__all__ = ["SamplerOptions", "build_sampler", "gather_fits"]
+__all__ = ["SamplerOptions", "build_sampler"]
 
 
 class SamplerOptions(NamedTuple):
@@ -79,18 +82,6 @@ class _Progress:
             self.bar.close()
 
 
-def gather_fits(data: dict, index, valid) -> dict:
-    """The fits ``index`` of ``data`` (leaves with a leading fit axis); where ``valid`` is
-    false the row is padding: a copy with every point masked, so it samples the prior (short,
-    well-conditioned trajectories) instead of repeating a real, possibly stiff, fit whose
-    cost a CPU would pay again.  numpy or JAX arrays."""
-    out = jax.tree.map(lambda x: x[index], data)
-    return {**out, "mask": out["mask"] & valid[:, None]}
-
-
-_CACHE: dict = {}
-
-
 def build_sampler(
     posterior: Posterior,
     options: SamplerOptions,
@@ -110,28 +101,14 @@ def build_sampler(
     _check_options(options)
     devices = tuple(devices) if devices is not None and len(devices) > 1 else None
     key = (
+        "nuts",
         *posterior_key(posterior),
         options,
         progress_bar,
         devices,
         shard,
     )
-    if key not in _CACHE:
-        _CACHE[key] = _build(posterior, options, progress_bar, devices, shard)
-    return _CACHE[key]
-
-
-def _shard(fn, devices, axis: str):
-    """``fn`` split along the leading axis of every argument and output over ``devices``.
-
-    Every block is independent (no collectives), so the per-device blocks need no
-    varying-axis bookkeeping (``check_vma`` would reject NumPyro's replicated inits).
-    """
-    from jax.sharding import Mesh, PartitionSpec
-
-    mesh = Mesh(np.array(devices), (axis,))
-    spec = PartitionSpec(axis)
-    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    return compiled(key, lambda: _build(posterior, options, progress_bar, devices, shard))
 
 
 def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices, shard: str):
@@ -236,7 +213,7 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
             return jax.lax.map(lambda a: run_chain(*a), (states, chain_data, index))
 
         if devices is not None and shard == "chains":
-            run_chains = _shard(run_chains, devices, "chains")
+            run_chains = shard_axis(run_chains, devices, "chains")
         buffer, imm = run_chains(states, chain_data, index)
 
         def unflat(b):  # (fits*chains, ...) -> (fits, chains, ...)
@@ -272,7 +249,7 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
         return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[:num_fits], out)
 
     if devices is not None and shard == "fits":
-        run = _shard(run, devices, "fits")
+        run = shard_axis(run, devices, "fits")
     jitted = jax.jit(run)
     if not progress_bar:
         return jitted

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bayescale.infer.cache import compiled
+from bayescale.infer.parallel import shard
 from bayescale.model import Posterior, posterior_key
 
 __all__ = [
@@ -279,7 +281,6 @@ def laplace_draws(posterior: Posterior, rng_key, z, data, shape: tuple[int, ...]
 
 
 METHODS = ("nuts", "map", "laplace")
-_BUILT: dict = {}
 
 
 def build_mode_fit(
@@ -317,19 +318,14 @@ def build_mode_fit(
     if flat_priors and method != "map":
         raise ValueError("flat_priors=True (maximum likelihood) applies to method='map' only")
     devices = tuple(devices) if devices is not None and len(devices) > 1 else None
-    cache_key = (
-        *posterior_key(posterior),
-        method,
-        num_starts,
-        num_steps,
-        num_chains,
-        num_samples,
-        flat_priors,
-        devices,
-    )
-    if cache_key in _BUILT:
-        return _BUILT[cache_key]
+    settings = (num_starts, num_steps, num_chains, num_samples, flat_priors)
+    cache_key = ("mode", *posterior_key(posterior), method, *settings, devices)
+    return compiled(cache_key, lambda: _build_mode_fit(posterior, method, devices, *settings))
 
+
+def _build_mode_fit(
+    posterior, method, devices, num_starts, num_steps, num_chains, num_samples, flat_priors
+):
     def one(key, data):
         k_map, k_draws = jax.random.split(key)
         mode = find_mode(
@@ -359,11 +355,8 @@ def build_mode_fit(
 
     run = jax.vmap(one)
     if devices is not None:
-        from bayescale.infer.nuts import _shard
-
-        run = _shard(run, devices, "fits")
-    _BUILT[cache_key] = jax.jit(run)
-    return _BUILT[cache_key]
+        run = shard(run, devices, "fits")
+    return jax.jit(run)
 
 
 def run_mode_fit(run, keys, data, devices_count: int = 1) -> dict:
