@@ -47,21 +47,20 @@ from bayescale.compare import compare  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.laws import FormulaError, LawError  # noqa: E402
 from bayescale.options import MAP, NUTS, Laplace, Model  # noqa: E402
-from bayescale.result import BatchResult, ConvergenceWarning, FitResult, Status, load  # noqa: E402
+from bayescale.result import ConvergenceWarning, Result, Status, load  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MAP",
     "NUTS",
-    "BatchResult",
     "ConvergenceWarning",
     "DataError",
-    "FitResult",
     "FormulaError",
     "Laplace",
     "LawError",
     "Model",
+    "Result",
     "Status",
     "check",
     "compare",
@@ -74,3 +73,12 @@ __all__ = [
     "simulate",
     "workflows",
 ]
+
+
+def __getattr__(name: str):
+    """``FitResult`` and ``BatchResult`` (0.1): deprecated names of :class:`Result`."""
+    if name in ("FitResult", "BatchResult"):
+        from bayescale import result
+
+        return getattr(result, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,15 +20,7 @@ from bayescale.infer.parallel import stack
 from bayescale.laws import Law, get_law
 from bayescale.model import PooledPosterior, Posterior, check_pooled_names, with_noise
 from bayescale.options import MAP, NUTS, Laplace, Model, method_name
-from bayescale.result import (
-    ESS_PER_CHAIN_MIN,
-    RHAT_MAX,
-    BatchResult,
-    FitResult,
-    keep_draws,
-    mode_failure,
-    rhat,
-)
+from bayescale.result import ESS_PER_CHAIN_MIN, RHAT_MAX, Result, keep_draws, mode_failure, rhat
 
 __all__ = ["fit", "fit_batch", "seed_key"]
 
@@ -78,7 +70,7 @@ def fit(
     seed=0,
     warn: bool = True,
     **deprecated,
-) -> FitResult | BatchResult:
+) -> Result:
     """Fit a scaling law and return its posterior.
 
     The law is fitted in log space, :math:`\\log y_i = \\log f(x_i;\\theta) + \\varepsilon_i`,
@@ -119,10 +111,11 @@ def fit(
 
     Returns
     -------
-    FitResult or BatchResult
-        ``.datatree`` (ArviZ DataTree), ``.status``, ``.diagnostics``, ``.summary()``,
-        ``.predict()``, ``.save()``; a ``BatchResult`` (fit dimension named after ``by``)
-        when ``by`` is given.
+    Result
+        The one result type, whatever the options: ``.datatree`` (ArviZ DataTree with a
+        fit dimension named after ``by``, or ``fit`` of length 1), ``.status``,
+        ``.diagnostics`` (one row per fit), ``.summary()``, ``.predict()``, ``.save()``,
+        ``result[label]``.
 
     Raises
     ------
@@ -138,7 +131,7 @@ def fit(
     return _fit(data, law, by, columns, model, inference, seed, warn, deprecated, "fit")
 
 
-def fit_batch(data, law: str | Path | Law, *, by: str | list[str], **options) -> BatchResult:
+def fit_batch(data, law: str | Path | Law, *, by: str | list[str], **options) -> Result:
     """Deprecated alias of ``fit(data, law, by=by, ...)`` (the same keywords)."""
     warnings.warn(
         "fit_batch(data, law, by=...) is deprecated; use fit(data, law, by=...)",
@@ -184,11 +177,9 @@ def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, calle
     if by is None:
         return _fit_one(data, posterior, columns, inference, key, seed_record, warn)
     fits, labels, reasons = _split_curves(data, law, by, columns)
-    if method != "nuts":
-        return _fit_batch_modes(
-            posterior, fits, labels, by, reasons, inference, key, seed_record, warn
-        )
-    return _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, key, seed_record, warn)
+    run = _fit_batch_nuts if method == "nuts" else _fit_batch_modes
+    keys = jax.random.split(key, len(fits))
+    return run(posterior, fits, labels, by, reasons, inference, keys, seed_record, warn)
 
 
 def _resolve(model, inference, by, old: dict, caller: str, *, stacklevel: int):
@@ -260,36 +251,11 @@ def _resolve(model, inference, by, old: dict, caller: str, *, stacklevel: int):
     return model, inference, by
 
 
-def _fit_one(data, posterior, columns, inference, key, seed_record, warn) -> FitResult:
-    """One fit (no ``by=``) by NUTS, MAP or Laplace."""
+def _fit_one(data, posterior, columns, inference, key, seed_record, warn) -> Result:
+    """One fit (no ``by=``) by NUTS, MAP or Laplace: a result with a fit dimension of one."""
     fit_data = prepare(data, posterior.law, columns)
-    method = method_name(inference)
-    if method != "nuts":
-        run = build_mode_fit(posterior, method, **_mode_settings(inference))
-        out = run_mode_fit(run, key[None], stack([fit_data]))
-        attrs = lambda samples: _mode_attrs(method, samples, inference)  # noqa: E731
-    else:
-        options = _sampler_options(inference, pooled=False)
-        out = run_batch(
-            posterior,
-            options,
-            key[None],
-            stack([fit_data]),
-            devices=inference.devices,
-            progress_bar=_progress(inference),
-        )
-        attrs = lambda samples: {  # noqa: E731
-            "sampler": "numpyro NUTS (functional), MAP-initialised, windowed adaptation",
-            **_nuts_attrs(options),
-            "map_failed": int(not np.isfinite(samples["map_potential"])),
-            "map_failed_starts": int(samples["map_failed_starts"]),
-        }
-    samples = {k: v[0] for k, v in out.items()}
-    result = FitResult.from_samples(
-        posterior, fit_data, samples, seed=seed_record, sampler_attrs=attrs(samples)
-    )
-    result.check_convergence(warn=warn)
-    return result
+    run = _fit_batch_nuts if method_name(inference) == "nuts" else _fit_batch_modes
+    return run(posterior, [fit_data], [0], None, {}, inference, key[None], seed_record, warn)
 
 
 def _sampler_options(inference: NUTS, *, pooled: bool) -> SamplerOptions:
@@ -340,10 +306,9 @@ def _mode_settings(inference: MAP | Laplace) -> dict:
     }
 
 
-def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, key, seed_record, warn):
-    """``fit(..., by=)`` by NUTS: every curve its own posterior, one compiled program."""
+def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, keys, seed_record, warn):
+    """NUTS: every curve its own posterior, one compiled program (one key per fit)."""
     options = _sampler_options(inference, pooled=False)
-    keys = jax.random.split(key, len(fits))
     keep = inference.keep
     samples = run_batch(
         posterior,
@@ -358,7 +323,7 @@ def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, key, seed_r
     map_failed = ~np.isfinite(samples["map_potential"])
     for i in np.flatnonzero(map_failed):
         reasons.setdefault(str(labels[i]), "no finite posterior mode found")
-    result = BatchResult.from_samples(
+    result = Result.from_samples(
         posterior,
         fits,
         labels,
@@ -366,7 +331,8 @@ def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, key, seed_r
         samples,
         seed=seed_record,
         attrs={
-            "sampler": "numpyro NUTS (functional), MAP-initialised, batched over fits",
+            "sampler": "numpyro NUTS (functional), MAP-initialised, windowed adaptation"
+            + ("" if by is None else ", batched over fits"),
             **_nuts_attrs(options),
             "failure_reasons": reasons,
             "columns": dict(fits[0].columns),
@@ -397,10 +363,9 @@ def _mode_attrs(method: str, out: dict, inference: MAP | Laplace) -> dict:
     }
 
 
-def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, key, seed_record, warn):
-    """``fit(..., by=)`` by MAP or Laplace: one vmapped call over all fits."""
+def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed_record, warn):
+    """MAP or Laplace: one vmapped call over all fits (one key per fit)."""
     method = method_name(inference)
-    keys = jax.random.split(key, len(fits))
     devices = list(jax.devices() if inference.devices is None else inference.devices)
     run = build_mode_fit(posterior, method, devices=devices, **_mode_settings(inference))
     out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))
@@ -427,7 +392,7 @@ def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, key, seed_
     )
     shared = ("sampler", "method", "num_starts", "map_steps", "flat_priors")
     first = _mode_attrs(method, {k: out[k][0] for k in out}, inference)
-    result = BatchResult.from_samples(
+    result = Result.from_samples(
         posterior,
         fits,
         labels,
@@ -512,7 +477,7 @@ def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_recor
     if bad:
         for label in labels:
             reasons.setdefault(str(label), "population not converged: " + "; ".join(bad))
-    result = BatchResult.from_samples(
+    result = Result.from_samples(
         posterior,
         fits,
         labels,

@@ -1,0 +1,193 @@
+"""Convergence of fits: the thresholds, the status of a fit, r̂/ESS of many fits at once,
+and the reduction of a chunk of draws to a few (``NUTS(keep=...)``).
+
+The statistics are arviz-stats' rank-normalised split r̂ and bulk/tail ESS, computed for all
+fits at once by :mod:`bayescale.diagnostics`; a one-chain fit gets the r̂ of its two halves.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from bayescale import diagnostics as batch_diagnostics
+from bayescale.model import Posterior
+from bayescale.predict import quantile_column
+
+__all__ = [
+    "ALL_DRAWS",
+    "ESS_PER_CHAIN_MIN",
+    "RHAT_MAX",
+    "SUMMARY_QUANTILES",
+    "ConvergenceWarning",
+    "Status",
+    "convergence_numbers",
+    "keep_draws",
+    "mode_failure",
+    "rhat",
+    "sample_stats",
+    "status_of",
+    "worst",
+]
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+
+
+class Status(enum.Enum):
+    """Convergence status of a fit (worst problem found)."""
+
+    converged = "converged"
+    divergences = "divergences"
+    low_ess = "low_ess"
+    high_rhat = "high_rhat"
+    failed = "failed"  # no finite posterior mode was found
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit that did not meet the convergence thresholds; the message carries the numbers."""
+
+
+def rhat(post: xr.Dataset) -> xr.Dataset:
+    """arviz-stats r̂; a single chain is first split into its two halves.
+
+    arviz-stats returns NaN for one chain; split-r̂ compares the halves of each chain anyway,
+    so a one-chain fit (e.g. one chain per curve in a large batch) gets the r̂ of its halves
+    instead of never being reported converged.
+    """
+    import arviz_stats as azs
+
+    if post.sizes["chain"] == 1:
+        half = post.sizes["draw"] // 2
+        first = post.isel(chain=0, draw=slice(0, half))
+        second = post.isel(chain=0, draw=slice(half, 2 * half)).assign_coords(draw=first.draw)
+        post = xr.concat([first, second], dim="chain").assign_coords(chain=[0, 1])
+    return azs.rhat(post)
+
+
+def sample_stats(samples: dict) -> dict[str, np.ndarray]:
+    """NUTS statistics under ArviZ's names (``tree_depth`` from the leapfrog count).
+
+    MAP and Laplace draws (no ``n_steps``) carry ``lp`` and ``diverging`` (all False).
+    """
+    if "n_steps" not in samples:
+        lp = np.asarray(samples["lp"])
+        return {"lp": lp, "diverging": np.zeros(lp.shape, dtype=bool)}
+    n_steps = np.asarray(samples["n_steps"])
+    return {
+        "diverging": np.asarray(samples["diverging"], dtype=bool),
+        "n_steps": n_steps,
+        "tree_depth": np.ceil(np.log2(n_steps + 1)).astype(int),
+        "acceptance_rate": np.asarray(samples["acceptance_rate"]),
+        "lp": np.asarray(samples["lp"]),
+        "energy": np.asarray(samples["energy"]),
+        "step_size": np.asarray(samples["step_size"]),
+    }
+
+
+def mode_failure(
+    method: str,
+    map_potential: float,
+    min_eigenvalue: float,
+    *,
+    converged: bool = True,
+    grad_norm: float = float("nan"),
+    last_change: float = float("nan"),
+    num_steps: int | None = None,
+) -> str:
+    """Why a ``"map"``/``"laplace"`` fit failed, or ``""``.
+
+    In order: no finite mode; for Laplace, a Hessian that is not positive definite at the
+    mode (``min_eigenvalue <= 0``); a best start that had not converged after ``num_steps``
+    L-BFGS steps (``converged`` false: largest gradient component ``grad_norm`` not small and
+    the objective still falling by ``last_change`` over the last 10% of the steps; see
+    :func:`bayescale.infer.optimize.find_mode`).
+    """
+    if not np.isfinite(map_potential):
+        return "no finite posterior mode found"
+    if method == "laplace" and not min_eigenvalue > 0:
+        return f"Hessian at the mode not positive definite (min eigenvalue {min_eigenvalue:.3g})"
+    if not converged:
+        return (
+            f"mode search did not converge in {num_steps} steps: max |grad| {grad_norm:.3g}, "
+            f"objective still falling by {last_change:.3g} over the last 10% of the steps"
+        )
+    return ""
+
+
+def status_of(d, *, failed: bool = False) -> Status:
+    """The status of one fit's convergence numbers ``d`` (a dict or a diagnostics row)."""
+    if failed:
+        return Status.failed
+    if not np.isfinite(d["max_rhat"]) or d["max_rhat"] > d["rhat_max_allowed"]:
+        return Status.high_rhat
+    if min(d["min_ess_bulk"], d["min_ess_tail"]) < d["ess_min_allowed"]:
+        return Status.low_ess
+    if d["num_divergent"] > 0:
+        return Status.divergences
+    return Status.converged
+
+
+#: DataTree group of a ``fit_batch(..., keep=...)`` result holding, per fit, the
+#: convergence numbers and the summary of every draw (the groups hold the kept draws).
+ALL_DRAWS = "all_draws_summary"
+#: Quantiles stored per fit and parameter when draws are thinned by ``keep``.
+SUMMARY_QUANTILES = (0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975)
+
+
+def convergence_numbers(values: dict, names: Sequence[str], diverging) -> dict[str, np.ndarray]:
+    """Per fit: max split r̂, min bulk/tail ESS over ``names``, divergences, draws.
+
+    ``values[name]`` and ``diverging`` have shape ``(fit, chain, draw)``.  The statistics are
+    arviz-stats' (:mod:`bayescale.diagnostics`, all fits at once); a one-chain fit gets the
+    r̂ of its two halves, as :func:`rhat` does.
+    """
+    x = np.stack([np.moveaxis(values[n], 0, -1) for n in names], axis=-1)  # (c, d, fit, par)
+    if x.shape[0] == 1:  # one chain: its two halves
+        half = x.shape[1] // 2
+        halves = np.concatenate([x[:, :half], x[:, half : 2 * half]], axis=0)
+    else:
+        halves = x
+    return {
+        "max_rhat": batch_diagnostics.rhat(halves).max(axis=-1),
+        "min_ess_bulk": batch_diagnostics.ess_bulk(x).min(axis=-1),
+        "min_ess_tail": batch_diagnostics.ess_tail(x).min(axis=-1),
+        "num_divergent": np.asarray(diverging).sum(axis=(1, 2)),
+        "num_draws": np.full(x.shape[2], x.shape[0] * x.shape[1]),
+    }
+
+
+def keep_draws(posterior: Posterior, samples: dict, keep: int) -> dict:
+    """Reduce one chunk of sampler output (leading fit axis) to ``keep`` draws per chain.
+
+    Before the other draws are dropped, every fit's convergence numbers
+    (:func:`convergence_numbers`) and the mean, sd and :data:`SUMMARY_QUANTILES` of each
+    parameter are computed from all of them and returned under ``samples["all_draws"]``.
+    The kept draws are evenly spaced over each chain.
+    """
+    values = {k: np.asarray(v) for k, v in posterior.constrain(samples["z"]).items()}
+    summary = convergence_numbers(values, posterior.site_names, samples["diverging"])
+    for name, v in values.items():
+        flat = v.reshape(v.shape[0], -1)
+        summary[f"{name}_mean"], summary[f"{name}_sd"] = flat.mean(axis=1), flat.std(axis=1)
+        for q in SUMMARY_QUANTILES:
+            summary[f"{name}_{quantile_column(q)}"] = np.quantile(flat, q, axis=1)
+    num_draws = samples["z"].shape[2]
+    index = np.unique(np.linspace(0, num_draws - 1, min(keep, num_draws)).round().astype(int))
+    per_fit = ("map_potential", "map_failed_starts", "inverse_mass_matrix")
+    out = {k: (v if k in per_fit else np.asarray(v)[:, :, index]) for k, v in samples.items()}
+    out["all_draws"] = summary
+    return out
+
+
+#: Statuses from best to worst.
+ORDER = (Status.converged, Status.divergences, Status.low_ess, Status.high_rhat, Status.failed)
+
+
+def worst(statuses) -> Status:
+    """The worst of ``statuses`` (``Status`` members or their values)."""
+    ranks = [ORDER.index(Status(s)) for s in statuses]
+    return ORDER[max(ranks)] if ranks else Status.converged

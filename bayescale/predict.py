@@ -1,0 +1,207 @@
+"""The prediction engine of a result: the law and new runs at new covariates, the prior and
+observation-noise draws of its DataTree, and how far a point lies beyond the fitted range.
+
+All numpy (no compilation) except :func:`pointwise`, one jitted program per posterior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from bayescale.data import FitData, nonnegative_number
+from bayescale.infer.cache import compiled
+from bayescale.model import Posterior, observation_noise, posterior_key
+
+__all__ = [
+    "extrapolation_distance",
+    "log_prediction_draws",
+    "log_predictions",
+    "noise_draws",
+    "point_sigma_values",
+    "pointwise",
+    "prediction_table",
+    "prior_draws",
+    "quantile_column",
+    "signed_decades",
+]
+
+
+def quantile_column(q: float) -> str:
+    """Column name of quantile ``q``: 0.05 -> ``q5``, 0.025 -> ``q2.5``."""
+    return f"q{100 * q:g}"
+
+
+def pointwise(posterior: Posterior):
+    """Jitted pointwise log-likelihood and posterior-predictive draws (one per posterior)."""
+
+    def build():
+        @jax.jit
+        def fn(values, log_x, log_y, mask=None):
+            v = {k: x[..., None] for k, x in values.items()}
+            ll = posterior.pointwise_log_likelihood(v, log_x, log_y, mask)
+            return ll, posterior.log_mean(v, log_x)
+
+        return fn
+
+    return compiled(("pointwise", *posterior_key(posterior)), build)
+
+
+def point_sigma_values(
+    posterior: Posterior, values: dict, log_x: dict, shape, reference_log_x=None, mask=None
+) -> dict:
+    """``values`` with ``sigma`` replaced by the noise scale at each point (``shape``) when
+    the noise model is ``"loglinear"`` (:meth:`Posterior.point_sigma`, covariates
+    standardised by the fitted points ``reference_log_x``); ``values`` unchanged otherwise."""
+    if not posterior.noise_slopes:
+        return values
+    v = {k: jnp.asarray(x)[..., None] for k, x in values.items()}
+    sigma = posterior.point_sigma(v, log_x, reference_log_x, mask)
+    return {**values, "sigma": np.broadcast_to(np.asarray(sigma), shape)}
+
+
+def noise_draws(rng: np.random.Generator, likelihood: str, values: dict, shape) -> np.ndarray:
+    """Observation noise on the log scale for draws ``values`` (``(..., )`` -> ``shape``)."""
+    return observation_noise(rng, likelihood, values, shape)
+
+
+def prior_draws(posterior: Posterior, num: int, seed: int | Sequence[int]) -> dict[str, np.ndarray]:
+    """Exact prior draws with numpy (no compilation), ``{name: (num,)}``."""
+    rng = np.random.default_rng(seed)
+    samplers = {
+        "lognormal": lambda a: rng.lognormal(a[0], a[1], num),
+        "normal": lambda a: rng.normal(a[0], a[1], num),
+        "halfnormal": lambda a: np.abs(rng.normal(0.0, a[0], num)),
+        "uniform": lambda a: rng.uniform(a[0], a[1], num),
+        "gamma": lambda a: rng.gamma(a[0], 1.0 / a[1], num),
+    }
+    return {name: samplers[prior.kind](prior.args) for name, prior in posterior.prior_specs.items()}
+
+
+def log_predictions(
+    posterior: Posterior,
+    values: dict,
+    log_x: dict,
+    kind: str,
+    rng,
+    fitted_log_x: dict,
+    mask=None,
+    law_error: float = 0.0,
+) -> np.ndarray:
+    """Draws of the log response at ``log_x``: the law (``kind="mean"``) or a new run.
+
+    ``values`` are parameter draws of shape ``(...)`` (a point axis is appended) and ``log_x``
+    broadcasts against ``(..., points)``; ``fitted_log_x`` (and its ``mask``) are the fitted
+    points, against which a ``"loglinear"`` noise model standardises its covariates.  A new
+    run's draws get the opt-in law error :math:`\\tau\\,d(x)\\,z` (``law_error`` = :math:`\\tau`;
+    :func:`extrapolation_distance`), drawn after the noise so that :math:`\\tau = 0` leaves
+    the draws as they were.
+    """
+    if kind not in ("observation", "mean"):
+        raise ValueError(f"kind must be 'observation' or 'mean', got {kind!r}")
+    law_error = nonnegative_number(law_error, "law_error")
+    v = {k: jnp.asarray(x)[..., None] for k, x in values.items()}
+    log_x = {k: jnp.asarray(x) for k, x in log_x.items()}
+    log_mu = np.asarray(posterior.log_mean(v, log_x))
+    if kind == "mean":
+        return log_mu
+    fitted = {c: jnp.asarray(fitted_log_x[c]) for c in log_x}
+    noisy = point_sigma_values(posterior, values, log_x, log_mu.shape, fitted, mask)
+    log_y = log_mu + noise_draws(rng, posterior.likelihood, noisy, log_mu.shape)
+    if law_error > 0:
+        distance = extrapolation_distance(log_x, fitted_log_x, mask)
+        log_y = log_y + law_error * distance * rng.standard_normal(log_mu.shape)
+    return log_y
+
+
+def signed_decades(log_x: dict, fitted_log_x: dict, mask=None) -> dict:
+    """Per covariate, the signed decades by which ``log_x`` lies outside the fitted range
+    (0 inside).  ``fitted_log_x[c]`` has the fitted points on its last axis (one row for all
+    prediction points, or one row per row of ``log_x``); NaN or ``mask`` false: padding."""
+    out = {}
+    for c, x in log_x.items():
+        fitted = np.asarray(fitted_log_x[c], dtype=float) / np.log(10)
+        if mask is not None:
+            fitted = np.where(mask, fitted, np.nan)
+        lo, hi = np.nanmin(fitted, axis=-1), np.nanmax(fitted, axis=-1)
+        x = np.asarray(x) / np.log(10)
+        extra = (1,) * (x.ndim - np.ndim(lo))  # one fitted range per leading index of x
+        lo, hi = np.reshape(lo, np.shape(lo) + extra), np.reshape(hi, np.shape(hi) + extra)
+        out[c] = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
+    return out
+
+
+def extrapolation_distance(log_x: dict, fitted_log_x: dict, mask=None) -> np.ndarray:
+    """:math:`d(x) = \\sqrt{\\sum_c d_c(x)^2}`, the Euclidean norm of
+    :func:`_signed_decades` over covariates."""
+    return np.sqrt(sum(d**2 for d in signed_decades(log_x, fitted_log_x, mask).values()))
+
+
+def prediction_table(new: FitData, draws: np.ndarray, quantiles, fitted_log_x: dict):
+    """Covariates, ``mean``, quantile columns and the extrapolation columns of ``predict``.
+
+    ``draws`` has shape ``(..., points)``; ``fitted_log_x[c]`` holds the fitted points'
+    log covariate, one row per prediction point or one row for all (NaN: padding).
+    """
+    flat = draws.reshape(-1, draws.shape[-1])
+    out = new.frame.rename(columns=new.columns).reset_index(drop=True)
+    out["mean"] = flat.mean(axis=0)
+    for q, col in zip(quantiles, map(quantile_column, quantiles), strict=True):
+        out[col] = np.quantile(flat, q, axis=0)
+    decades = signed_decades(new.log_x, fitted_log_x)
+    signed = pd.DataFrame({new.columns[c]: v for c, v in decades.items()})
+    out["decades_beyond"] = signed.abs().max(axis=1).to_numpy() if len(signed.columns) else 0.0
+    out["extrapolation"] = [
+        ", ".join(f"{c} {v:+.2g} dec" for c, v in row.items() if v != 0) or "interpolation"
+        for _, row in signed.iterrows()
+    ]
+    return out
+
+
+def log_prediction_draws(
+    posterior: Posterior,
+    values: dict,
+    fitted_log_x: dict,
+    new_log_x: dict,
+    fit_index: np.ndarray,
+    kind: str,
+    seed,
+    law_error: float = 0.0,
+    max_numbers: float = 2e7,
+) -> np.ndarray:
+    """Draws of the log response, ``(chain, draw, row)``, each row under its own fit.
+
+    ``values[name]`` has shape ``(fit, chain, draw)``, ``fitted_log_x[c]`` ``(fit, point)``
+    (NaN: padding), ``new_log_x[c]`` ``(row,)`` and ``fit_index`` the fit of each row.  All
+    rows of a set of fits are evaluated at once: the fits' rows padded to a ``(fits, rows)``
+    grid against draws ``(chain, draw, fits)``, in chunks of fits of at most
+    ``max_numbers`` draws.
+    """
+    fits, inverse = np.unique(fit_index, return_inverse=True)
+    rank = pd.Series(inverse).groupby(inverse).cumcount().to_numpy()
+    width = int(rank.max()) + 1
+    _, c, d = next(iter(values.values())).shape
+    per_chunk = max(1, int(max_numbers // (c * d * width)))
+    rng = np.random.default_rng(seed)
+    out = np.empty((c, d, len(fit_index)))
+    for start in range(0, len(fits), per_chunk):
+        chunk = fits[start : start + per_chunk]
+        rows = np.flatnonzero((inverse >= start) & (inverse < start + len(chunk)))
+        f, r = inverse[rows] - start, rank[rows]
+        v = {k: np.moveaxis(x[chunk], 0, -1) for k, x in values.items()}
+        log_x = {}
+        for cv, x in new_log_x.items():
+            grid = np.full((len(chunk), width), x[rows[0]])
+            grid[f, r] = x[rows]
+            log_x[cv] = grid
+        fitted = {cv: x[chunk] for cv, x in fitted_log_x.items()}
+        mask = np.isfinite(next(iter(fitted.values())))
+        fitted = {cv: np.where(mask, x, 0.0) for cv, x in fitted.items()}
+        with np.errstate(over="ignore", invalid="ignore"):  # padded cells: dropped below
+            log_draws = log_predictions(posterior, v, log_x, kind, rng, fitted, mask, law_error)
+        out[:, :, rows] = log_draws[:, :, f, r]
+    return out
