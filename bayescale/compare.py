@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bayescale.result import FitResult, quantile_column
+from bayescale.result import Result, quantile_column
 
 __all__ = ["Comparison", "LooWarning", "compare"]
 
@@ -49,7 +49,7 @@ class Comparison:
         and ``pareto_k_threshold``.
     weights : dict of str to float
         Weights (stacking by default) by name.
-    results : dict of str to FitResult
+    results : dict of str to Result
     loo : dict of str to arviz_stats ELPDData
         Pointwise PSIS-LOO of each law.
     """
@@ -116,7 +116,7 @@ class Comparison:
 
 
 def compare(
-    results: Mapping[str, FitResult],
+    results: Mapping[str, Result],
     *,
     method: str = "stacking",
     warn: bool = True,
@@ -125,9 +125,10 @@ def compare(
 
     Parameters
     ----------
-    results : dict of str to FitResult
-        Two or more results (``method="nuts"`` or ``"laplace"``: posterior draws are needed)
-        fitted to the same observed response values.
+    results : dict of str to Result
+        Two or more results of one fit each (:class:`~bayescale.options.NUTS` or
+        :class:`~bayescale.options.Laplace`: posterior draws are needed) fitted to the same
+        observed response values.
     method : {"stacking", "BB-pseudo-BMA", "pseudo-BMA"}
         How the weights are computed (:func:`arviz_stats.compare`).
     warn : bool
@@ -155,17 +156,17 @@ def compare(
     results = {str(k): v for k, v in results.items()}
     reference = None
     for name, result in results.items():
-        if not isinstance(result, FitResult):
+        if not isinstance(result, Result) or len(result) != 1:
             raise ValueError(
-                f"results[{name!r}] is a {type(result).__name__}, not a FitResult "
-                f"(compare one curve of a BatchResult with result[label])"
+                f"results[{name!r}] is not the Result of one fit (compare one curve of a "
+                f"by= result with result[label])"
             )
         if result.method == "map" or result.num_chains * result.num_draws < 2:
             raise ValueError(
                 f"results[{name!r}] is a point estimate (method {result.method!r}); PSIS-LOO "
-                f"needs posterior draws: fit with method='nuts' or 'laplace'"
+                f"needs posterior draws: fit with inference=NUTS() or Laplace()"
             )
-        observed = result.datatree.observed_data[result.law.response].values
+        observed = result.datatree_of().observed_data[result.law.response].values
         if reference is None:
             reference = (name, observed)
         elif observed.shape != reference[1].shape or not np.allclose(observed, reference[1]):
@@ -174,7 +175,7 @@ def compare(
                 f"results[{reference[0]!r}] ({observed.size} vs {reference[1].size} points); "
                 f"LOO compares laws on the same data"
             )
-    loo = {name: azs.loo(r.datatree, pointwise=True) for name, r in results.items()}
+    loo = {name: azs.loo(r.datatree_of(), pointwise=True) for name, r in results.items()}
     table = azs.compare(loo, method=method, round_to="none")
     k_max, k_high, k_thresh = {}, {}, {}
     for name, elpd in loo.items():

@@ -306,6 +306,30 @@ class Result:
             dt.attrs["mode_stats"] = json.dumps({k: [v[i]] for k, v in stats.items()})
         return Result(dt, self.law, self.likelihood, self.columns, self.by)
 
+    def datatree_of(self, label=None) -> xr.DataTree:
+        """The DataTree of fit ``label`` (default: the only fit) without the fit dimension
+        and its padding: ``chain``/``draw`` dims only, what ArviZ functions expect
+        (``arviz_stats.loo``, ``arviz_plots``).
+
+        Raises
+        ------
+        ValueError
+            ``label`` left out for a result of several fits.
+        """
+        if label is None and len(self) != 1:
+            raise ValueError(
+                f"this result holds {len(self)} fits; name one: datatree_of(label), labels "
+                f"include {self.labels[:5]}"
+            )
+        one = self if label is None else self[label]
+        groups = {}
+        for name, node in one.datatree.children.items():
+            ds = node.to_dataset()
+            groups[name] = ds.isel({one.dim: 0}, drop=True) if one.dim in ds.dims else ds
+        dt = xr.DataTree.from_dict(groups)
+        dt.attrs = dict(one.datatree.attrs)
+        return dt
+
     # ------------------------------------------------------------------ diagnostics
     @cached_property
     def diagnostics(self) -> pd.DataFrame:

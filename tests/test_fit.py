@@ -8,6 +8,7 @@ import pytest
 from conftest import FIT_SETTINGS
 
 import bayescale
+from bayescale import NUTS
 from bayescale.result import quantile_column
 
 
@@ -25,7 +26,7 @@ def result():
         "power_law_offset",
         columns={"x": "steps", "y": "train_loss"},
         seed=3,
-        **FIT_SETTINGS,
+        inference=NUTS(**FIT_SETTINGS),
     )
 
 
@@ -35,7 +36,7 @@ def test_same_seed_same_draws(result):
         "power_law_offset",
         columns={"x": "steps", "y": "train_loss"},
         seed=3,
-        **FIT_SETTINGS,
+        inference=NUTS(**FIT_SETTINGS),
     )
     for name in result.parameter_names:
         np.testing.assert_array_equal(result.draws()[name], again.draws()[name])
@@ -47,7 +48,7 @@ def test_other_seed_other_draws(result):
         "power_law_offset",
         columns={"x": "steps", "y": "train_loss"},
         seed=4,
-        **FIT_SETTINGS,
+        inference=NUTS(**FIT_SETTINGS),
     )
     assert not np.array_equal(result.draws()["alpha"], other.draws()["alpha"])
 
@@ -57,11 +58,14 @@ def test_datatree_groups_and_dims(result):
     for group in ("posterior", "sample_stats", "observed_data", "log_likelihood", "prior"):
         assert group in dt.children, group
     for name in ("E", "A", "alpha", "sigma", "nu"):
-        assert dt.posterior[name].dims == ("chain", "draw")
+        assert dt.posterior[name].dims == ("fit", "chain", "draw")
     chains, draws = FIT_SETTINGS["num_chains"], FIT_SETTINGS["num_samples"]
     assert dt.posterior.sizes["chain"] == chains and dt.posterior.sizes["draw"] == draws
-    assert dt.log_likelihood["y"].shape == (chains, draws, 30)
-    np.testing.assert_allclose(dt.observed_data["y"].values, _data()["train_loss"].values)
+    assert dt.posterior.sizes["fit"] == 1 and len(result) == 1 and result.labels == [0]
+    assert dt.log_likelihood["y"].shape == (1, chains, draws, 30)
+    np.testing.assert_allclose(dt.observed_data["y"].values[0], _data()["train_loss"].values)
+    assert dt.prior["alpha"].dims == ("chain", "draw")
+    assert dt.prior_predictive["y"].dims == ("fit", "chain", "draw", "point")
     # a plain fit keeps NUTS's usual step-size target (pooled fits default to 0.99)
     assert dt.attrs["target_accept_prob"] == 0.8
 
@@ -70,14 +74,21 @@ def test_arviz_stats_work_unchanged(result):
     import arviz_stats as azs
 
     summary = result.summary()
-    assert set(result.parameter_names) <= set(summary.index)
-    loo = azs.loo(result.datatree)
+    assert set(result.parameter_names) <= set(summary["parameter"])
+    assert (summary["fit"] == 0).all() and {"mean", "sd", "q5", "q50", "q95"} <= set(summary)
+    one = result.datatree_of()
+    assert one.posterior["alpha"].dims == ("chain", "draw")
+    rhat = azs.rhat(one.posterior.dataset[list(result.parameter_names)])
+    max_rhat = max(float(v) for v in rhat.data_vars.values())
+    assert result.diagnostics.loc[0, "max_rhat"] == pytest.approx(max_rhat, rel=1e-9)
+    loo = azs.loo(one)
     assert np.isfinite(loo.elpd)
 
 
 def test_save_load_identical(result, tmp_path):
     path = result.save(tmp_path / "fit.nc")
-    loaded = bayescale.FitResult.load(path)
+    loaded = bayescale.load(path)
+    assert type(loaded) is bayescale.Result
     assert loaded.datatree.identical(result.datatree)
     assert loaded.law.formula.text == result.law.formula.text
     assert loaded.columns == result.columns
@@ -120,9 +131,7 @@ def test_non_convergence_warns_with_numbers():
             _data(),
             "power_law_offset",
             columns={"x": "steps", "y": "train_loss"},
-            num_chains=2,
-            num_warmup=5,
-            num_samples=20,
+            inference=NUTS(num_chains=2, num_warmup=5, num_samples=20),
             seed=1,
         )
     assert r.status is not bayescale.Status.converged
@@ -158,13 +167,13 @@ def test_single_chain_rhat_splits_the_chain():
     import arviz_stats as azs
     import xarray as xr
 
-    from bayescale.result import _rhat
+    from bayescale.result import rhat as split_rhat
 
     rng = np.random.default_rng(0)
     draws = np.stack([rng.normal(size=(1, 1000)), np.cumsum(rng.normal(size=(1, 1000)), -1)])
     ds = xr.Dataset({"theta": (("fit", "chain", "draw"), draws)}, coords={"fit": ["iid", "walk"]})
-    rhat = _rhat(ds)["theta"].values
+    rhat = split_rhat(ds)["theta"].values
     assert rhat[0] < 1.01  # independent draws: the halves agree
     assert rhat[1] > 1.1  # a random walk: the halves disagree
     two = xr.Dataset({"theta": (("chain", "draw"), rng.normal(size=(2, 500)))})
-    assert float(_rhat(two)["theta"]) == float(azs.rhat(two)["theta"])  # >= 2 chains: as is
+    assert float(split_rhat(two)["theta"]) == float(azs.rhat(two)["theta"])  # >= 2 chains: as is

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 
 import bayescale
+from bayescale import NUTS
 from bayescale.simulate import simulate
 
 SETTINGS = {"num_chains": 2, "num_warmup": 400, "num_samples": 400}
+SAMPLER = NUTS(**SETTINGS)
 CURVES = {"m0": (4.0, 3.2, 0.47), "m1": (3.4, 4.0, 0.56), "m2": (2.3, 5.4, 0.62)}
 
 
@@ -27,7 +29,7 @@ def _curves(lengths=(30, 24, 18)):
 
 @pytest.fixture(scope="module")
 def batch():
-    return bayescale.fit_batch(_curves(), "kaplan_per_token", by="size", seed=0, **SETTINGS)
+    return bayescale.fit(_curves(), "kaplan_per_token", by="size", seed=0, inference=SAMPLER)
 
 
 def test_labels_dims_and_padding(batch):
@@ -37,7 +39,8 @@ def test_labels_dims_and_padding(batch):
     assert post.sizes["chain"] == 2 and post.sizes["draw"] == 400
     loss = batch.datatree.observed_data["loss"].values
     assert np.isnan(loss[2, 18:]).all() and not np.isnan(loss[2, :18]).any()
-    assert batch["m2"].datatree.observed_data["loss"].shape == (18,)
+    assert batch["m2"].datatree.observed_data["loss"].shape == (1, 18)
+    assert batch["m2"].labels == ["m2"] and batch["m2"].dim == "size"
 
 
 def test_each_fit_matches_fitting_its_curve_alone(batch):
@@ -50,14 +53,14 @@ def test_each_fit_matches_fitting_its_curve_alone(batch):
             data[data["size"] == label].drop(columns="size"),
             "kaplan_per_token",
             seed=1,
-            **SETTINGS,
+            inference=SAMPLER,
         )
-        one = batch[label]
+        one, alone = batch.datatree_of(label), alone.datatree_of()
         for name in ("a", "b", "c"):
-            m1 = float(one.datatree.posterior[name].mean())
-            m2 = float(alone.datatree.posterior[name].mean())
-            se1 = float(azs.mcse(one.datatree.posterior.dataset[[name]])[name])
-            se2 = float(azs.mcse(alone.datatree.posterior.dataset[[name]])[name])
+            m1 = float(one.posterior[name].mean())
+            m2 = float(alone.posterior[name].mean())
+            se1 = float(azs.mcse(one.posterior.dataset[[name]])[name])
+            se2 = float(azs.mcse(alone.posterior.dataset[[name]])[name])
             z = (m1 - m2) / np.hypot(se1, se2)
             assert abs(z) < 4.5, f"{label}.{name}: batch {m1:.4g} vs alone {m2:.4g} (z={z:.1f})"
 
@@ -67,8 +70,9 @@ def test_batch_diagnostics_equal_each_fits_own(batch):
     table = batch.diagnostics
     for label in CURVES:
         own = batch[label].diagnostics
+        assert list(own.index) == [label]
         for column in ("max_rhat", "min_ess_bulk", "min_ess_tail", "num_divergent"):
-            assert table.loc[label, column] == pytest.approx(own[column], rel=1e-9), column
+            assert table.loc[label, column] == pytest.approx(own.loc[label, column], rel=1e-9)
 
 
 def test_exponents_recovered(batch):
@@ -85,13 +89,12 @@ def test_pathological_curve_fails_alone():
     # chunk_size=4: two chunks (the second padded) of the program the `batch` fixture
     # compiled (3 curves rounded up to a multiple of the 2 CPU devices): nothing new compiles
     with pytest.warns(bayescale.ConvergenceWarning, match="tiny: failed"):
-        r = bayescale.fit_batch(
+        r = bayescale.fit(
             pd.concat([data, tiny, flat]),
             "kaplan_per_token",
             by="size",
             seed=0,
-            chunk_size=4,
-            **SETTINGS,
+            inference=NUTS(chunk_size=4, **SETTINGS),
         )
     diag = r.diagnostics
     assert diag.loc["tiny", "status"] == "failed"
@@ -100,6 +103,7 @@ def test_pathological_curve_fails_alone():
         assert diag.loc[label, "max_rhat"] < 1.05, diag
         assert diag.loc[label, "num_divergent"] == 0, diag
     assert "tiny" in r.failed
+    assert r.status is bayescale.Status.failed  # the worst over the fits
 
 
 def test_predict_keeps_group_columns(batch):
@@ -142,8 +146,13 @@ def test_batched_predict_equals_each_fits_own_predict(batch):
 def test_keep_thins_draws_but_reports_all_of_them(batch):
     """``keep`` holds 50 of 400 draws per chain; the diagnostics and summary still come from
     all 400 (the same program and seed as ``batch``: the same draws)."""
-    kept = bayescale.fit_batch(
-        _curves(), "kaplan_per_token", by="size", seed=0, keep=50, warn=False, **SETTINGS
+    kept = bayescale.fit(
+        _curves(),
+        "kaplan_per_token",
+        by="size",
+        seed=0,
+        inference=NUTS(keep=50, **SETTINGS),
+        warn=False,
     )
     assert kept.datatree.posterior.sizes["draw"] == 50
     full = batch.datatree.posterior["c"].values
@@ -156,17 +165,19 @@ def test_keep_thins_draws_but_reports_all_of_them(batch):
     q10 = kept.summary(quantiles=(0.1,)).set_index(["size", "parameter"])["q10"]
     expect = np.quantile(full[:, :, index].reshape(3, -1), 0.1, axis=1)
     np.testing.assert_allclose(q10.xs("c", level="parameter").to_numpy(), expect)
-    with pytest.raises(ValueError, match="keep"):
-        bayescale.fit_batch(_curves(), "kaplan_per_token", by="size", keep=0)
+    with pytest.raises(ValueError, match=r"NUTS\(keep=0\)"):
+        NUTS(keep=0)
+    with pytest.raises(ValueError, match=r"NUTS\(keep=50\).*single fit"):
+        bayescale.fit(_curves(), "kaplan_per_token", inference=NUTS(keep=50))
 
 
 def test_bad_curve_is_named():
     data = _curves()
     data.loc[5, "loss"] = np.nan
     with pytest.raises(bayescale.DataError, match="curve 'm0'"):
-        bayescale.fit_batch(data, "kaplan_per_token", by="size", **SETTINGS)
+        bayescale.fit(data, "kaplan_per_token", by="size", inference=SAMPLER)
     with pytest.raises(bayescale.DataError, match="by= names"):
-        bayescale.fit_batch(_curves(), "kaplan_per_token", by="model", **SETTINGS)
+        bayescale.fit(_curves(), "kaplan_per_token", by="model", inference=SAMPLER)
 
 
 SHARDED = textwrap.dedent(
@@ -176,8 +187,8 @@ SHARDED = textwrap.dedent(
     import jax
     import bayescale
     from test_infer_batch import SETTINGS, _curves
-    r = bayescale.fit_batch(_curves(), "kaplan_per_token", by="size", seed=0, warn=False,
-                            chunk_size=int(sys.argv[1]), **SETTINGS)
+    r = bayescale.fit(_curves(), "kaplan_per_token", by="size", seed=0, warn=False,
+                      inference=bayescale.NUTS(chunk_size=int(sys.argv[1]), **SETTINGS))
     post = r.datatree.posterior.dataset[["a", "b", "c"]]
     mcse = azs.mcse(post)
     print(json.dumps({"devices": jax.device_count(),
