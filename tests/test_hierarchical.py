@@ -1,4 +1,5 @@
-"""Hierarchical pooling (issue 6): fit(..., group=, pooled=) on simulated grouped data."""
+"""Hierarchical pooling (issue 6): fit(..., by=, model=Model(pooled=...)) on simulated grouped
+data."""
 
 import json
 
@@ -9,9 +10,10 @@ import pandas as pd
 import pytest
 
 import bayescale
+from bayescale import MAP, NUTS, Laplace, Model
 from bayescale.data import prepare
-from bayescale.infer.batch import stack
 from bayescale.infer.optimize import choose_centring
+from bayescale.infer.parallel import stack
 from bayescale.laws import get_law
 from bayescale.model import PooledPosterior, Posterior
 
@@ -39,8 +41,9 @@ def grouped():
 def pooled_fit(grouped):
     data, _ = grouped
     return bayescale.fit(
-        data, "power_law_offset", group="seed", pooled=["alpha"], likelihood="normal",
-        num_chains=2, num_warmup=400, num_samples=400, seed=0, warn=False,
+        data, "power_law_offset", by="seed",
+        model=Model(likelihood="normal", pooled=("alpha",)),
+        inference=NUTS(num_chains=2, num_warmup=400, num_samples=400), seed=0, warn=False,
     )  # fmt: skip
 
 
@@ -188,9 +191,9 @@ def test_pooling_narrows_the_exponent_intervals(pooled_fit, grouped):
     posterior, here its Laplace approximation (the program of the outlier test in
     test_methods.py, shared when the suite runs in one process)."""
     data, _ = grouped
-    unpooled = bayescale.fit_batch(
-        data, "power_law_offset", by="seed", likelihood="normal", method="laplace",
-        map_steps=150, num_chains=1, num_samples=1000, seed=0, warn=False,
+    unpooled = bayescale.fit(
+        data, "power_law_offset", by="seed", model=Model(likelihood="normal"),
+        inference=Laplace(num_steps=150, num_chains=1, num_samples=1000), seed=0, warn=False,
     )  # fmt: skip
     assert not unpooled.failed
 
@@ -205,6 +208,10 @@ def test_pooling_narrows_the_exponent_intervals(pooled_fit, grouped):
 def test_pooling_arguments_are_checked(grouped):
     data, _ = grouped
     with pytest.raises(ValueError, match="pooled"):
-        bayescale.fit(data, "power_law_offset", group="seed", pooled=["gamma"])
-    with pytest.raises(ValueError, match="group="):
-        bayescale.fit(data, "power_law_offset", pooled=["alpha"])
+        bayescale.fit(data, "power_law_offset", by="seed", model=Model(pooled=("gamma",)))
+    with pytest.raises(ValueError, match="by="):
+        bayescale.fit(data, "power_law_offset", model=Model(pooled=("alpha",)))
+    with pytest.raises(ValueError, match="NUTS"):
+        bayescale.fit(
+            data, "power_law_offset", by="seed", model=Model(pooled=("alpha",)), inference=MAP()
+        )

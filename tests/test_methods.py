@@ -8,6 +8,7 @@ import scipy.stats
 from conftest import scaled
 
 import bayescale
+from bayescale import MAP, Laplace, Model
 from bayescale.infer.optimize import GRAD_TOL
 from bayescale.laws import get_law
 from bayescale.model import HUBER_DELTA, Posterior, huber_logpdf, observation_noise
@@ -46,10 +47,8 @@ def test_huber_map_reproduces_the_plain_huber_grid_fit(chinchilla_frame):
         chinchilla_frame,
         "chinchilla",
         columns={"n_params": "Model Size"},
-        method="map",
-        likelihood="huber",
-        flat_priors=True,
-        num_starts=16,
+        model=Model(likelihood="huber"),
+        inference=MAP(flat_priors=True, num_starts=16),
     )
     assert result.method == "map" and result.status is bayescale.Status.converged
     draws = result.draws()
@@ -57,7 +56,7 @@ def test_huber_map_reproduces_the_plain_huber_grid_fit(chinchilla_frame):
     for name, reference in HUBER_GRID_FIT.items():
         value = float(draws[name].ravel()[0])
         assert value == pytest.approx(reference, rel=0.02), (name, value, reference)
-    d = result.diagnostics
+    d = result.diagnostics.loc[0]
     assert d["map_failed_starts"] == 0 and d["map_agreeing_starts"] >= 2, d
 
 
@@ -67,14 +66,14 @@ def test_laplace_result_has_the_nuts_shape_and_predicts():
     data = frame(log_x, log_y).drop(columns="curve")
     # test_compare.py's settings and data shape (40 points): one compiled program for both
     result = bayescale.fit(
-        data, "power_law_offset", method="laplace", likelihood="normal", num_chains=2,
-        num_samples=500, seed=0,
+        data, "power_law_offset", model=Model(likelihood="normal"),
+        inference=Laplace(num_chains=2, num_samples=500), seed=0,
     )  # fmt: skip
     assert result.method == "laplace" and result.status is bayescale.Status.converged
     post = result.datatree.posterior
     assert dict(post.sizes)["chain"] == 2 and dict(post.sizes)["draw"] == 500
-    assert result.datatree.log_likelihood["y"].shape == (2, 500, 40)
-    assert result.diagnostics["min_eigenvalue"] > 0
+    assert result.datatree.log_likelihood["y"].shape == (1, 2, 500, 40)
+    assert result.diagnostics.loc[0, "min_eigenvalue"] > 0
     pred = result.predict({"x": [1.0, 1e6]})
     assert (pred["q5"] < pred["q95"]).all()
     # the Laplace draws are centred on the truth within 4 posterior sd
@@ -85,16 +84,16 @@ def test_laplace_result_has_the_nuts_shape_and_predicts():
 
 def test_single_map_fit_reports_non_convergence():
     """A mode search stopped after 3 L-BFGS steps has not converged: the single fit's status
-    says so (as each curve's does in fit_batch), with the numbers in the warning."""
+    says so (as each curve's does in a by= fit), with the numbers in the warning."""
     rng = np.random.default_rng(12)
     _, log_x, log_y = simulated_curves(1, rng)
     data = frame(log_x, log_y).drop(columns="curve")
     with pytest.warns(bayescale.ConvergenceWarning, match=r"did not converge in 3 steps") as rec:
         result = bayescale.fit(
-            data, "power_law_offset", method="map", likelihood="normal", map_steps=3,
-            num_starts=2, seed=0,
+            data, "power_law_offset", model=Model(likelihood="normal"),
+            inference=MAP(num_steps=3, num_starts=2), seed=0,
         )  # fmt: skip
-    d = result.diagnostics
+    d = result.diagnostics.loc[0]
     assert result.status is bayescale.Status.failed
     assert np.isfinite(d["map_potential"]) and not d["map_converged"]
     # neither criterion of find_mode holds: a large gradient, an objective still falling
@@ -122,11 +121,12 @@ def outlier_curves():
 
 @pytest.fixture(scope="module")
 def normal_maps(outlier_curves):
-    """MAP (normal likelihood) of every clean and corrupted curve, one fit_batch call."""
+    """MAP (normal likelihood) of every clean and corrupted curve, one fit(..., by=) call."""
     _, both = outlier_curves
-    return bayescale.fit_batch(
-        both, "power_law_offset", by="curve", method="map", likelihood="normal", map_steps=200
-    )
+    return bayescale.fit(
+        both, "power_law_offset", by="curve", model=Model(likelihood="normal"),
+        inference=MAP(num_steps=200),
+    )  # fmt: skip
 
 
 def test_batched_map_recovers_each_curve(outlier_curves, normal_maps):
@@ -149,12 +149,12 @@ def test_outliers_move_normal_exponents_but_not_student_t(normal_maps, outlier_c
     (``scaled(60, 16)`` curves); the counts are checked against binomial bounds.
 
     The clean-data interval and the robust exponent are Laplace draws (Student-t, clean and
-    corrupted curves in one fit_batch call); the normal exponent is the MAP (the median of
+    corrupted curves in one fit(..., by=) call); the normal exponent is the MAP (the median of
     its Laplace draws, as the draws are symmetric about the mode in log alpha)."""
     _, both = outlier_curves
-    robust = bayescale.fit_batch(
-        both, "power_law_offset", by="curve", likelihood="student_t", method="laplace",
-        map_steps=150, num_chains=1, num_samples=1000, warn=False,
+    robust = bayescale.fit(
+        both, "power_law_offset", by="curve", model=Model(likelihood="student_t"),
+        inference=Laplace(num_steps=150, num_chains=1, num_samples=1000), warn=False,
     )  # fmt: skip
     alpha_t = robust.datatree.posterior["alpha"].values.reshape(2 * REPS, -1)
     lo, hi = np.quantile(alpha_t[:REPS], [0.05, 0.95], axis=1)
@@ -193,7 +193,7 @@ def test_fixed_nu_and_bad_arguments():
         with pytest.raises(ValueError, match="unknown likelihood"):
             Posterior(law, bad)
     data = {"x": [1.0, 2, 3, 4, 5, 6], "y": [3.0, 2.5, 2.3, 2.2, 2.1, 2.05]}
-    with pytest.raises(ValueError, match="unknown method"):
-        bayescale.fit(data, law, method="vi")
-    with pytest.raises(ValueError, match="flat_priors"):
-        bayescale.fit(data, law, method="laplace", flat_priors=True)
+    with pytest.raises(TypeError, match="inference must be NUTS"):
+        bayescale.fit(data, law, inference="vi")
+    with pytest.raises(TypeError, match="flat_priors"):
+        Laplace(flat_priors=True)
