@@ -36,7 +36,7 @@ def test_medians_inside_epoch_intervals(chinchilla):
 
 
 def test_converged(chinchilla):
-    d = chinchilla.diagnostics
+    d = chinchilla.diagnostics.loc[0]
     assert d["max_rhat"] < 1.01, d
     assert d["num_divergent"] == 0, d
     assert chinchilla.status is bayescale.Status.converged

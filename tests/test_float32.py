@@ -15,8 +15,8 @@ SCRIPT = textwrap.dedent(
     from bayescale.simulate import simulate
     law = bayescale.laws.get_law("chinchilla")
     data = simulate(law, seed=11)
-    r = bayescale.fit(data, law, num_chains=2, num_warmup=400, num_samples=400, seed=0,
-                      warn=False)
+    r = bayescale.fit(data, law, seed=0, warn=False,
+                      inference=bayescale.NUTS(num_chains=2, num_warmup=400, num_samples=400))
     draws = r.draws()
     pred = r.predict({"n_params": [1e12], "n_tokens": [1e14]}, kind="mean")
     print(json.dumps({
@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
         "log_mean": {k: float(np.log(v).mean()) for k, v in draws.items()},
         "log_sd": {k: float(np.log(v).std()) for k, v in draws.items()},
         "ref": law.reference,
-        "rhat": r.diagnostics["max_rhat"],
+        "rhat": float(r.diagnostics.loc[0, "max_rhat"]),
         "pred": float(pred["q50"].iloc[0]),
     }))
     """

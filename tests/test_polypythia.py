@@ -1,4 +1,4 @@
-"""Real data: every PolyPythia training curve (model size x seed) in one ``fit_batch`` call.
+"""Real data: every PolyPythia training curve (model size x seed) in one ``fit(..., by=)`` call.
 
 Data: ``../shared/data/polypythia_train_lm_loss_every10steps.csv`` (EleutherAI/pythia,
 hmm-training-maps; Apache-2.0): training loss every 10 steps of the PolyPythia runs, 4
@@ -34,7 +34,7 @@ BY = ["model", "seed"]
 
 
 def curve_label(model, seed) -> str:
-    return f"{model}/{seed}"  # fit_batch joins several ``by`` columns with "/"
+    return f"{model}/{seed}"  # fit(..., by=) joins several ``by`` columns with "/"
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +47,15 @@ def curves(shared_data) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def batch(curves):
-    return bayescale.fit_batch(
+    return bayescale.fit(
         curves.drop(columns="from_init"),
         "power_law_offset",
         columns=COLUMNS,
         by=BY,
-        likelihood=LIKELIHOOD,
+        model=bayescale.Model(likelihood=LIKELIHOOD),
+        inference=bayescale.NUTS(progress_bar=False, **SETTINGS),
         seed=0,
-        progress_bar=False,
         warn=False,
-        **SETTINGS,
     )
 
 
