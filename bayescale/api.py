@@ -213,12 +213,11 @@ def _resolve(model, inference, by, old: dict, caller: str, *, stacklevel: int):
             raise TypeError(
                 f"{caller}() got both model= and its deprecated keyword(s) {', '.join(given)}"
             )
-        if given.get("pooled") is not None:
-            given["pooled"] = tuple(given["pooled"])
-        elif "pooled" in given:
-            given["pooled"] = ()
         for k, v in given.items():
-            deprecate(k, v, f"fit(..., model=Model({k}={v!r}))")
+            shown = tuple(v) if k == "pooled" and v is not None else v
+            deprecate(k, v, f"fit(..., model=Model({k}={shown!r}))")
+        if "pooled" in given:
+            given["pooled"] = () if given["pooled"] is None else tuple(given["pooled"])
         model = Model(**given)
     given = {k: old.pop(k) for k in _INFERENCE_KEYWORDS if k in old}
     if given:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 __all__ = ["MAP", "NUTS", "Laplace", "Model"]
 
@@ -106,7 +105,7 @@ class Model:
                     Prior.parse(text)
                 except LawError as err:
                     raise ValueError(f"Model(priors={{{name!r}: {text!r}}}): {err}") from None
-            object.__setattr__(self, "priors", MappingProxyType(dict(self.priors)))
+            object.__setattr__(self, "priors", dict(self.priors))
         pooled = self.pooled
         if isinstance(pooled, str) or not isinstance(pooled, Sequence):
             raise TypeError(
