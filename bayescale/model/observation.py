@@ -47,7 +47,6 @@ __all__ = [
     "noise_model",
     "noise_standardisation",
     "observation_dist",
-    "observation_logpdf",
     "observation_noise",
     "observation_noise_jax",
     "with_noise",
@@ -123,13 +122,9 @@ def likelihood_family(likelihood: str) -> Likelihood:
     return get_likelihood(str(likelihood).partition("+")[0])
 
 
-def observation_logpdf(likelihood: str, log_y, log_mean, sigma, nu=None):
-    """Pointwise log density of the log response (the same as :func:`observation_dist`)."""
-    return likelihood_family(likelihood).logpdf(log_y - log_mean, sigma, {"nu": nu})
-
-
 def observation_dist(likelihood: str, log_mean, sigma, nu=None) -> dist.Distribution:
-    """Distribution of the log response around the law's log mean."""
+    """Distribution of the log response around the law's log mean (the family's;
+    ``nu`` is used by a fitted Student-t)."""
     return likelihood_family(likelihood).distribution(log_mean, sigma, {"nu": nu})
 
 

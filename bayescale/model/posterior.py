@@ -23,6 +23,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions.transforms import biject_to
 
+from bayescale.families import Likelihood
 from bayescale.laws import Law, Prior
 from bayescale.laws.formula import PowerTerm
 from bayescale.model.observation import (
@@ -30,8 +31,6 @@ from bayescale.model.observation import (
     likelihood_family,
     noise_model,
     noise_standardisation,
-    observation_dist,
-    observation_logpdf,
 )
 
 __all__ = ["POTENTIAL_MAX", "Posterior", "capped_potential", "posterior_key"]
@@ -75,9 +74,14 @@ class Posterior:
         likelihood_family(self.likelihood)  # raises on an unknown likelihood
 
     @property
+    def family(self) -> Likelihood:
+        """The likelihood family (:mod:`bayescale.families.likelihoods`)."""
+        return likelihood_family(self.likelihood)
+
+    @property
     def fits_nu(self) -> bool:
         """Whether the Student-t degrees of freedom are a fitted parameter."""
-        return "nu" in likelihood_family(self.likelihood).extra_priors
+        return "nu" in self.family.extra_priors
 
     @property
     def noise(self) -> str:
@@ -103,7 +107,7 @@ class Posterior:
         """Site -> :class:`~bayescale.laws.Prior`, in the order of :attr:`site_names`."""
         specs = {k: p.prior for k, p in self.law.parameters.items()}
         specs["sigma"] = self.law.sigma_prior
-        for name, (kind, args) in likelihood_family(self.likelihood).extra_priors.items():
+        for name, (kind, args) in self.family.extra_priors.items():
             specs[name] = Prior(kind, args)
         for name in self.noise_slopes.values():
             specs[name] = Prior("normal", NOISE_SLOPE_PRIOR)
@@ -143,7 +147,7 @@ class Posterior:
         values = {k: numpyro.sample(k, d) for k, d in self.priors.items()}
         mu = self.law.log_mean(values, log_x)
         sigma = self.point_sigma(values, log_x, log_x, mask)
-        obs = observation_dist(self.likelihood, mu, sigma, values.get("nu"))
+        obs = self.family.distribution(mu, sigma, values)
         with numpyro.handlers.mask(mask=True if mask is None else mask):
             numpyro.sample(self.law.response, obs, obs=log_y)
 
@@ -251,7 +255,7 @@ class Posterior:
             {**{k: jnp.exp(v) for k, v in log_x.items()}, **values}, {**log_x, **logs}
         )
         sigma = self.point_sigma(values, log_x, log_x, data["mask"])
-        ll = observation_logpdf(self.likelihood, data["log_y"], mu, sigma, values.get("nu"))
+        ll = self.family.logpdf(data["log_y"] - mu, sigma, values)
         return lp, jnp.sum(jnp.where(data["mask"], ll, 0.0))
 
     def potential(self, z, data):
@@ -288,4 +292,4 @@ class Posterior:
         """
         mu = self.log_mean(values, log_x)
         sigma = self.point_sigma(values, log_x, log_x, mask)
-        return observation_logpdf(self.likelihood, log_y, mu, sigma, values.get("nu"))
+        return self.family.logpdf(log_y - mu, sigma, values)
