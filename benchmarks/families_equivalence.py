@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import bayescale  # noqa: F401
 import bayescale.model as new
 from bayescale.laws import Prior, get_law
 
+jax.config.update("jax_enable_x64", True)  # this script's own process
 BASE = "877f787"
 tmp = Path(tempfile.mkdtemp())
 (tmp / "old_model.py").write_text(

@@ -16,7 +16,6 @@ import scipy.integrate
 import scipy.stats as st
 from numpyro.distributions.transforms import biject_to
 
-import bayescale  # noqa: F401  (enables float64 before the first array is made)
 from bayescale.families import (
     HUBER_DELTA,
     LIKELIHOOD_FAMILIES,
@@ -42,6 +41,13 @@ SCIPY_PRIORS = {
     "gamma(2, 0.1)": st.gamma(2.0, scale=10.0),
     "gamma(0.7, 3)": st.gamma(0.7, scale=1.0 / 3.0),
 }
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Every test here computes in float64 (scoped, as bayescale's entry points do)."""
+    with jax.enable_x64(True):
+        yield
 
 
 def assert_moment(draws, expected, what):
