@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayescale.data import DataError, _as_frame
+from bayescale.data import DataError, as_frame
 from bayescale.result import FitResult, quantile_column
 from bayescale.simulate import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
@@ -54,7 +54,7 @@ _RUN_COLUMNS = ("n_params", "batch_size", "steps", "loss")
 
 def _runs(runs, columns: Mapping[str, str] | None) -> pd.DataFrame:
     """Validated runs under the standard names; ``flops`` (FLOP) = 6·N·B·S where absent."""
-    frame = _as_frame(runs)
+    frame = as_frame(runs)
     names = {c: c for c in (*_RUN_COLUMNS, "flops")} | dict(columns or {})
     missing = [names[c] for c in _RUN_COLUMNS if names[c] not in frame.columns]
     if missing:

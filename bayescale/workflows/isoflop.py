@@ -69,7 +69,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.api import fit_batch
-from bayescale.data import DataError, _as_frame
+from bayescale.data import DataError, as_frame
 from bayescale.result import BatchResult, ConvergenceWarning, Status, quantile_column
 from bayescale.simulate import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
@@ -415,7 +415,7 @@ def fit_isoflop(
         Missing columns, a ``window`` that is not a positive number, a ``refit_scale`` that
         is not ``None`` or an integer >= 2, or a group with fewer than two usable budgets.
     """
-    frame = _as_frame(data)
+    frame = as_frame(data)
     groups = (by,) if isinstance(by, str) else tuple(by)
     names = {"flops": "flops", "n_params": "n_params", "loss": "loss", **dict(columns or {})}
     missing = [c for c in (*groups, *names.values()) if c not in frame.columns]
