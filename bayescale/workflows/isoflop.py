@@ -71,7 +71,7 @@ import xarray as xr
 from bayescale.api import fit_batch
 from bayescale.data import DataError, as_frame
 from bayescale.result import BatchResult, ConvergenceWarning, Status, quantile_column
-from bayescale.simulate import PF_DAY
+from bayescale.units import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
 
 __all__ = ["REFIT_SCALE", "IsoflopResult", "fit_isoflop", "log_vertex_draws", "window_runs"]
