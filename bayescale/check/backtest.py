@@ -310,8 +310,7 @@ def backtest(
         :func:`bayescale.fit`), e.g. ``target_accept_prob`` (keyword, in (0, 1); default
         0.8, and 0.99 for the pooled fits as in :func:`bayescale.fit`; recorded in
         ``.batch.datatree.attrs``): a higher NUTS acceptance target takes smaller steps, the
-        remedy for fits flagged by a few divergences (as PolyPythia's pooled-alpha fits are
-        at 0.8 and 0.95).  With ``noise="loglinear"`` the
+        remedy for fits flagged by a few divergences.  With ``noise="loglinear"`` the
         predictive intervals at held-out points use the noise scale :math:`\\sigma(x)`
         extrapolated there (covariates standardised by the fitted points).
     law_error : {None, "curves", "in_range"}

@@ -24,8 +24,7 @@ Hoffmann et al.'s approach 2, as Porian et al. (2024) apply it, with posteriors 
    wherever the data fix the curvature.  The vertex form :math:`\\log L^* + k (\\log N -
    \\log N^*)^2` (law ``isoflop_parabola``) is the same curve, but its posterior is a curved
    ridge between :math:`k` and :math:`\\log N^*` when a sweep barely brackets its minimum,
-   which NUTS crossed badly: on Porian et al.'s 171 profiles, 54 did not converge at
-   4 x 1,000 draws.
+   which NUTS crosses poorly.
 
    Profiles whose fit does not converge (:math:`\\hat R > 1.01`, too few effective draws or
    divergences) are fitted again, all of them in one more :func:`bayescale.fit_batch` call,
