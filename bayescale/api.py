@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from bayescale.data import DataError, _as_frame, prepare
+from bayescale.data import DataError, as_frame, prepare
 from bayescale.infer.batch import run_batch, stack
 from bayescale.infer.nuts import SamplerOptions, build_sampler
 from bayescale.infer.optimize import METHODS, build_mode_fit, run_mode_fit
@@ -458,7 +458,7 @@ def _split_curves(data, law: Law, by, columns):
     Returns ``(fits, labels, reasons)``: one :class:`~bayescale.data.FitData` per curve, its
     label, and ``{label: why}`` for curves with too few points to constrain the law.
     """
-    frame = _as_frame(data)
+    frame = as_frame(data)
     by_cols = [by] if isinstance(by, str) else list(by)
     missing = [b for b in by_cols if b not in frame.columns]
     if missing or not by_cols:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from bayescale.laws import get_law
 from bayescale.result import FitResult, quantile_column
-from bayescale.simulate import PF_DAY
+from bayescale.units import PF_DAY
 
 __all__ = [
     "MAX_LOSS",
