@@ -48,7 +48,7 @@ import pandas as pd
 
 from bayescale.data import DataError, covariate_frame
 from bayescale.infer.batch import padded_length
-from bayescale.model import observation_dist
+from bayescale.model import observation_noise_jax
 from bayescale.plan.allocation import FlopsFormula, as_budgets, log_target, parse_target
 from bayescale.result import FitResult
 
@@ -93,11 +93,7 @@ def _candidates(
 # ---------------------------------------------------------------------------- scoring
 def _observation_noise(likelihood: str, values, rng_key, shape):
     """Log-scale observation noise for outer draws ``values`` (``(J,)``) -> ``(J, *rest)``."""
-    extra = (1,) * (len(shape) - 1)
-    sigma = values["sigma"].reshape(-1, *extra)
-    nu = values["nu"].reshape(-1, *extra) if likelihood == "student_t" else None
-    d = observation_dist(likelihood, jnp.zeros(shape), sigma, nu)
-    return d.sample(rng_key)
+    return observation_noise_jax(likelihood, values, rng_key, shape)
 
 
 def _padded_candidates(log_x: dict, batch_size: int) -> dict:
