@@ -50,6 +50,7 @@ from bayescale.data import DataError, covariate_frame
 from bayescale.infer.batch import padded_length
 from bayescale.model import observation_noise_jax
 from bayescale.plan.allocation import FlopsFormula, as_budgets, log_target, parse_target
+from bayescale.precision import float64
 from bayescale.result import FitResult
 
 __all__ = [
@@ -224,6 +225,7 @@ def _prepared(result, target, flops_formula, num_draws, seed):
     return target, values, t
 
 
+@float64
 def score_candidates(
     result: FitResult,
     target,
@@ -306,6 +308,7 @@ def score_candidates(
     return out
 
 
+@float64
 def next_runs(
     result: FitResult,
     *,
@@ -433,6 +436,7 @@ def next_runs(
     return out
 
 
+@float64
 def isoflop_candidates(
     flops, *, tokens_per_param: tuple[float, float] = (0.1, 3000.0), num: int = 31
 ) -> pd.DataFrame:
