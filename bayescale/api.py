@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from bayescale.data import DataError, _as_frame, prepare
+from bayescale.data import DataError, as_frame, prepare
 from bayescale.infer.batch import run_batch
 from bayescale.infer.nuts import SamplerOptions
 from bayescale.infer.optimize import build_mode_fit, run_mode_fit
@@ -20,6 +20,7 @@ from bayescale.infer.parallel import stack
 from bayescale.laws import Law, get_law
 from bayescale.model import PooledPosterior, Posterior, check_pooled_names, with_noise
 from bayescale.options import MAP, NUTS, Laplace, Model, method_name
+from bayescale.precision import float64
 from bayescale.result import ESS_PER_CHAIN_MIN, RHAT_MAX, Result, keep_draws, mode_failure, rhat
 
 __all__ = ["fit", "fit_batch", "seed_key"]
@@ -151,9 +152,10 @@ def fit_batch(data, law: str | Path | Law, *, by: str | list[str], **options) ->
     return _fit(data, law, by, *settings.values(), options, "fit_batch")
 
 
+@float64
 def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, caller):
     """:func:`fit`, called by ``caller`` (the name its deprecation warnings use)."""
-    model, inference, by = _resolve(model, inference, by, deprecated, caller, stacklevel=4)
+    model, inference, by = _resolve(model, inference, by, deprecated, caller, stacklevel=5)
     law = get_law(law, priors=model.priors)
     posterior = Posterior(law, with_noise(model.likelihood, model.noise))
     method = method_name(inference)
@@ -415,7 +417,7 @@ def _split_curves(data, law: Law, by, columns):
     Returns ``(fits, labels, reasons)``: one :class:`~bayescale.data.FitData` per curve, its
     label, and ``{label: why}`` for curves with too few points to constrain the law.
     """
-    frame = _as_frame(data)
+    frame = as_frame(data)
     by_cols = [by] if isinstance(by, str) else list(by)
     missing = [b for b in by_cols if b not in frame.columns]
     if missing or not by_cols:

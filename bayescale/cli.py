@@ -482,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``bayescale`` command; returns the exit status (0 ok, 2 input error)."""
     args = build_parser().parse_args(argv)
+    from bayescale.settings import configure
+
+    configure()  # the command line opts in: all CPU cores as devices, persistent cache
     try:
         return args.func(args)
     except (OSError, ValueError) as err:

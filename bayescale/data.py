@@ -19,6 +19,7 @@ from bayescale.laws import Law
 __all__ = [
     "DataError",
     "FitData",
+    "as_frame",
     "covariate_frame",
     "nonnegative_number",
     "prepare",
@@ -76,7 +77,16 @@ def nonnegative_number(value, name: str) -> float:
     return number
 
 
-def _as_frame(data) -> pd.DataFrame:
+def as_frame(data) -> pd.DataFrame:
+    """The data as a DataFrame: a DataFrame as given, a CSV path read, a dict of
+    one-dimensional arrays (or scalars) of equal length as columns.
+
+    Raises
+    ------
+    DataError
+        A missing file, a column of more than one dimension, columns of different lengths,
+        or another type.
+    """
     if isinstance(data, pd.DataFrame):
         return data
     if isinstance(data, str | Path):
@@ -206,7 +216,7 @@ def prepare(
         Naming the law, the column, the value and the row of the first problem found.
     """
     try:
-        frame = _as_frame(data)
+        frame = as_frame(data)
     except DataError as err:
         raise DataError(f"data for law {law.id!r}: {err}") from None
     if len(frame) == 0:
@@ -233,7 +243,7 @@ def prepare(
 def covariate_frame(law: Law, new_data, columns: Mapping[str, str] | None = None) -> FitData:
     """Validate prediction inputs: each covariate under its mapped column or its own name."""
     try:
-        frame = _as_frame(new_data)
+        frame = as_frame(new_data)
     except DataError as err:
         raise DataError(f"prediction inputs for law {law.id!r}: {err}") from None
     mapping = {}
@@ -279,7 +289,7 @@ def thin_log_spaced(
     DataFrame
         The kept rows, curves in sorted order of ``by``, each sorted by ``column``.
     """
-    frame = _as_frame(data)
+    frame = as_frame(data)
     if column not in frame.columns:
         raise DataError(f"thin_log_spaced: no column {column!r}; the data has {list(frame)}")
     if not isinstance(num, int) or num < 2:

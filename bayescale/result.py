@@ -42,6 +42,7 @@ from bayescale.data import DataError, FitData, covariate_frame
 from bayescale.infer.parallel import stack
 from bayescale.laws import Law, law_from_spec
 from bayescale.model import Posterior
+from bayescale.precision import float64
 from bayescale.predict import (
     extrapolation_distance,
     log_prediction_draws,
@@ -507,6 +508,7 @@ class Result:
         fitted = {c: v[fit_index] for c, v in self._fitted_log_x().items()}
         return extrapolation_distance(new.log_x, fitted)
 
+    @float64
     def predict_draws(
         self, new_data, *, kind: str = "observation", seed: int = 0, law_error: float = 0.0
     ) -> np.ndarray:
@@ -515,6 +517,7 @@ class Result:
         _, new, fit_index, _ = self._prediction_inputs(new_data)
         return np.exp(self._log_draws(new, fit_index, kind, seed, law_error))
 
+    @float64
     def predict(
         self,
         new_data,

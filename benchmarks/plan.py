@@ -12,7 +12,8 @@ compilation) and the best of three further calls.
 
 Campaigns
 ---------
-``plan.simulate_campaigns`` (the one implementation, also used by tests/test_plan.py):
+``simulate_campaigns`` of ``benchmarks/campaigns.py`` (the one implementation, also used by
+tests/test_plan.py):
 ``--campaigns`` (default 50) seeded campaigns; truth: Epoch's Chinchilla constants
 (E, A, B, alpha, beta) = (1.817, 482.01, 2085.43, 0.348, 0.366), log-normal noise 0.02.
 Each starts from small isoFLOP sweeps (budgets 1e17, 3e17, 1e18, 3e18 FLOP, 5 sizes each)
@@ -106,6 +107,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from campaigns import simulate_campaigns
 
 import bayescale
 from bayescale import plan
@@ -222,7 +224,7 @@ def campaigns(
     num_samples: int = 500,
 ) -> None:
     warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
-    out = plan.simulate_campaigns(
+    out = simulate_campaigns(
         "chinchilla",
         TRUE,
         start=isoflop_start(),

@@ -14,7 +14,9 @@ from scipy import stats
 import bayescale
 from bayescale import check, datasets
 from bayescale.api import POOLED_TARGET_ACCEPT_PROB
-from bayescale.check import _chi2_uniform, backtest, least_squares_fit, sbc
+from bayescale.check import backtest, least_squares_fit, sbc
+from bayescale.check.law_error import bias_and_se
+from bayescale.check.sbc import chi2_uniform
 from bayescale.data import DataError, prepare
 from bayescale.laws import catalogue, get_law
 from bayescale.model import Posterior, noise_model, with_noise
@@ -80,10 +82,10 @@ def test_sbc_law_selection():
 def test_chi2_uniformity_test_accepts_uniform_and_rejects_skewed_ranks():
     rng = np.random.default_rng(0)
     uniform = rng.integers(0, 100, 2000)
-    assert _chi2_uniform(uniform, 99, 20)["p_value"] > 1e-3
+    assert chi2_uniform(uniform, 99, 20)["p_value"] > 1e-3
     # an overconfident posterior: true values pile up in the outer ranks
     skewed = np.concatenate([uniform[:1000], rng.integers(0, 10, 500), rng.integers(90, 100, 500)])
-    out = _chi2_uniform(skewed, 99, 20)
+    out = chi2_uniform(skewed, 99, 20)
     assert out["p_value"] < 1e-10 and out["dof"] == 19
 
 
@@ -686,7 +688,7 @@ def test_law_error_bias_estimates_a_known_mu():
     estimates, inside = [], 0
     for _ in range(300):
         e, d, curve = _simulated_errors(rng, mu, tau, sd, 20)
-        m, se = check._bias_and_se(e, d, curve)
+        m, se = bias_and_se(e, d, curve)
         assert m == check.law_error_bias(e, d)
         t = check.law_error_scale(e - m * d, np.full(d.shape, sd**2), d, bias_curves=curve)
         estimates.append(m)

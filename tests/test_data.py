@@ -289,7 +289,7 @@ def test_prepare_accepts_numeric_strings_and_nullable_floats():
 # Messages that do not yet name the law (the error is raised before the law is known to
 # the frame conversion), and dtypes that are silently coerced.  Suggested fixes are in the
 # hand-over report; each test states the intended behaviour.
-_LAW_NOT_NAMED = "bug: data._as_frame raises without the law's id"
+_LAW_NOT_NAMED = "bug: data.as_frame raises without the law's id"
 
 
 def test_mismatched_lengths_message_names_the_law():

@@ -7,6 +7,7 @@ forms; the campaign test fits and refits simulated campaigns with ``fit_batch``.
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -433,8 +434,8 @@ def isoflop_start(budgets=(1e17, 3e17, 1e18, 3e18), sizes=5, spread=(0.2, 5.0)):
 
 
 @pytest.mark.slow
-def test_campaigns_next_runs_shrink_the_target_more_than_random_and_grid():
-    """Seeded simulated campaigns (``plan.simulate_campaigns``; truth: Epoch's Chinchilla
+def test_campaigns_next_runs_shrink_the_target_more_than_random_and_grid(monkeypatch):
+    """Seeded simulated campaigns (``benchmarks/campaigns.py``; truth: Epoch's Chinchilla
     constants): start from small isoFLOP sweeps, then spend the same compute on the runs
     ``next_runs`` chooses (iso-FLOP candidates at 1e19 and 3e19 FLOP, replicates allowed), on
     random candidates, or on a uniform grid (20 tokens per parameter); every design refitted
@@ -453,7 +454,10 @@ def test_campaigns_next_runs_shrink_the_target_more_than_random_and_grid():
         dict(num_chains=4, num_warmup=1000, num_samples=1000, target_accept_prob=0.95),
         dict(num_chains=2, num_warmup=300, num_samples=300),
     )
-    out = plan.simulate_campaigns(
+    monkeypatch.syspath_prepend(Path(__file__).resolve().parents[1] / "benchmarks")
+    from campaigns import simulate_campaigns
+
+    out = simulate_campaigns(
         "chinchilla",
         EPOCH,
         start=isoflop_start(),
@@ -504,7 +508,8 @@ def test_campaigns_next_runs_shrink_the_target_more_than_random_and_grid():
 def test_design_refuses_a_loglinear_noise_posterior():
     """Run design simulates constant-noise outcomes: a loglinear-noise posterior is refused."""
     from bayescale.model import Posterior, with_noise
+    from bayescale.plan.design import compiled_scorer
 
     posterior = Posterior(get_law("chinchilla"), with_noise("student_t", "loglinear"))
     with pytest.raises(ValueError, match="noise='loglinear'"):
-        plan._scorer(posterior)
+        compiled_scorer(posterior)

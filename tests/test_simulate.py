@@ -113,3 +113,18 @@ def test_missing_parameters_and_ranges_are_named():
 def test_unknown_law_is_a_value_error():
     with pytest.raises(ValueError, match="unknown law"):
         simulate("no_such_law")
+
+
+def test_moved_names_warn_with_their_new_location():
+    """Simulators and constants moved out of bayescale.simulate stay importable from it for
+    one release: the same object, with a DeprecationWarning naming where it lives now."""
+    import bayescale.simulate as sim
+    from bayescale.units import PF_DAY
+    from bayescale.workflows.isoflop_sim import simulate_isoflop
+
+    with pytest.warns(DeprecationWarning, match=r"bayescale\.workflows\.isoflop_sim\.simulate"):
+        assert sim.simulate_isoflop is simulate_isoflop
+    with pytest.warns(DeprecationWarning, match=r"bayescale\.units\.PF_DAY"):
+        assert sim.PF_DAY == PF_DAY
+    with pytest.raises(AttributeError, match="no_such_name"):
+        sim.no_such_name  # noqa: B018

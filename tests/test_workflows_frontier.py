@@ -18,22 +18,23 @@ from scipy import optimize, stats
 import bayescale
 from bayescale.data import DataError
 from bayescale.laws import get_law
-from bayescale.simulate import (
-    PER_TOKEN_TRENDS,
-    PF_DAY,
-    simulate,
-    simulate_frontier,
-    simulate_isoflop,
-    simulate_per_token,
-)
-from bayescale.workflows.frontier import adjust_runs, fit_frontier
+from bayescale.simulate import simulate
+from bayescale.units import PF_DAY
+from bayescale.workflows.frontier import adjust_runs, fit_frontier, simulate_frontier
 from bayescale.workflows.isoflop import fit_isoflop
+from bayescale.workflows.isoflop_sim import simulate_isoflop
 from bayescale.workflows.loss_n_steps import (
     loss_at_fixed_compute,
     loss_at_fixed_compute_draws,
     loss_at_fixed_steps,
 )
-from bayescale.workflows.per_token import fit_per_token, fit_trends, trends
+from bayescale.workflows.per_token import (
+    PER_TOKEN_TRENDS,
+    fit_per_token,
+    fit_trends,
+    simulate_per_token,
+    trends,
+)
 from bayescale.workflows.propagate import imputation_draws
 
 SETTINGS = {"num_chains": 2, "num_warmup": 300, "num_samples": 300}

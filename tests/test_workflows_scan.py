@@ -17,16 +17,16 @@ from scipy import stats
 
 from bayescale import ConvergenceWarning, DataError
 from bayescale.laws import get_law
-from bayescale.simulate import (
-    batch_scan_truth,
-    simulate_batch_scan,
-    simulate_gradient_norms,
-)
 from bayescale.workflows import (
     fit_batch_scan,
     fit_critical_batch_size,
     gradient_noise_scale,
     steps_to_target,
+)
+from bayescale.workflows.batch_scan_sim import (
+    batch_scan_truth,
+    simulate_batch_scan,
+    simulate_gradient_norms,
 )
 
 SETTINGS = {"num_chains": 2, "num_warmup": 500, "num_samples": 500}

@@ -17,6 +17,11 @@
   at fixed steps and at fixed compute (seed chart 003).
 * :mod:`~bayescale.workflows.per_token` — per-token loss a + b·T^-c for every model size in
   one batched call and the trends of a, b, c in N (seed chart 004).
+
+Each workflow's simulator (Kaplan et al.'s raw runs are not public) lives beside it:
+:mod:`~bayescale.workflows.batch_scan_sim` (batch-size scans and gradient norms, for
+``batch_scan`` and ``bcrit``), :func:`~bayescale.workflows.per_token.simulate_per_token`,
+:mod:`~bayescale.workflows.isoflop_sim`, :func:`~bayescale.workflows.frontier.simulate_frontier`.
 """
 
 from bayescale.workflows import (

@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from bayescale.api import fit_batch
-from bayescale.data import DataError, _as_frame
+from bayescale.data import DataError, as_frame
+from bayescale.precision import float64
 from bayescale.result import BatchResult, quantile_column
 from bayescale.workflows.propagate import summarize_draws
 
@@ -48,7 +49,7 @@ _CURVE_COLUMNS = ("batch_size", "steps", "loss")
 
 def _curve_frame(curves, columns: Mapping[str, str] | None, run: str | None) -> pd.DataFrame:
     """Validated ``batch_size, steps, loss[, run]`` columns of the curves (renamed)."""
-    frame = _as_frame(curves)
+    frame = as_frame(curves)
     mapping = {name: (columns or {}).get(name, name) for name in _CURVE_COLUMNS}
     unknown = [k for k in (columns or {}) if k not in _CURVE_COLUMNS]
     if unknown:
@@ -91,6 +92,7 @@ def _targets(target_losses) -> np.ndarray:
     return np.sort(targets)[::-1]
 
 
+@float64
 def steps_to_target(
     curves,
     target_losses: Sequence[float],
@@ -241,6 +243,7 @@ class BatchScanResult:
         return pred.reset_index(drop=True)
 
 
+@float64
 def fit_batch_scan(
     curves,
     target_losses: Sequence[float],

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from bayescale.api import fit
-from bayescale.data import DataError, _as_frame
+from bayescale.data import DataError, as_frame
+from bayescale.precision import float64
 from bayescale.result import BatchResult, FitResult, quantile_column
 from bayescale.workflows.batch_scan import BatchScanResult
 from bayescale.workflows.propagate import (
@@ -134,7 +135,7 @@ def _level_draws(scans) -> pd.DataFrame:
             part.insert(0, "source", i)
             parts.append(part)
         return pd.concat(parts, ignore_index=True)
-    frame = _as_frame(scans)
+    frame = as_frame(scans)
     missing = [c for c in ("loss_level", "B_crit") if c not in frame.columns]
     if missing:
         raise DataError(
@@ -159,6 +160,7 @@ def _level_draws(scans) -> pd.DataFrame:
     return frame[["source", "loss_level", "draw", "B_crit"]]
 
 
+@float64
 def fit_critical_batch_size(
     scans,
     *,
@@ -331,7 +333,7 @@ def gradient_noise_scale(measurements, *, columns: Mapping[str, str] | None = No
         A missing column, a value that is not finite and > 0, or
         :math:`B_{\\rm small} \\ge B_{\\rm big}`, naming the column and row.
     """
-    frame = _as_frame(measurements)
+    frame = as_frame(measurements)
     mapping = {name: (columns or {}).get(name, name) for name in _NORM_COLUMNS}
     missing = [c for c in mapping.values() if c not in frame.columns]
     if missing:

@@ -29,18 +29,29 @@ the uncertainty of :math:`B_*` and :math:`\\alpha_B`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from bayescale.data import DataError, _as_frame
+from bayescale.data import DataError, as_frame
+from bayescale.laws import get_law
+from bayescale.precision import float64
 from bayescale.result import FitResult, quantile_column
-from bayescale.simulate import PF_DAY
+from bayescale.simulate import noise_sd
+from bayescale.units import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
 
-__all__ = ["FRONTIER_LAWS", "FrontierResult", "adjust_runs", "adjusted_summary", "fit_frontier"]
+__all__ = [
+    "FRONTIER_LAWS",
+    "FrontierResult",
+    "adjust_runs",
+    "adjusted_summary",
+    "fit_frontier",
+    "simulate_frontier",
+]
 
 #: Frontier quantity -> catalogue law of it against C_min (PF-days).
 FRONTIER_LAWS = {
@@ -54,7 +65,7 @@ _RUN_COLUMNS = ("n_params", "batch_size", "steps", "loss")
 
 def _runs(runs, columns: Mapping[str, str] | None) -> pd.DataFrame:
     """Validated runs under the standard names; ``flops`` (FLOP) = 6·N·B·S where absent."""
-    frame = _as_frame(runs)
+    frame = as_frame(runs)
     names = {c: c for c in (*_RUN_COLUMNS, "flops")} | dict(columns or {})
     missing = [names[c] for c in _RUN_COLUMNS if names[c] not in frame.columns]
     if missing:
@@ -77,6 +88,7 @@ def _runs(runs, columns: Mapping[str, str] | None) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+@float64
 def adjust_runs(
     runs, bcrit: FitResult, *, columns: Mapping[str, str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -176,6 +188,7 @@ class FrontierResult:
         return self.fits[quantity].band({"flops_min": np.asarray(flops_min, float)}, quantiles)
 
 
+@float64
 def fit_frontier(
     runs,
     bcrit: FitResult,
@@ -255,3 +268,100 @@ def fit_frontier(
             **fit_kwargs,
         )
     return FrontierResult(fits)
+
+
+# ----------------------------------------------------------------------------- simulator
+@float64
+def simulate_frontier(
+    *,
+    flops_min: tuple[float, float] = (1e-7, 1.0),
+    num_points: int = 24,
+    batch_size: float = 2.0**19,
+    params: Mapping[str, float] | None = None,
+    noise: float = 0.1,
+    loss_noise: float = 0.005,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Compute-efficient training runs, as measured at a fixed batch size (seed chart 002).
+
+    For budgets :math:`C_{min}` (PF-days) drawn log-uniformly, the compute-efficient run has
+
+    .. math::
+
+        N = N_e C_{min}^{p_N} e^{\\sigma\\varepsilon_1}, \\quad
+        S_{min} = S_e C_{min}^{p_S} e^{\\sigma\\varepsilon_2}, \\quad
+        E_{min} = \\frac{C_{min}\\,[\\text{FLOP}]}{6N}, \\quad
+        B_{crit} = \\frac{E_{min}}{S_{min}}, \\quad
+        L = \\Big(\\frac{B_{crit}}{B_*}\\Big)^{-\\alpha_B} e^{\\sigma_L \\varepsilon_3},
+
+    (Kaplan et al. 2020, eqs. 5.3, 6.1-6.3; :math:`B_{crit}(L) = B_* L^{-1/\\alpha_B}`
+    inverted).  The run is trained at the fixed ``batch_size`` :math:`B`, so by McCandlish et
+    al.'s trade-off it takes :math:`S = S_{min}(1 + B_{crit}/B)` steps and
+    :math:`E = E_{min}(1 + B/B_{crit}) = BS` tokens, and costs :math:`C = 6NBS` FLOP.
+    Defaults are the published values (the ``kaplan_frontier_n``, ``kaplan_frontier_s`` and
+    ``kaplan_bcrit`` references: :math:`N_e = 1.3\\cdot10^9, p_N = 0.73, S_e = 5.4\\cdot10^3,
+    p_S = 0.03, B_* = 2.1\\cdot10^8, \\alpha_B = 0.21`).
+
+    Parameters
+    ----------
+    flops_min : (float, float)
+        Range of :math:`C_{min}` in PF-days.
+    num_points : int
+        Runs.
+    batch_size : float
+        :math:`B` in tokens.
+    params : dict, optional
+        Overrides of ``N_e, p_N, S_e, p_S, B_star, alpha_B``.
+    noise : float
+        :math:`\\sigma`, log scatter of :math:`N` and :math:`S_{min}` about the frontier.
+    loss_noise : float
+        :math:`\\sigma_L`, log noise of the measured loss.
+    seed : int, optional
+
+    Returns
+    -------
+    DataFrame
+        What a researcher measures: ``n_params``, ``batch_size``, ``steps``, ``n_tokens``,
+        ``flops`` (FLOP), ``loss``; and the truth behind it: ``true_flops_min`` (PF-days),
+        ``true_steps_min``, ``true_critical_batch_size``, ``true_tokens_min``.
+    """
+    laws = [get_law(k) for k in ("kaplan_frontier_n", "kaplan_frontier_s", "kaplan_bcrit")]
+    defaults = {k: v for law in laws for k, v in law.reference.items()}
+    unknown = [k for k in (params or {}) if k not in defaults]
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown}; simulate_frontier takes {list(defaults)}"
+        )
+    p = {**defaults, **(params or {})}
+    lo, hi = (float(v) for v in flops_min)
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+        raise ValueError(f"flops_min must be (low, high) with 0 < low < high, got {flops_min!r}")
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1:
+        raise ValueError(f"num_points must be an integer >= 1, got {num_points!r}")
+    if not (math.isfinite(batch_size) and batch_size > 0):
+        raise ValueError(f"batch_size must be a positive number of tokens, got {batch_size!r}")
+    sigma = noise_sd(laws[0], {}, noise)
+    sigma_loss = noise_sd(laws[0], {}, loss_noise)
+    rng = np.random.default_rng(seed)
+    c_min = np.exp(rng.uniform(math.log(lo), math.log(hi), num_points))
+    eps = rng.standard_normal((3, num_points))
+    n = p["N_e"] * c_min ** p["p_N"] * np.exp(sigma * eps[0])
+    s_min = p["S_e"] * c_min ** p["p_S"] * np.exp(sigma * eps[1])
+    e_min = c_min * PF_DAY / (6 * n)
+    b_crit = e_min / s_min
+    loss = (b_crit / p["B_star"]) ** -p["alpha_B"] * np.exp(sigma_loss * eps[2])
+    steps = s_min * (1 + b_crit / batch_size)
+    return pd.DataFrame(
+        {
+            "n_params": n,
+            "batch_size": float(batch_size),
+            "steps": steps,
+            "n_tokens": batch_size * steps,
+            "flops": 6 * n * batch_size * steps,
+            "loss": loss,
+            "true_flops_min": c_min,
+            "true_steps_min": s_min,
+            "true_critical_batch_size": b_crit,
+            "true_tokens_min": e_min,
+        }
+    )

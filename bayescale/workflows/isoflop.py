@@ -24,8 +24,7 @@ Hoffmann et al.'s approach 2, as Porian et al. (2024) apply it, with posteriors 
    wherever the data fix the curvature.  The vertex form :math:`\\log L^* + k (\\log N -
    \\log N^*)^2` (law ``isoflop_parabola``) is the same curve, but its posterior is a curved
    ridge between :math:`k` and :math:`\\log N^*` when a sweep barely brackets its minimum,
-   which NUTS crossed badly: on Porian et al.'s 171 profiles, 54 did not converge at
-   4 x 1,000 draws.
+   which NUTS crosses poorly.
 
    Profiles whose fit does not converge (:math:`\\hat R > 1.01`, too few effective draws or
    divergences) are fitted again, all of them in one more :func:`bayescale.fit_batch` call,
@@ -69,9 +68,10 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.api import fit_batch
-from bayescale.data import DataError, _as_frame
+from bayescale.data import DataError, as_frame
+from bayescale.precision import float64
 from bayescale.result import BatchResult, ConvergenceWarning, Status, quantile_column
-from bayescale.simulate import PF_DAY
+from bayescale.units import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
 
 __all__ = ["REFIT_SCALE", "IsoflopResult", "fit_isoflop", "log_vertex_draws", "window_runs"]
@@ -340,6 +340,7 @@ def _refit_unconverged(
     return spliced, first.join(spliced.diagnostics.loc[first.index, columns])
 
 
+@float64
 def fit_isoflop(
     data,
     *,
@@ -415,7 +416,7 @@ def fit_isoflop(
         Missing columns, a ``window`` that is not a positive number, a ``refit_scale`` that
         is not ``None`` or an integer >= 2, or a group with fewer than two usable budgets.
     """
-    frame = _as_frame(data)
+    frame = as_frame(data)
     groups = (by,) if isinstance(by, str) else tuple(by)
     names = {"flops": "flops", "n_params": "n_params", "loss": "loss", **dict(columns or {})}
     missing = [c for c in (*groups, *names.values()) if c not in frame.columns]

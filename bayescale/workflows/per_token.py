@@ -26,6 +26,7 @@ all imputations in one batched call.  The same functions fit loss against traini
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -34,10 +35,24 @@ import pandas as pd
 
 from bayescale.api import fit_batch
 from bayescale.data import DataError
+from bayescale.laws import get_law
+from bayescale.precision import float64
 from bayescale.result import BatchResult, quantile_column
+from bayescale.simulate import noise_sd
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
 
-__all__ = ["PER_TOKEN_LAW", "TREND_LAW", "TREND_PRIORS", "fit_per_token", "fit_trends", "trends"]
+__all__ = [
+    "PER_TOKEN_ENDS",
+    "PER_TOKEN_LAW",
+    "PER_TOKEN_SIZES",
+    "PER_TOKEN_TRENDS",
+    "TREND_LAW",
+    "TREND_PRIORS",
+    "fit_per_token",
+    "fit_trends",
+    "simulate_per_token",
+    "trends",
+]
 
 PER_TOKEN_LAW = "kaplan_per_token"
 TREND_LAW = "power_law"
@@ -45,6 +60,7 @@ TREND_LAW = "power_law"
 TREND_PRIORS = {"alpha": "normal(0, 0.5)"}
 
 
+@float64
 def fit_per_token(
     curves,
     *,
@@ -74,6 +90,7 @@ def fit_per_token(
     return fit_batch(curves, PER_TOKEN_LAW, by=by, columns=columns, **fit_kwargs)
 
 
+@float64
 def fit_trends(
     per_token: BatchResult,
     *,
@@ -102,9 +119,7 @@ def fit_trends(
         :func:`bayescale.fit_batch` settings (priors default to :data:`TREND_PRIORS`;
         ``target_accept_prob`` to 0.99: with a handful of sizes lying almost exactly on their
         trend, the posterior of the noise scale :math:`\\sigma` reaches towards zero, a
-        funnel that larger steps cross with occasional divergences; on the tests' simulated
-        curves, 24 trend fits of 2 x 1500 draws had a divergence in 2 of 8 seeds at 0.95 and
-        in none at 0.99).
+        funnel that larger steps cross with occasional divergences).
 
     Returns
     -------
@@ -178,4 +193,101 @@ def trends(pooled: PooledFit, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) ->
         out[quantile_column(q)] = -table[quantile_column(1 - q)].to_numpy()
     out["mcse_mean"] = table["mcse_mean"].to_numpy()
     out["status"] = table["status"].to_numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------- simulator
+#: Per-token loss trends L_N(T) = a(N) + b(N) T^-c(N), each coefficient ``A * N**p``, set so
+#: the seed chart 004 legend's smallest fit (4.0 + 3.2 T^-0.47) holds at N = 1e6 and its
+#: largest (2.3 + 5.4 T^-0.62) at N = 3e8 (the ends of the chart's colour bar).
+PER_TOKEN_SIZES = (1e6, 3e8)
+PER_TOKEN_ENDS = {"a": (4.0, 2.3), "b": (3.2, 5.4), "c": (0.47, 0.62)}
+
+
+def _trend(v_small: float, v_large: float) -> tuple[float, float]:
+    """``(A, p)`` of ``A * N**p`` through the two ends of :data:`PER_TOKEN_ENDS`."""
+    n0, n1 = PER_TOKEN_SIZES
+    p = math.log(v_large / v_small) / math.log(n1 / n0)
+    return v_small / n0**p, p
+
+
+#: ``{coefficient: (A, p)}`` of the default per-token trends.
+PER_TOKEN_TRENDS = {k: _trend(*v) for k, v in PER_TOKEN_ENDS.items()}
+
+
+@float64
+def simulate_per_token(
+    *,
+    n_params=(1e6, 3e6, 1e7, 3e7, 1e8, 3e8),
+    token_index: tuple[float, float] = (1.0, 1024.0),
+    num_points: int = 32,
+    trends: Mapping[str, tuple[float, float]] | None = None,
+    noise: float = 0.01,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Per-token loss curves of several model sizes (seed chart 004, left panel).
+
+    For each model size :math:`N` the loss at token position :math:`T` in the context is
+
+    .. math::
+
+        L_N(T) = a(N) + b(N)\\, T^{-c(N)}, \\qquad
+        a(N) = A_a N^{p_a},\\; b(N) = A_b N^{p_b},\\; c(N) = A_c N^{p_c},
+
+    observed with log-normal noise :math:`\\log y = \\log L_N(T) + \\sigma\\varepsilon`.
+    The default trends (:data:`PER_TOKEN_TRENDS`) pass through the seed legend's smallest and
+    largest fits (:math:`4.0 + 3.2 T^{-0.47}` at :math:`N = 10^6`, :math:`2.3 + 5.4
+    T^{-0.62}` at :math:`3 \\cdot 10^8`): :math:`p_a \\approx -0.097`, :math:`p_b \\approx
+    0.092`, :math:`p_c \\approx 0.049`.
+
+    Parameters
+    ----------
+    n_params : sequence of float
+        Model sizes :math:`N` (one curve each).
+    token_index : (float, float)
+        First and last token position; ``num_points`` distinct integer positions, spaced
+        logarithmically between them.
+    num_points : int
+        Positions per curve (fewer if rounding to integers merges some).
+    trends : dict, optional
+        ``{"a": (A_a, p_a), "b": (A_b, p_b), "c": (A_c, p_c)}``; default
+        :data:`PER_TOKEN_TRENDS`.
+    noise : float
+        :math:`\\sigma`, the log-noise standard deviation (Kaplan's per-token losses are
+        averages over many contexts, so it is small).
+    seed : int, optional
+        Seed of :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``n_params``, ``token_index``, ``loss`` (the ``kaplan_per_token`` law's
+        names, with ``n_params`` to split the curves).  ``attrs["parameters"]`` holds the
+        true ``{N: {"a", "b", "c"}}`` and ``attrs["trends"]`` the trends used.
+    """
+    trends = dict(PER_TOKEN_TRENDS if trends is None else trends)
+    if sorted(trends) != ["a", "b", "c"]:
+        raise ValueError(f"trends must give 'a', 'b' and 'c', got {sorted(trends)}")
+    sizes = np.atleast_1d(np.asarray(n_params, dtype=float))
+    if sizes.ndim != 1 or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
+        raise ValueError(f"n_params must be positive finite sizes, got {n_params!r}")
+    lo, hi = (float(v) for v in token_index)
+    if not 1 <= lo < hi:
+        raise ValueError(
+            f"token_index must be (first, last) with 1 <= first < last, got {token_index!r}"
+        )
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
+        raise ValueError(f"num_points must be an integer >= 2, got {num_points!r}")
+    sigma = noise_sd(get_law("kaplan_per_token"), {}, noise)
+    positions = np.unique(np.round(np.geomspace(lo, hi, num_points)))
+    rng = np.random.default_rng(seed)
+    parts, truth = [], {}
+    for n in sizes:
+        coef = {k: a_k * n**p_k for k, (a_k, p_k) in trends.items()}
+        truth[float(n)] = coef
+        mean = coef["a"] + coef["b"] * positions ** -coef["c"]
+        loss = mean * np.exp(sigma * rng.standard_normal(positions.size))
+        parts.append(pd.DataFrame({"n_params": n, "token_index": positions, "loss": loss}))
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs = {"parameters": truth, "trends": trends}
     return out
