@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from bayescale.result import FitResult, quantile_column
+from bayescale.result import Result, quantile_column
 
 __all__ = ["bands", "corner", "forest", "frontier", "root_figure", "save_figure"]
 
@@ -55,7 +55,7 @@ def _grid(lo: float, hi: float, extend: float, num: int) -> np.ndarray:
 
 
 def bands(
-    result: FitResult,
+    result: Result,
     *,
     x: str | None = None,
     ax=None,
@@ -70,7 +70,7 @@ def bands(
     The curve runs over the observed range of covariate ``x`` and ``extend`` decades beyond
     its largest observed value; that extrapolated region is shaded, bounded by a dotted
     vertical line and labelled, and the median is dashed there.  The bands are posterior
-    quantiles of :meth:`FitResult.predict`: with ``kind="mean"`` the law
+    quantiles of :meth:`Result.predict`: with ``kind="mean"`` the law
     :math:`f(x;\\theta)` itself (credible bands), with ``kind="observation"`` what a new
     run would measure (predictive bands, noise included).
 
@@ -81,7 +81,8 @@ def bands(
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
+        Of one fit (one curve of a ``by=`` fit: ``result[label]``).
     x : str, optional
         Covariate on the horizontal axis (default: the law's first covariate).
     ax : matplotlib Axes, optional
@@ -126,8 +127,9 @@ def bands(
     pairs.sort(key=lambda p: p[0] - p[1])  # widest first: drawn underneath
     qs = sorted({0.5, *(q for p in pairs for q in p)})
 
-    observed = {c: np.asarray(result.datatree.constant_data[c].values) for c in covariates}
-    y_obs = np.asarray(result.datatree.observed_data[law.response].values)
+    tree = result.datatree_of()  # one fit's data, without the fit dimension
+    observed = {c: np.asarray(tree.constant_data[c].values) for c in covariates}
+    y_obs = np.asarray(tree.observed_data[law.response].values)
     x_obs = observed[x]
     x_lo, x_hi = float(x_obs.min()), float(x_obs.max())
     grid = _grid(x_lo, x_hi, float(extend), int(num))
@@ -144,7 +146,9 @@ def bands(
         new[c] = np.full(len(new[x]), v)
     # predict() stores its draws in the DataTree; predict on a shallow copy so that
     # plotting leaves the result's own ``predictions`` group untouched.
-    scratch = FitResult(result.datatree.copy(deep=False), law, result.likelihood, result.columns)
+    scratch = Result(
+        result.datatree.copy(deep=False), law, result.likelihood, result.columns, result.by
+    )
     table = scratch.predict(new, quantiles=qs, kind=kind)
 
     if ax is None:
@@ -250,7 +254,7 @@ def _plain_log_ticks(ax) -> None:
         ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
 
 
-def _var_names(result: FitResult, var_names) -> list[str]:
+def _var_names(result: Result, var_names) -> list[str]:
     names = list(result.law.parameter_names) if var_names is None else list(var_names)
     unknown = [n for n in names if n not in result.datatree.posterior]
     if unknown:
@@ -262,13 +266,14 @@ def _var_names(result: FitResult, var_names) -> list[str]:
     return names
 
 
-def _log10_tree(result: FitResult, names: list[str], log10) -> tuple[xr.DataTree, list[str]]:
+def _log10_tree(result: Result, names: list[str], log10) -> tuple[xr.DataTree, list[str]]:
     """A DataTree whose posterior holds ``names``, positive ones as ``log10(name)`` if asked.
 
     ``log10``: True (every positive variable), False (none), None (those whose draws span
     more than a decade or whose median lies outside [1e-3, 1e3]) or a list of names.
     """
-    post = result.datatree.posterior.dataset
+    one = result.datatree_of()
+    post = one.posterior.dataset
     out, labels = {}, []
     for n in names:
         da = post[n]
@@ -286,19 +291,20 @@ def _log10_tree(result: FitResult, names: list[str], log10) -> tuple[xr.DataTree
         out[label] = np.log10(da) if use else da
         labels.append(label)
     tree = {"posterior": xr.Dataset(out, attrs=post.attrs)}
-    if "sample_stats" in result.datatree.children:
-        tree["sample_stats"] = result.datatree.sample_stats.to_dataset()
+    if "sample_stats" in one.children:
+        tree["sample_stats"] = one.sample_stats.to_dataset()
     return xr.DataTree.from_dict(tree), labels
 
 
-def corner(result: FitResult, *, var_names: Sequence[str] | None = None, log10=None):
+def corner(result: Result, *, var_names: Sequence[str] | None = None, log10=None):
     """Corner (pair) plot of the posterior: marginal densities on the diagonal, draws below.
 
     Drawn with :func:`arviz_plots.plot_pair` (divergent transitions highlighted).
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
+        Of one fit (one curve of a ``by=`` fit: ``result[label]``).
     var_names : sequence of str, optional
         Variables to show (default: the law's parameters; add ``"sigma"``/``"nu"`` to see
         the noise model).
@@ -329,7 +335,7 @@ def corner(result: FitResult, *, var_names: Sequence[str] | None = None, log10=N
     return pc.viz["figure"].item()
 
 
-def forest(result: FitResult, *, var_names: Sequence[str] | None = None, log10=True):
+def forest(result: Result, *, var_names: Sequence[str] | None = None, log10=True):
     """Forest plot: posterior median with 50% and 94% (arviz default) intervals per variable.
 
     Drawn with :func:`arviz_plots.plot_forest`, chains combined.  Scaling-law parameters
@@ -338,7 +344,8 @@ def forest(result: FitResult, *, var_names: Sequence[str] | None = None, log10=T
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
+        Of one fit (one curve of a ``by=`` fit: ``result[label]``).
     var_names : sequence of str, optional
         Variables to show (default: the law's parameters).
     log10 : bool, sequence of str or None
@@ -363,7 +370,7 @@ def forest(result: FitResult, *, var_names: Sequence[str] | None = None, log10=T
 
 
 def frontier(
-    result: FitResult,
+    result: Result,
     flops=None,
     *,
     quantities: Sequence[str] = ("n_params", "n_tokens"),
@@ -376,7 +383,8 @@ def frontier(
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
+        Of one fit (one curve of a ``by=`` fit: ``result[label]``).
         A fit of a law of ``n_params`` and ``n_tokens`` (see :func:`bayescale.plan.allocate`).
     flops : sequence of float, optional
         Budgets (FLOP); default 40 log-spaced budgets from the smallest fitted run's
@@ -402,7 +410,7 @@ def frontier(
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob}")
     if flops is None:
-        const = result.datatree.constant_data
+        const = result.datatree_of().constant_data
         if not {"n_params", "n_tokens"} <= set(const.data_vars):
             raise ValueError(
                 f"frontier needs a law of n_params and n_tokens; got {result.law.id!r}"
