@@ -85,7 +85,7 @@ def _save_bands(result, path: str, **kwargs) -> Path:
 
 
 def _status_line(result) -> str:
-    d = result.diagnostics
+    d = result.diagnostics.iloc[0]  # one fit
     return (
         f"status: {result.status.value} (max rhat {d['max_rhat']:.4f}, "
         f"min ESS bulk {d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f} "
@@ -136,14 +136,31 @@ def _fit_options(args) -> dict:
     }
 
 
+def _fit_objects(args, *, method: str = "nuts", keep: int | None = None) -> dict:
+    """``columns``, ``model``, ``inference`` and ``seed`` of :func:`bayescale.fit`."""
+    import bayescale
+
+    model = bayescale.Model(likelihood=args.likelihood, noise=args.noise)
+    if method == "nuts":
+        inference = bayescale.NUTS(
+            num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples, keep=keep
+        )
+    elif method == "laplace":
+        inference = bayescale.Laplace(num_chains=args.chains, num_samples=args.samples)
+    else:
+        inference = bayescale.MAP()
+    columns = _pairs(args.column, "--column") or None
+    return {"columns": columns, "model": model, "inference": inference, "seed": args.seed}
+
+
 def _cmd_fit(args) -> int:
     import bayescale
 
     data = _read_csv(args.csv)
-    options = {**_fit_options(args), "method": args.method, "warn": False}
     if args.by:
         by = args.by[0] if len(args.by) == 1 else args.by
-        batch = bayescale.fit_batch(data, args.law, by=by, keep=args.keep, **options)
+        options = _fit_objects(args, method=args.method, keep=args.keep)
+        batch = bayescale.fit(data, args.law, by=by, warn=False, **options)
         diag = batch.diagnostics
         converged = len(batch) - len(batch.failed)
         print(f"law {batch.law.id}: {len(batch)} fits by {by}, {converged} converged")
@@ -156,9 +173,9 @@ def _cmd_fit(args) -> int:
         return 0
     if args.keep is not None:
         raise ValueError("--keep applies to batched fits (--by COLUMN)")
-    result = bayescale.fit(data, args.law, **options)
+    result = bayescale.fit(data, args.law, warn=False, **_fit_objects(args, method=args.method))
     _print_fit(result)
-    print(_frame_text(result.summary()))
+    print(_frame_text(result.summary().drop(columns="fit"), index=False))
     out = result.save(args.out)
     print(f"saved result: {out}")
     if args.plot:
@@ -168,10 +185,10 @@ def _cmd_fit(args) -> int:
 
 def _load(path: str, label: str | None = None):
     """The saved result at ``path``; for a batch, its fit ``label`` (``--fit``)."""
-    from bayescale.result import BatchResult, load
+    from bayescale.result import load
 
     result = load(path)
-    if not isinstance(result, BatchResult):
+    if result.by is None:
         if label is not None:
             raise ValueError(f"--fit applies to a batch of fits; {path!r} holds one fit")
         return result
@@ -256,24 +273,19 @@ def _cmd_demo(args) -> int:
         f"demo: {len(data)} points simulated from law {law.id!r} ({law.title}) at its "
         f"reference values, log-noise sd {noise}, seed {args.seed}"
     )
-    result = bayescale.fit(
-        data,
-        law,
-        num_chains=args.chains,
-        num_warmup=args.warmup,
-        num_samples=args.samples,
-        seed=args.seed,
-        warn=False,
+    inference = bayescale.NUTS(
+        num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples
     )
+    result = bayescale.fit(data, law, inference=inference, seed=args.seed, warn=False)
     _print_fit(result)
-    summary = result.summary()
+    summary = result.summary().drop(columns="fit")
     reference = {**law.reference, "sigma": noise}
     summary.insert(
-        0, "true", [f"{reference[n]:.4g}" if n in reference else "-" for n in summary.index]
+        1, "true", [f"{reference[n]:.4g}" if n in reference else "-" for n in summary["parameter"]]
     )
-    print(_frame_text(summary))
+    print(_frame_text(summary, index=False))
     print("diagnostics:")
-    for key, value in result.diagnostics.items():
+    for key, value in result.diagnostics.iloc[0].items():
         print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
