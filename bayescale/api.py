@@ -23,7 +23,7 @@ from bayescale.options import MAP, NUTS, Laplace, Model, method_name
 from bayescale.precision import float64
 from bayescale.result import ESS_PER_CHAIN_MIN, RHAT_MAX, Result, keep_draws, mode_failure, rhat
 
-__all__ = ["fit", "fit_batch", "seed_key"]
+__all__ = ["fit", "fit_batch", "options_from_keywords", "seed_key"]
 
 _DEFAULT_MODEL = Model()
 _DEFAULT_INFERENCE = NUTS()
@@ -182,6 +182,34 @@ def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, calle
     run = _fit_batch_nuts if method == "nuts" else _fit_batch_modes
     keys = jax.random.split(key, len(fits))
     return run(posterior, fits, labels, by, reasons, inference, keys, seed_record, warn)
+
+
+def options_from_keywords(**keywords) -> dict:
+    """The keyword arguments of :func:`fit` for settings spelt as bayescale 0.1's keywords.
+
+    For functions whose own signatures take the fit's settings one by one (``likelihood=``,
+    ``num_chains=``, ``method=``, ``map_steps=``, ``group=``, ``pooled=`` ...): returns
+    ``{"model": Model(...), "inference": NUTS(...) | MAP(...) | Laplace(...)}`` plus ``by``
+    (from ``group=``) and any ``columns``, ``seed``, ``warn`` given, without the
+    deprecation warnings :func:`fit` gives to its callers.  Settings that never applied to
+    the chosen method are dropped, as 0.1 ignored them.
+
+    Raises
+    ------
+    TypeError
+        An unknown keyword.
+    ValueError, TypeError
+        A setting the option objects reject (e.g. ``num_chains=0``).
+    """
+    passed = {k: keywords.pop(k) for k in ("columns", "seed", "warn", "by") if k in keywords}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model, inference, by = _resolve(
+            _DEFAULT_MODEL, _DEFAULT_INFERENCE, passed.pop("by", None), keywords, "fit",
+            stacklevel=2,
+        )  # fmt: skip
+    out = {**passed, "model": model, "inference": inference}
+    return out if by is None else {**out, "by": by}
 
 
 def _resolve(model, inference, by, old: dict, caller: str, *, stacklevel: int):

@@ -131,7 +131,7 @@ def status_of(d, *, failed: bool = False) -> Status:
     return Status.converged
 
 
-#: DataTree group of a ``fit_batch(..., keep=...)`` result holding, per fit, the
+#: DataTree group of a ``NUTS(keep=...)`` result holding, per fit, the
 #: convergence numbers and the summary of every draw (the groups hold the kept draws).
 ALL_DRAWS = "all_draws_summary"
 #: Quantiles stored per fit and parameter when draws are thinned by ``keep``.

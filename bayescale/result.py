@@ -695,6 +695,3 @@ def __getattr__(name: str):
         return Result
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-# 0.1 names, imported by bayescale.check until it moves to the public ones
-_extrapolation_distance, _noise, _prior_draws = extrapolation_distance, noise_draws, prior_draws

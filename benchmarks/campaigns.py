@@ -2,9 +2,9 @@
 
 :func:`simulate_campaigns` checks a design rule where the truth is known: seeded campaigns
 start from the same runs (outcomes simulated from the true law), are fitted in one
-``fit_batch`` call, spend compute on the runs :func:`~bayescale.plan.next_runs` picks and on
+``fit(..., by=)`` call, spend compute on the runs :func:`~bayescale.plan.next_runs` picks and on
 other designs of the same cost (random, grid, or any callable, e.g. another package's
-suggestions), and every design is refitted in one more ``fit_batch`` call and scored by the
+suggestions), and every design is refitted in one more ``fit(..., by=)`` call and scored by the
 width of the target's interval and whether it covers the truth.
 
 Used by ``benchmarks/plan.py --part campaigns`` and ``tests/test_plan.py`` (which put this
@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayescale import ConvergenceWarning, FitResult, fit_batch
+from bayescale import ConvergenceWarning, Result, fit
+from bayescale.api import options_from_keywords
 from bayescale.laws import get_law
 from bayescale.plan import next_runs, parse_target
 from bayescale.plan.allocation import check_allocation_law, log_target, log_target_draws
@@ -37,7 +38,7 @@ def _scaled_to_cost(runs: pd.DataFrame, cost: float) -> pd.DataFrame:
     return pd.DataFrame({"n_params": runs["n_params"] * f, "n_tokens": runs["n_tokens"] * f})
 
 
-DesignFn = Callable[[pd.DataFrame, FitResult, int], pd.DataFrame]
+DesignFn = Callable[[pd.DataFrame, Result, int], pd.DataFrame]
 
 
 def simulate_campaigns(
@@ -65,7 +66,7 @@ def simulate_campaigns(
 
     Each campaign :math:`s` draws the outcomes of the ``start`` runs from the true law
     (:func:`bayescale.simulate.simulate_runs`, log-normal noise ``noise``), fits them (all
-    campaigns in one :func:`bayescale.fit_batch` call), then designs the next runs:
+    campaigns in one :func:`bayescale.fit` call (``by=``)), then designs the next runs:
 
     - ``"next"``: :func:`next_runs` (target, candidates, budget, ``k``, ``design_options``);
     - ``"random"``: ``k`` candidates drawn at random, N and D scaled by one factor to the
@@ -76,7 +77,7 @@ def simulate_campaigns(
       package's suggestions, at their own cost).
 
     The new runs' outcomes share their noise across designs (common random numbers), every
-    (campaign, design) is refitted in one ``fit_batch`` call, and each design is scored by
+    (campaign, design) is refitted in one ``fit(..., by=)`` call, and each design is scored by
     the central ``level`` interval of the (log) target and whether it covers the truth.
 
     Parameters
@@ -101,7 +102,7 @@ def simulate_campaigns(
     grid_tokens_per_param : float
     others : dict of str to callable, optional
     fit_options : dict, optional
-        Passed to both ``fit_batch`` calls (``num_chains``, ``num_warmup``, ...).
+        Passed to both ``fit(..., by=)`` calls (``num_chains``, ``num_warmup``, ...).
     design_options : dict, optional
         Passed to :func:`next_runs` (``num_outer``, ``max_per_candidate``, ...).
     level : float
@@ -151,9 +152,8 @@ def simulate_campaigns(
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            out = fit_batch(
-                data, law, by="campaign", likelihood=likelihood, seed=fit_seed, **fit_options
-            )
+            options = options_from_keywords(likelihood=likelihood, **fit_options)
+            out = fit(data, law, by="campaign", seed=fit_seed, **options)
         return out, time.perf_counter() - t0
 
     init = pd.concat(

@@ -13,7 +13,7 @@ from scipy import stats
 
 import bayescale
 from bayescale import check, datasets
-from bayescale.api import POOLED_TARGET_ACCEPT_PROB
+from bayescale.options import POOLED_TARGET_ACCEPT_PROB
 from bayescale.check import backtest, least_squares_fit, sbc
 from bayescale.check.law_error import bias_and_se
 from bayescale.check.sbc import chi2_uniform
@@ -116,7 +116,7 @@ def test_sbc_ranks_uniform(sbc_result):
     assert len(r.ranks) == SBC_REPLICATIONS
     assert list(r.ranks.columns) == list(r.batch.parameter_names)
     assert r.ranks.to_numpy().min() >= 0 and r.ranks.to_numpy().max() <= r.num_rank_draws
-    assert r.num_not_converged == int((r.batch.status != "converged").sum())
+    assert r.num_not_converged == int((r.batch.diagnostics["status"] != "converged").sum())
     threshold = SBC_ALPHA / NUM_SBC_TESTS
     print(f"\n{r.report()}; threshold {threshold:.2g} over {NUM_SBC_TESTS} tests")
     assert r.passed(SBC_ALPHA, NUM_SBC_TESTS), (
@@ -425,15 +425,14 @@ def annealing_fits():
         curve = _annealing_curve(params, seed=40 + i)
         parts.append(curve.assign(curve=f"full{i}"))
         parts.append(curve[curve["step"] <= 0.2 * 142_990].assign(curve=f"early{i}"))
-    return bayescale.fit_batch(
+    return bayescale.fit(
         pd.concat(parts, ignore_index=True),
         "lr_annealing",
         by="curve",
-        likelihood="normal",
+        model=bayescale.Model(likelihood="normal"),
+        inference=bayescale.NUTS(progress_bar=False, **ANNEALING_SETTINGS),
         seed=1,
-        progress_bar=False,
         warn=False,
-        **ANNEALING_SETTINGS,
     )
 
 
@@ -509,7 +508,7 @@ def test_law_error_leaves_each_curve_out(simulated_backtest):
 
 
 def test_predict_law_error_adds_tau_d_in_quadrature(simulated_backtest, curves):
-    """FitResult.predict(law_error=tau): inside the fitted range the band is unchanged (the
+    """Result.predict(law_error=tau): inside the fitted range the band is unchanged (the
     same noise draws); at d decades beyond it the band's normal-equivalent sd is
     sqrt(sd_0^2 + tau^2 d^2) (400 draws: 15% tolerance, ~3 Monte Carlo standard errors of a
     90% band's width)."""

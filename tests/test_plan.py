@@ -1,8 +1,8 @@
 """Compute-optimal allocation and the design of next runs (bayescale.plan).
 
-Most checks run on posteriors given as draws (a ``FitResult`` built from an ArviZ DataTree,
+Most checks run on posteriors given as draws (a ``Result`` built from an ArviZ DataTree,
 no sampling), so that the allocation and the design criterion are tested against closed
-forms; the campaign test fits and refits simulated campaigns with ``fit_batch``.
+forms; the campaign test fits and refits simulated campaigns with ``fit(..., by=)``.
 """
 
 import json
@@ -16,15 +16,15 @@ from arviz_base import from_dict
 from conftest import scaled
 from scipy import optimize, stats
 
-from bayescale import DataError, FitResult, plan
+from bayescale import DataError, Result, plan
 from bayescale.laws import get_law
 
 EPOCH = {"E": 1.817, "A": 482.01, "B": 2085.43, "alpha": 0.348, "beta": 0.366}
 CHINCHILLA_FLOPS = 5.76e23
 
 
-def draws_result(law, draws: dict, likelihood: str = "normal") -> FitResult:
-    """A FitResult holding the given posterior draws (``{name: (chain, draw)}``)."""
+def draws_result(law, draws: dict, likelihood: str = "normal") -> Result:
+    """A Result holding the given posterior draws (``{name: (chain, draw)}``)."""
     law = get_law(law)
     dt = from_dict(
         {"posterior": draws},
@@ -37,7 +37,7 @@ def draws_result(law, draws: dict, likelihood: str = "normal") -> FitResult:
             }
         },
     )
-    return FitResult(dt, law, likelihood, {c: c for c in (*law.covariates, law.response)})
+    return Result(dt, law, likelihood, {c: c for c in (*law.covariates, law.response)})
 
 
 def lognormal_draws(center: dict, rel_sd: float, shape=(2, 1000), seed=0) -> dict:
@@ -439,7 +439,7 @@ def test_campaigns_next_runs_shrink_the_target_more_than_random_and_grid(monkeyp
     constants): start from small isoFLOP sweeps, then spend the same compute on the runs
     ``next_runs`` chooses (iso-FLOP candidates at 1e19 and 3e19 FLOP, replicates allowed), on
     random candidates, or on a uniform grid (20 tokens per parameter); every design refitted
-    in one ``fit_batch`` call.  The target is N_opt at 1e22 FLOP, 3 decades beyond.
+    in one ``fit(..., by=)`` call.  The target is N_opt at 1e22 FLOP, 3 decades beyond.
 
     Asserts that the median ratio of 90% interval widths (next / random, next / grid) is below
     one, with a one-sided sign test at 1% in the full size; that the refitted 90% intervals
@@ -468,7 +468,7 @@ def test_campaigns_next_runs_shrink_the_target_more_than_random_and_grid(monkeyp
         num_campaigns=num_planned,
         noise=0.02,
         # the refits (3 designs per campaign) in chunks of the starting fits' size: one
-        # compiled sampler for both fit_batch calls
+        # compiled sampler for both fit(..., by=) calls
         fit_options={**fit, "chunk_size": num_planned},
         design_options={"num_outer": 128, "max_per_candidate": None},
         seed=0,

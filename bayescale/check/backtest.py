@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.api import fit, fit_batch
+from bayescale.api import fit, options_from_keywords
 from bayescale.check.baseline import least_squares_fit
 from bayescale.check.law_error import (
     band_variance,
@@ -40,7 +40,7 @@ from bayescale.data import DataError, as_frame, prepare
 from bayescale.laws import Law, get_law
 from bayescale.model import check_pooled_names
 from bayescale.precision import float64
-from bayescale.result import BatchResult
+from bayescale.result import Result
 
 __all__ = ["BacktestResult", "backtest"]
 
@@ -64,7 +64,7 @@ class BacktestResult:
     predictions : DataFrame
         Every held-out point: the curve, covariates, observed response, predictive
         quantiles ``q5 q25 q50 q75 q95``, ``median`` (of the law), ``baseline``.
-    batch : BatchResult
+    batch : Result
         The Bayesian fits of the early parts (with ``pooled=``: the pools' fits joined along
         the curve dimension, each pool's population draws ``<p>_pop``, ``<p>_pop_sd``
         repeated for its curves).
@@ -88,7 +88,7 @@ class BacktestResult:
 
     table: pd.DataFrame
     predictions: pd.DataFrame
-    batch: BatchResult = field(repr=False)
+    batch: Result = field(repr=False)
     baseline: pd.DataFrame = field(repr=False)
     law_error: pd.Series | None = None
     law_bias: pd.DataFrame | None = None
@@ -112,7 +112,7 @@ class BacktestResult:
 
         Each held-out point's predictive draws get an independent
         :math:`\\tau\\,d(x)\\,z` in log response (``law_error`` of
-        :meth:`bayescale.result.FitResult.predict`), :math:`d(x)` the decades beyond the
+        :meth:`bayescale.result.Result.predict`), :math:`d(x)` the decades beyond the
         curve's fitted range, so :math:`\\sigma(x)^2 = \\sigma_0^2 + \\tau^2 d(x)^2`.
         :math:`\\tau` is estimated by :func:`law_error_scale` from errors that never include
         the curve's own held-out points:
@@ -419,7 +419,7 @@ def backtest(
         **fit_options,
     )
     if pools is None:
-        batch = fit_batch(fit_frame, law, by=by_arg, warn=False, **settings)
+        batch = fit(fit_frame, law, by=by_arg, warn=False, **options_from_keywords(**settings))
     else:
         batch = _fit_pools(fit_frame, keys[early], pools[early], law, by_arg, pooled, settings)
 
@@ -491,9 +491,9 @@ def _pools(frame, keys, law, pooled, pool_by) -> pd.Series | None:
     return pools
 
 
-def _fit_pools(fit_frame, fit_keys, fit_pools, law, by, pooled, settings) -> BatchResult:
+def _fit_pools(fit_frame, fit_keys, fit_pools, law, by, pooled, settings) -> Result:
     """One pooled NUTS fit (:func:`bayescale.fit` with ``group=``, ``pooled=``) of the early
-    parts of each pool's curves, the pools' results joined into one :class:`BatchResult`
+    parts of each pool's curves, the pools' results joined into one :class:`Result`
     whose fit dimension and labels are those :func:`bayescale.fit_batch` gives for ``by``.
 
     The population draws ``<p>_pop``, ``<p>_pop_sd`` of a pool are repeated for each of its
@@ -504,7 +504,8 @@ def _fit_pools(fit_frame, fit_keys, fit_pools, law, by, pooled, settings) -> Bat
     parts, diagnostics, reasons = [], {}, {}
     for value, rows in fit_frame.groupby(fit_pools, sort=True):
         rows = rows.drop(columns=by_cols).assign(**{dim: fit_keys[rows.index].to_numpy()})
-        part = fit(rows, law, group=dim, pooled=list(pooled), warn=False, **settings)
+        options = options_from_keywords(pooled=list(pooled), **settings)
+        part = fit(rows, law, by=dim, warn=False, **options)
         diagnostics[value] = json.loads(part.datatree.attrs["population_diagnostics"])
         reasons.update(json.loads(part.datatree.attrs.get("failure_reasons", "{}")))
         parts.append(part)
@@ -526,7 +527,7 @@ def _fit_pools(fit_frame, fit_keys, fit_pools, law, by, pooled, settings) -> Bat
         "population_diagnostics": json.dumps(diagnostics),
     }
     first = parts[0]
-    return BatchResult(tree, law, first.likelihood, first.columns, by)
+    return Result(tree, law, first.likelihood, first.columns, by)
 
 
 def _in_range_backtest(ctx: dict) -> BacktestResult:

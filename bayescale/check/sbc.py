@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.api import fit_batch
+from bayescale.api import fit, options_from_keywords
 from bayescale.laws import Law, get_law
 from bayescale.model import Posterior, with_noise
 from bayescale.precision import float64
-from bayescale.result import BatchResult, Status, _noise, _prior_draws
+from bayescale.predict import noise_draws, prior_draws
+from bayescale.result import Result, Status
 from bayescale.simulate import simulate
 
 __all__ = ["SBCResult", "chi2_uniform", "sbc"]
@@ -48,8 +49,8 @@ class SBCResult:
         Per site: ``chi2``, ``dof``, ``num_bins``, ``p_value`` of the uniformity test.
     diagnostics : DataFrame
         Per replication: the fit's r̂, ESS, divergences, status (as
-        :attr:`BatchResult.diagnostics`) and the true values drawn from the prior.
-    batch : BatchResult
+        :attr:`Result.diagnostics`) and the true values drawn from the prior.
+    batch : Result
         The fits themselves.
     num_redrawn : int
         Prior draws replaced because their simulated responses left the float range.
@@ -61,7 +62,7 @@ class SBCResult:
     num_rank_draws: int
     tests: pd.DataFrame
     diagnostics: pd.DataFrame
-    batch: BatchResult = field(repr=False)
+    batch: Result = field(repr=False)
     num_redrawn: int = 0
 
     @property
@@ -231,18 +232,15 @@ def sbc(
     frame, truth, num_redrawn = _simulate_replications(
         law, posterior, num_replications, design, seed
     )
-    batch = fit_batch(
-        frame,
-        law,
-        by=REPLICATION,
+    options = options_from_keywords(
         likelihood=posterior.likelihood,
         num_chains=num_chains,
         num_warmup=num_warmup,
         num_samples=num_samples,
         seed=seed,
-        warn=False,
         **fit_options,
     )
+    batch = fit(frame, law, by=REPLICATION, warn=False, **options)
     keep = np.linspace(0, num_draws - 1, num_rank_draws).round().astype(int)
     ranks = {}
     for name in posterior.site_names:
@@ -272,7 +270,7 @@ def _simulate_replications(law: Law, posterior: Posterior, num: int, design: dic
     counted.
     """
     spare = num // 10 + 10
-    candidates = _prior_draws(posterior, num + spare, seed)
+    candidates = prior_draws(posterior, num + spare, seed)
     rng = np.random.default_rng([seed, 1])
     frames, kept = [], []
     for c in range(num + spare):
@@ -292,7 +290,7 @@ def _simulate_replications(law: Law, posterior: Posterior, num: int, design: dic
             log_x = {c: np.log(exact[c].to_numpy(dtype=float)) for c in law.covariates}
             sigma = posterior.point_sigma({k: v[..., None] for k, v in values.items()}, log_x)
             values["sigma"] = np.asarray(sigma).reshape(shape)
-        noise = _noise(rng, posterior.likelihood, values, shape)
+        noise = noise_draws(rng, posterior.likelihood, values, shape)
         with np.errstate(over="ignore"):
             y = exact[law.response].to_numpy() * np.exp(noise[0])
         if not np.all(np.isfinite(y) & (y > 0)):

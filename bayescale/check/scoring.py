@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bayescale.result import BatchResult, Status, _extrapolation_distance
+from bayescale.predict import extrapolation_distance
+from bayescale.result import Result, Status
 
 __all__ = ["predict_and_score", "score"]
 
 
 def predict_and_score(
-    batch: BatchResult, ctx: dict, taus: pd.Series | None, biases: pd.DataFrame | None = None
+    batch: Result, ctx: dict, taus: pd.Series | None, biases: pd.DataFrame | None = None
 ):
     """Predictive quantiles, law median, baseline and extrapolation distance at the held-out
     points (each curve's law error ``taus[curve]``, none when ``taus`` is None; with
@@ -41,7 +42,7 @@ def predict_and_score(
         fitted = fit_frame[fit_keys == label]
         log_x = {c: np.log(rows[c].to_numpy(dtype=float)) for c in cov_cols}
         fitted_log_x = {c: np.log(fitted[c].to_numpy(dtype=float)) for c in cov_cols}
-        distance.loc[rows.index] = _extrapolation_distance(log_x, fitted_log_x)
+        distance.loc[rows.index] = extrapolation_distance(log_x, fitted_log_x)
     pred = held[list(dict.fromkeys([*by_cols, *cov_cols, ctx["x_col"]]))].assign(
         **{q: obs[q].to_numpy(dtype=float) for q in quantiles},
         curve=keys.to_numpy(),
@@ -60,7 +61,8 @@ def predict_and_score(
             pred[q] = pred[q].to_numpy(dtype=float) * shift
         base_mu = pred["curve"].map(biases["baseline_bias"]).to_numpy(dtype=float)
         pred["debiased_baseline"] = pred["baseline"].to_numpy(dtype=float) * np.exp(base_mu * d)
-    status = pd.Series(batch.status.to_numpy(), index=[str(label) for label in batch.status.index])
+    per_fit = batch.diagnostics["status"]
+    status = pd.Series(per_fit.to_numpy(), index=[str(label) for label in per_fit.index])
     table = score(pred, x_col=ctx["x_col"], fit_counts=ctx["fit_counts"], status=status)
     return table, pred
 

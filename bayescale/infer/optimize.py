@@ -425,7 +425,7 @@ def choose_centring(
     import numpy as np
     import scipy.stats
 
-    # fit_batch(method="laplace", map_steps=num_steps, num_chains=1, num_samples=num_draws)'s
+    # fit(by=..., inference=Laplace(num_steps=num_steps, num_chains=1, num_samples=num_draws))'s
     # program, so the two share one compilation
     devices = jax.devices()
     run = build_mode_fit(

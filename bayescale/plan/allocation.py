@@ -54,7 +54,7 @@ import pandas as pd
 
 from bayescale.laws import get_law
 from bayescale.precision import float64
-from bayescale.result import FitResult, quantile_column
+from bayescale.result import Result, quantile_column
 
 __all__ = [
     "ALLOCATION_QUANTITIES",
@@ -242,7 +242,7 @@ def _allocation_fn(law, flops_formula: FlopsFormula | None = None, num_grid: int
     return allocation
 
 
-def _bcrit_values(bcrit: FitResult | None, num: int, seed: int) -> dict[str, np.ndarray]:
+def _bcrit_values(bcrit: Result | None, num: int, seed: int) -> dict[str, np.ndarray]:
     """``B_star`` and ``alpha_B`` per draw: a kaplan_bcrit posterior resampled to ``num``
     draws, or the published constants."""
     if bcrit is None:
@@ -261,18 +261,18 @@ def _bcrit_values(bcrit: FitResult | None, num: int, seed: int) -> dict[str, np.
 
 @float64
 def allocation_draws(
-    result: FitResult,
+    result: Result,
     flops,
     *,
     flops_formula: FlopsFormula | None = None,
-    bcrit: FitResult | None = None,
+    bcrit: Result | None = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Posterior draws of the allocation at each budget, arrays ``(chain, draw, budget)``.
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
         A fit of a law of ``n_params`` and ``n_tokens``, or of ``n_params`` and ``steps``
         (``kaplan_ns``: runs cost :math:`C = 6 N B S` at the critical batch size
         :math:`B = B_{crit}(L)`, see the module docstring).
@@ -281,7 +281,7 @@ def allocation_draws(
     flops_formula : callable, optional
         ``flops_formula(n_params, n_tokens) -> flops`` written with ``jax.numpy`` and
         increasing in ``n_tokens``; default :math:`C = 6ND`.
-    bcrit : FitResult, optional
+    bcrit : Result, optional
         A ``kaplan_bcrit`` fit giving :math:`B_{crit}(L)` for the batch size of ``kaplan_*``
         laws (its draws are resampled with ``seed`` to pair with this posterior's); default
         the published constants.  Passing it adds batch size and steps for any law.
@@ -331,18 +331,18 @@ def allocation_draws(
 
 @float64
 def allocate(
-    result: FitResult,
+    result: Result,
     flops,
     *,
     quantiles: Sequence[float] = (0.05, 0.5, 0.95),
     flops_formula: FlopsFormula | None = None,
-    bcrit: FitResult | None = None,
+    bcrit: Result | None = None,
 ) -> pd.DataFrame:
     """Compute-optimal allocation at budget(s) ``flops`` (FLOP, :math:`C = 6ND` by default).
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
         A fit of a law of ``n_params`` and ``n_tokens``.
     flops : float or sequence of float
         One budget or a grid of budgets (all computed in one vmapped call).
@@ -507,7 +507,7 @@ def log_target(law, target: Target, values: dict, flops_formula=None) -> jnp.nda
 
 
 @float64
-def log_target_draws(result: FitResult, target, flops_formula=None) -> np.ndarray:
+def log_target_draws(result: Result, target, flops_formula=None) -> np.ndarray:
     """Posterior draws of the log target, shape ``(chain, draw)`` (no overflow of ``exp``)."""
     target = parse_target(result.law, target)
     draws = result.draws()
@@ -517,6 +517,6 @@ def log_target_draws(result: FitResult, target, flops_formula=None) -> np.ndarra
 
 
 @float64
-def target_draws(result: FitResult, target, *, flops_formula: FlopsFormula | None = None):
+def target_draws(result: Result, target, *, flops_formula: FlopsFormula | None = None):
     """Posterior draws of a target (see :func:`parse_target`), shape ``(chain, draw)``."""
     return np.exp(log_target_draws(result, target, flops_formula))

@@ -51,7 +51,7 @@ from bayescale.infer.batch import padded_length
 from bayescale.model import observation_noise_jax
 from bayescale.plan.allocation import FlopsFormula, as_budgets, log_target, parse_target
 from bayescale.precision import float64
-from bayescale.result import FitResult
+from bayescale.result import Result
 
 __all__ = [
     "MIN_CHOSEN_SLOTS",
@@ -64,7 +64,7 @@ __all__ = [
 
 # ---------------------------------------------------------------------------- candidates
 def _candidates(
-    result: FitResult, candidates, flops_formula
+    result: Result, candidates, flops_formula
 ) -> tuple[pd.DataFrame, dict, np.ndarray]:
     """Validated candidates: the frame, log covariates ``{name: (m,)}`` and costs ``(m,)``."""
     law = result.law
@@ -227,7 +227,7 @@ def _prepared(result, target, flops_formula, num_draws, seed):
 
 @float64
 def score_candidates(
-    result: FitResult,
+    result: Result,
     target,
     candidates,
     *,
@@ -243,7 +243,7 @@ def score_candidates(
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
         The current posterior.
     target
         See :func:`parse_target`.
@@ -310,7 +310,7 @@ def score_candidates(
 
 @float64
 def next_runs(
-    result: FitResult,
+    result: Result,
     *,
     target,
     candidates,
@@ -336,7 +336,7 @@ def next_runs(
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
         The current posterior.
     target
         What to learn: ``{"n_params": 1e11, "n_tokens": 2e12}`` (loss there),

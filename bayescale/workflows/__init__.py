@@ -1,4 +1,4 @@
-"""The seed analyses of Kaplan et al. (2020), each a thin layer over ``fit`` / ``fit_batch``.
+"""The seed analyses of Kaplan et al. (2020), each a thin layer over ``fit``.
 
 * :mod:`~bayescale.workflows.batch_scan` — batch-size scans -> posteriors of
   :math:`S_{\\min}`, :math:`E_{\\min}` and :math:`B_{\\rm crit} = E_{\\min}/S_{\\min}` per

@@ -14,7 +14,7 @@ A batch-size scan is the loss curves of one model trained at several batch sizes
 :func:`steps_to_target` reads :math:`S` (and :math:`E`) off each curve at each target loss;
 :func:`fit_batch_scan` fits the catalogue law ``mccandlish_steps``
 (``steps = S_min + E_min / batch_size``) to every target loss at once, one
-:func:`bayescale.fit_batch` call with ``by="loss_level"``, and derives the posterior of
+:func:`bayescale.fit` call with ``by="loss_level"``, and derives the posterior of
 :math:`B_{\\rm crit}` per loss level.
 
 Only :math:`S` enters the likelihood: :math:`E = BS` is the same measurement multiplied by
@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayescale.api import fit_batch
+from bayescale.api import fit, options_from_keywords
 from bayescale.data import DataError, as_frame
 from bayescale.precision import float64
-from bayescale.result import BatchResult, quantile_column
+from bayescale.result import Result, quantile_column
 from bayescale.workflows.propagate import summarize_draws
 
 __all__ = ["LAW_ID", "BatchScanResult", "fit_batch_scan", "steps_to_target"]
@@ -182,7 +182,7 @@ class BatchScanResult:
 
     Attributes
     ----------
-    batch : BatchResult
+    batch : Result
         The ``mccandlish_steps`` fits, one per loss level (fit dimension ``loss_level``).
     points : DataFrame
         The fitted points: ``loss_level``, ``batch_size``, ``steps``, ``n_tokens``.
@@ -196,7 +196,7 @@ class BatchScanResult:
         Target losses not fitted and why (too few runs reached them).
     """
 
-    batch: BatchResult
+    batch: Result
     points: pd.DataFrame
     levels: pd.DataFrame
     skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -267,7 +267,7 @@ def fit_batch_scan(
 
     with :math:`\\varepsilon_r` normal (or Student-t) and the priors of the catalogue law
     ``mccandlish_steps``; all levels are fitted by one
-    :func:`bayescale.fit_batch` call (``by="loss_level"``).  :math:`B_{\\rm crit} =
+    :func:`bayescale.fit` call (``by="loss_level"``).  :math:`B_{\\rm crit} =
     E_{\\min}/S_{\\min}` is computed draw by draw, so its posterior is exact.
 
     Parameters
@@ -286,8 +286,8 @@ def fit_batch_scan(
         :math:`\\sigma` then slows mixing and causes divergences.  Choose ``"student_t"``
         when a scan may hold a broken run.
     **fit_options
-        Passed to :func:`bayescale.fit_batch` (``num_chains``, ``num_warmup``,
-        ``num_samples``, ``seed``, ``likelihood``, ``priors`` ...).
+        Settings of the fit, as :func:`bayescale.api.options_from_keywords` takes them
+        (``num_chains``, ``num_warmup``, ``num_samples``, ``seed``, ``likelihood``, ``priors`` ...).
 
     Returns
     -------
@@ -325,7 +325,8 @@ def fit_batch_scan(
             stacklevel=2,
         )
     data = kept.drop(columns=["n_tokens", *(["run"] if run is not None else [])])
-    batch = fit_batch(data, LAW_ID, by="loss_level", likelihood=likelihood, **fit_options)
+    options = options_from_keywords(likelihood=likelihood, **fit_options)
+    batch = fit(data, LAW_ID, by="loss_level", **options)
     return BatchScanResult(
         batch=batch,
         points=kept.reset_index(drop=True),
@@ -334,7 +335,7 @@ def fit_batch_scan(
     )
 
 
-def _level_table(batch: BatchResult, points: pd.DataFrame, quantiles) -> pd.DataFrame:
+def _level_table(batch: Result, points: pd.DataFrame, quantiles) -> pd.DataFrame:
     """Per level: runs, posterior mean/sd/quantiles of S_min, E_min, B_crit, status."""
     labels = batch.labels
     post = batch.datatree.posterior
@@ -342,7 +343,7 @@ def _level_table(batch: BatchResult, points: pd.DataFrame, quantiles) -> pd.Data
     values = {"S_min": s_min, "E_min": e_min, "B_crit": e_min / s_min}
     table = summarize_draws(values, pd.Index(labels, name="loss_level"), quantiles)
     table.insert(0, "num_runs", points.groupby("loss_level").size().reindex(labels).to_numpy())
-    table["status"] = batch.status.reindex(labels).to_numpy()
+    table["status"] = batch.diagnostics["status"].reindex(labels).to_numpy()
     lo = points.groupby("loss_level")["batch_size"].min().reindex(labels).to_numpy()
     hi = points.groupby("loss_level")["batch_size"].max().reindex(labels).to_numpy()
     median = np.median(values["B_crit"].reshape(len(labels), -1), axis=1)

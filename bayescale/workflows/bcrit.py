@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayescale.api import fit
+from bayescale.api import fit, options_from_keywords
 from bayescale.data import DataError, as_frame
 from bayescale.precision import float64
-from bayescale.result import BatchResult, FitResult, quantile_column
+from bayescale.result import Result, quantile_column
 from bayescale.workflows.batch_scan import BatchScanResult
 from bayescale.workflows.propagate import (
     IMPUTATION,
@@ -53,26 +53,25 @@ class CriticalBatchSizeResult:
     levels : DataFrame
         The per-level inputs: ``source``, ``loss_level``, ``num_draws`` and the ``B_crit``
         posterior mean, sd, median and 95% interval of each level.
-    batch : BatchResult or None
+    batch : Result or None
         ``method="imputation"``: one ``kaplan_bcrit`` fit per imputation (fit dimension
         ``imputation``); their convergence is in ``diagnostics``.
-    fit : FitResult or None
+    fit : Result or None
         ``method="median"``: the single fit to the per-level medians.
     """
 
     method: str
     levels: pd.DataFrame
-    batch: BatchResult | None
-    fit: FitResult | None
-    _pooled: FitResult
+    batch: Result | None
+    fit: Result | None
+    _pooled: Result
 
     @property
     def diagnostics(self) -> pd.DataFrame:
         """Convergence of each fit (one row per imputation, or one row for ``median``)."""
         if self.batch is not None:
             return self.batch.diagnostics
-        d = self.fit.diagnostics
-        return pd.DataFrame([{**d, "status": self.fit.status.value}])
+        return self.fit.diagnostics.reset_index(drop=True)
 
     @property
     def failed(self) -> list:
@@ -108,7 +107,7 @@ class CriticalBatchSizeResult:
 
         ``kind="mean"`` (default) is the law :math:`B_* L^{-1/\\alpha_B}` itself;
         ``"observation"`` adds the scatter of single levels about it.  The columns are those
-        of :meth:`bayescale.FitResult.predict` (``decades_beyond`` tells how far outside the
+        of :meth:`bayescale.Result.predict` (``decades_beyond`` tells how far outside the
         fitted loss range a target lies).
         """
         values = np.asarray(loss, dtype=np.float64).ravel()
@@ -186,7 +185,7 @@ def fit_critical_batch_size(
     imputation (:mod:`bayescale.workflows.propagate`): imputation :math:`m = 1 \\dots M`
     takes, at every level, the :math:`m`-th of :math:`M` evenly spaced posterior draws
     :math:`B_\\ell^{(m)}` as its data, all :math:`M` fits run in one
-    :func:`bayescale.fit_batch` call, and the posterior reported is the mixture of the
+    :func:`bayescale.fit` call (``by=``), and the posterior reported is the mixture of the
     :math:`M` posteriors,
 
     .. math::
@@ -219,8 +218,8 @@ def fit_critical_batch_size(
     seed : int
         Seeds the fits (the imputed draws are evenly spaced, not random).
     **fit_options
-        Passed to :func:`bayescale.fit_batch` / :func:`bayescale.fit` (``num_chains``,
-        ``num_warmup``, ``num_samples``, ``likelihood``, ``priors`` ...).
+        Settings of the fits, as :func:`bayescale.api.options_from_keywords` takes them
+        (``num_chains``, ``num_warmup``, ``num_samples``, ``likelihood``, ``priors`` ...).
 
     Returns
     -------
@@ -254,10 +253,8 @@ def fit_critical_batch_size(
         single = fit(
             levels[["loss_level", "B_crit_q50"]],
             LAW_ID,
-            seed=seed,
             columns={"loss": "loss_level", "critical_batch_size": "B_crit_q50"},
-            likelihood=likelihood,
-            **fit_options,
+            **options_from_keywords(seed=seed, likelihood=likelihood, **fit_options),
         )
         return CriticalBatchSizeResult(method, levels, None, single, single)
     if isinstance(num_imputations, bool) or not isinstance(num_imputations, int | np.integer):

@@ -39,7 +39,7 @@ import pandas as pd
 from bayescale.data import DataError, as_frame
 from bayescale.laws import get_law
 from bayescale.precision import float64
-from bayescale.result import FitResult, quantile_column
+from bayescale.result import Result, quantile_column
 from bayescale.simulate import noise_sd
 from bayescale.units import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
@@ -90,7 +90,7 @@ def _runs(runs, columns: Mapping[str, str] | None) -> pd.DataFrame:
 
 @float64
 def adjust_runs(
-    runs, bcrit: FitResult, *, columns: Mapping[str, str] | None = None
+    runs, bcrit: Result, *, columns: Mapping[str, str] | None = None
 ) -> dict[str, np.ndarray]:
     """Posterior draws of each run's minimal compute, steps, tokens and critical batch.
 
@@ -100,7 +100,7 @@ def adjust_runs(
         One row per run (or per point of a run's learning curve): ``n_params``,
         ``batch_size`` (tokens), ``steps``, ``loss`` and optionally ``flops`` (FLOP;
         default :math:`6NBS`); other names mapped by ``columns``.
-    bcrit : FitResult
+    bcrit : Result
         A fit of ``kaplan_bcrit`` (:math:`B_{crit}(L) = B_* L^{-1/\\alpha_B}`).
     columns : dict, optional
         Standard name -> column.
@@ -111,9 +111,10 @@ def adjust_runs(
         ``flops_min`` (PF-days), ``steps_min``, ``tokens_min`` and ``critical_batch_size``,
         each ``(chain, draw, run)`` over ``bcrit``'s posterior draws.
     """
-    if not isinstance(bcrit, FitResult) or bcrit.law.covariates != ("loss",):
+    if not isinstance(bcrit, Result) or len(bcrit) != 1 or bcrit.law.covariates != ("loss",):
         raise TypeError(
-            "bcrit must be the FitResult of a critical-batch law of loss (e.g. 'kaplan_bcrit')"
+            "bcrit must be the Result of one fit of a critical-batch law of loss "
+            "(e.g. 'kaplan_bcrit')"
         )
     frame = _runs(runs, columns)
     b_crit = bcrit.predict_draws({"loss": frame["loss"].to_numpy()}, kind="mean")
@@ -131,7 +132,7 @@ def adjust_runs(
 
 def adjusted_summary(
     runs,
-    bcrit: FitResult,
+    bcrit: Result,
     *,
     columns: Mapping[str, str] | None = None,
     quantiles: Sequence[float] = (0.05, 0.5, 0.95),
@@ -191,7 +192,7 @@ class FrontierResult:
 @float64
 def fit_frontier(
     runs,
-    bcrit: FitResult,
+    bcrit: Result,
     *,
     quantities: Sequence[str] = tuple(FRONTIER_LAWS),
     columns: Mapping[str, str] | None = None,
@@ -209,7 +210,7 @@ def fit_frontier(
     ----------
     runs : DataFrame, dict of arrays, or CSV path
         Compute-efficient runs (see :func:`adjust_runs` for the columns).
-    bcrit : FitResult
+    bcrit : Result
         Posterior of :math:`B_{crit}(L)` (law ``kaplan_bcrit``).
     quantities : sequence of str
         Which of ``n_params`` (:math:`N_{opt}`), ``steps`` (:math:`S_{min}`), ``batch_size``
@@ -219,8 +220,8 @@ def fit_frontier(
     num_imputations : int
         :math:`K`, evenly spaced :math:`B_{crit}` draws; each gives one adjusted data set.
     likelihood, num_chains, num_warmup, num_samples, seed, **fit_kwargs
-        Passed to :func:`bayescale.fit_batch` (one call per quantity, fitting all
-        :math:`K` imputed data sets).
+        Settings of the fit, as :func:`bayescale.api.options_from_keywords` takes them (one call per
+        quantity, fitting all :math:`K` imputed data sets).
 
     Returns
     -------

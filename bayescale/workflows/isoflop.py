@@ -12,7 +12,7 @@ Hoffmann et al.'s approach 2, as Porian et al. (2024) apply it, with posteriors 
        \\log L_{ij} = c_{0j} + c_{1j} u_{ij} + c_{2j} u_{ij}^2 + \\varepsilon_{ij}, \\qquad
        u_{ij} = \\log N_{ij} - \\log N^c_j, \\quad c_{2j} > 0,
 
-   all budgets of all configurations in one :func:`bayescale.fit_batch` call.  The vertex is
+   all budgets of all configurations in one :func:`bayescale.fit` call (``by=``).  The vertex is
    derived draw by draw,
 
    .. math::
@@ -27,7 +27,7 @@ Hoffmann et al.'s approach 2, as Porian et al. (2024) apply it, with posteriors 
    which NUTS crosses poorly.
 
    Profiles whose fit does not converge (:math:`\\hat R > 1.01`, too few effective draws or
-   divergences) are fitted again, all of them in one more :func:`bayescale.fit_batch` call,
+   divergences) are fitted again, all of them in one more :func:`bayescale.fit` call (``by=``),
    with ``refit_scale`` :math:`= m` times the warm-up and the draws, every :math:`m`-th draw
    kept (so the refit's draws have the first fit's shape and replace them); the first and
    the second fit's numbers are kept in :attr:`IsoflopResult.refits`.
@@ -67,10 +67,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.api import fit_batch
+from bayescale.api import fit, options_from_keywords
 from bayescale.data import DataError, as_frame
 from bayescale.precision import float64
-from bayescale.result import BatchResult, ConvergenceWarning, Status, quantile_column
+from bayescale.result import ConvergenceWarning, Result, Status, quantile_column
 from bayescale.units import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
 
@@ -112,7 +112,7 @@ class IsoflopResult:
 
     Attributes
     ----------
-    profiles : BatchResult
+    profiles : Result
         One parabola fit per (group, budget); ``profiles.diagnostics`` per budget.
     keys : DataFrame
         The (group columns, ``flops``) of each profile, in ``profiles``' order, and
@@ -140,7 +140,7 @@ class IsoflopResult:
         or a ``method`` other than NUTS).
     """
 
-    profiles: BatchResult
+    profiles: Result
     keys: pd.DataFrame
     frontier: PooledFit
     groups: tuple[str, ...]
@@ -196,7 +196,7 @@ class IsoflopResult:
         out["n_opt_mean"] = draws.mean(axis=1)
         for q in quantiles:
             out[f"n_opt_{quantile_column(q)}"] = np.quantile(draws, q, axis=1)
-        out["status"] = self.profiles.status.to_numpy()
+        out["status"] = self.profiles.diagnostics["status"].to_numpy()
         out["used"] = self.used
         return out
 
@@ -247,7 +247,7 @@ def window_runs(
     return kept, bracketed.rename("bracketed")
 
 
-def _splice(batch: BatchResult, refit: BatchResult, attrs: Mapping) -> BatchResult:
+def _splice(batch: Result, refit: Result, attrs: Mapping) -> Result:
     """``batch`` with the fits of ``refit`` (some of its labels, same law) in their place.
 
     Every group with a fit dimension but the data (``observed_data``, ``constant_data``:
@@ -276,11 +276,11 @@ def _splice(batch: BatchResult, refit: BatchResult, attrs: Mapping) -> BatchResu
         groups[name] = ds
     tree = xr.DataTree.from_dict(groups)
     tree.attrs = {**batch.datatree.attrs, **attrs}
-    return BatchResult(tree, batch.law, batch.likelihood, batch.columns, batch.by)
+    return Result(tree, batch.law, batch.likelihood, batch.columns, batch.by)
 
 
 def _refit_unconverged(
-    profiles: BatchResult,
+    profiles: Result,
     data: pd.DataFrame,
     profile_by: Sequence[str],
     scale: int,
@@ -289,17 +289,17 @@ def _refit_unconverged(
     num_samples: int,
     seed: int,
     **fit_args,
-) -> tuple[BatchResult, pd.DataFrame]:
+) -> tuple[Result, pd.DataFrame]:
     """Fit the profiles of ``profiles`` that did not converge again, ``scale`` times longer.
 
-    One :func:`bayescale.fit_batch` call with ``scale * num_warmup`` warm-up iterations and
+    One :func:`bayescale.fit` call (``by=``) with ``scale * num_warmup`` warm-up iterations and
     ``scale * num_samples`` draws of which every ``scale``-th is kept, so the kept draws have
     the first fit's shape; the refits replace the first fits.  Profiles that failed for a
     reason (too few runs, no posterior mode) are not refitted: more draws do not help them.
 
     Returns
     -------
-    profiles : BatchResult
+    profiles : Result
         With the refits in place (attribute ``refit`` of its DataTree: labels and settings).
     refits : DataFrame
         Per refitted profile, ``first_*`` convergence numbers and the refit's.
@@ -312,15 +312,15 @@ def _refit_unconverged(
         return profiles, first.assign(**{c: pd.Series(dtype=diag[c].dtype) for c in columns})
     curve = data.groupby(list(profile_by), sort=True).ngroup().to_numpy()
     thin = scale * int(fit_args.pop("thin", 1))
-    refit = fit_batch(
-        data[np.isin(curve, np.flatnonzero(redo))],
-        PROFILE_LAW,
-        by=list(profile_by),
+    options = options_from_keywords(
         num_warmup=scale * num_warmup,
         num_samples=num_samples,
         thin=thin,
         seed=seed,
         **{**fit_args, "warn": False},
+    )
+    refit = fit(
+        data[np.isin(curve, np.flatnonzero(redo))], PROFILE_LAW, by=list(profile_by), **options
     )
     spliced = _splice(
         profiles,
@@ -382,7 +382,7 @@ def fit_isoflop(
     refit_scale : int or None
         :math:`m`: the profiles whose NUTS fit did not converge (:math:`\\hat R > 1.01`, too
         few effective draws, or divergences; not those that failed for a reason such as too
-        few runs) are fitted again, all in one more :func:`bayescale.fit_batch` call, with
+        few runs) are fitted again, all in one more :func:`bayescale.fit` call (``by=``), with
         :math:`m` times ``num_warmup`` and :math:`m` times ``num_samples`` draws of which
         every :math:`m`-th is kept; the refit replaces the first fit in ``profiles`` and
         stage 2 uses it.  Both fits' numbers are in :attr:`IsoflopResult.refits`.  Default
@@ -396,7 +396,7 @@ def fit_isoflop(
         Prior overrides of the profile law (``c0``, ``c1``, ``c2``, ``sigma``) and
         of the frontier law (``N_e``, ``p_N``, ``sigma``).
     num_chains, num_warmup, num_samples, seed, **fit_kwargs
-        NUTS settings of both stages' :func:`bayescale.fit_batch` calls;
+        NUTS settings of both stages' :func:`bayescale.fit` call (``by=``)s;
         ``target_accept_prob`` defaults to 0.95: a profile of 5-9 runs has few residual
         degrees of freedom, and a budget set's vertices can lie almost exactly on their power
         law, so at both stages the posterior of the noise scale :math:`\\sigma` reaches
@@ -469,16 +469,14 @@ def fit_isoflop(
         **fit_kwargs,
     )
     refit = refit_scale is not None and fit_kwargs.get("method", "nuts") == "nuts"
-    profiles = fit_batch(
-        profile_data,
-        PROFILE_LAW,
-        by=profile_by,
+    options = options_from_keywords(
         seed=seed,
         warn=warn and not refit,
         num_warmup=num_warmup,
         num_samples=num_samples,
         **profile_args,
     )
+    profiles = fit(profile_data, PROFILE_LAW, by=profile_by, **options)
     refits = None
     if refit:
         profiles, refits = _refit_unconverged(

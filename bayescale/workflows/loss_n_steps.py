@@ -10,7 +10,7 @@ is fitted with :func:`bayescale.fit`; this module draws the two families of curv
 seed chart from its posterior, each with a credible band:
 
 * **fixed steps** (right panel): :math:`L(N, S)` against :math:`N` for several step counts —
-  the law's posterior at those points (:meth:`FitResult.predict` with ``kind="mean"``);
+  the law's posterior at those points (:meth:`Result.predict` with ``kind="mean"``);
 * **fixed compute** (left panel): at a compute budget :math:`C_{min}` a model of size
   :math:`N` trained at the critical batch :math:`B_{crit}(L) = B_* L^{-1/\\alpha_B}` takes
   :math:`S_{min} = C_{min} / (6 N B_{crit}(L))` steps, so its loss solves
@@ -37,7 +37,7 @@ import pandas as pd
 
 from bayescale.laws import get_law
 from bayescale.precision import float64
-from bayescale.result import FitResult, quantile_column
+from bayescale.result import Result, quantile_column
 from bayescale.units import PF_DAY
 
 __all__ = [
@@ -52,9 +52,15 @@ MAX_LOSS = 1e3
 _BISECTIONS = 80
 
 
-def _check_ns(result: FitResult) -> None:
-    if not isinstance(result, FitResult) or set(result.law.covariates) != {"n_params", "steps"}:
-        raise TypeError("result must be the FitResult of a law of n_params and steps (kaplan_ns)")
+def _check_ns(result: Result) -> None:
+    if (
+        not isinstance(result, Result)
+        or len(result) != 1
+        or set(result.law.covariates) != {"n_params", "steps"}
+    ):
+        raise TypeError(
+            "result must be the Result of one fit of a law of n_params and steps (kaplan_ns)"
+        )
 
 
 def _grid(**axes) -> pd.DataFrame:
@@ -80,7 +86,7 @@ def _summarise(grid: pd.DataFrame, draws: np.ndarray, quantiles) -> pd.DataFrame
 
 @float64
 def loss_at_fixed_steps(
-    result: FitResult, n_params, steps, quantiles: Sequence[float] = (0.05, 0.5, 0.95)
+    result: Result, n_params, steps, quantiles: Sequence[float] = (0.05, 0.5, 0.95)
 ) -> pd.DataFrame:
     """The law :math:`L(N, S)` on the grid ``steps`` x ``n_params``, with its credible band.
 
@@ -95,7 +101,7 @@ def loss_at_fixed_steps(
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
         A ``kaplan_ns`` fit.
     n_params, steps : array-like
         Model sizes :math:`N` and step counts :math:`S`; every combination is evaluated.
@@ -116,7 +122,7 @@ def _bcrit_draws(bcrit, num: int, seed: int) -> dict[str, np.ndarray]:
     if bcrit is None:
         ref = get_law("kaplan_bcrit").reference
         return {k: np.full(num, ref[k]) for k in ("B_star", "alpha_B")}
-    if isinstance(bcrit, FitResult):
+    if isinstance(bcrit, Result) and len(bcrit) == 1:
         d = bcrit.draws(["B_star", "alpha_B"])
         flat = {k: v.ravel() for k, v in d.items()}
         idx = np.random.default_rng(seed).integers(0, flat["B_star"].size, num)
@@ -124,14 +130,14 @@ def _bcrit_draws(bcrit, num: int, seed: int) -> dict[str, np.ndarray]:
     if isinstance(bcrit, Mapping) and {"B_star", "alpha_B"} <= set(bcrit):
         return {k: np.full(num, float(bcrit[k])) for k in ("B_star", "alpha_B")}
     raise TypeError(
-        "bcrit must be None (published values), a kaplan_bcrit FitResult, or "
+        "bcrit must be None (published values), a kaplan_bcrit Result of one fit, or "
         "{'B_star': ..., 'alpha_B': ...}"
     )
 
 
 @float64
 def loss_at_fixed_compute_draws(
-    result: FitResult, n_params, flops_min, *, bcrit=None, seed: int = 0
+    result: Result, n_params, flops_min, *, bcrit=None, seed: int = 0
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Draws of the loss at fixed compute: ``(grid, draws of shape (chain, draw, point))``.
 
@@ -147,11 +153,11 @@ def loss_at_fixed_compute_draws(
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
         A ``kaplan_ns`` fit.
     n_params, flops_min : array-like
         Model sizes and compute budgets :math:`C_{min}` (PF-days); every combination.
-    bcrit : FitResult, dict or None
+    bcrit : Result, dict or None
         As for :func:`loss_at_fixed_compute`.
     seed : int
         Seed of the pairing of ``bcrit`` draws with ``result``'s.
@@ -197,7 +203,7 @@ def loss_at_fixed_compute_draws(
 
 @float64
 def loss_at_fixed_compute(
-    result: FitResult,
+    result: Result,
     n_params,
     flops_min,
     *,
@@ -209,11 +215,11 @@ def loss_at_fixed_compute(
 
     Parameters
     ----------
-    result : FitResult
+    result : Result
         A ``kaplan_ns`` fit.
     n_params, flops_min : array-like
         Model sizes and compute budgets (PF-days); every combination is evaluated.
-    bcrit : FitResult, dict or None
+    bcrit : Result, dict or None
         :math:`B_{crit}(L)`: a ``kaplan_bcrit`` posterior (its draws paired at random with
         the ``kaplan_ns`` draws), fixed ``{"B_star", "alpha_B"}``, or ``None`` for the
         published :math:`B_* = 2.1\\cdot10^8`, :math:`\\alpha_B = 0.21`.

@@ -7,7 +7,7 @@ The loss at token position :math:`T` of the context, for a model of size :math:`
     L_N(T) = a_N + b_N\\, T^{-c_N}
 
 (law ``kaplan_per_token``).  :func:`fit_per_token` fits every model size's curve in one
-:func:`bayescale.fit_batch` call; :func:`fit_trends` then fits the trend of each coefficient
+:func:`bayescale.fit` call (``by=``); :func:`fit_trends` then fits the trend of each coefficient
 in :math:`N` as a power law,
 
 .. math::
@@ -33,11 +33,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from bayescale.api import fit_batch
+from bayescale.api import fit, options_from_keywords
 from bayescale.data import DataError
 from bayescale.laws import get_law
 from bayescale.precision import float64
-from bayescale.result import BatchResult, quantile_column
+from bayescale.result import Result, quantile_column
 from bayescale.simulate import noise_sd
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
 
@@ -67,7 +67,7 @@ def fit_per_token(
     by: str | Sequence[str] = "n_params",
     columns: Mapping[str, str] | None = None,
     **fit_kwargs,
-) -> BatchResult:
+) -> Result:
     """Fit :math:`L(T) = a + b T^{-c}` to every curve of ``curves`` in one batched call.
 
     Parameters
@@ -80,19 +80,21 @@ def fit_per_token(
     columns : dict, optional
         ``{"token_index": ..., "loss": ...}`` -> columns.
     **fit_kwargs
-        :func:`bayescale.fit_batch` settings (``num_chains``, ``seed``, ``priors`` ...).
+        Settings of the fits, as :func:`bayescale.api.options_from_keywords` takes them
+        (``num_chains``, ``seed``, ``priors`` ...).
 
     Returns
     -------
-    BatchResult
+    Result
         One posterior of ``a``, ``b``, ``c`` per curve.
     """
-    return fit_batch(curves, PER_TOKEN_LAW, by=by, columns=columns, **fit_kwargs)
+    options = options_from_keywords(**fit_kwargs)
+    return fit(curves, PER_TOKEN_LAW, by=by, columns=columns, **options)
 
 
 @float64
 def fit_trends(
-    per_token: BatchResult,
+    per_token: Result,
     *,
     n_params: Mapping | None = None,
     parameters: Sequence[str] = ("a", "b", "c"),
@@ -104,7 +106,7 @@ def fit_trends(
 
     Parameters
     ----------
-    per_token : BatchResult
+    per_token : Result
         From :func:`fit_per_token`, one fit per model size.
     n_params : dict, optional
         Curve label -> model size :math:`N`; by default the labels are the sizes.
@@ -116,7 +118,8 @@ def fit_trends(
         Normal by default: a handful of model sizes cannot identify Student-t's degrees of
         freedom, whose prior-dominated posterior only slows the sampler.
     **fit_kwargs
-        :func:`bayescale.fit_batch` settings (priors default to :data:`TREND_PRIORS`;
+        Settings of the fits (:func:`bayescale.api.options_from_keywords`; priors default to
+        :data:`TREND_PRIORS`;
         ``target_accept_prob`` to 0.99: with a handful of sizes lying almost exactly on their
         trend, the posterior of the noise scale :math:`\\sigma` reaches towards zero, a
         funnel that larger steps cross with occasional divergences).

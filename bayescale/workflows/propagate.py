@@ -5,7 +5,7 @@ size :math:`B_{crit}(L)`, an isoFLOP vertex :math:`N^*(C)`, a per-size exponent 
 becomes data for a second fit.  Fitting the second stage to posterior means would drop the
 first stage's uncertainty.  Here the second stage is fitted to :math:`K` *imputed* data sets,
 the :math:`k`-th built from the :math:`k`-th of :math:`K` evenly spaced first-stage posterior
-draws, all :math:`K` fits in one :func:`bayescale.fit_batch` call (the same compiled,
+draws, all :math:`K` fits in one :func:`bayescale.fit` call (``by=``) (the same compiled,
 vmapped kernel), and the :math:`K` posteriors are pooled with equal weights:
 
 .. math::
@@ -23,17 +23,18 @@ posteriors are Gaussian (isoFLOP vertices near the edge of a sweep are strongly 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from bayescale.api import fit_batch
+from bayescale.api import fit, options_from_keywords
 from bayescale.data import DataError
 from bayescale.laws import Law
 from bayescale.precision import float64
-from bayescale.result import BatchResult, FitResult, Status, quantile_column
+from bayescale.result import Result, Status, quantile_column
 
 __all__ = ["IMPUTATION", "PooledFit", "fit_pooled", "imputation_draws", "summarize_draws"]
 
@@ -110,7 +111,7 @@ class PooledFit:
 
     Attributes
     ----------
-    batch : BatchResult
+    batch : Result
         The :math:`G \\times K` fits (``by`` = the group columns and ``imputation``); its
         ``diagnostics`` give r̂, ESS and divergences per group and imputation.
     groups : tuple of str
@@ -123,7 +124,7 @@ class PooledFit:
         and exponent); :meth:`band` takes covariates in the original units.
     """
 
-    batch: BatchResult
+    batch: Result
     groups: tuple[str, ...]
     keys: pd.DataFrame
     covariate_scale: dict[str, float] = field(default_factory=dict)
@@ -148,8 +149,8 @@ class PooledFit:
             for k in self.batch.parameter_names
         }
 
-    def pooled_result(self, group: int = 0) -> FitResult:
-        """One group's pooled posterior as a :class:`~bayescale.FitResult`.
+    def pooled_result(self, group: int = 0) -> Result:
+        """One group's pooled posterior as a :class:`~bayescale.Result`.
 
         Its posterior holds every imputation's draws, the chains stacked (chain = imputation
         x chain), so ``draws()``, ``summary()``, ``predict()`` and ``predict_draws()`` are
@@ -173,7 +174,7 @@ class PooledFit:
 
         if self.covariate_scale:
             raise ValueError(
-                f"covariates were fitted rescaled by {self.covariate_scale}; a FitResult would "
+                f"covariates were fitted rescaled by {self.covariate_scale}; a Result would "
                 "predict in those units; use PooledFit.band()"
             )
         k = self.num_imputations
@@ -188,16 +189,19 @@ class PooledFit:
         pooled = pooled.drop_vars(["pooled", dim, "chain"]).rename(pooled="chain")
         pooled = pooled.assign_coords(chain=np.arange(pooled.sizes["chain"]))
         dt = xr.DataTree.from_dict(
-            {"posterior": pooled, "constant_data": first.datatree.constant_data.to_dataset()}
+            {"posterior": pooled, "constant_data": first.datatree_of().constant_data.to_dataset()}
         )
-        dt.attrs = dict(first.datatree.attrs)
-        return FitResult(dt, first.law, first.likelihood, first.columns)
+        dt.attrs = {**first.datatree.attrs, "by": json.dumps(None)}
+        dt.attrs.pop("failure_reasons", None)  # the batch's: per imputation, in `batch`
+        return Result(dt, first.law, first.likelihood, first.columns)
 
     def status(self) -> pd.Series:
         """Per group, the worst convergence status over its :math:`K` fits."""
         order = [s.value for s in Status]
         worst = self._by_group(
-            np.array([order.index(s) for s in self.batch.status], dtype=int)[:, None, None]
+            np.array([order.index(s) for s in self.batch.diagnostics["status"]], dtype=int)[
+                :, None, None
+            ]
         ).max(axis=(1, 2, 3))
         return pd.Series([order[i] for i in worst], index=self._index(), name="status")
 
@@ -305,7 +309,8 @@ def fit_pooled(
     columns : dict, optional
         Law variable -> column, as in :func:`bayescale.fit`.
     **fit_kwargs
-        Passed to :func:`bayescale.fit_batch` (``num_chains``, ``seed``, ``priors`` ...).
+        Settings of the fit, as :func:`bayescale.api.options_from_keywords` takes them
+        (``num_chains``, ``seed``, ``priors`` ...).
 
     Returns
     -------
@@ -328,5 +333,5 @@ def fit_pooled(
             f"every imputation must hold every group: {len(counts)} (group, imputation) pairs, "
             f"expected {len(keys)} groups x {imputed[IMPUTATION].nunique()} imputations"
         )
-    batch = fit_batch(imputed, law, by=by, columns=columns, **fit_kwargs)
+    batch = fit(imputed, law, by=by, columns=columns, **options_from_keywords(**fit_kwargs))
     return PooledFit(batch=batch, groups=groups, keys=keys)
