@@ -13,13 +13,13 @@ from scipy import stats
 
 import bayescale
 from bayescale import check, datasets
-from bayescale.options import POOLED_TARGET_ACCEPT_PROB
 from bayescale.check import backtest, least_squares_fit, sbc
 from bayescale.check.law_error import bias_and_se
 from bayescale.check.sbc import chi2_uniform
 from bayescale.data import DataError, prepare
 from bayescale.laws import catalogue, get_law
 from bayescale.model import Posterior, noise_model, with_noise
+from bayescale.options import POOLED_TARGET_ACCEPT_PROB
 from bayescale.simulate import simulate
 
 # ------------------------------------------------------------------------- SBC
@@ -630,7 +630,7 @@ def test_pooled_backtest_recovers_the_truth(pooled_backtest, pooled_curves):
 def test_pooled_backtest_passes_target_accept_prob_to_the_sampler(pooled_curves, monkeypatch):
     """backtest(..., pooled=, target_accept_prob=) reaches the pooled NUTS sampler (captured
     where the sampler is built, before any compilation) and is validated there."""
-    import bayescale.api
+    import bayescale.infer.batch
 
     seen = []
 
@@ -645,7 +645,7 @@ def test_pooled_backtest_passes_target_accept_prob_to_the_sampler(pooled_curves,
     kwargs = dict(by=["size", "seed"], split=BT_SPLIT, pooled=["alpha"], pool_by="size")
     with pytest.raises(ValueError, match=r"target_accept_prob must lie in \(0, 1\)"):
         backtest(frame, "power_law_offset", target_accept_prob=1.0, **kwargs)
-    monkeypatch.setattr(bayescale.api, "build_sampler", build_sampler)
+    monkeypatch.setattr(bayescale.infer.batch, "build_sampler", build_sampler)
     with pytest.raises(Built):
         backtest(frame, "power_law_offset", target_accept_prob=0.95, **kwargs)
     assert seen == [0.95]

@@ -13,7 +13,7 @@ import pytest
 from conftest import FIT_SETTINGS
 
 import bayescale
-from bayescale import FitResult
+from bayescale import Result
 from bayescale.cli import main
 from bayescale.simulate import simulate
 
@@ -53,7 +53,7 @@ def test_demo_writes_plot_and_result(demo):
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 5000
     assert str(png) in out and str(nc) in out
     assert "status:" in out and "max_rhat" in out and "alpha_N" in out
-    result = FitResult.load(nc)
+    result = bayescale.load(nc)
     assert result.law.id == "kaplan_n"
     assert result.num_chains == 2 and result.num_draws == FIT_SETTINGS["num_samples"]
     # the demo fits the reference value it simulated from
@@ -70,7 +70,7 @@ def test_fit_predict_plot_round_trip(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "status:" in out and "alpha_N" in out and str(nc) in out
     assert png.read_bytes().startswith(b"\x89PNG")
-    result = FitResult.load(nc)
+    result = bayescale.load(nc)
     assert result.columns == {"n_params": "N", "loss": "loss"}
     assert int(result.datatree.attrs["seed"]) == 3
 
@@ -137,7 +137,7 @@ def test_fit_options_reach_the_fit(tmp_path, capsys):
     simulate("kaplan_n", num_points=12, seed=1).to_csv(csv, index=False)
     argv = ["fit", str(csv), "--law", "kaplan_n", "--method", "map", "--likelihood", "huber"]
     assert main([*argv, "--out", str(nc)]) == 0
-    attrs = FitResult.load(nc).datatree.attrs
+    attrs = bayescale.load(nc).datatree.attrs
     assert (attrs["method"], attrs["likelihood"]) == ("map", "huber")
 
 
@@ -179,7 +179,7 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
     with xr.open_datatree(out, engine="h5netcdf") as dt:
         assert list(dt.posterior["run"].values) == labels
     loaded = bayescale.load(out)
-    assert isinstance(loaded, bayescale.BatchResult) and loaded.labels == labels
+    assert isinstance(loaded, bayescale.Result) and loaded.by == "run" and loaded.labels == labels
     assert loaded.likelihood == "normal+loglinear"  # --likelihood and --noise reached the fit
     assert loaded.datatree.posterior.sizes["draw"] == 100
     assert (loaded.diagnostics["num_draws"] == 2 * 200).all()
@@ -215,7 +215,7 @@ def test_plan_allocation_and_next_runs(tmp_path, capsys):
     columns = {c: c for c in (*law.covariates, law.response)}
     attrs = {"law": json.dumps(law.to_spec()), "likelihood": "normal"}
     dt = from_dict({"posterior": draws}, attrs={"/": {**attrs, "columns": json.dumps(columns)}})
-    nc = FitResult(dt, law, "normal", columns).save(tmp_path / "posterior.nc")
+    nc = Result(dt, law, "normal", columns).save(tmp_path / "posterior.nc")
     n = np.geomspace(1e8, 3e9, 6)
     cands = pd.DataFrame(
         [(a, a * r) for a in n for r in (5, 20, 80)], columns=["n_params", "n_tokens"]

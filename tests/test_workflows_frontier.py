@@ -172,7 +172,7 @@ def test_isoflop_refits_the_profiles_that_did_not_converge(isoflop_case):
 
 
 def test_splice_puts_refits_in_place_and_leaves_the_rest(isoflop_case):
-    from bayescale.result import BatchResult
+    from bayescale.result import Result
     from bayescale.workflows.isoflop import _splice
 
     profiles = isoflop_case[2].profiles
@@ -186,7 +186,7 @@ def test_splice_puts_refits_in_place_and_leaves_the_rest(isoflop_case):
         groups[name] = groups[name].isel(point=slice(0, num_points - 1))
     tree = xr.DataTree.from_dict(groups)
     tree.attrs = dict(profiles.datatree.attrs)
-    fake = BatchResult(tree, profiles.law, profiles.likelihood, profiles.columns, profiles.by)
+    fake = Result(tree, profiles.law, profiles.likelihood, profiles.columns, profiles.by)
     spliced = _splice(profiles, fake, {"refit": "x"})
     before, after = profiles.datatree.posterior, spliced.datatree.posterior
     rest = [label for label in profiles.labels if label not in pick]
@@ -359,7 +359,7 @@ def test_per_token_trends_recover_the_exponents(per_token_case):
 
 def test_trends_need_a_size_per_curve(per_token_case):
     _, per_size, pooled = per_token_case
-    # the trends were fitted in units of N / N_ref: a FitResult would predict in those units
+    # the trends were fitted in units of N / N_ref: a Result would predict in those units
     with pytest.raises(ValueError, match="rescaled"):
         pooled.pooled_result()
     with pytest.raises(DataError, match="model size"):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bayescale.data import FitData
+from bayescale.infer.cache import compiled
 from bayescale.laws import Law, get_law
 from bayescale.model import Posterior
 from bayescale.precision import float64
@@ -77,22 +78,17 @@ def least_squares_fit(
     return {n: float(values[n]) for n in names}
 
 
-_RESIDUALS: dict = {}
-
-
 def _residual_functions(posterior: Posterior):
     """Jitted log-space residual and its Jacobian in the unconstrained law parameters."""
     import jax
     import jax.numpy as jnp
 
-    key = json.dumps(posterior.law.to_spec(), sort_keys=True, default=str)
-    if key not in _RESIDUALS:
-        names = posterior.law.parameter_names
-        k = len(names)
+    names = posterior.law.parameter_names
+    k = len(names)
 
-        def residual(z, log_x, log_y):
-            values = posterior.constrain(jnp.concatenate([z, jnp.zeros(posterior.dim - k)]))
-            return posterior.law.log_mean({n: values[n] for n in names}, log_x) - log_y
+    def residual(z, log_x, log_y):
+        values = posterior.constrain(jnp.concatenate([z, jnp.zeros(posterior.dim - k)]))
+        return posterior.law.log_mean({n: values[n] for n in names}, log_x) - log_y
 
-        _RESIDUALS[key] = (jax.jit(residual), jax.jit(jax.jacfwd(residual)))
-    return _RESIDUALS[key]
+    key = ("least_squares", json.dumps(posterior.law.to_spec(), sort_keys=True, default=str))
+    return compiled(key, lambda: (jax.jit(residual), jax.jit(jax.jacfwd(residual))))

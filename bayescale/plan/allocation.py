@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayescale.infer.cache import compiled
 from bayescale.laws import get_law
 from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
@@ -461,19 +462,19 @@ def parse_target(law, target) -> Target:
     raise TypeError(f"cannot read a target from {type(target).__name__}: {target!r}")
 
 
-_PROGRAMS: dict = {}
-
-
 def _program(name: str, law, flops_formula, build):
     """The jitted ``build()``, made once per (``name``, law, FLOP formula) and process.
 
     The programs take the budgets and target values as arguments, so a new budget or target
     point reuses them instead of compiling again.
     """
-    key = (name, json.dumps(law.to_spec(), sort_keys=True, default=str), flops_formula)
-    if key not in _PROGRAMS:
-        _PROGRAMS[key] = jax.jit(build())
-    return _PROGRAMS[key]
+    key = (
+        "allocation",
+        name,
+        json.dumps(law.to_spec(), sort_keys=True, default=str),
+        flops_formula,
+    )
+    return compiled(key, lambda: jax.jit(build()))
 
 
 def _target_fn(law, target: Target, flops_formula: FlopsFormula | None = None):

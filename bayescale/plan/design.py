@@ -37,7 +37,6 @@ noise, and for one target the best design often repeats its most informative run
 
 from __future__ import annotations
 
-import json
 import math
 from functools import partial
 
@@ -47,8 +46,9 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data import DataError, covariate_frame
-from bayescale.infer.batch import padded_length
-from bayescale.model import observation_noise_jax
+from bayescale.infer.cache import compiled
+from bayescale.infer.parallel import padded_length
+from bayescale.model import observation_noise_jax, posterior_key
 from bayescale.plan.allocation import FlopsFormula, as_budgets, log_target, parse_target
 from bayescale.precision import float64
 from bayescale.result import Result
@@ -63,9 +63,7 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------- candidates
-def _candidates(
-    result: Result, candidates, flops_formula
-) -> tuple[pd.DataFrame, dict, np.ndarray]:
+def _candidates(result: Result, candidates, flops_formula) -> tuple[pd.DataFrame, dict, np.ndarray]:
     """Validated candidates: the frame, log covariates ``{name: (m,)}`` and costs ``(m,)``."""
     law = result.law
     new = covariate_frame(law, candidates, result.columns)
@@ -116,8 +114,6 @@ def _padded_candidates(log_x: dict, batch_size: int) -> dict:
     return {c: jnp.asarray(np.asarray(v)[idx]) for c, v in log_x.items()}
 
 
-_SCORERS: dict = {}
-
 #: The scorer conditions on a fixed number of chosen-run slots (masked where unused), at
 #: least this many, so that ``score_candidates`` and ``next_runs`` with ``k <= 3`` share one
 #: compiled program.  A masked slot adds nothing to the weights.
@@ -133,12 +129,12 @@ def compiled_scorer(posterior):
             f"{sorted(posterior.noise_slopes)} (noise='loglinear'): refit with "
             "noise='constant' to design runs"
         )
-    key = (json.dumps(posterior.law.to_spec(), sort_keys=True, default=str), posterior.likelihood)
-    if key not in _SCORERS:
-        _SCORERS[key] = jax.jit(
+    return compiled(
+        ("design_scorer", *posterior_key(posterior)),
+        lambda: jax.jit(
             partial(_expected_variances, posterior), static_argnames=("num_outer", "batch_size")
-        )
-    return _SCORERS[key]
+        ),
+    )
 
 
 def _expected_variances(
