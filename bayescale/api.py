@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from bayescale.data import DataError, as_frame, prepare
+from bayescale.datatree import MODE_STATS
 from bayescale.infer.batch import run_batch
 from bayescale.infer.nuts import SamplerOptions
 from bayescale.infer.optimize import build_mode_fit, run_mode_fit
@@ -410,15 +411,6 @@ def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed
         )
         if reason:
             reasons.setdefault(str(label), reason)
-    per_fit = (
-        "map_potential",
-        "map_grad_norm",
-        "map_failed_starts",
-        "map_agreeing_starts",
-        "map_last_change",
-        "map_converged",
-        "min_eigenvalue",
-    )
     shared = ("sampler", "method", "num_starts", "map_steps", "flat_priors")
     first = _mode_attrs(method, {k: out[k][0] for k in out}, inference)
     result = Result.from_samples(
@@ -430,7 +422,7 @@ def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed
         seed=seed_record,
         attrs={
             **{k: first[k] for k in shared},
-            "mode_stats": {k: out[k].tolist() for k in per_fit},
+            "mode_stats": {k: out[k].tolist() for k in MODE_STATS},
             "failure_reasons": reasons,
             "columns": dict(fits[0].columns),
         },

@@ -159,10 +159,8 @@ def _lbfgs(fun, z0, num_steps: int, tol: float):
     is taken), so every start and every fit of a batch run the same program for at most
     ``1 + BACKTRACKING_STEPS`` objective evaluations per step.  Under ``vmap`` a line
     search runs until the slowest lane has finished, so this bound, not the typical search,
-    sets the cost: halving 12 times (and optax's zoom search even more) made the batched
-    search 2-6 times slower for the same modes.  (optax's
-    default zoom line search is a ``while_loop`` of up to 30 value-and-gradient evaluations
-    per step that, vmapped, runs until the slowest lane's search has finished.)  Convergence
+    sets the cost (optax's default zoom line search is a ``while_loop`` of up to 30
+    value-and-gradient evaluations per step).  Convergence
     is measured afterwards (:func:`find_mode`), not tested inside the loop; a start whose
     largest gradient component falls below ``tol`` stops moving.
 
