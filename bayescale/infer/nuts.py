@@ -9,7 +9,8 @@ the best mode, and the inverse Hessian there is the initial dense inverse mass m
 NumPyro's windowed adaptation then refines per fit.
 
 :func:`build_sampler` returns ``run(keys, data)`` where every leaf of ``data`` carries a
-leading fit axis; :func:`bayescale.fit` calls it with one fit, ``fit_batch`` with many.  Fits
+leading fit axis; :func:`bayescale.infer.batch.run_batch`, the one driver, calls it with one
+fit (a single or pooled fit) or with many (``fit(..., by=)``).  Fits
 run in groups (``lax.map`` over groups, ``vmap`` of the MAP search within one); each chain
 is one ``scan`` over iterations, the chains of a group vmapped (``vectorized``) or mapped one
 after another; draws are written into a preallocated buffer.

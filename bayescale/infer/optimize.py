@@ -7,8 +7,8 @@ Two optimisers of the same potential (:meth:`bayescale.model.Posterior.potential
   the initial (dense) inverse mass matrix, so warm-up starts well conditioned.
 * :func:`find_mode` — optax L-BFGS with a bounded backtracking line search, a fixed number
   of steps, vmapped over starts drawn from the prior (and over fits) in lock-step;
-  convergence is measured at the end, per fit: the ``method="map"`` and
-  ``method="laplace"`` fits.
+  convergence is measured at the end, per fit: the :class:`~bayescale.options.MAP` and
+  :class:`~bayescale.options.Laplace` fits.
   :func:`laplace_draws` then draws from :math:`\\mathcal N(\\hat z, H^{-1})`, :math:`H` the
   Hessian of the potential at the mode in the unconstrained space.
 
