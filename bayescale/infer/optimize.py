@@ -1,10 +1,11 @@
 """MAP by multi-start optimisation and the Laplace approximation at the mode.
 
-Two optimisers of the same potential (:meth:`bayescale.model.Posterior.potential`):
+One optimiser of the potential (:meth:`bayescale.model.Posterior.potential`) for every mode
+search (``benchmarks/optimisers.py``):
 
-* :func:`multi_start_map` — a small BFGS with a parallel line search, used to start NUTS:
-  chains begin near the best mode found from prior draws, and the inverse Hessian there is
-  the initial (dense) inverse mass matrix, so warm-up starts well conditioned.
+* :func:`multi_start_map` — the start of NUTS: chains begin near the best mode found from
+  prior draws, and the inverse Hessian there is the initial (dense) inverse mass matrix, so
+  warm-up starts well conditioned.
 * :func:`find_mode` — optax L-BFGS with a bounded backtracking line search, a fixed number
   of steps, vmapped over starts drawn from the prior (and over fits) in lock-step;
   convergence is measured at the end, per fit: the :class:`~bayescale.options.MAP` and
@@ -60,49 +61,6 @@ def _grad_and_hessian(grad, z, eps: float = 1e-5):
     return both[-1], 0.5 * (h + h.T)
 
 
-def _bfgs(fun, z0, num_steps: int, num_trials: int = 12):
-    """BFGS with a parallel line search; returns ``(z, fun(z))``.
-
-    Each step evaluates ``fun`` at ``num_trials`` step lengths 1, 1/2, 1/4, ... along the
-    quasi-Newton direction at once (one vmapped call, no while loop) and keeps the best, if
-    it improves.  Only the gradient and the value are compiled, which keeps the program (and
-    its compile time) small; the curvature comes from the BFGS update.
-    """
-    grad = jax.grad(fun)
-    dim = z0.shape[-1]
-    eye = jnp.eye(dim)
-    lengths = 0.5 ** jnp.arange(num_trials)
-
-    def body(carry, _):
-        z, f, g, h_inv = carry
-        p = -h_inv @ g
-        p = jnp.where(p @ g < 0, p, -g)  # fall back to steepest descent
-        trials = z + lengths[:, None] * p
-        values = jax.vmap(fun)(trials)
-        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
-        best = jnp.argmin(values)
-        better = values[best] < f
-        z_new = jnp.where(better, trials[best], z)
-        g_new = jnp.where(better, grad(z_new), g)
-        s, y = z_new - z, g_new - g
-        sy = s @ y
-        rho = 1.0 / jnp.where(sy > 1e-12, sy, 1.0)
-        updated = (eye - rho * jnp.outer(s, y)) @ h_inv @ (eye - rho * jnp.outer(y, s))
-        updated = updated + rho * jnp.outer(s, s)
-        h_inv = jnp.where(sy > 1e-12, updated, h_inv)
-        finite = jnp.all(jnp.isfinite(g_new)) & jnp.all(jnp.isfinite(h_inv))
-        return (
-            z_new,
-            jnp.where(better, values[best], f),
-            jnp.where(finite, g_new, g),
-            jnp.where(finite, h_inv, eye),
-        ), None
-
-    f0 = fun(z0)
-    (z, f, _, _), _ = jax.lax.scan(body, (z0, f0, grad(z0), eye), None, length=num_steps)
-    return z, f
-
-
 def laplace_covariance(posterior: Posterior, z, data, *, max_variance: float = 25.0):
     """Inverse Hessian of the potential at ``z``, eigenvalues clipped to (1e-10, max]."""
     _, hess = _grad_and_hessian(jax.grad(lambda z: posterior.potential(z, data)), z)
@@ -115,19 +73,14 @@ def laplace_covariance(posterior: Posterior, z, data, *, max_variance: float = 2
 def multi_start_map(
     posterior: Posterior, rng_key, data, *, num_starts: int = 8, num_steps: int = 60
 ) -> MapResult:
-    """Minimise the potential from ``num_starts`` prior draws; keep the best finite end."""
-    starts = posterior.prior_draws(rng_key, num_starts)
-
-    def one(z0):
-        return _bfgs(lambda z: posterior.potential(z, data), z0, num_steps)
-
-    ends, values = jax.lax.map(one, starts)
-    finite = jnp.isfinite(values) & jnp.all(jnp.isfinite(ends), axis=-1)
-    values = jnp.where(finite, values, jnp.inf)
-    best = jnp.argmin(values)
-    z = jnp.where(finite[best], ends[best], starts[0])
+    """The mode that starts NUTS: :func:`find_mode` (the one optimiser, ``num_starts`` prior
+    draws, ``num_steps`` L-BFGS steps each) and the regularised inverse Hessian there
+    (:func:`laplace_covariance`); if every start failed, the first prior draw."""
+    mode = find_mode(posterior, rng_key, data, num_starts=num_starts, num_steps=num_steps)
+    finite = jnp.isfinite(mode.potential)
+    z = jnp.where(finite, mode.z, posterior.prior_draws(rng_key, num_starts)[0])
     cov = laplace_covariance(posterior, z, data)
-    return MapResult(z, values[best], jnp.sum(~finite), cov)
+    return MapResult(z, mode.potential, mode.num_failed, cov)
 
 
 class Mode(NamedTuple):
