@@ -174,15 +174,19 @@ def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, calle
         )
     key, seed_record = seed_key(seed)
     if model.pooled:
-        return _fit_pooled(
-            data, posterior, by, model.pooled, columns, inference, key, seed_record, warn
+        result = _fit_pooled(
+            data, posterior, by, model.pooled, columns, inference, key, seed_record
         )
-    if by is None:
-        return _fit_one(data, posterior, columns, inference, key, seed_record, warn)
-    fits, labels, reasons = _split_curves(data, law, by, columns)
-    run = _fit_batch_nuts if method == "nuts" else _fit_batch_modes
-    keys = jax.random.split(key, len(fits))
-    return run(posterior, fits, labels, by, reasons, inference, keys, seed_record, warn)
+    elif by is None:
+        result = _fit_one(data, posterior, columns, inference, key, seed_record)
+    else:
+        fits, labels, reasons = _split_curves(data, law, by, columns)
+        run = _fit_batch_nuts if method == "nuts" else _fit_batch_modes
+        keys = jax.random.split(key, len(fits))
+        result = run(posterior, fits, labels, by, reasons, inference, keys, seed_record)
+    # the warning points at the caller of fit: check_convergence, _fit, float64, fit, caller
+    result.check_convergence(warn=warn, stacklevel=5)
+    return result
 
 
 def options_from_keywords(**keywords) -> dict:
@@ -281,11 +285,11 @@ def _resolve(model, inference, by, old: dict, caller: str, *, stacklevel: int):
     return model, inference, by
 
 
-def _fit_one(data, posterior, columns, inference, key, seed_record, warn) -> Result:
+def _fit_one(data, posterior, columns, inference, key, seed_record) -> Result:
     """One fit (no ``by=``) by NUTS, MAP or Laplace: a result with a fit dimension of one."""
     fit_data = prepare(data, posterior.law, columns)
     run = _fit_batch_nuts if method_name(inference) == "nuts" else _fit_batch_modes
-    return run(posterior, [fit_data], [0], None, {}, inference, key[None], seed_record, warn)
+    return run(posterior, [fit_data], [0], None, {}, inference, key[None], seed_record)
 
 
 def _sampler_options(inference: NUTS, *, pooled: bool) -> SamplerOptions:
@@ -336,7 +340,7 @@ def _mode_settings(inference: MAP | Laplace) -> dict:
     }
 
 
-def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, keys, seed_record, warn):
+def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, keys, seed_record):
     """NUTS: every curve its own posterior, one compiled program (one key per fit)."""
     options = _sampler_options(inference, pooled=False)
     keep = inference.keep
@@ -368,7 +372,6 @@ def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, keys, seed_
             "columns": dict(fits[0].columns),
         },
     )
-    result.check_convergence(warn=warn)
     return result
 
 
@@ -393,7 +396,7 @@ def _mode_attrs(method: str, out: dict, inference: MAP | Laplace) -> dict:
     }
 
 
-def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed_record, warn):
+def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed_record):
     """MAP or Laplace: one vmapped call over all fits (one key per fit)."""
     method = method_name(inference)
     devices = list(jax.devices() if inference.devices is None else inference.devices)
@@ -427,7 +430,6 @@ def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed
             "columns": dict(fits[0].columns),
         },
     )
-    result.check_convergence(warn=warn)
     return result
 
 
@@ -463,7 +465,7 @@ def _split_curves(data, law: Law, by, columns):
     return fits, labels, reasons
 
 
-def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_record, warn):
+def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_record):
     """``fit(..., by=, model=Model(pooled=...))``: one NUTS run of the pooled posterior of
     all curves (non-centred coordinates, :class:`~bayescale.model.PooledPosterior`)."""
     import xarray as xr
@@ -520,7 +522,6 @@ def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_recor
     post = result.datatree.posterior.to_dataset()
     post = post.assign({k: (("chain", "draw"), v) for k, v in population.items()})
     result.datatree["posterior"] = xr.DataTree(post)
-    result.check_convergence(warn=warn)
     return result
 
 

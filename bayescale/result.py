@@ -262,13 +262,14 @@ class Result:
         s = self.diagnostics["status"]
         return list(s.index[s != Status.converged.value])
 
-    def check_convergence(self, *, warn: bool = True) -> Status:
+    def check_convergence(self, *, warn: bool = True, stacklevel: int = 2) -> Status:
         """:attr:`status`; with ``warn``, a :class:`ConvergenceWarning` with the numbers of
-        the fits that did not converge."""
+        the fits that did not converge (``stacklevel`` as :func:`warnings.warn`'s)."""
         diag = self.diagnostics
         bad = diag[diag["status"] != Status.converged.value]
         if warn and len(bad):
-            warnings.warn(self._convergence_message(diag, bad), ConvergenceWarning, stacklevel=3)
+            message = self._convergence_message(diag, bad)
+            warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
         return self.status
 
     def _convergence_message(self, diag: pd.DataFrame, bad: pd.DataFrame) -> str:

@@ -340,3 +340,12 @@ def test_old_result_names_are_deprecated_aliases():
         warnings.simplefilter("always")
         assert bayescale.FitResult is Result and bayescale.BatchResult is Result
     assert any("use bayescale.Result" in str(w.message) for w in record)
+
+
+def test_convergence_warning_points_at_the_caller():
+    with pytest.warns(bayescale.ConvergenceWarning, match="did not converge in 3 steps") as rec:
+        bayescale.fit(_curves(), LAW, by="curve", inference=MAP(num_steps=3, num_starts=2))
+    assert all(w.filename == __file__ for w in rec), [w.filename for w in rec]
+    with pytest.warns(bayescale.ConvergenceWarning) as rec:
+        bayescale.fit(_one(), LAW, inference=MAP(num_steps=3, num_starts=2))
+    assert all(w.filename == __file__ for w in rec), [w.filename for w in rec]
