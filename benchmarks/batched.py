@@ -1,4 +1,4 @@
-"""Many curves at once: ``bayescale.fit_batch`` against a Python loop of NumPyro fits.
+"""Many curves at once: ``bayescale.fit(..., by=)`` against a Python loop of NumPyro fits.
 
 Run ``python benchmarks/batched.py`` (defaults: W = S = 500, K = 64, 256, 1024, 4096; tens of
 minutes on a 2-core CPU), ``--quick`` for a smoke run (W = S = 100, K = 64, 256), ``--sizes``
@@ -32,7 +32,7 @@ Peers
     NumPyro's default the data are baked into the program as constants, so every curve is
     a new program and the cache never hits; passed as arguments they give one program that
     the cache serves).  The issue's target is stated against ``loop``.
-(b) **bayescale.fit_batch** — all K curves in one call, ``by="curve"``, with the same W/S
+(b) **bayescale.fit(..., by=)** — all K curves in one call, ``by="curve"``, with the same W/S
     and **one chain per curve** (for comparability with the loop; bayescale's default is 4),
     its own defaults otherwise (MAP start, dense mass, target 0.8, tree depth 10; chunk size
     its default unless ``--chunk-size``; bayescale exposes each CPU core as a JAX device and
@@ -340,7 +340,7 @@ def worker_batch(spec: dict) -> dict:
     from bayescale.infer.optimize import multi_start_map
     from bayescale.laws import get_law
     from bayescale.model import Posterior
-    from bayescale.result import BatchResult
+    from bayescale.result import Result
 
     counting_hmc_patch()
     K, W, S = spec["k"], spec["warmup"], spec["samples"]
@@ -365,8 +365,8 @@ def worker_batch(spec: dict) -> dict:
         return out
 
     api.run_batch = timed_run_batch
-    original_from_samples = BatchResult.from_samples.__func__
-    original_check = BatchResult.check_convergence
+    original_from_samples = Result.from_samples.__func__
+    original_check = Result.check_convergence
 
     def timed_from_samples(cls, *args, **kwargs):
         t0 = time.time()
@@ -380,22 +380,24 @@ def worker_batch(spec: dict) -> dict:
         phases["diagnostics_s"] = time.time() - t0
         return out
 
-    BatchResult.from_samples = classmethod(timed_from_samples)
-    BatchResult.check_convergence = timed_check
+    Result.from_samples = classmethod(timed_from_samples)
+    Result.check_convergence = timed_check
 
     t0 = time.time()
-    result = bayescale.fit_batch(
+    result = bayescale.fit(
         frame,
         LAW,
         by="curve",
-        num_chains=1,
-        num_warmup=W,
-        num_samples=S,
+        inference=bayescale.NUTS(
+            num_chains=1,
+            num_warmup=W,
+            num_samples=S,
+            chunk_size=spec["chunk_size"],
+            vectorized=spec["vectorized"],
+            group_size=spec["group_size"],
+            progress_bar=False,
+        ),
         seed=0,
-        chunk_size=spec["chunk_size"],
-        vectorized=spec["vectorized"],
-        group_size=spec["group_size"],
-        progress_bar=False,
         warn=False,
     )
     t1 = time.time()

@@ -37,8 +37,10 @@ def main() -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
-            results[law] = bayescale.fit(df, law, columns=COLUMNS, seed=0, **settings)
-        d = results[law].diagnostics
+            results[law] = bayescale.fit(
+                df, law, columns=COLUMNS, seed=0, inference=bayescale.NUTS(**settings)
+            )
+        d = results[law].diagnostics.iloc[0]
         print(
             f"{law}: {time.perf_counter() - t0:.0f} s, status {results[law].status.value}, "
             f"max r-hat {d['max_rhat']:.3f}, {d['num_divergent']} divergent"

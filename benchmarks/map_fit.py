@@ -98,7 +98,8 @@ def chinchilla_map(df: pd.DataFrame, grid_points: int) -> None:
 
 
 def batched_map(num_curves: int) -> None:
-    """``fit_batch(..., method="map")`` on ``num_curves`` simulated per-token curves, one call.
+    """``fit(..., by="curve", inference=MAP(...))`` on ``num_curves`` simulated per-token
+    curves, one call.
 
     The curves are ``benchmarks/batched.py``'s campaign (``kaplan_per_token``, 30 points
     each, simulated with ``bayescale.simulate``; imported, not copied).  Two calls with
@@ -124,16 +125,17 @@ def batched_map(num_curves: int) -> None:
         }
     )
     num_starts, map_steps = 4, 100
-    kwargs = dict(by="curve", method="map", num_starts=num_starts, map_steps=map_steps, warn=False)
+    inference = bayescale.MAP(num_starts=num_starts, num_steps=map_steps)
+    kwargs = dict(by="curve", inference=inference, warn=False)
     rss_before = peak_rss_gib()
-    _, first_s = timed(bayescale.fit_batch, df, LAW, seed=0, **kwargs)
-    result, second_s = timed(bayescale.fit_batch, df, LAW, seed=1, **kwargs)
+    _, first_s = timed(bayescale.fit, df, LAW, seed=0, **kwargs)
+    result, second_s = timed(bayescale.fit, df, LAW, seed=1, **kwargs)
     diag = result.diagnostics
     c = result.datatree.posterior["c"].values.reshape(num_curves)
     rel = np.abs(c / truth[:, 2] - 1)
     print(
         f"\n== 2. Batched MAP: {num_curves} {LAW} curves x {NUM_POINTS} points, one "
-        f"fit_batch call ({num_starts} starts x {map_steps} L-BFGS steps per curve; simulated in "
+        f"fit(by=) call ({num_starts} starts x {map_steps} L-BFGS steps per curve; simulated in "
         f"{sim_s:.0f} s) =="
     )
     print(
@@ -162,11 +164,16 @@ def batched_map(num_curves: int) -> None:
 
 
 def laplace_vs_nuts(df: pd.DataFrame, num_samples: int) -> None:
-    common = dict(columns=COLUMNS, num_chains=4, num_samples=num_samples, progress_bar=False)
-    lap, lap_s = timed(bayescale.fit, df, "chinchilla", method="laplace", **common)
+    laplace = bayescale.Laplace(num_chains=4, num_samples=num_samples)
+    lap, lap_s = timed(bayescale.fit, df, "chinchilla", columns=COLUMNS, inference=laplace)
+    nuts_options = bayescale.NUTS(
+        num_chains=4, num_warmup=500, num_samples=num_samples, progress_bar=False
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
-        nuts, nuts_s = timed(bayescale.fit, df, "chinchilla", num_warmup=500, **common)
+        nuts, nuts_s = timed(
+            bayescale.fit, df, "chinchilla", columns=COLUMNS, inference=nuts_options
+        )
     print("\n== 3. Chinchilla, Student-t likelihood: Laplace vs NUTS, median [95% interval] ==")
     print(
         f"Laplace {lap_s:.1f} s (compile included); NUTS {nuts_s:.1f} s, status {nuts.status.value}"
@@ -183,10 +190,10 @@ def laplace_vs_nuts(df: pd.DataFrame, num_samples: int) -> None:
 
 def nuts_init(df: pd.DataFrame, num_samples: int) -> None:
     from bayescale.data import prepare
-    from bayescale.infer.batch import stack
     from bayescale.infer.nuts import SamplerOptions, build_sampler
+    from bayescale.infer.parallel import stack
     from bayescale.model import Posterior
-    from bayescale.result import FitResult
+    from bayescale.result import Result
 
     law = get_law("chinchilla")
     posterior = Posterior(law)
@@ -201,9 +208,10 @@ def nuts_init(df: pd.DataFrame, num_samples: int) -> None:
             out, wall = timed(
                 lambda r=run: jax.device_get(r(jax.random.key(0)[None], stack([fit_data])))
             )
-            samples = {k: v[0] for k, v in out.items()}
-            result = FitResult.from_samples(posterior, fit_data, samples, seed=0)
-            d = result.diagnostics
+            result = Result.from_samples(
+                posterior, [fit_data], [0], None, out, seed=0, attrs={"num_warmup": warmup}
+            )
+            d = result.diagnostics.iloc[0]
             ess = min(d["min_ess_bulk"], d["min_ess_tail"])
             print(
                 f"{init:>6} {warmup:>8} {wall:7.1f} {d['max_rhat']:10.4f} {ess:8.0f} "
