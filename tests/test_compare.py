@@ -6,12 +6,16 @@ import pytest
 
 import bayescale
 from bayescale.compare import Comparison
-from bayescale.result import FitResult
+from bayescale.result import Result
 from bayescale.simulate import simulate
 
 # Laplace draws keep the test fast (no NUTS compile); PSIS-LOO needs only posterior draws.
 # test_methods.py's Laplace test uses these settings on 40 points too: one program for both
-FIT = dict(method="laplace", num_chains=2, num_samples=500, likelihood="normal", warn=False)
+FIT = dict(
+    model=bayescale.Model(likelihood="normal"),
+    inference=bayescale.Laplace(num_chains=2, num_samples=500),
+    warn=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +80,12 @@ def test_compare_rejects_bad_inputs(comparison, broken_data):
         bayescale.compare({"a": one, "b": other})
     point = other.datatree.copy()
     point.attrs["method"] = "map"
-    point = FitResult(point, other.law, other.likelihood, other.columns)
+    point = Result(point, other.law, other.likelihood, other.columns)
     with pytest.raises(ValueError, match="point estimate"):
         bayescale.compare({"a": one, "b": point})
+    two = pd.concat([broken_data.assign(run="a"), moved.assign(run="b")])
+    several = bayescale.fit(two, "power_law_offset", by="run", **FIT)
+    with pytest.raises(ValueError, match=r"not the Result of one fit .*result\[label\]"):
+        bayescale.compare({"a": one, "b": several})
+    bayescale.compare({"a": one, "b": several["a"]}, warn=False)  # one curve of it: fine
     assert isinstance(comparison, Comparison)

@@ -14,7 +14,7 @@ import bayescale
 from bayescale import plot
 from bayescale.simulate import simulate
 
-FIT = {**FIT_SETTINGS, "warn": False}  # the recovery fits' program for these laws
+FIT = {"inference": bayescale.NUTS(**FIT_SETTINGS), "warn": False}  # the recovery fits' program
 
 
 @pytest.fixture(scope="module")
