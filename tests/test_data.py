@@ -200,7 +200,9 @@ def test_missing_law_file(tmp_path):
 
 
 def test_unknown_prior_parameter():
-    msg = fit_fails(small_frame(), error=LawError, priors={"gamma": "normal(0, 1)"})
+    msg = fit_fails(
+        small_frame(), error=LawError, model=bayescale.Model(priors={"gamma": "normal(0, 1)"})
+    )
     assert_names(msg, "'gamma'", "not a parameter", "'chinchilla'", "alpha", "beta")
 
 

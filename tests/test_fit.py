@@ -147,9 +147,7 @@ def _formula_fit(**kwargs):
 
 
 def test_converged_fit_does_not_warn():
-    # at the defaults: at the tests' 2 x 500 the strict r̂ <= 1.01 is a coin flip even for
-    # this well-posed posterior (power_law_offset: max r̂ 1.004-1.016 over seeds 0-5); at the
-    # defaults this fit's max r̂ was <= 1.0043 over seeds 0-9
+    # at fit's default draws: the strict r̂ <= 1.01 needs them (benchmarks/RESULTS-api.md)
     with warnings.catch_warnings():
         warnings.simplefilter("error", bayescale.ConvergenceWarning)
         r = _formula_fit()
