@@ -79,7 +79,8 @@ def fit(
     under ``model`` (:class:`~bayescale.options.Model`: likelihood, noise model, priors,
     pooled parameters); the posterior is computed by ``inference``
     (:class:`~bayescale.options.NUTS` by default, :class:`~bayescale.options.MAP` or
-    :class:`~bayescale.options.Laplace`).
+    :class:`~bayescale.options.Laplace`).  It computes in float64 inside a scoped context
+    (:mod:`bayescale.precision`): the caller's JAX settings are left as they were.
 
     Parameters
     ----------
