@@ -6,6 +6,7 @@ hand-copied: each law file adds one section and one row of the overview table.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -17,6 +18,12 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 def _cell(text) -> str:
     """Text safe inside a Markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _short_citation(citation: str) -> str:
+    """Authors and year of a citation ("Kaplan et al. 2020, Scaling ..." -> "Kaplan et al. 2020")."""
+    m = re.match(r"^(.*?\b(?:19|20)\d\d)\b", citation)
+    return m.group(1) if m else citation
 
 
 def _number(x) -> str:
@@ -85,7 +92,7 @@ def catalogue_page(models: Path = MODELS) -> str:
         out.append(
             f"| [`{s['id']}`](#{s['id']}) | {s.get('response', 'loss')} = "
             f"`{_cell(s['formula'])}` | {', '.join(s.get('parameters', {}))} "
-            f"| {_cell(cite.split(',')[0])} |"
+            f"| {_cell(_short_citation(cite))} |"
         )
     out.append("")
     for s in specs:
