@@ -21,7 +21,7 @@ def _cell(text) -> str:
 
 
 def _short_citation(citation: str) -> str:
-    """Authors and year of a citation ("Kaplan et al. 2020, Scaling ..." -> "Kaplan et al. 2020")."""
+    """Authors and year of a citation: "Kaplan et al. 2020, Scaling ..." -> "Kaplan et al. 2020"."""
     m = re.match(r"^(.*?\b(?:19|20)\d\d)\b", citation)
     return m.group(1) if m else citation
 
@@ -69,7 +69,7 @@ def law_section(spec: dict) -> list[str]:
             f"Design used by `bayescale.simulate`: {ranges}; {design.get('num_points', '?')} "
             f"points, log-noise sd {design.get('noise', '?')}.",
         ]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def catalogue_page(models: Path = MODELS) -> str:
