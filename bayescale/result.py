@@ -548,15 +548,7 @@ def _noise(rng: np.random.Generator, likelihood: str, values: dict, shape) -> np
 
 def _prior_draws(posterior: Posterior, num: int, seed: int) -> dict[str, np.ndarray]:
     """Exact prior draws with numpy (no compilation), ``{name: (num,)}``."""
-    rng = np.random.default_rng(seed)
-    samplers = {
-        "lognormal": lambda a: rng.lognormal(a[0], a[1], num),
-        "normal": lambda a: rng.normal(a[0], a[1], num),
-        "halfnormal": lambda a: np.abs(rng.normal(0.0, a[0], num)),
-        "uniform": lambda a: rng.uniform(a[0], a[1], num),
-        "gamma": lambda a: rng.gamma(a[0], 1.0 / a[1], num),
-    }
-    return {name: samplers[prior.kind](prior.args) for name, prior in posterior.prior_specs.items()}
+    return posterior.prior_sample(num, seed)
 
 
 def _log_predictions(

@@ -16,6 +16,7 @@ import pandas as pd
 
 from bayescale.data import nonnegative_number
 from bayescale.laws import Law, get_law
+from bayescale.precision import float64
 
 __all__ = ["log_mean_values", "noise_sd", "parameter_values", "simulate", "simulate_runs"]
 
@@ -26,6 +27,7 @@ DEFAULT_NOISE = 0.02
 _DESIGN_SCALARS = ("num_points", "noise")
 
 
+@float64
 def simulate(
     law: str | Path | Law,
     *,
@@ -116,6 +118,7 @@ def simulate(
     return pd.DataFrame(columns)
 
 
+@float64
 def simulate_runs(
     law: str | Path | Law,
     runs,
@@ -282,6 +285,7 @@ def noise_sd(law: Law, design: dict, noise) -> float:
     return nonnegative_number(value, "noise")
 
 
+@float64
 def log_mean_values(law: Law, theta: dict[str, float], log_x: dict[str, np.ndarray]) -> np.ndarray:
     """``log f`` at the drawn points, evaluated by the law's own (log-space) formula."""
     import jax.numpy as jnp

@@ -17,7 +17,6 @@ import pytest
 import scipy.stats as st
 from numpyro.infer.util import potential_energy
 
-import bayescale  # noqa: F401  (enables float64 before the first array is made)
 from bayescale.laws import (
     COVARIATE_NAMES,
     FormulaError,
@@ -31,6 +30,14 @@ from bayescale.laws import (
     parse_formula,
 )
 from bayescale.model import LIKELIHOODS, Posterior
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Every test here computes in float64 (scoped, as bayescale's entry points do)."""
+    with jax.enable_x64(True):
+        yield
+
 
 # ----------------------------------------------------------------------------- catalogue
 

@@ -39,6 +39,7 @@ from bayescale.check.scoring import predict_and_score
 from bayescale.data import DataError, as_frame, prepare
 from bayescale.laws import Law, get_law
 from bayescale.model import check_pooled_names
+from bayescale.precision import float64
 from bayescale.result import BatchResult
 
 __all__ = ["BacktestResult", "backtest"]
@@ -103,6 +104,7 @@ class BacktestResult:
         row = self.overall
         return float(row["rmse_log"] / row["baseline_rmse_log"])
 
+    @float64
     def with_law_error(
         self, method: str = "curves", *, bias: bool = False, by: str | Sequence[str] | None = None
     ) -> BacktestResult:
@@ -247,6 +249,7 @@ def _curve_groups(frame: pd.DataFrame, keys: pd.Series, by, *, argument: str):
     return labels.groupby(keys).first()
 
 
+@float64
 def backtest(
     data,
     law: str | Path | Law,

@@ -14,10 +14,12 @@ import numpy as np
 from bayescale.data import FitData
 from bayescale.laws import Law, get_law
 from bayescale.model import Posterior
+from bayescale.precision import float64
 
 __all__ = ["least_squares_fit"]
 
 
+@float64
 def least_squares_fit(
     law: str | Path | Law,
     data: FitData,

@@ -18,6 +18,7 @@ import xarray as xr
 from bayescale.api import fit_batch
 from bayescale.laws import Law, get_law
 from bayescale.model import Posterior, with_noise
+from bayescale.precision import float64
 from bayescale.result import BatchResult, Status, _noise, _prior_draws
 from bayescale.simulate import simulate
 
@@ -125,6 +126,7 @@ class SBCResult:
         return azp.plot_ecdf_pit(self.datatree, **kwargs)
 
 
+@float64
 def sbc(
     law: str | Path | Law,
     *,

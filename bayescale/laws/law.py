@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpyro.distributions as dist
 
+from bayescale.families import PriorFamily, get_prior_family, parse_prior
 from bayescale.laws.formula import Formula, FormulaError, parse_formula
 
 __all__ = [
@@ -57,16 +57,14 @@ class LawError(ValueError):
     """A law that cannot be found or is malformed."""
 
 
-_PRIOR_RE = re.compile(r"^\s*([a-z_]+)\s*\(([^()]*)\)\s*$")
-_PRIOR_ARITY = {"lognormal": 2, "normal": 2, "halfnormal": 1, "uniform": 2, "gamma": 2}
-
-
 @dataclass(frozen=True)
 class Prior:
-    """A prior written as text, e.g. ``"lognormal(0.5, 1.0)"``.
+    """A prior written as text, e.g. ``"lognormal(0.5, 1.0)"``: a family and its arguments.
 
     ``lognormal(mu, s)``: :math:`\\log\\theta \\sim \\mathcal N(\\mu, s)`;
-    ``normal(mu, s)``; ``halfnormal(s)``; ``uniform(a, b)``; ``gamma(k, rate)``.
+    ``normal(mu, s)``; ``halfnormal(s)``; ``uniform(a, b)``; ``gamma(k, rate)``.  Each
+    family is one class of :mod:`bayescale.families.priors` (:attr:`family`); the methods
+    here pass this prior's arguments to it.
     """
 
     kind: str
@@ -74,48 +72,37 @@ class Prior:
 
     @classmethod
     def parse(cls, text: str) -> Prior:
-        m = _PRIOR_RE.match(str(text))
-        if not m or m.group(1) not in _PRIOR_ARITY:
-            raise LawError(
-                f"prior {text!r} is not of the form name(a, b) with name one of "
-                f"{', '.join(_PRIOR_ARITY)}"
-            )
-        kind = m.group(1)
+        """Parse and check ``text``; :class:`LawError` naming it and the bad value otherwise."""
         try:
-            args = tuple(float(a) for a in m.group(2).split(",") if a.strip())
-        except ValueError:
-            raise LawError(f"prior {text!r} has a non-numeric argument") from None
-        if len(args) != _PRIOR_ARITY[kind]:
-            raise LawError(f"prior {text!r}: {kind} takes {_PRIOR_ARITY[kind]} argument(s)")
-        if not all(math.isfinite(a) for a in args):
-            raise LawError(f"prior {text!r} has a non-finite argument")
-        scale_ok = {
-            "lognormal": args[-1] > 0,
-            "normal": args[-1] > 0,
-            "halfnormal": args[0] > 0,
-            "uniform": len(args) == 2 and args[0] < args[1],
-            "gamma": all(a > 0 for a in args),
-        }[kind]
-        if not scale_ok:
-            raise LawError(f"prior {text!r} has an invalid scale or range")
-        return cls(kind, args)
+            return cls(*parse_prior(text))
+        except ValueError as err:
+            raise LawError(str(err)) from None
+
+    @property
+    def family(self) -> PriorFamily:
+        return get_prior_family(self.kind)
 
     @property
     def positive(self) -> bool:
         """Whether every draw is > 0 (the parameter may then appear inside a log)."""
-        return self.kind in ("lognormal", "halfnormal", "gamma") or (
-            self.kind == "uniform" and self.args[0] >= 0
-        )
+        return self.family.positive(self.args)
 
     def distribution(self) -> dist.Distribution:
-        a = self.args
-        return {
-            "lognormal": lambda: dist.LogNormal(a[0], a[1]),
-            "normal": lambda: dist.Normal(a[0], a[1]),
-            "halfnormal": lambda: dist.HalfNormal(a[0]),
-            "uniform": lambda: dist.Uniform(a[0], a[1]),
-            "gamma": lambda: dist.Gamma(a[0], a[1]),
-        }[self.kind]()
+        """The NumPyro distribution."""
+        return self.family.distribution(self.args)
+
+    def transform(self, z):
+        """``(value, log_value, log_density)`` at unconstrained ``z``
+        (:meth:`~bayescale.families.priors.PriorFamily.transform`)."""
+        return self.family.transform(self.args, z)
+
+    def unconstrained_draws(self, eps):
+        """Unconstrained points spread like the prior from standard-normal ``eps``."""
+        return self.family.unconstrained_draws(self.args, eps)
+
+    def sample(self, rng, num: int):
+        """``num`` exact numpy draws from generator ``rng``."""
+        return self.family.sample(self.args, rng, num)
 
     def __str__(self) -> str:
         return f"{self.kind}({', '.join(f'{a:g}' for a in self.args)})"

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.laws import get_law
+from bayescale.precision import float64
 from bayescale.result import FitResult, quantile_column
 
 __all__ = [
@@ -258,6 +259,7 @@ def _bcrit_values(bcrit: FitResult | None, num: int, seed: int) -> dict[str, np.
     return {k: v.ravel()[idx] for k, v in draws.items()}
 
 
+@float64
 def allocation_draws(
     result: FitResult,
     flops,
@@ -327,6 +329,7 @@ def allocation_draws(
     return out
 
 
+@float64
 def allocate(
     result: FitResult,
     flops,
@@ -489,6 +492,7 @@ def _target_fn(law, target: Target, flops_formula: FlopsFormula | None = None):
     return fn
 
 
+@float64
 def log_target(law, target: Target, values: dict, flops_formula=None) -> jnp.ndarray:
     """The log target at every draw of ``values`` (``{name: (S,)}``), shape ``(S,)``."""
     name = f"target:{target.kind}:{target.quantity}:{','.join(sorted(target.at))}"
@@ -502,6 +506,7 @@ def log_target(law, target: Target, values: dict, flops_formula=None) -> jnp.nda
     return fn(values, log_at)
 
 
+@float64
 def log_target_draws(result: FitResult, target, flops_formula=None) -> np.ndarray:
     """Posterior draws of the log target, shape ``(chain, draw)`` (no overflow of ``exp``)."""
     target = parse_target(result.law, target)
@@ -511,6 +516,7 @@ def log_target_draws(result: FitResult, target, flops_formula=None) -> np.ndarra
     return np.asarray(log_target(result.law, target, flat, flops_formula)).reshape(shape)
 
 
+@float64
 def target_draws(result: FitResult, target, *, flops_formula: FlopsFormula | None = None):
     """Posterior draws of a target (see :func:`parse_target`), shape ``(chain, draw)``."""
     return np.exp(log_target_draws(result, target, flops_formula))

@@ -48,8 +48,9 @@ import pandas as pd
 
 from bayescale.data import DataError, covariate_frame
 from bayescale.infer.batch import padded_length
-from bayescale.model import observation_dist
+from bayescale.model import observation_noise_jax
 from bayescale.plan.allocation import FlopsFormula, as_budgets, log_target, parse_target
+from bayescale.precision import float64
 from bayescale.result import FitResult
 
 __all__ = [
@@ -93,11 +94,7 @@ def _candidates(
 # ---------------------------------------------------------------------------- scoring
 def _observation_noise(likelihood: str, values, rng_key, shape):
     """Log-scale observation noise for outer draws ``values`` (``(J,)``) -> ``(J, *rest)``."""
-    extra = (1,) * (len(shape) - 1)
-    sigma = values["sigma"].reshape(-1, *extra)
-    nu = values["nu"].reshape(-1, *extra) if likelihood == "student_t" else None
-    d = observation_dist(likelihood, jnp.zeros(shape), sigma, nu)
-    return d.sample(rng_key)
+    return observation_noise_jax(likelihood, values, rng_key, shape)
 
 
 def _padded_candidates(log_x: dict, batch_size: int) -> dict:
@@ -228,6 +225,7 @@ def _prepared(result, target, flops_formula, num_draws, seed):
     return target, values, t
 
 
+@float64
 def score_candidates(
     result: FitResult,
     target,
@@ -310,6 +308,7 @@ def score_candidates(
     return out
 
 
+@float64
 def next_runs(
     result: FitResult,
     *,
@@ -437,6 +436,7 @@ def next_runs(
     return out
 
 
+@float64
 def isoflop_candidates(
     flops, *, tokens_per_param: tuple[float, float] = (0.1, 3000.0), num: int = 31
 ) -> pd.DataFrame:

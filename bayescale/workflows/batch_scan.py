@@ -35,6 +35,7 @@ import pandas as pd
 
 from bayescale.api import fit_batch
 from bayescale.data import DataError, as_frame
+from bayescale.precision import float64
 from bayescale.result import BatchResult, quantile_column
 from bayescale.workflows.propagate import summarize_draws
 
@@ -91,6 +92,7 @@ def _targets(target_losses) -> np.ndarray:
     return np.sort(targets)[::-1]
 
 
+@float64
 def steps_to_target(
     curves,
     target_losses: Sequence[float],
@@ -241,6 +243,7 @@ class BatchScanResult:
         return pred.reset_index(drop=True)
 
 
+@float64
 def fit_batch_scan(
     curves,
     target_losses: Sequence[float],

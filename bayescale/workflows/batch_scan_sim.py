@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.laws import Law, get_law
+from bayescale.precision import float64
 from bayescale.simulate import log_mean_values, noise_sd, parameter_values
 
 __all__ = [
@@ -77,6 +78,7 @@ def _batch_sizes(batch_sizes) -> np.ndarray:
     return sizes
 
 
+@float64
 def simulate_batch_scan(
     *,
     n_params: float = 8.5e7,
@@ -196,6 +198,7 @@ def simulate_batch_scan(
     return pd.concat(frames, ignore_index=True)
 
 
+@float64
 def batch_scan_truth(
     losses,
     *,
@@ -226,6 +229,7 @@ def batch_scan_truth(
     return pd.DataFrame({"loss": targets, "S_min": s_min, "E_min": bcrit * s_min, "B_crit": bcrit})
 
 
+@float64
 def simulate_gradient_norms(
     losses,
     *,

@@ -18,6 +18,7 @@ import pandas as pd
 
 from bayescale.api import fit
 from bayescale.data import DataError, as_frame
+from bayescale.precision import float64
 from bayescale.result import BatchResult, FitResult, quantile_column
 from bayescale.workflows.batch_scan import BatchScanResult
 from bayescale.workflows.propagate import (
@@ -159,6 +160,7 @@ def _level_draws(scans) -> pd.DataFrame:
     return frame[["source", "loss_level", "draw", "B_crit"]]
 
 
+@float64
 def fit_critical_batch_size(
     scans,
     *,

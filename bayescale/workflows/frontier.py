@@ -38,6 +38,7 @@ import pandas as pd
 
 from bayescale.data import DataError, as_frame
 from bayescale.laws import get_law
+from bayescale.precision import float64
 from bayescale.result import FitResult, quantile_column
 from bayescale.simulate import noise_sd
 from bayescale.units import PF_DAY
@@ -87,6 +88,7 @@ def _runs(runs, columns: Mapping[str, str] | None) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+@float64
 def adjust_runs(
     runs, bcrit: FitResult, *, columns: Mapping[str, str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -186,6 +188,7 @@ class FrontierResult:
         return self.fits[quantity].band({"flops_min": np.asarray(flops_min, float)}, quantiles)
 
 
+@float64
 def fit_frontier(
     runs,
     bcrit: FitResult,
@@ -268,6 +271,7 @@ def fit_frontier(
 
 
 # ----------------------------------------------------------------------------- simulator
+@float64
 def simulate_frontier(
     *,
     flops_min: tuple[float, float] = (1e-7, 1.0),

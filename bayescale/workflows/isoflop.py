@@ -69,6 +69,7 @@ import xarray as xr
 
 from bayescale.api import fit_batch
 from bayescale.data import DataError, as_frame
+from bayescale.precision import float64
 from bayescale.result import BatchResult, ConvergenceWarning, Status, quantile_column
 from bayescale.units import PF_DAY
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
@@ -339,6 +340,7 @@ def _refit_unconverged(
     return spliced, first.join(spliced.diagnostics.loc[first.index, columns])
 
 
+@float64
 def fit_isoflop(
     data,
     *,

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 
 from bayescale.laws import Law, get_law
+from bayescale.precision import float64
 from bayescale.simulate import noise_sd, parameter_values
 
 __all__ = ["simulate_isoflop"]
 
 
+@float64
 def simulate_isoflop(
     law: str | Path | Law = "chinchilla",
     *,

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.laws import get_law
+from bayescale.precision import float64
 from bayescale.result import FitResult, quantile_column
 from bayescale.units import PF_DAY
 
@@ -77,6 +78,7 @@ def _summarise(grid: pd.DataFrame, draws: np.ndarray, quantiles) -> pd.DataFrame
     return out
 
 
+@float64
 def loss_at_fixed_steps(
     result: FitResult, n_params, steps, quantiles: Sequence[float] = (0.05, 0.5, 0.95)
 ) -> pd.DataFrame:
@@ -127,6 +129,7 @@ def _bcrit_draws(bcrit, num: int, seed: int) -> dict[str, np.ndarray]:
     )
 
 
+@float64
 def loss_at_fixed_compute_draws(
     result: FitResult, n_params, flops_min, *, bcrit=None, seed: int = 0
 ) -> tuple[pd.DataFrame, np.ndarray]:
@@ -192,6 +195,7 @@ def loss_at_fixed_compute_draws(
     return grid, np.asarray(loss).reshape(*shape, len(grid))
 
 
+@float64
 def loss_at_fixed_compute(
     result: FitResult,
     n_params,

@@ -36,6 +36,7 @@ import pandas as pd
 from bayescale.api import fit_batch
 from bayescale.data import DataError
 from bayescale.laws import get_law
+from bayescale.precision import float64
 from bayescale.result import BatchResult, quantile_column
 from bayescale.simulate import noise_sd
 from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
@@ -59,6 +60,7 @@ TREND_LAW = "power_law"
 TREND_PRIORS = {"alpha": "normal(0, 0.5)"}
 
 
+@float64
 def fit_per_token(
     curves,
     *,
@@ -88,6 +90,7 @@ def fit_per_token(
     return fit_batch(curves, PER_TOKEN_LAW, by=by, columns=columns, **fit_kwargs)
 
 
+@float64
 def fit_trends(
     per_token: BatchResult,
     *,
@@ -212,6 +215,7 @@ def _trend(v_small: float, v_large: float) -> tuple[float, float]:
 PER_TOKEN_TRENDS = {k: _trend(*v) for k, v in PER_TOKEN_ENDS.items()}
 
 
+@float64
 def simulate_per_token(
     *,
     n_params=(1e6, 3e6, 1e7, 3e7, 1e8, 3e8),

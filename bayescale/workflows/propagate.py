@@ -32,6 +32,7 @@ import pandas as pd
 from bayescale.api import fit_batch
 from bayescale.data import DataError
 from bayescale.laws import Law
+from bayescale.precision import float64
 from bayescale.result import BatchResult, FitResult, Status, quantile_column
 
 __all__ = ["IMPUTATION", "PooledFit", "fit_pooled", "imputation_draws", "summarize_draws"]
@@ -238,6 +239,7 @@ class PooledFit:
                 rows.append(row)
         return pd.DataFrame(rows)
 
+    @float64
     def band_draws(self, covariates: Mapping[str, np.ndarray]) -> np.ndarray:
         """Pooled draws of the law :math:`f(x;\\theta)` at ``covariates``.
 
@@ -275,6 +277,7 @@ class PooledFit:
         return pd.concat(parts, ignore_index=True)
 
 
+@float64
 def fit_pooled(
     imputed: pd.DataFrame,
     law,
