@@ -400,7 +400,10 @@ def _mode_attrs(method: str, out: dict, inference: MAP | Laplace) -> dict:
 def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed_record):
     """MAP or Laplace: one vmapped call over all fits (one key per fit)."""
     method = method_name(inference)
-    devices = list(jax.devices() if inference.devices is None else inference.devices)
+    devices = inference.devices
+    if devices is None:  # a single fit is not split (padding it would repeat it per device)
+        devices = jax.devices() if len(fits) > 1 else jax.devices()[:1]
+    devices = list(devices)
     run = build_mode_fit(posterior, method, devices=devices, **_mode_settings(inference))
     out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))
     for i, label in enumerate(labels):
