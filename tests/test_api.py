@@ -349,3 +349,27 @@ def test_convergence_warning_points_at_the_caller():
     with pytest.warns(bayescale.ConvergenceWarning) as rec:
         bayescale.fit(_one(), LAW, inference=MAP(num_steps=3, num_starts=2))
     assert all(w.filename == __file__ for w in rec), [w.filename for w in rec]
+
+
+def test_options_from_keywords_maps_0_1_settings_silently():
+    """For functions whose own signatures take 0.1-style settings (backtest, workflows)."""
+    from bayescale.api import options_from_keywords
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        out = options_from_keywords(
+            likelihood="normal", num_chains=2, seed=3, columns={"x": "t"}, group="run"
+        )
+        laplace = options_from_keywords(method="laplace", map_steps=50, thin=2)
+    assert out == {
+        "columns": {"x": "t"},
+        "seed": 3,
+        "model": Model(likelihood="normal"),
+        "inference": NUTS(num_chains=2),
+        "by": "run",
+    }
+    assert laplace == {"model": Model(), "inference": Laplace(num_steps=50)}  # thin never applied
+    with pytest.raises(TypeError, match="unexpected keyword argument 'chains'"):
+        options_from_keywords(chains=2)
+    with pytest.raises(ValueError, match=r"NUTS\(num_chains=0\)"):
+        options_from_keywords(num_chains=0)
