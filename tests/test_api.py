@@ -240,7 +240,7 @@ def test_old_keyword_beside_its_new_spelling_is_an_error():
         bayescale.fit(EMPTY, LAW, inference=MAP(), num_starts=4)
     with pytest.raises(TypeError, match="both by='a' and"):
         bayescale.fit(EMPTY, LAW, by="a", group="b")
-    with pytest.raises(ValueError, match="flat_priors"):
+    with pytest.raises(ValueError, match="flat_priors"), pytest.warns(DeprecationWarning):
         bayescale.fit(EMPTY, LAW, method="laplace", flat_priors=True)
 
 
