@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
 
 __all__ = ["Comparison", "LooWarning", "compare"]
@@ -115,6 +116,7 @@ class Comparison:
         return f"<Comparison best={self.best!r}>\n{self.table[cols].to_string()}"
 
 
+@float64
 def compare(
     results: Mapping[str, Result],
     *,

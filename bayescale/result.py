@@ -366,6 +366,7 @@ class Result:
             law_error,
         )  # fmt: skip
 
+    @float64
     def extrapolation_distance(self, new_data) -> np.ndarray:
         """:math:`d(x) = \\sqrt{\\sum_c d_c(x)^2}` at each row of ``new_data``, :math:`d_c` the
         decades (log10) by which covariate :math:`c` lies beyond its fit's fitted range (0

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import jax
 import pandas as pd
 import pytest
 
@@ -11,9 +10,6 @@ import bayescale
 # The test process opts in to bayescale's recommended process settings (one JAX device per
 # core, the persistent compilation cache), as the CLI and the notebooks do.
 bayescale.configure()
-# TEMPORARY (issue 16 in progress): float64 for the whole test process until every public
-# entry point runs in bayescale.precision's scoped float64.
-jax.config.update("jax_enable_x64", True)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
