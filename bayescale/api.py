@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from bayescale.options import MAP, NUTS, Laplace, Model, method_name
 from bayescale.precision import float64
 from bayescale.result import ESS_PER_CHAIN_MIN, RHAT_MAX, Result, keep_draws, mode_failure, rhat
 
-__all__ = ["fit", "fit_batch", "options_from_keywords", "seed_key"]
+__all__ = ["fit", "fit_batch", "options_from_keywords", "resolve_options", "seed_key"]
 
 _DEFAULT_MODEL = Model()
 _DEFAULT_INFERENCE = NUTS()
@@ -218,22 +218,73 @@ def options_from_keywords(**keywords) -> dict:
     return out if by is None else {**out, "by": by}
 
 
-def _resolve(model, inference, by, old: dict, caller: str, *, stacklevel: int):
+def resolve_options(
+    caller: str,
+    model: Model | None,
+    inference: NUTS | MAP | Laplace | None,
+    deprecated: dict,
+    *,
+    defaults: tuple[Model, NUTS | MAP | Laplace] = (_DEFAULT_MODEL, _DEFAULT_INFERENCE),
+    stacklevel: int = 2,
+) -> tuple[Model, NUTS | MAP | Laplace]:
+    """``(model, inference)`` of a function that takes :func:`fit`'s ``model=`` and
+    ``inference=`` (``None``: its own ``defaults``) and, for one release, the fit keywords
+    of bayescale 0.1 in ``deprecated`` (``likelihood=``, ``num_chains=``, ``method=`` ...).
+
+    Each old keyword is applied to the default object of its kind (``method=`` switching the
+    kind) with a :class:`DeprecationWarning` naming its new spelling,
+    ``caller(..., inference=NUTS(...))``, pointing ``stacklevel`` frames up (2: the caller
+    of the function that calls this).  ``deprecated`` is emptied.
+
+    Raises
+    ------
+    TypeError
+        A keyword that is no fit option, an old keyword given with ``model=``/``inference=``,
+        or a ``model``/``inference`` that is not an option object.
+    """
+    if "group" in deprecated:
+        raise TypeError(f"{caller}() got an unexpected keyword argument 'group'")
+    model, inference, _ = _resolve(
+        model, inference, None, deprecated, caller,
+        stacklevel=stacklevel + 1, defaults=defaults, new=caller,
+    )  # fmt: skip
+    return model, inference
+
+
+def _resolve(
+    model, inference, by, old: dict, caller: str, *, stacklevel: int,
+    defaults=(_DEFAULT_MODEL, _DEFAULT_INFERENCE), new: str = "fit",
+):  # fmt: skip
     """``(model, inference, by)`` with the deprecated keywords ``old`` mapped onto them
-    (each with a DeprecationWarning naming its new spelling); ``old`` is emptied of them."""
+    (each with a DeprecationWarning naming its new spelling in ``new(...)``); ``old`` is
+    emptied of them.  ``model``/``inference`` that are ``None`` or ``defaults`` count as
+    not given; the old keywords are applied to ``defaults``."""
     unknown = sorted(set(old) - {*_MODEL_KEYWORDS, *_INFERENCE_KEYWORDS, "group"})
     if unknown:
         raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+    base_model, base_inference = defaults
+    model_given = model is not None and model is not base_model
+    inference_given = inference is not None and inference is not base_inference
+    model = base_model if model is None else model
+    inference = base_inference if inference is None else inference
     if not isinstance(model, Model):
         raise TypeError(f"model={model!r}: model must be a bayescale.Model(...)")
     method_name(inference)  # raises TypeError for anything but NUTS/MAP/Laplace
 
-    def deprecate(name, value, new):
+    def deprecate(name, value, spelling):
         warnings.warn(
-            f"{caller}({name}={value!r}) is deprecated; use {new}",
+            f"{caller}({name}={value!r}) is deprecated; use {spelling}",
             DeprecationWarning,
             stacklevel=stacklevel + 1,
         )
+
+    def shown(obj, k, v):  # obj's class with the keyword and the defaults' own settings
+        own = {
+            f.name: getattr(obj, f.name)
+            for f in fields(obj)
+            if f.name != k and getattr(obj, f.name) != f.default
+        }
+        return f"{type(obj).__name__}({', '.join(f'{n}={x!r}' for n, x in {**own, k: v}.items())})"
 
     if "group" in old:
         group = old.pop("group")
@@ -241,33 +292,34 @@ def _resolve(model, inference, by, old: dict, caller: str, *, stacklevel: int):
             raise TypeError(
                 f"{caller}() got both by={by!r} and its deprecated spelling group={group!r}"
             )
-        deprecate("group", group, f"fit(..., by={group!r})")
+        deprecate("group", group, f"{new}(..., by={group!r})")
         by = group if group is not None else by
     given = {k: old.pop(k) for k in _MODEL_KEYWORDS if k in old}
     if given:
-        if model is not _DEFAULT_MODEL:
+        if model_given:
             raise TypeError(
                 f"{caller}() got both model= and its deprecated keyword(s) {', '.join(given)}"
             )
         for k, v in given.items():
-            shown = tuple(v) if k == "pooled" and v is not None else v
-            deprecate(k, v, f"fit(..., model=Model({k}={shown!r}))")
+            value = tuple(v) if k == "pooled" and v is not None else v
+            deprecate(k, v, f"{new}(..., model={shown(model, k, value)})")
         if "pooled" in given:
             given["pooled"] = () if given["pooled"] is None else tuple(given["pooled"])
-        model = Model(**given)
+        model = replace(model, **given)
     given = {k: old.pop(k) for k in _INFERENCE_KEYWORDS if k in old}
     if given:
-        if inference is not _DEFAULT_INFERENCE:
+        if inference_given:
             raise TypeError(
                 f"{caller}() got both inference= and its deprecated keyword(s) {', '.join(given)}"
             )
         had_method = "method" in given
-        method = given.pop("method", "nuts")
+        method = given.pop("method", method_name(inference))
         if method not in _INFERENCE_TYPES:
             raise ValueError(f"unknown method {method!r}; choose one of nuts, map, laplace")
         cls = _INFERENCE_TYPES[method]
+        base = inference if isinstance(inference, cls) else cls()
         if had_method:
-            deprecate("method", method, f"fit(..., inference={cls.__name__}())")
+            deprecate("method", method, f"{new}(..., inference={cls.__name__}())")
         if "map_steps" in given:
             given["num_steps"] = given.pop("map_steps")
         if given.get("flat_priors") and cls is not MAP:
@@ -276,13 +328,13 @@ def _resolve(model, inference, by, old: dict, caller: str, *, stacklevel: int):
         kept = {k: v for k, v in given.items() if k in names}  # the rest never applied
         for k, v in given.items():
             old_name = "map_steps" if k == "num_steps" else k
-            new = (
-                f"inference={cls.__name__}({k}={v!r})"
+            spelling = (
+                f"{new}(..., inference={shown(base, k, v)})"
                 if k in kept
                 else "nothing (it never applied)"
             )
-            deprecate(old_name, v, f"fit(..., {new})" if k in kept else new)
-        inference = cls(**kept)
+            deprecate(old_name, v, spelling)
+        inference = replace(base, **kept)
     return model, inference, by
 
 

@@ -2,7 +2,7 @@
 
 * :func:`sbc` (:mod:`~bayescale.check.sbc`) — simulation-based calibration (Talts et al.
   2018): parameters drawn from the prior, data simulated from the same observation model the
-  fit assumes, every replication fitted in one :func:`bayescale.fit_batch` call, and the rank
+  fit assumes, every replication fitted in one :func:`bayescale.fit` call (``by=``), and the rank
   of each true value among (thinned) posterior draws tested for uniformity.
 * :func:`backtest` (:mod:`~bayescale.check.backtest`) — per curve, fit the early part (a
   fraction of the steps, or the runs below a size/budget threshold), predict the held-out
@@ -10,11 +10,11 @@
   (:mod:`~bayescale.check.scoring`) against a least-squares (or Huber) point fit of the same
   law (:func:`least_squares_fit`, :mod:`~bayescale.check.baseline`); optionally the curves of
   a pool (e.g. one model size's seeds) fitted together, chosen parameters drawn from a
-  population (``pooled=``, ``pool_by=``); optionally a law error beyond the fitted range learnt
-  out of sample, its scale (:func:`law_error_scale`) and its mean, an extrapolation bias
-  (:func:`law_error_bias`) (:mod:`~bayescale.check.law_error`).
+  population (``model=Model(pooled=...)``, ``pool_by=``); optionally a law error beyond the
+  fitted range learnt out of sample, its scale (:func:`law_error_scale`) and its mean, an
+  extrapolation bias (:func:`law_error_bias`) (:mod:`~bayescale.check.law_error`).
 
-Both are consumers of :func:`bayescale.fit_batch` results: the one log density
+Both are consumers of :func:`bayescale.fit` results: the one log density
 (:meth:`bayescale.model.Posterior.log_density`) is used by every fit here; the point-fit
 baseline evaluates the same law function (:meth:`bayescale.laws.Law.log_mean`).
 """

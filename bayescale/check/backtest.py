@@ -5,8 +5,8 @@ threshold; the held-out later part is predicted and the predictive intervals' co
 the posterior median's error scored against a least-squares (or Huber) point fit of the
 same law (:func:`~bayescale.check.baseline.least_squares_fit`).  Optionally the curves of a
 pool (e.g. one model size's seeds) are fitted together, chosen parameters drawn from a
-population (``pooled=``, ``pool_by=``); optionally a law error beyond the fitted range is
-learnt out of sample (:mod:`bayescale.check.law_error`).
+population (``model=Model(pooled=...)``, ``pool_by=``); optionally a law error beyond the
+fitted range is learnt out of sample (:mod:`bayescale.check.law_error`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.api import fit, options_from_keywords
+from bayescale.api import fit, resolve_options
 from bayescale.check.baseline import least_squares_fit
 from bayescale.check.law_error import (
     band_variance,
@@ -39,6 +39,7 @@ from bayescale.check.scoring import predict_and_score
 from bayescale.data import DataError, as_frame, prepare
 from bayescale.laws import Law, get_law
 from bayescale.model import check_pooled_names
+from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import Result
 
@@ -65,7 +66,7 @@ class BacktestResult:
         Every held-out point: the curve, covariates, observed response, predictive
         quantiles ``q5 q25 q50 q75 q95``, ``median`` (of the law), ``baseline``.
     batch : Result
-        The Bayesian fits of the early parts (with ``pooled=``: the pools' fits joined along
+        The Bayesian fits of the early parts (pooled: the pools' fits joined along
         the curve dimension, each pool's population draws ``<p>_pop``, ``<p>_pop_sd``
         repeated for its curves).
     baseline : DataFrame
@@ -108,7 +109,8 @@ class BacktestResult:
     def with_law_error(
         self, method: str = "curves", *, bias: bool = False, by: str | Sequence[str] | None = None
     ) -> BacktestResult:
-        """The same fits, their held-out bands widened by a law error learnt out of sample.
+        """A new :class:`BacktestResult`: the same fits, their held-out bands widened by a law
+        error learnt out of sample.
 
         Each held-out point's predictive draws get an independent
         :math:`\\tau\\,d(x)\\,z` in log response (``law_error`` of
@@ -121,7 +123,7 @@ class BacktestResult:
           curves (needs >= 3 curves; with ``by``, >= 3 per group);
         * ``"in_range"``: from a backtest inside the fitted range — every curve's fitted
           points split in halves (by the split covariate), the first half fitted (one more
-          :func:`bayescale.fit_batch` call), the second predicted — pooled over curves; uses
+          :func:`bayescale.fit` call), the second predicted — pooled over curves; uses
           no held-out point at all (the method for a single curve, e.g. Chinchilla).
 
         With ``bias=True`` (``"curves"`` only) the law error also has a mean, an
@@ -157,10 +159,6 @@ class BacktestResult:
             Column(s) of the data, constant within a curve: a curve's law error (and bias) is
             learnt only from the other curves of its group, e.g. ``"model"``: the other seeds
             of the same size.  ``None`` (default): all other curves.  ``"curves"`` only.
-
-        Returns
-        -------
-        BacktestResult
 
         Raises
         ------
@@ -259,19 +257,14 @@ def backtest(
     on: str | None = None,
     columns: Mapping[str, str] | None = None,
     baseline: str = "least_squares",
-    likelihood: str = "student_t",
-    noise: str = "constant",
-    priors: Mapping[str, str] | None = None,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
+    model: Model | None = None,
+    inference: NUTS | MAP | Laplace | None = None,
     seed: int = 0,
     law_error: str | None = None,
     law_bias: bool = False,
     law_error_by: str | Sequence[str] | None = None,
-    pooled: Sequence[str] | None = None,
     pool_by: str | Sequence[str] | None = None,
-    **fit_options,
+    **deprecated,
 ) -> BacktestResult:
     """Extrapolation backtest: fit the early part of each curve, predict the rest.
 
@@ -286,9 +279,9 @@ def backtest(
     * ``split={"n_params": 1e9}``: fitted are the rows with :math:`x < 10^9` (the smaller
       models or budgets), held out the rest.
 
-    The early parts are fitted in one :func:`bayescale.fit_batch` call.  At each held-out
-    point :math:`x_j` the posterior predictive of a new observation gives the central 50%
-    and 90% intervals, and the posterior median of the law
+    The early parts are fitted in one :func:`bayescale.fit` call (``by=`` the curves).  At
+    each held-out point :math:`x_j` the posterior predictive of a new observation gives the
+    central 50% and 90% intervals, and the posterior median of the law
     :math:`\\hat y_j = \\operatorname{median}_\\theta f(x_j; \\theta)` the point
     prediction.  The error is :math:`\\mathrm{RMSE} = \\sqrt{\\tfrac1m \\sum_j (\\log\\hat y_j
     - \\log y_j)^2}`; the baseline is :func:`least_squares_fit` of the same law to the same
@@ -308,14 +301,23 @@ def backtest(
     columns : dict, optional
         Law variable -> data column.
     baseline : {"least_squares", "huber"}
-    likelihood, noise, priors, num_chains, num_warmup, num_samples, seed, **fit_options
-        Passed to :func:`bayescale.fit_batch` (with ``pooled``: to each pool's
-        :func:`bayescale.fit`), e.g. ``target_accept_prob`` (keyword, in (0, 1); default
-        0.8, and 0.99 for the pooled fits as in :func:`bayescale.fit`; recorded in
-        ``.batch.datatree.attrs``): a higher NUTS acceptance target takes smaller steps, the
-        remedy for fits flagged by a few divergences.  With ``noise="loglinear"`` the
-        predictive intervals at held-out points use the noise scale :math:`\\sigma(x)`
-        extrapolated there (covariates standardised by the fitted points).
+    model : Model, optional
+        The fits' model (:class:`~bayescale.options.Model`; default ``Model()``).  With
+        ``Model(noise="loglinear")`` the predictive intervals at held-out points use the
+        noise scale :math:`\\sigma(x)` extrapolated there (covariates standardised by the
+        fitted points).  ``Model(pooled=[...])`` fits the curves of a pool together, these
+        law parameters drawn from a population across the pool's curves
+        (:class:`~bayescale.model.PooledPosterior`): for curve :math:`g` of a pool,
+        :math:`z_{p,g} \\sim \\mathcal N(\\mu_p, \\tau_p)` on the unconstrained scale, every
+        other parameter per curve.  Only the early part of every curve enters the pooled
+        fit (no held-out point of any curve); each curve is then scored on its own held-out
+        points exactly as without pooling.  Default: independent fits.
+    inference : NUTS, MAP or Laplace, optional
+        How the fits' posteriors are computed (default ``NUTS()``; its
+        ``target_accept_prob`` defaults to 0.8, and 0.99 for pooled fits, and is recorded in
+        ``.batch.datatree.attrs``).
+    seed : int
+        Seeds the fits and the predictive draws.
     law_error : {None, "curves", "in_range"}
         Opt-in: widen the bands by a law error :math:`\\tau\\,d(x)` learnt out of sample
         (:meth:`BacktestResult.with_law_error`); ``None`` (default): no law error.
@@ -329,23 +331,19 @@ def backtest(
         With ``law_error="curves"``: column(s), constant within a curve, whose groups restrict
         the curves a curve's law error (and bias) is learnt from, e.g. ``"model"``: the other
         seeds of the same size.  ``None`` (default): all other curves.
-    pooled : list of str, optional
-        Fit the curves of a pool together, these law parameters drawn from a population
-        across the pool's curves (:func:`bayescale.fit` with ``group=``, ``pooled=``;
-        :class:`~bayescale.model.PooledPosterior`): for curve :math:`g` of a pool,
-        :math:`z_{p,g} \\sim \\mathcal N(\\mu_p, \\tau_p)` on the unconstrained scale, every
-        other parameter per curve.  Only the early part of every curve enters the pooled
-        fit (no held-out point of any curve); each curve is then scored on its own held-out
-        points exactly as without pooling.  ``None`` (default): independent fits
-        (:func:`bayescale.fit_batch`).
     pool_by : str or list of str, optional
-        Column(s), constant within a curve, whose values form the pools, e.g. ``"model"``:
-        each model size's seeds pooled, sizes fitted separately (one NUTS run per pool).
-        ``None`` with ``pooled``: all curves one pool.  Each pool needs >= 2 curves.  With
+        With ``Model(pooled=...)``: column(s), constant within a curve, whose values form the
+        pools, e.g. ``"model"``: each model size's seeds pooled, sizes fitted separately (one
+        NUTS run per pool).  ``None``: all curves one pool.  Each pool needs >= 2 curves.  With
         pooling the result also carries a *pooled least-squares* baseline (one parameter
         vector per pool, fitted to the early parts of all its curves by
         :func:`least_squares_fit`): ``pooled_baseline`` in the predictions,
         ``pooled_baseline_rmse_log`` / ``pooled_baseline_final_error_log`` in the table.
+    **deprecated
+        bayescale 0.1's fit keywords (``likelihood=``, ``noise=``, ``priors=``, ``pooled=``,
+        ``num_chains=``, ``num_warmup=``, ``num_samples=``, ``target_accept_prob=`` ...):
+        each warns with a :class:`DeprecationWarning` naming its new spelling in ``model=``
+        or ``inference=``, onto which it is mapped.
 
     Returns
     -------
@@ -353,6 +351,8 @@ def backtest(
 
     Raises
     ------
+    TypeError
+        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     ValueError
         An unknown ``baseline`` or ``law_error``, a ``law_bias`` that is not a bool,
         ``law_bias=True`` or ``law_error_by`` without ``law_error="curves"``, or a group of
@@ -362,7 +362,8 @@ def backtest(
         ``pool_by`` or ``law_error_by`` column that varies within a curve or a pool with
         fewer than 2 curves.
     """
-    law = get_law(law, priors=priors)
+    model, inference = resolve_options("backtest", model, inference, deprecated)
+    law = get_law(law, priors=model.priors)
     if baseline not in ("least_squares", "huber"):
         raise ValueError(f"baseline must be 'least_squares' or 'huber', got {baseline!r}")
     frame = as_frame(data).reset_index(drop=True)
@@ -402,26 +403,17 @@ def backtest(
         if is_early.all() or not is_early.any():
             part = "held-out" if is_early.all() else "fitted"
             raise DataError(f"split {split!r} on {cov!r} leaves curve {label!r} no {part} points")
-    pools = _pools(frame, keys, law, pooled, pool_by)
+    pools = _pools(frame, keys, law, model.pooled, pool_by)
     groups = _curve_groups(frame, keys, law_error_by, argument="law_error_by")
     if groups is not None:  # before any fit
         check_enough_curves(groups, law_error_by, argument="law_error_by")
     fit_frame, held = frame[early], frame[~early]
     by_arg = by_cols[0] if len(by_cols) == 1 else by_cols
-    settings = dict(
-        columns=columns,
-        likelihood=likelihood,
-        noise=noise,
-        num_chains=num_chains,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        seed=seed,
-        **fit_options,
-    )
+    settings = dict(columns=columns, model=model, inference=inference, seed=seed, warn=False)
     if pools is None:
-        batch = fit(fit_frame, law, by=by_arg, warn=False, **options_from_keywords(**settings))
+        batch = fit(fit_frame, law, by=by_arg, **settings)
     else:
-        batch = _fit_pools(fit_frame, keys[early], pools[early], law, by_arg, pooled, settings)
+        batch = _fit_pools(fit_frame, keys[early], pools[early], law, by_arg, settings)
 
     loss = "huber" if baseline == "huber" else "linear"
     base_rows, base_pred = [], pd.Series(np.nan, index=held.index)
@@ -458,7 +450,7 @@ def backtest(
         "fit_counts": keys[early].value_counts(),
         "baseline": baseline,
         "settings": settings,
-        "pooling": {"pooled": pooled, "pool_by": pool_by},
+        "pool_by": pool_by,
     }
     table, pred = predict_and_score(batch, context, None)
     result = BacktestResult(table, pred, batch, baseline_table, _context=context)
@@ -468,14 +460,13 @@ def backtest(
 
 
 def _pools(frame, keys, law, pooled, pool_by) -> pd.Series | None:
-    """Each row's pool label (``None`` without pooling), validated: ``pooled`` names law
-    parameters, ``pool_by`` columns exist and are constant within a curve, every pool has
-    >= 2 curves."""
-    if pooled is None:
+    """Each row's pool label (``None`` without pooling: ``pooled`` empty), validated:
+    ``pooled`` names law parameters, ``pool_by`` columns exist and are constant within a
+    curve, every pool has >= 2 curves."""
+    if not pooled:
         if pool_by is not None:
-            raise ValueError("pool_by= groups curves for pooling: give pooled= too")
+            raise ValueError("pool_by= groups curves for pooling: give model=Model(pooled=...) too")
         return None
-    pooled = [pooled] if isinstance(pooled, str) else list(pooled)
     check_pooled_names(law, pooled)
     if pool_by is None:
         pools = pd.Series("all", index=frame.index)
@@ -491,10 +482,10 @@ def _pools(frame, keys, law, pooled, pool_by) -> pd.Series | None:
     return pools
 
 
-def _fit_pools(fit_frame, fit_keys, fit_pools, law, by, pooled, settings) -> Result:
-    """One pooled NUTS fit (:func:`bayescale.fit` with ``group=``, ``pooled=``) of the early
+def _fit_pools(fit_frame, fit_keys, fit_pools, law, by, settings) -> Result:
+    """One pooled NUTS fit (:func:`bayescale.fit` with ``by=``, ``settings``) of the early
     parts of each pool's curves, the pools' results joined into one :class:`Result`
-    whose fit dimension and labels are those :func:`bayescale.fit_batch` gives for ``by``.
+    whose fit dimension and labels are those :func:`bayescale.fit` gives for ``by``.
 
     The population draws ``<p>_pop``, ``<p>_pop_sd`` of a pool are repeated for each of its
     curves; ``attrs["population_diagnostics"]`` is keyed by pool.
@@ -504,8 +495,7 @@ def _fit_pools(fit_frame, fit_keys, fit_pools, law, by, pooled, settings) -> Res
     parts, diagnostics, reasons = [], {}, {}
     for value, rows in fit_frame.groupby(fit_pools, sort=True):
         rows = rows.drop(columns=by_cols).assign(**{dim: fit_keys[rows.index].to_numpy()})
-        options = options_from_keywords(pooled=list(pooled), **settings)
-        part = fit(rows, law, by=dim, warn=False, **options)
+        part = fit(rows, law, by=dim, **settings)
         diagnostics[value] = json.loads(part.datatree.attrs["population_diagnostics"])
         reasons.update(json.loads(part.datatree.attrs.get("failure_reasons", "{}")))
         parts.append(part)
@@ -538,6 +528,10 @@ def _in_range_backtest(ctx: dict) -> BacktestResult:
     rank = x.groupby(ctx["fit_keys"]).rank(method="first")
     count = x.groupby(ctx["fit_keys"]).transform("size")
     inner = fit_frame.assign(_half=rank / count)
+    settings = ctx["settings"]
+    inference = settings["inference"]
+    if isinstance(inference, NUTS):
+        inference = dataclasses.replace(inference, progress_bar=False)
     return backtest(
         inner,
         ctx["law"],
@@ -545,9 +539,11 @@ def _in_range_backtest(ctx: dict) -> BacktestResult:
         split=0.5,
         on="_half",
         baseline=ctx["baseline"],
-        progress_bar=False,
-        **ctx.get("pooling", {}),
-        **{k: v for k, v in ctx["settings"].items() if k != "progress_bar"},
+        columns=settings["columns"],
+        model=settings["model"],
+        inference=inference,
+        seed=settings["seed"],
+        pool_by=ctx["pool_by"],
     )
 
 

@@ -1,7 +1,7 @@
 """Simulation-based calibration (Talts et al. 2018) of the Bayesian fits.
 
 Parameters are drawn from the prior, data simulated from the same observation model the fit
-assumes, every replication fitted in one :func:`bayescale.fit_batch` call, and the rank of
+assumes, every replication fitted in one :func:`bayescale.fit` call (``by=``), and the rank of
 each true value among (thinned) posterior draws tested for uniformity.
 """
 
@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.api import fit, options_from_keywords
+from bayescale.api import fit, resolve_options
 from bayescale.laws import Law, get_law
 from bayescale.model import Posterior, with_noise
+from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.predict import noise_draws, prior_draws
 from bayescale.result import Result, Status
@@ -29,6 +30,8 @@ REPLICATION = "replication"
 #: Expected count per bin of the chi-square test at least this large (Cochran's rule).
 MIN_EXPECTED_PER_BIN = 5
 MAX_BINS = 20
+#: The fits of :func:`sbc` unless ``inference=`` says otherwise.
+SBC_INFERENCE = NUTS(num_chains=2, num_warmup=500, num_samples=500)
 
 
 @dataclass
@@ -134,15 +137,11 @@ def sbc(
     num_replications: int,
     design: Mapping[str, object] | None = None,
     seed: int = 0,
-    likelihood: str = "student_t",
-    noise: str = "constant",
-    priors: Mapping[str, str] | None = None,
+    model: Model | None = None,
+    inference: NUTS | MAP | Laplace | None = None,
     num_rank_draws: int = 99,
     num_bins: int | None = None,
-    num_chains: int = 2,
-    num_warmup: int = 500,
-    num_samples: int = 500,
-    **fit_options,
+    **deprecated,
 ) -> SBCResult:
     """Simulation-based calibration of a law's posterior (Talts et al. 2018).
 
@@ -159,7 +158,7 @@ def sbc(
     with the covariates :math:`x_{ri}` drawn log-uniformly over the law's typical design
     (:func:`bayescale.simulate.simulate`), i.e. the data come from exactly the model
     :func:`bayescale.fit` assumes.  All replications are fitted in one
-    :func:`bayescale.fit_batch` call.  Of each fit's :math:`N` draws (chains concatenated),
+    :func:`bayescale.fit` call (``by=``).  Of each fit's :math:`N` draws (chains concatenated),
     :math:`L` equally spaced ones are kept — a spacing of :math:`N/L` draws, at least the
     autocorrelation length when the fit's bulk ESS is :math:`\\ge L` (Talts et al.'s
     thinning; replications below are counted in :attr:`SBCResult.num_low_ess`) — and the
@@ -186,26 +185,41 @@ def sbc(
         ``noise`` entry is rejected.
     seed : int
         Seeds the prior draws, the simulated data and the fits.
-    likelihood : {"student_t", "normal"}
-    noise : {"constant", "loglinear"}
-        Noise model (:func:`bayescale.fit`); with ``"loglinear"`` the slopes
-        :math:`\\gamma_c` are drawn from their prior too and each point's noise has the scale
-        :math:`\\sigma(x_{ri})` of the replication's own design.
-    priors : dict, optional
-        Replacement priors (both for drawing and fitting).
+    model : Model, optional
+        The model both simulated from and fitted (default ``Model()``): its likelihood
+        (``"student_t"``, ``"student_t(nu)"`` or ``"normal"``), its priors, and its noise
+        model: with ``noise="loglinear"`` the slopes :math:`\\gamma_c` are drawn from their
+        prior too and each point's noise has the scale :math:`\\sigma(x_{ri})` of the
+        replication's own design.
+    inference : NUTS, MAP or Laplace, optional
+        The fits (default :data:`SBC_INFERENCE`, ``NUTS(num_chains=2, num_warmup=500,
+        num_samples=500)``).
     num_rank_draws : int
-        :math:`L`.
+        :math:`L \\le` the draws per fit (chains times samples).
     num_bins : int, optional
         :math:`B`; default as above.
-    num_chains, num_warmup, num_samples, **fit_options
-        Passed to :func:`bayescale.fit_batch`.
+    **deprecated
+        bayescale 0.1's fit keywords (``likelihood=``, ``noise=``, ``priors=``,
+        ``num_chains=``, ``num_warmup=``, ``num_samples=`` ...), applied to the defaults
+        above: each warns with a :class:`DeprecationWarning` naming its new spelling.
 
     Returns
     -------
     SBCResult
+
+    Raises
+    ------
+    TypeError
+        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
+    ValueError
+        Too few replications, ``design["noise"]``, an impossible ``num_rank_draws`` or
+        ``num_bins``.
     """
-    law = get_law(law, priors=priors)
-    posterior = Posterior(law, with_noise(likelihood, noise))
+    model, inference = resolve_options(
+        "sbc", model, inference, deprecated, defaults=(Model(), SBC_INFERENCE)
+    )
+    law = get_law(law, priors=model.priors)
+    posterior = Posterior(law, with_noise(model.likelihood, model.noise))
     if isinstance(num_replications, bool) or not isinstance(num_replications, int | np.integer):
         raise ValueError(f"num_replications must be an integer, got {num_replications!r}")
     if num_replications < 10:
@@ -216,7 +230,7 @@ def sbc(
             "design['noise'] is not used by sbc: the noise scale sigma is drawn from its prior "
             f"({law.sigma_prior}), as the fitted model assumes"
         )
-    num_draws = num_chains * num_samples
+    num_draws = getattr(inference, "num_chains", 1) * getattr(inference, "num_samples", 1)
     if not 1 <= num_rank_draws <= num_draws:
         raise ValueError(
             f"num_rank_draws must lie in [1, num_chains * num_samples = {num_draws}], "
@@ -232,15 +246,7 @@ def sbc(
     frame, truth, num_redrawn = _simulate_replications(
         law, posterior, num_replications, design, seed
     )
-    options = options_from_keywords(
-        likelihood=posterior.likelihood,
-        num_chains=num_chains,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        seed=seed,
-        **fit_options,
-    )
-    batch = fit(frame, law, by=REPLICATION, warn=False, **options)
+    batch = fit(frame, law, by=REPLICATION, model=model, inference=inference, seed=seed, warn=False)
     keep = np.linspace(0, num_draws - 1, num_rank_draws).round().astype(int)
     ranks = {}
     for name in posterior.site_names:

@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayescale.api import fit, options_from_keywords
+from bayescale.api import fit, resolve_options
 from bayescale.data import DataError, as_frame
+from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
-from bayescale.workflows.propagate import summarize_draws
+from bayescale.workflows.propagate import NORMAL_MODEL, summarize_draws
 
 __all__ = ["LAW_ID", "BatchScanResult", "fit_batch_scan", "steps_to_target"]
 
@@ -253,8 +254,11 @@ def fit_batch_scan(
     smooth: int = 5,
     min_runs: int = 4,
     quantiles: Sequence[float] = (0.025, 0.5, 0.975),
-    likelihood: str = "normal",
-    **fit_options,
+    model: Model | None = None,
+    inference: NUTS | MAP | Laplace | None = None,
+    seed: int = 0,
+    warn: bool = True,
+    **deprecated,
 ) -> BatchScanResult:
     """Fit :math:`S = S_{\\min} + E_{\\min}/B` at every target loss, in one batched call.
 
@@ -280,14 +284,19 @@ def fit_batch_scan(
         listed in ``skipped``.
     quantiles : sequence of float
         Quantiles reported in ``levels`` (default: median and 95% interval).
-    likelihood : {"normal", "student_t"}
-        Normal by default, unlike :func:`bayescale.fit`: a level has one point per run (about
-        ten), too few to identify a Student-t :math:`\\nu`, whose funnel with
-        :math:`\\sigma` then slows mixing and causes divergences.  Choose ``"student_t"``
-        when a scan may hold a broken run.
-    **fit_options
-        Settings of the fit, as :func:`bayescale.api.options_from_keywords` takes them
-        (``num_chains``, ``num_warmup``, ``num_samples``, ``seed``, ``likelihood``, ``priors`` ...).
+    model : Model, optional
+        Default ``Model(likelihood="normal")``, unlike :func:`bayescale.fit`: a level has one
+        point per run (about ten), too few to identify a Student-t :math:`\\nu`, whose funnel
+        with :math:`\\sigma` then slows mixing and causes divergences.  Choose
+        ``Model(likelihood="student_t")`` when a scan may hold a broken run.
+    inference : NUTS, MAP or Laplace, optional
+        Default ``NUTS()``.
+    seed, warn
+        As in :func:`bayescale.fit`.
+    **deprecated
+        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
+        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
+        its new spelling in ``model=`` or ``inference=``.
 
     Returns
     -------
@@ -295,10 +304,15 @@ def fit_batch_scan(
 
     Raises
     ------
+    TypeError
+        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     DataError
         Bad curves (see :func:`steps_to_target`), or no target loss reached by
         ``min_runs`` runs.
     """
+    model, inference = resolve_options(
+        "fit_batch_scan", model, inference, deprecated, defaults=(NORMAL_MODEL, NUTS())
+    )
     if isinstance(min_runs, bool) or not isinstance(min_runs, int | np.integer) or min_runs < 4:
         raise DataError(f"min_runs must be an integer >= 4, got {min_runs!r}")
     points = steps_to_target(curves, target_losses, columns=columns, run=run, smooth=smooth)
@@ -325,8 +339,9 @@ def fit_batch_scan(
             stacklevel=2,
         )
     data = kept.drop(columns=["n_tokens", *(["run"] if run is not None else [])])
-    options = options_from_keywords(likelihood=likelihood, **fit_options)
-    batch = fit(data, LAW_ID, by="loss_level", **options)
+    batch = fit(
+        data, LAW_ID, by="loss_level", model=model, inference=inference, seed=seed, warn=warn
+    )
     return BatchScanResult(
         batch=batch,
         points=kept.reset_index(drop=True),

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayescale.api import fit, options_from_keywords
+from bayescale.api import fit, resolve_options
 from bayescale.data import DataError, as_frame
+from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
 from bayescale.workflows.batch_scan import BatchScanResult
 from bayescale.workflows.propagate import (
     IMPUTATION,
+    NORMAL_MODEL,
     fit_pooled,
     imputation_draws,
     summarize_draws,
@@ -165,9 +167,10 @@ def fit_critical_batch_size(
     *,
     method: str = "imputation",
     num_imputations: int = 16,
-    likelihood: str = "normal",
+    model: Model | None = None,
+    inference: NUTS | MAP | Laplace | None = None,
     seed: int = 0,
-    **fit_options,
+    **deprecated,
 ) -> CriticalBatchSizeResult:
     """Fit :math:`B_{\\rm crit}(L) = B_* L^{-1/\\alpha_B}` to per-level :math:`B_{\\rm crit}`
     posteriors, carrying their uncertainty.
@@ -211,15 +214,18 @@ def fit_critical_batch_size(
     method : {"imputation", "median"}
     num_imputations : int
         :math:`M` (imputation only); more imputations give a smoother mixture.
-    likelihood : {"normal", "student_t"}
-        Normal by default, unlike :func:`bayescale.fit`: a dozen levels cannot identify a
-        Student-t :math:`\\nu` (its chains mix poorly), and heavy tails would down-weight
-        exactly the imputed draws that carry a level's uncertainty.
+    model : Model, optional
+        Default ``Model(likelihood="normal")``, unlike :func:`bayescale.fit`: a dozen levels
+        cannot identify a Student-t :math:`\\nu` (its chains mix poorly), and heavy tails
+        would down-weight exactly the imputed draws that carry a level's uncertainty.
+    inference : NUTS, MAP or Laplace, optional
+        Default ``NUTS()``.
     seed : int
         Seeds the fits (the imputed draws are evenly spaced, not random).
-    **fit_options
-        Settings of the fits, as :func:`bayescale.api.options_from_keywords` takes them
-        (``num_chains``, ``num_warmup``, ``num_samples``, ``likelihood``, ``priors`` ...).
+    **deprecated
+        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
+        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
+        its new spelling in ``model=`` or ``inference=``.
 
     Returns
     -------
@@ -228,10 +234,15 @@ def fit_critical_batch_size(
 
     Raises
     ------
+    TypeError
+        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     DataError
         Bad draws, fewer than 4 levels, an unknown ``method``, ``num_imputations < 2`` or
         more imputations than a level has draws.
     """
+    model, inference = resolve_options(
+        "fit_critical_batch_size", model, inference, deprecated, defaults=(NORMAL_MODEL, NUTS())
+    )
     if method not in METHODS:
         raise DataError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     draws = _level_draws(scans)
@@ -254,7 +265,9 @@ def fit_critical_batch_size(
             levels[["loss_level", "B_crit_q50"]],
             LAW_ID,
             columns={"loss": "loss_level", "critical_batch_size": "B_crit_q50"},
-            **options_from_keywords(seed=seed, likelihood=likelihood, **fit_options),
+            model=model,
+            inference=inference,
+            seed=seed,
         )
         return CriticalBatchSizeResult(method, levels, None, single, single)
     if isinstance(num_imputations, bool) or not isinstance(num_imputations, int | np.integer):
@@ -282,7 +295,7 @@ def fit_critical_batch_size(
         ignore_index=True,
     )
     pooled = fit_pooled(
-        imputed, LAW_ID, columns=_COLUMNS, seed=seed, likelihood=likelihood, **fit_options
+        imputed, LAW_ID, columns=_COLUMNS, model=model, inference=inference, seed=seed
     )
     return CriticalBatchSizeResult(method, levels, pooled.batch, None, pooled.pooled_result())
 

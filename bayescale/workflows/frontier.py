@@ -36,8 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayescale.api import resolve_options
 from bayescale.data import DataError, as_frame
 from bayescale.laws import get_law
+from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
 from bayescale.simulate import noise_sd
@@ -197,12 +199,10 @@ def fit_frontier(
     quantities: Sequence[str] = tuple(FRONTIER_LAWS),
     columns: Mapping[str, str] | None = None,
     num_imputations: int = 16,
-    likelihood: str = "student_t",
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
+    model: Model | None = None,
+    inference: NUTS | MAP | Laplace | None = None,
     seed: int = 0,
-    **fit_kwargs,
+    **deprecated,
 ) -> FrontierResult:
     """Fit the compute-efficient frontier laws with :math:`B_{crit}`'s posterior propagated.
 
@@ -219,16 +219,30 @@ def fit_frontier(
         Standard name -> column of ``runs``.
     num_imputations : int
         :math:`K`, evenly spaced :math:`B_{crit}` draws; each gives one adjusted data set.
-    likelihood, num_chains, num_warmup, num_samples, seed, **fit_kwargs
-        Settings of the fit, as :func:`bayescale.api.options_from_keywords` takes them (one call per
-        quantity, fitting all :math:`K` imputed data sets).
+    model, inference : optional
+        Of the fits (one :func:`fit_pooled` call per quantity, fitting all :math:`K` imputed
+        data sets); defaults ``Model()``, ``NUTS()``.
+    seed : int
+        The fit of the ``i``-th quantity is seeded with ``seed + i``.
+    **deprecated
+        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
+        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
+        its new spelling in ``model=`` or ``inference=``.
 
     Returns
     -------
     FrontierResult
         ``.exponents()`` (``p_N``, ``p_S``, ``p_B``, ``p_D`` and prefactors), ``.band()``,
         ``.fits``.
+
+    Raises
+    ------
+    TypeError
+        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
+    ValueError
+        Unknown ``quantities``.
     """
+    model, inference = resolve_options("fit_frontier", model, inference, deprecated)
     unknown = [q for q in quantities if q not in FRONTIER_LAWS]
     if unknown or not quantities:
         raise ValueError(f"quantities must be among {list(FRONTIER_LAWS)}, got {list(quantities)}")
@@ -261,12 +275,9 @@ def fit_frontier(
         fits[quantity] = fit_pooled(
             imputed,
             FRONTIER_LAWS[quantity],
-            likelihood=likelihood,
-            num_chains=num_chains,
-            num_warmup=num_warmup,
-            num_samples=num_samples,
+            model=model,
+            inference=inference,
             seed=seed + i,
-            **fit_kwargs,
         )
     return FrontierResult(fits)
 

@@ -61,20 +61,34 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.api import fit, options_from_keywords
+from bayescale.api import fit, resolve_options
 from bayescale.data import DataError, as_frame
+from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import ConvergenceWarning, Result, Status, quantile_column
 from bayescale.units import PF_DAY
-from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
+from bayescale.workflows.propagate import (
+    IMPUTATION,
+    NORMAL_MODEL,
+    PooledFit,
+    fit_pooled,
+    imputation_draws,
+)
 
-__all__ = ["REFIT_SCALE", "IsoflopResult", "fit_isoflop", "log_vertex_draws", "window_runs"]
+__all__ = [
+    "ISOFLOP_INFERENCE",
+    "REFIT_SCALE",
+    "IsoflopResult",
+    "fit_isoflop",
+    "log_vertex_draws",
+    "window_runs",
+]
 
 PROFILE_LAW = "isoflop_quadratic"
 #: Column of the profile law's covariate, :math:`x = N / N^c_j` (:math:`N^c_j` the centre).
@@ -83,6 +97,11 @@ FRONTIER_LAW = "kaplan_frontier_n"
 #: Default multiple :math:`m` of warm-up and draws (every :math:`m`-th kept) with which the
 #: profiles that did not converge are fitted again.
 REFIT_SCALE = 4
+#: The inference of both stages unless given: a profile of 5-9 runs has few residual degrees
+#: of freedom, and a budget set's vertices can lie almost exactly on their power law, so at
+#: both stages the posterior of the noise scale :math:`\sigma` reaches towards zero, a
+#: funnel that the default step size crosses with divergences.
+ISOFLOP_INFERENCE = NUTS(target_accept_prob=0.95)
 #: Convergence numbers of a refitted profile, before (``first_*``) and after its refit.
 _REFIT_COLUMNS = ("max_rhat", "min_ess_bulk", "min_ess_tail", "num_divergent", "status")
 
@@ -285,15 +304,16 @@ def _refit_unconverged(
     profile_by: Sequence[str],
     scale: int,
     *,
-    num_warmup: int,
-    num_samples: int,
+    columns: Mapping[str, str],
+    model: Model,
+    inference: NUTS,
     seed: int,
-    **fit_args,
 ) -> tuple[Result, pd.DataFrame]:
     """Fit the profiles of ``profiles`` that did not converge again, ``scale`` times longer.
 
-    One :func:`bayescale.fit` call (``by=``) with ``scale * num_warmup`` warm-up iterations and
-    ``scale * num_samples`` draws of which every ``scale``-th is kept, so the kept draws have
+    One :func:`bayescale.fit` call (``by=``) with ``scale`` times ``inference``'s warm-up
+    iterations and ``scale`` times its draws of which every ``scale``-th is kept, so the kept
+    draws have
     the first fit's shape; the refits replace the first fits.  Profiles that failed for a
     reason (too few runs, no posterior mode) are not refitted: more draws do not help them.
 
@@ -311,16 +331,18 @@ def _refit_unconverged(
     if not redo.any():
         return profiles, first.assign(**{c: pd.Series(dtype=diag[c].dtype) for c in columns})
     curve = data.groupby(list(profile_by), sort=True).ngroup().to_numpy()
-    thin = scale * int(fit_args.pop("thin", 1))
-    options = options_from_keywords(
-        num_warmup=scale * num_warmup,
-        num_samples=num_samples,
-        thin=thin,
-        seed=seed,
-        **{**fit_args, "warn": False},
+    longer = replace(
+        inference, num_warmup=scale * inference.num_warmup, thin=scale * inference.thin
     )
     refit = fit(
-        data[np.isin(curve, np.flatnonzero(redo))], PROFILE_LAW, by=list(profile_by), **options
+        data[np.isin(curve, np.flatnonzero(redo))],
+        PROFILE_LAW,
+        by=list(profile_by),
+        columns=columns,
+        model=model,
+        inference=longer,
+        seed=seed,
+        warn=False,
     )
     spliced = _splice(
         profiles,
@@ -330,8 +352,8 @@ def _refit_unconverged(
                 {
                     "labels": [str(label) for label in refit.labels],
                     "scale": scale,
-                    "num_warmup": scale * num_warmup,
-                    "thin": thin,
+                    "num_warmup": longer.num_warmup,
+                    "thin": longer.thin,
                     "seed": seed,
                 }
             )
@@ -349,15 +371,12 @@ def fit_isoflop(
     window: float | None = None,
     num_imputations: int = 16,
     refit_scale: int | None = REFIT_SCALE,
-    likelihood: str = "normal",
-    priors: Mapping[str, str] | None = None,
+    model: Model | None = None,
+    inference: NUTS | MAP | Laplace | None = None,
     frontier_priors: Mapping[str, str] | None = None,
-    num_chains: int = 4,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
     seed: int = 0,
     warn: bool = True,
-    **fit_kwargs,
+    **deprecated,
 ) -> IsoflopResult:
     """Fit isoFLOP profiles and the power law of their vertices, uncertainty carried through.
 
@@ -383,24 +402,29 @@ def fit_isoflop(
         :math:`m`: the profiles whose NUTS fit did not converge (:math:`\\hat R > 1.01`, too
         few effective draws, or divergences; not those that failed for a reason such as too
         few runs) are fitted again, all in one more :func:`bayescale.fit` call (``by=``), with
-        :math:`m` times ``num_warmup`` and :math:`m` times ``num_samples`` draws of which
-        every :math:`m`-th is kept; the refit replaces the first fit in ``profiles`` and
-        stage 2 uses it.  Both fits' numbers are in :attr:`IsoflopResult.refits`.  Default
-        4; ``None`` fits each profile once.  Ignored for ``method="map"``/``"laplace"``.
-    likelihood : {"normal", "student_t"}
-        Observation model of both stages.  Normal by default, unlike :func:`bayescale.fit`:
-        a profile has 5-15 runs, too few to identify a Student-t :math:`\\nu`, and with
-        :math:`\\nu` free the parabola can pass through three runs while :math:`\\sigma \\to
-        0` (an unbounded density when :math:`\\nu` is small), which stalls chains.
-    priors, frontier_priors : dict, optional
-        Prior overrides of the profile law (``c0``, ``c1``, ``c2``, ``sigma``) and
-        of the frontier law (``N_e``, ``p_N``, ``sigma``).
-    num_chains, num_warmup, num_samples, seed, **fit_kwargs
-        NUTS settings of both stages' :func:`bayescale.fit` call (``by=``)s;
-        ``target_accept_prob`` defaults to 0.95: a profile of 5-9 runs has few residual
-        degrees of freedom, and a budget set's vertices can lie almost exactly on their power
-        law, so at both stages the posterior of the noise scale :math:`\\sigma` reaches
-        towards zero, a funnel that the default step size crosses with divergences.
+        :math:`m` times the warm-up and :math:`m` times the draws of which every
+        :math:`m`-th is kept; the refit replaces the first fit in ``profiles`` and stage 2
+        uses it.  Both fits' numbers are in :attr:`IsoflopResult.refits`.  Default 4;
+        ``None`` fits each profile once.  Ignored unless ``inference`` is :class:`NUTS`.
+    model : Model, optional
+        Observation model of both stages, and (``priors``) the prior overrides of the
+        profile law (``c0``, ``c1``, ``c2``, ``sigma``).  Default ``Model(likelihood=
+        "normal")``, unlike :func:`bayescale.fit`: a profile has 5-15 runs, too few to
+        identify a Student-t :math:`\\nu`, and with :math:`\\nu` free the parabola can pass
+        through three runs while :math:`\\sigma \\to 0` (an unbounded density when
+        :math:`\\nu` is small), which stalls chains.
+    inference : NUTS, MAP or Laplace, optional
+        Of both stages' :func:`bayescale.fit` calls (``by=``); default
+        :data:`ISOFLOP_INFERENCE`, ``NUTS(target_accept_prob=0.95)``.
+    frontier_priors : dict, optional
+        Prior overrides of the frontier law (``N_e``, ``p_N``, ``sigma``).
+    seed : int
+        Seeds the profile fits (``seed``), the frontier fit (``seed + 1``) and the refits
+        (``seed + 2``).
+    **deprecated
+        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
+        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
+        its new spelling in ``model=`` or ``inference=``.
     warn : bool
         Warn (with the numbers) about profiles left out or fits that did not converge.
 
@@ -412,10 +436,15 @@ def fit_isoflop(
 
     Raises
     ------
+    TypeError
+        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     DataError
         Missing columns, a ``window`` that is not a positive number, a ``refit_scale`` that
         is not ``None`` or an integer >= 2, or a group with fewer than two usable budgets.
     """
+    model, inference = resolve_options(
+        "fit_isoflop", model, inference, deprecated, defaults=(NORMAL_MODEL, ISOFLOP_INFERENCE)
+    )
     frame = as_frame(data)
     groups = (by,) if isinstance(by, str) else tuple(by)
     names = {"flops": "flops", "n_params": "n_params", "loss": "loss", **dict(columns or {})}
@@ -447,8 +476,6 @@ def fit_isoflop(
         or refit_scale < 2
     ):
         raise DataError(f"refit_scale must be None or an integer >= 2, got {refit_scale!r}")
-    settings = dict(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples)
-    fit_kwargs.setdefault("target_accept_prob", 0.95)
     profile_by = [*groups, flops_col]
     fitted = frame[[*profile_by, names["n_params"], names["loss"]]]
     if window is not None:
@@ -463,20 +490,14 @@ def fit_isoflop(
     profile_data = fitted.assign(**{PROFILE_COVARIATE: np.exp(log_n - log_centre)})
     profile_args = dict(
         columns={PROFILE_COVARIATE: PROFILE_COVARIATE, "loss": names["loss"]},
-        likelihood=likelihood,
-        priors=priors,
-        num_chains=num_chains,
-        **fit_kwargs,
+        model=model,
+        inference=inference,
     )
-    refit = refit_scale is not None and fit_kwargs.get("method", "nuts") == "nuts"
-    options = options_from_keywords(
-        seed=seed,
-        warn=warn and not refit,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
+    refit = refit_scale is not None and isinstance(inference, NUTS)
+    profiles = fit(
+        profile_data, PROFILE_LAW, by=profile_by, seed=seed, warn=warn and not refit,
         **profile_args,
-    )
-    profiles = fit(profile_data, PROFILE_LAW, by=profile_by, **options)
+    )  # fmt: skip
     refits = None
     if refit:
         profiles, refits = _refit_unconverged(
@@ -484,8 +505,6 @@ def fit_isoflop(
             profile_data,
             profile_by,
             int(refit_scale),
-            num_warmup=num_warmup,
-            num_samples=num_samples,
             seed=seed + 2,
             **profile_args,
         )
@@ -547,12 +566,10 @@ def fit_isoflop(
         imputed,
         FRONTIER_LAW,
         groups=groups,
-        likelihood=likelihood,
-        priors=frontier_priors,
+        model=replace(model, priors=frontier_priors),
+        inference=inference,
         seed=seed + 1,
         warn=warn,
-        **settings,
-        **fit_kwargs,
     )
     if warn:
         status = frontier.status()

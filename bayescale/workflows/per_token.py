@@ -33,9 +33,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from bayescale.api import fit, options_from_keywords
+from bayescale.api import fit, resolve_options
 from bayescale.data import DataError
 from bayescale.laws import get_law
+from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
 from bayescale.simulate import noise_sd
@@ -58,6 +59,9 @@ PER_TOKEN_LAW = "kaplan_per_token"
 TREND_LAW = "power_law"
 #: The trend exponent may have either sign (a falls with N, b and c rise).
 TREND_PRIORS = {"alpha": "normal(0, 0.5)"}
+#: The model and inference of :func:`fit_trends` unless given.
+TREND_MODEL = Model(likelihood="normal", priors=TREND_PRIORS)
+TREND_INFERENCE = NUTS(target_accept_prob=0.99)
 
 
 @float64
@@ -66,7 +70,11 @@ def fit_per_token(
     *,
     by: str | Sequence[str] = "n_params",
     columns: Mapping[str, str] | None = None,
-    **fit_kwargs,
+    model: Model | None = None,
+    inference: NUTS | MAP | Laplace | None = None,
+    seed: int = 0,
+    warn: bool = True,
+    **deprecated,
 ) -> Result:
     """Fit :math:`L(T) = a + b T^{-c}` to every curve of ``curves`` in one batched call.
 
@@ -79,17 +87,28 @@ def fit_per_token(
         The column(s) naming a curve; for :func:`fit_trends` a numeric model size.
     columns : dict, optional
         ``{"token_index": ..., "loss": ...}`` -> columns.
-    **fit_kwargs
-        Settings of the fits, as :func:`bayescale.api.options_from_keywords` takes them
-        (``num_chains``, ``seed``, ``priors`` ...).
+    model, inference, seed, warn
+        Of the :func:`bayescale.fit` call (``by=``); defaults ``Model()``, ``NUTS()``.
+    **deprecated
+        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
+        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
+        its new spelling in ``model=`` or ``inference=``.
 
     Returns
     -------
     Result
         One posterior of ``a``, ``b``, ``c`` per curve.
+
+    Raises
+    ------
+    TypeError
+        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     """
-    options = options_from_keywords(**fit_kwargs)
-    return fit(curves, PER_TOKEN_LAW, by=by, columns=columns, **options)
+    model, inference = resolve_options("fit_per_token", model, inference, deprecated)
+    return fit(
+        curves, PER_TOKEN_LAW, by=by, columns=columns, model=model, inference=inference,
+        seed=seed, warn=warn,
+    )  # fmt: skip
 
 
 @float64
@@ -99,8 +118,10 @@ def fit_trends(
     n_params: Mapping | None = None,
     parameters: Sequence[str] = ("a", "b", "c"),
     num_imputations: int = 16,
-    likelihood: str = "normal",
-    **fit_kwargs,
+    model: Model | None = None,
+    inference: NUTS | MAP | Laplace | None = None,
+    seed: int = 0,
+    **deprecated,
 ) -> PooledFit:
     """Fit each coefficient's power law in model size, carrying its per-size posterior.
 
@@ -114,15 +135,21 @@ def fit_trends(
         Which coefficients to trend (default all three).
     num_imputations : int
         :math:`K`, evenly spaced per-size posterior draws.
-    likelihood : {"normal", "student_t"}
-        Normal by default: a handful of model sizes cannot identify Student-t's degrees of
-        freedom, whose prior-dominated posterior only slows the sampler.
-    **fit_kwargs
-        Settings of the fits (:func:`bayescale.api.options_from_keywords`; priors default to
-        :data:`TREND_PRIORS`;
-        ``target_accept_prob`` to 0.99: with a handful of sizes lying almost exactly on their
-        trend, the posterior of the noise scale :math:`\\sigma` reaches towards zero, a
-        funnel that larger steps cross with occasional divergences).
+    model : Model, optional
+        Default :data:`TREND_MODEL`, ``Model(likelihood="normal", priors=TREND_PRIORS)``:
+        a handful of model sizes cannot identify Student-t's degrees of freedom, whose
+        prior-dominated posterior only slows the sampler.
+    inference : NUTS, MAP or Laplace, optional
+        Default :data:`TREND_INFERENCE`, ``NUTS(target_accept_prob=0.99)``: with a handful of
+        sizes lying almost exactly on their trend, the posterior of the noise scale
+        :math:`\\sigma` reaches towards zero, a funnel that larger steps cross with
+        occasional divergences.
+    seed : int
+        Seeds the fits.
+    **deprecated
+        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
+        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
+        its new spelling in ``model=`` or ``inference=``.
 
     Returns
     -------
@@ -131,7 +158,17 @@ def fit_trends(
         :math:`N/N_{ref}` (``covariate_scale["x"]`` = :math:`N_{ref}`; :meth:`PooledFit.band`
         takes :math:`N`), ``y`` = the coefficient; the trend exponent is :math:`p = -\\alpha` (see
         :func:`trends`).
+
+    Raises
+    ------
+    TypeError
+        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
+    DataError
+        Labels that are not sizes, fewer than 3 sizes, or unknown parameters.
     """
+    model, inference = resolve_options(
+        "fit_trends", model, inference, deprecated, defaults=(TREND_MODEL, TREND_INFERENCE)
+    )
     labels = per_token.labels
     try:
         sizes = np.array(
@@ -158,10 +195,8 @@ def fit_trends(
         ],
         ignore_index=True,
     )
-    fit_kwargs.setdefault("priors", TREND_PRIORS)
-    fit_kwargs.setdefault("target_accept_prob", 0.99)
     pooled = fit_pooled(
-        imputed, TREND_LAW, groups=("parameter",), likelihood=likelihood, **fit_kwargs
+        imputed, TREND_LAW, groups=("parameter",), model=model, inference=inference, seed=seed
     )
     return replace(pooled, covariate_scale={"x": n_ref})
 

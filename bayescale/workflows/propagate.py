@@ -30,16 +30,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayescale.api import fit, options_from_keywords
+from bayescale.api import fit, resolve_options
 from bayescale.data import DataError
 from bayescale.laws import Law
+from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import Result, Status, quantile_column
 
-__all__ = ["IMPUTATION", "PooledFit", "fit_pooled", "imputation_draws", "summarize_draws"]
+__all__ = [
+    "IMPUTATION",
+    "NORMAL_MODEL",
+    "PooledFit",
+    "fit_pooled",
+    "imputation_draws",
+    "summarize_draws",
+]
 
 #: Name of the column (and fit dimension) that numbers the imputed data sets.
 IMPUTATION = "imputation"
+#: The model of the workflows whose fits see a handful of points per fit (default of
+#: ``model=`` where so documented): too few to identify a Student-t :math:`\\nu`.
+NORMAL_MODEL = Model(likelihood="normal")
 
 
 def imputation_draws(draws: Mapping[str, np.ndarray], num_imputations: int) -> dict:
@@ -288,7 +299,11 @@ def fit_pooled(
     *,
     groups: Sequence[str] = (),
     columns: Mapping[str, str] | None = None,
-    **fit_kwargs,
+    model: Model | None = None,
+    inference: NUTS | MAP | Laplace | None = None,
+    seed: int = 0,
+    warn: bool = True,
+    **deprecated,
 ) -> PooledFit:
     """Fit ``law`` to every imputed data set (and group) in one batched call and pool.
 
@@ -308,14 +323,26 @@ def fit_pooled(
         Columns splitting each imputed data set into independent fits (e.g. a configuration).
     columns : dict, optional
         Law variable -> column, as in :func:`bayescale.fit`.
-    **fit_kwargs
-        Settings of the fit, as :func:`bayescale.api.options_from_keywords` takes them
-        (``num_chains``, ``seed``, ``priors`` ...).
+    model, inference, seed, warn
+        Of the one :func:`bayescale.fit` call (``by=`` groups and imputation); defaults
+        ``Model()``, ``NUTS()``.
+    **deprecated
+        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
+        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
+        its new spelling in ``model=`` or ``inference=``.
 
     Returns
     -------
     PooledFit
+
+    Raises
+    ------
+    TypeError
+        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
+    DataError
+        A missing column, or an imputation lacking a group.
     """
+    model, inference = resolve_options("fit_pooled", model, inference, deprecated)
     groups = tuple(groups)
     missing = [c for c in (*groups, IMPUTATION) if c not in imputed.columns]
     if missing:
@@ -333,5 +360,8 @@ def fit_pooled(
             f"every imputation must hold every group: {len(counts)} (group, imputation) pairs, "
             f"expected {len(keys)} groups x {imputed[IMPUTATION].nunique()} imputations"
         )
-    batch = fit(imputed, law, by=by, columns=columns, **options_from_keywords(**fit_kwargs))
+    batch = fit(
+        imputed, law, by=by, columns=columns, model=model, inference=inference, seed=seed,
+        warn=warn,
+    )  # fmt: skip
     return PooledFit(batch=batch, groups=groups, keys=keys)
