@@ -123,19 +123,6 @@ def _cmd_laws(args) -> int:
     return 0
 
 
-def _fit_options(args) -> dict:
-    """Keyword arguments of :func:`bayescale.fit` given on the command line."""
-    return {
-        "columns": _pairs(args.column, "--column") or None,
-        "likelihood": args.likelihood,
-        "noise": args.noise,
-        "num_chains": args.chains,
-        "num_warmup": args.warmup,
-        "num_samples": args.samples,
-        "seed": args.seed,
-    }
-
-
 def _fit_objects(args, *, method: str = "nuts", keep: int | None = None) -> dict:
     """``columns``, ``model``, ``inference`` and ``seed`` of :func:`bayescale.fit`."""
     import bayescale
@@ -316,7 +303,7 @@ def _cmd_backtest(args) -> int:
         split=split,
         on=args.on,
         baseline=args.baseline,
-        **_fit_options(args),
+        **_fit_objects(args),
     )
     print(
         f"backtest of law {result.batch.law.id!r}: split {split!r}, "

@@ -104,8 +104,7 @@ def sbc_result(request):
         request.param,
         num_replications=SBC_REPLICATIONS,
         seed=2026,
-        progress_bar=False,
-        **SBC_SETTINGS,
+        inference=bayescale.NUTS(progress_bar=False, **SBC_SETTINGS),
     )
 
 
@@ -248,11 +247,10 @@ def simulated_backtest(curves):
         by="run",
         split=BT_SPLIT,
         columns={"x": "step", "y": "loss"},
-        likelihood="normal",  # the noise simulated (Student-t fits cost ~1.5x the time)
-        noise="loglinear",
+        # the noise simulated (Student-t fits cost ~1.5x the time)
+        model=bayescale.Model(likelihood="normal", noise="loglinear"),
+        inference=bayescale.NUTS(progress_bar=False, **BT_SETTINGS),
         seed=0,
-        progress_bar=False,
-        **BT_SETTINGS,
     )
 
 
@@ -572,12 +570,10 @@ def pooled_backtest(pooled_curves):
         "power_law_offset",
         by=["size", "seed"],
         split=BT_SPLIT,
-        pooled=["alpha"],
+        model=bayescale.Model(likelihood="normal", pooled=["alpha"]),
         pool_by="size",
-        likelihood="normal",
+        inference=bayescale.NUTS(progress_bar=False, **BT_SETTINGS),
         seed=0,
-        progress_bar=False,
-        **BT_SETTINGS,
     )
 
 
@@ -628,7 +624,8 @@ def test_pooled_backtest_recovers_the_truth(pooled_backtest, pooled_curves):
 
 
 def test_pooled_backtest_passes_target_accept_prob_to_the_sampler(pooled_curves, monkeypatch):
-    """backtest(..., pooled=, target_accept_prob=) reaches the pooled NUTS sampler (captured
+    """backtest(..., model=Model(pooled=), inference=NUTS(target_accept_prob=)) reaches the
+    pooled NUTS sampler (captured
     where the sampler is built, before any compilation) and is validated there."""
     import bayescale.infer.batch
 
@@ -642,28 +639,35 @@ def test_pooled_backtest_passes_target_accept_prob_to_the_sampler(pooled_curves,
         raise Built
 
     frame = pooled_curves[0]
-    kwargs = dict(by=["size", "seed"], split=BT_SPLIT, pooled=["alpha"], pool_by="size")
+    kwargs = dict(
+        by=["size", "seed"], split=BT_SPLIT, model=bayescale.Model(pooled=["alpha"]), pool_by="size"
+    )
     with pytest.raises(ValueError, match=r"target_accept_prob must lie in \(0, 1\)"):
-        backtest(frame, "power_law_offset", target_accept_prob=1.0, **kwargs)
+        backtest(
+            frame, "power_law_offset", inference=bayescale.NUTS(target_accept_prob=1.0), **kwargs
+        )
     monkeypatch.setattr(bayescale.infer.batch, "build_sampler", build_sampler)
     with pytest.raises(Built):
-        backtest(frame, "power_law_offset", target_accept_prob=0.95, **kwargs)
+        backtest(
+            frame, "power_law_offset", inference=bayescale.NUTS(target_accept_prob=0.95), **kwargs
+        )
     assert seen == [0.95]
 
 
 def test_pooled_backtest_rejects_bad_pools(pooled_curves):
     frame = pooled_curves[0]
     kwargs = dict(by=["size", "seed"], split=BT_SPLIT)
+    alpha = bayescale.Model(pooled=["alpha"])
     with pytest.raises(ValueError, match="pooled= must name parameters"):
-        backtest(frame, "power_law_offset", pooled=["beta"], **kwargs)
-    with pytest.raises(ValueError, match="give pooled="):
+        backtest(frame, "power_law_offset", model=bayescale.Model(pooled=["beta"]), **kwargs)
+    with pytest.raises(ValueError, match=r"give model=Model\(pooled=\.\.\.\)"):
         backtest(frame, "power_law_offset", pool_by="size", **kwargs)
     with pytest.raises(DataError, match="not in the data"):
-        backtest(frame, "power_law_offset", pooled=["alpha"], pool_by="model", **kwargs)
+        backtest(frame, "power_law_offset", model=alpha, pool_by="model", **kwargs)
     with pytest.raises(DataError, match="vary within curve"):
-        backtest(frame, "power_law_offset", pooled=["alpha"], pool_by="x", **kwargs)
+        backtest(frame, "power_law_offset", model=alpha, pool_by="x", **kwargs)
     with pytest.raises(DataError, match=">= 2 curves per pool"):
-        backtest(frame, "power_law_offset", pooled=["alpha"], pool_by=["size", "seed"], **kwargs)
+        backtest(frame, "power_law_offset", model=alpha, pool_by=["size", "seed"], **kwargs)
 
 
 # --------------------------------------------- extrapolation bias (the law error's mean)

@@ -5,8 +5,10 @@ standard errors; checks over many quantities (vertices, per-size coefficients, b
 count misses against a binomial bound, so no single seed decides the outcome.
 """
 
+import dataclasses
 import json
 import math
+import re
 import warnings
 
 import numpy as np
@@ -21,7 +23,7 @@ from bayescale.laws import get_law
 from bayescale.simulate import simulate
 from bayescale.units import PF_DAY
 from bayescale.workflows.frontier import adjust_runs, fit_frontier, simulate_frontier
-from bayescale.workflows.isoflop import fit_isoflop
+from bayescale.workflows.isoflop import ISOFLOP_INFERENCE, fit_isoflop
 from bayescale.workflows.isoflop_sim import simulate_isoflop
 from bayescale.workflows.loss_n_steps import (
     loss_at_fixed_compute,
@@ -30,14 +32,16 @@ from bayescale.workflows.loss_n_steps import (
 )
 from bayescale.workflows.per_token import (
     PER_TOKEN_TRENDS,
+    TREND_INFERENCE,
     fit_per_token,
     fit_trends,
     simulate_per_token,
     trends,
 )
-from bayescale.workflows.propagate import imputation_draws
+from bayescale.workflows.propagate import fit_pooled, imputation_draws
 
 SETTINGS = {"num_chains": 2, "num_warmup": 300, "num_samples": 300}
+INFERENCE = bayescale.NUTS(**SETTINGS)
 NUM_IMPUTATIONS = 8
 LEVEL = 0.99  # central interval used for single-quantity recovery checks
 
@@ -104,7 +108,7 @@ def isoflop_case():
         num_imputations=NUM_IMPUTATIONS,
         refit_scale=ISOFLOP_REFIT_SCALE,
         seed=1,
-        **SETTINGS,
+        inference=dataclasses.replace(ISOFLOP_INFERENCE, **SETTINGS),
     )
     return law, data, result
 
@@ -248,7 +252,7 @@ def test_isoflop_rejects_missing_columns():
 @pytest.fixture(scope="module")
 def frontier_case():
     bcrit_data = simulate("kaplan_bcrit", seed=5)
-    bcrit = quiet(bayescale.fit, bcrit_data, "kaplan_bcrit", seed=5, **SETTINGS)
+    bcrit = quiet(bayescale.fit, bcrit_data, "kaplan_bcrit", seed=5, inference=INFERENCE)
     # exact losses: the adjustment's error is then B_crit's posterior alone (a noisy loss
     # moves B_crit(L) by noise / alpha_B, which the adjustment cannot know)
     runs = simulate_frontier(num_points=24, noise=0.1, loss_noise=0.0, seed=6)
@@ -260,7 +264,7 @@ def frontier_case():
         quantities=("n_params", "steps"),
         num_imputations=NUM_IMPUTATIONS,
         seed=2,
-        **SETTINGS,
+        inference=INFERENCE,
     )
     return bcrit, runs, result
 
@@ -316,7 +320,7 @@ def test_frontier_rejects_bad_runs(frontier_case):
 @pytest.fixture(scope="module")
 def per_token_case():
     curves = simulate_per_token(num_points=32, noise=0.01, seed=7)
-    per_size = quiet(fit_per_token, curves, seed=3, **SETTINGS)
+    per_size = quiet(fit_per_token, curves, seed=3, inference=INFERENCE)
     # the trend fits (six points each) are cheap: long enough chains that r̂ of well-mixed
     # chains stays clear of assert_sampled's 1.05 (at 2 x 300 it scattered up to 1.056)
     pooled = quiet(
@@ -324,7 +328,9 @@ def per_token_case():
         per_size,
         num_imputations=NUM_IMPUTATIONS,
         seed=4,
-        **{**SETTINGS, "num_warmup": 500, "num_samples": 1500},
+        inference=dataclasses.replace(
+            TREND_INFERENCE, **{**SETTINGS, "num_warmup": 500, "num_samples": 1500}
+        ),
     )
     return curves, per_size, pooled
 
@@ -366,13 +372,63 @@ def test_trends_need_a_size_per_curve(per_token_case):
         fit_trends(per_size, n_params={"not a label": 1e6})
     with pytest.raises(DataError, match="not in law"):
         fit_trends(per_size, parameters=("d",))
+    # the 0.1 keywords: mapped onto the default model, with the new spelling
+    new = (
+        "fit_trends(likelihood='student_t') is deprecated; use fit_trends(..., "
+        "model=Model(priors={'alpha': 'normal(0, 0.5)'}, likelihood='student_t'))"
+    )
+    with pytest.warns(DeprecationWarning, match=re.escape(new)):
+        with pytest.raises(DataError, match="not in law"):
+            fit_trends(per_size, parameters=("d",), likelihood="student_t")
+    with pytest.raises(TypeError, match="both inference= and"):
+        fit_trends(per_size, inference=bayescale.NUTS(), num_chains=2)
+
+
+_NO_DATA = pd.DataFrame({"flops": [1e18], "loss": [3.0]})
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "error", "model", "inference"),
+    [
+        (fit_isoflop, (_NO_DATA,), DataError, "", "target_accept_prob=0.95, "),
+        (fit_frontier, (_NO_DATA, None), ValueError, "", ""),
+        (fit_per_token, (_NO_DATA,), DataError, "", ""),
+        (fit_pooled, (_NO_DATA, "power_law"), DataError, "", ""),
+    ],
+    ids=lambda x: getattr(x, "__name__", None),
+)
+def test_old_fit_keywords_warn_with_the_new_spelling(function, args, error, model, inference):
+    """Each 0.1 fit keyword maps onto the function's own default Model/NUTS and warns with
+    that spelling (checked before any fit: the call then fails on its data); giving both
+    spellings is a TypeError."""
+    name = function.__name__
+    kwargs = {"quantities": ("loss",)} if function is fit_frontier else {}
+    cases = [
+        ({"likelihood": "normal"}, f"model=Model({model}likelihood='normal')"),
+        ({"num_chains": 2}, f"inference=NUTS({inference}num_chains=2)"),
+    ]
+    if function is fit_isoflop:
+        cases[0] = ({"likelihood": "student_t"}, "model=Model(likelihood='student_t')")
+    for old, new in cases:
+        ((key, value),) = old.items()
+        message = f"{name}({key}={value!r}) is deprecated; use {name}(..., {new})"
+        with pytest.warns(DeprecationWarning, match=re.escape(message)), pytest.raises(error):
+            function(*args, **kwargs, **old)
+    with pytest.raises(TypeError, match="both model= and"):
+        function(*args, model=bayescale.Model(), likelihood="normal", **kwargs)
+    with pytest.raises(TypeError, match="both inference= and"):
+        function(*args, inference=bayescale.NUTS(), num_chains=2, **kwargs)
+    with pytest.raises(
+        TypeError, match=f"{name}\\(\\) got an unexpected keyword argument 'chains'"
+    ):
+        function(*args, chains=2, **kwargs)
 
 
 # --------------------------------------------------------------------------- L(N, S_min)
 @pytest.fixture(scope="module")
 def ns_case():
     data = simulate("kaplan_ns", seed=8)
-    return quiet(bayescale.fit, data, "kaplan_ns", seed=8, **SETTINGS)
+    return quiet(bayescale.fit, data, "kaplan_ns", seed=8, inference=INFERENCE)
 
 
 def test_fixed_steps_band_covers_the_true_law(ns_case):
