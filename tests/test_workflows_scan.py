@@ -7,6 +7,7 @@ missing the truth is held to a binomial bound, as in test_recovery.py.
 """
 
 import math
+import re
 import warnings
 
 import arviz_stats as azs
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayescale import ConvergenceWarning, DataError
+from bayescale import NUTS, ConvergenceWarning, DataError, Model
 from bayescale.laws import get_law
 from bayescale.workflows import (
     fit_batch_scan,
@@ -30,6 +31,7 @@ from bayescale.workflows.batch_scan_sim import (
 )
 
 SETTINGS = {"num_chains": 2, "num_warmup": 500, "num_samples": 500}
+INFERENCE = NUTS(**SETTINGS)
 # the target losses of notebooks kaplan_000 and kaplan_001: as many fits per scan, so the
 # notebooks and these tests share one compiled program (persistent compilation cache)
 LEVELS_85M = [3.3, 3.6, 4.0, 4.5, 5.0, 5.5, 6.0, 7.0]
@@ -56,7 +58,7 @@ def scan_85m():
     curves = simulate_batch_scan(n_params=8.5e7, seed=11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return fit_batch_scan(curves, LEVELS_85M, seed=1, **SETTINGS)
+        return fit_batch_scan(curves, LEVELS_85M, seed=1, inference=INFERENCE)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,7 @@ def scan_3m():
     curves = simulate_batch_scan(n_params=3e6, seed=12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return fit_batch_scan(curves, LEVELS_3M, seed=2, **SETTINGS)
+        return fit_batch_scan(curves, LEVELS_3M, seed=2, inference=INFERENCE)
 
 
 # ----------------------------------------------------------------------------- simulators
@@ -172,7 +174,9 @@ def test_batch_scan_recovers_smin_emin_bcrit(scan_85m):
 
 def test_critical_batch_size_recovers_kaplan(scan_85m, scan_3m):
     """B* and alpha_B from two simulated scans (3M and 85M) hold Kaplan's values."""
-    result = fit_critical_batch_size([scan_85m, scan_3m], num_imputations=8, seed=3, **SETTINGS)
+    result = fit_critical_batch_size(
+        [scan_85m, scan_3m], num_imputations=8, seed=3, inference=INFERENCE
+    )
     assert len(result.levels) == len(LEVELS_85M) + len(LEVELS_3M)
     assert set(result.levels["source"]) == {0, 1}
     reference = get_law("kaplan_bcrit").reference
@@ -231,8 +235,8 @@ def test_imputation_carries_per_level_uncertainty():
         draws = _synthetic_draws(sd, seed=5)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            imputed = fit_critical_batch_size(draws, num_imputations=8, seed=6, **SETTINGS)
-            medians = fit_critical_batch_size(draws, method="median", seed=6, **SETTINGS)
+            imputed = fit_critical_batch_size(draws, num_imputations=8, seed=6, inference=INFERENCE)
+            medians = fit_critical_batch_size(draws, method="median", seed=6, inference=INFERENCE)
         widths[sd] = {
             name: (_interval_width(imputed, name), _interval_width(medians, name))
             for name in ("B_star", "alpha_B")
@@ -300,3 +304,29 @@ def test_gradient_noise_scale_with_noise_and_errors():
         gradient_noise_scale(measured.drop(columns="grad_norm_sq_big"))
     with pytest.raises(DataError, match=r"'grad_norm_sq_small'.*row 0"):
         gradient_noise_scale(measured.assign(grad_norm_sq_small=0.0))
+
+
+@pytest.mark.parametrize("function", [fit_batch_scan, fit_critical_batch_size])
+def test_old_fit_keywords_warn_with_the_new_spelling(function):
+    """Each 0.1 fit keyword maps onto the workflow's own defaults (a normal likelihood) and
+    warns with that spelling (checked before any fit: the call then fails on its
+    arguments); giving both spellings is a TypeError."""
+    name = function.__name__
+    if function is fit_batch_scan:
+        args, kwargs = (simulate_batch_scan(n_params=3e6, seed=12), [4.0]), {"min_runs": 2}
+    else:
+        args, kwargs = (_synthetic_draws(0.1, seed=0),), {"method": "mean"}
+    for (key, value), new in (
+        (("likelihood", "student_t"), "model=Model(likelihood='student_t')"),
+        (("priors", {"alpha": "normal(0, 1)"}),
+         "model=Model(likelihood='normal', priors={'alpha': 'normal(0, 1)'})"),
+        (("num_chains", 2), "inference=NUTS(num_chains=2)"),
+    ):  # fmt: skip
+        message = f"{name}({key}={value!r}) is deprecated; use {name}(..., {new})"
+        with pytest.warns(DeprecationWarning, match=re.escape(message)):
+            with pytest.raises(DataError):
+                function(*args, **kwargs, **{key: value})
+    with pytest.raises(TypeError, match="both model= and"):
+        function(*args, model=Model(), likelihood="normal", **kwargs)
+    with pytest.raises(TypeError, match="both inference= and"):
+        function(*args, inference=NUTS(), num_chains=2, **kwargs)
