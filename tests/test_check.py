@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -668,6 +669,47 @@ def test_pooled_backtest_rejects_bad_pools(pooled_curves):
         backtest(frame, "power_law_offset", model=alpha, pool_by="x", **kwargs)
     with pytest.raises(DataError, match=">= 2 curves per pool"):
         backtest(frame, "power_law_offset", model=alpha, pool_by=["size", "seed"], **kwargs)
+
+
+def test_backtest_old_fit_keywords_warn_with_the_new_spelling(pooled_curves):
+    """0.1's fit keywords (pooled= among them) map onto model=/inference= with a warning
+    naming the new spelling (checked before any fit: the call then fails on its baseline);
+    giving both spellings is a TypeError."""
+    frame = pooled_curves[0]
+    kwargs = dict(by=["size", "seed"], split=BT_SPLIT, baseline="none")
+    for (key, value), new in (
+        (("likelihood", "normal"), "model=Model(likelihood='normal')"),
+        (("pooled", ["alpha"]), "model=Model(pooled=('alpha',))"),
+        (("num_chains", 2), "inference=NUTS(num_chains=2)"),
+        (("target_accept_prob", 0.95), "inference=NUTS(target_accept_prob=0.95)"),
+    ):
+        message = f"backtest({key}={value!r}) is deprecated; use backtest(..., {new})"
+        with pytest.warns(DeprecationWarning, match=re.escape(message)):
+            with pytest.raises(ValueError, match="baseline must be"):
+                backtest(frame, "power_law_offset", **kwargs, **{key: value})
+    with pytest.raises(TypeError, match="both model= and"):
+        backtest(frame, "power_law_offset", model=bayescale.Model(), pooled=["alpha"], **kwargs)
+    with pytest.raises(TypeError, match="both inference= and"):
+        backtest(frame, "power_law_offset", inference=bayescale.NUTS(), num_chains=2, **kwargs)
+
+
+def test_sbc_old_fit_keywords_warn_with_the_new_spelling():
+    """sbc's own defaults (2 chains of 500 draws) take the old keywords; both spellings is a
+    TypeError."""
+    for (key, value), new in (
+        (("likelihood", "normal"), "model=Model(likelihood='normal')"),
+        (("num_chains", 4), "inference=NUTS(num_warmup=500, num_samples=500, num_chains=4)"),
+    ):
+        message = f"sbc({key}={value!r}) is deprecated; use sbc(..., {new})"
+        with pytest.warns(DeprecationWarning, match=re.escape(message)):
+            with pytest.raises(ValueError, match="num_replications"):
+                sbc("kaplan_n", num_replications=3, **{key: value})
+    with pytest.raises(TypeError, match="both model= and"):
+        sbc("kaplan_n", num_replications=20, model=bayescale.Model(), noise="loglinear")
+    with pytest.raises(TypeError, match="both inference= and"):
+        sbc("kaplan_n", num_replications=20, inference=bayescale.NUTS(), num_samples=9)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'chains'"):
+        sbc("kaplan_n", num_replications=20, chains=2)
 
 
 # --------------------------------------------- extrapolation bias (the law error's mean)
