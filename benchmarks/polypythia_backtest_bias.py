@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayescale import check, datasets
+from bayescale import NUTS, Model, check, datasets
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 WARMUP_END = 1430  # Pythia's linear learning-rate warm-up (1% of 143k steps)
@@ -120,19 +120,18 @@ def main() -> None:
         f"{from_init.groupby(BY).ngroups} curves from initialisation, first "
         f"{FIT_FRACTION:.0%} of steps fitted; NUTS {settings}, seed 0"
     )
-    common = dict(by=BY, split=FIT_FRACTION, columns=COLUMNS, seed=0, progress_bar=False)
+    inference = NUTS(progress_bar=False, **settings)
+    common = dict(by=BY, split=FIT_FRACTION, columns=COLUMNS, seed=0, inference=inference)
     fits, widened, rows = {}, {}, {}
     start = time.perf_counter()
     for name, pooling in [
         ("per curve", {}),
-        ("alpha pooled per size", {"pooled": ["alpha"], "pool_by": "model"}),
+        ("alpha pooled per size", {"model": Model(pooled=["alpha"]), "pool_by": "model"}),
     ]:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fits[name] = check.backtest(
-                from_init, "power_law_offset", **common, **pooling, **settings
-            )
+            fits[name] = check.backtest(from_init, "power_law_offset", **common, **pooling)
         print(f"{name}: fitted in {time.perf_counter() - t0:.0f} s; {fits[name].overall['status']}")
     for name, plain in fits.items():
         variants = {
