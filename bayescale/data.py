@@ -22,6 +22,8 @@ __all__ = [
     "as_frame",
     "covariate_frame",
     "nonnegative_number",
+    "positive_array",
+    "positive_column",
     "prepare",
     "thin_log_spaced",
 ]
@@ -75,6 +77,45 @@ def nonnegative_number(value, name: str) -> float:
     if not (math.isfinite(number) and number >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return number
+
+
+def positive_column(frame: pd.DataFrame, col: str, what: str) -> np.ndarray:
+    """Column ``col`` of ``frame`` as float64, every value finite and > 0.
+
+    Raises
+    ------
+    DataError
+        A value that is not a finite number > 0 (non-numeric included), naming the column,
+        ``what`` it holds, the first such row and value, and how many there are.
+    """
+    values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"column {col!r} ({what}) must be finite and > 0; row {frame.index[i]!r} holds "
+            f"{frame[col].iloc[i]!r} ({int(bad.sum())} such value(s))"
+        )
+    return values
+
+
+def positive_array(
+    values, name: str, *, distinct: bool = False, error: type[Exception] = DataError
+) -> np.ndarray:
+    """``values`` flattened to float64: at least one, each finite and > 0 (and, with
+    ``distinct``, no two equal).
+
+    Raises
+    ------
+    error
+        Naming ``name`` and the values.
+    """
+    out = np.asarray(values, dtype=np.float64).ravel()
+    if out.size < 1 or not np.all(np.isfinite(out) & (out > 0)):
+        raise error(f"{name} must be finite numbers > 0, got {list(out)}")
+    if distinct and len(np.unique(out)) != out.size:
+        raise error(f"{name} must be distinct, got {list(out)}")
+    return out
 
 
 def as_frame(data) -> pd.DataFrame:

@@ -339,11 +339,7 @@ def backtest(
         vector per pool, fitted to the early parts of all its curves by
         :func:`least_squares_fit`): ``pooled_baseline`` in the predictions,
         ``pooled_baseline_rmse_log`` / ``pooled_baseline_final_error_log`` in the table.
-    **deprecated
-        bayescale 0.1's fit keywords (``likelihood=``, ``noise=``, ``priors=``, ``pooled=``,
-        ``num_chains=``, ``num_warmup=``, ``num_samples=``, ``target_accept_prob=`` ...):
-        each warns with a :class:`DeprecationWarning` naming its new spelling in ``model=``
-        or ``inference=``, onto which it is mapped.
+    **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
     -------
@@ -351,8 +347,6 @@ def backtest(
 
     Raises
     ------
-    TypeError
-        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     ValueError
         An unknown ``baseline`` or ``law_error``, a ``law_bias`` that is not a bool,
         ``law_bias=True`` or ``law_error_by`` without ``law_error="curves"``, or a group of

@@ -198,10 +198,7 @@ def sbc(
         :math:`L \\le` the draws per fit (chains times samples).
     num_bins : int, optional
         :math:`B`; default as above.
-    **deprecated
-        bayescale 0.1's fit keywords (``likelihood=``, ``noise=``, ``priors=``,
-        ``num_chains=``, ``num_warmup=``, ``num_samples=`` ...), applied to the defaults
-        above: each warns with a :class:`DeprecationWarning` naming its new spelling.
+    **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
     -------
@@ -209,8 +206,6 @@ def sbc(
 
     Raises
     ------
-    TypeError
-        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     ValueError
         Too few replications, ``design["noise"]``, an impossible ``num_rank_draws`` or
         ``num_bins``.

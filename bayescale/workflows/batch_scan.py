@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.api import fit, resolve_options
-from bayescale.data import DataError, as_frame
+from bayescale.data import DataError, as_frame, positive_array, positive_column
 from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
@@ -67,30 +67,14 @@ def _curve_frame(curves, columns: Mapping[str, str] | None, run: str | None) -> 
         )
     out = pd.DataFrame(index=frame.index)
     for name, col in mapping.items():
-        try:
-            values = pd.to_numeric(frame[col], errors="raise").to_numpy(dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError(f"column {col!r} ({name}) of the curves is not numeric") from None
-        bad = ~(np.isfinite(values) & (values > 0))
-        if bad.any():
-            row = frame.index[np.flatnonzero(bad)[0]]
-            raise DataError(
-                f"column {col!r} ({name}) of the curves must be finite and > 0; row {row!r} "
-                f"holds {values[bad][0]!r} ({int(bad.sum())} such value(s))"
-            )
-        out[name] = values
+        out[name] = positive_column(frame, col, f"{name} of the curves")
     if run is not None:
         out["run"] = frame[run].to_numpy()
     return out
 
 
 def _targets(target_losses) -> np.ndarray:
-    targets = np.asarray(target_losses, dtype=np.float64).ravel()
-    if targets.size < 1 or not np.all(np.isfinite(targets) & (targets > 0)):
-        raise DataError(f"target_losses must be finite numbers > 0, got {list(targets)}")
-    if len(np.unique(targets)) != targets.size:
-        raise DataError(f"target_losses must be distinct, got {list(targets)}")
-    return np.sort(targets)[::-1]
+    return np.sort(positive_array(target_losses, "target_losses", distinct=True))[::-1]
 
 
 @float64
@@ -293,10 +277,7 @@ def fit_batch_scan(
         Default ``NUTS()``.
     seed, warn
         As in :func:`bayescale.fit`.
-    **deprecated
-        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
-        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
-        its new spelling in ``model=`` or ``inference=``.
+    **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
     -------
@@ -304,8 +285,6 @@ def fit_batch_scan(
 
     Raises
     ------
-    TypeError
-        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     DataError
         Bad curves (see :func:`steps_to_target`), or no target loss reached by
         ``min_runs`` runs.

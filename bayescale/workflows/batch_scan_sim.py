@@ -17,6 +17,7 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 
+from bayescale.data import positive_array
 from bayescale.laws import Law, get_law
 from bayescale.precision import float64
 from bayescale.simulate import log_mean_values, noise_sd, parameter_values
@@ -67,15 +68,6 @@ def _min_steps_curve(
         )
     )
     return log_s_min, np.exp(log_loss), log_bcrit
-
-
-def _batch_sizes(batch_sizes) -> np.ndarray:
-    sizes = np.asarray(batch_sizes, dtype=np.float64).ravel()
-    if sizes.size < 1 or not np.all(np.isfinite(sizes) & (sizes > 0)):
-        raise ValueError(f"batch_sizes must be finite numbers > 0, got {list(sizes)}")
-    if len(np.unique(sizes)) != sizes.size:
-        raise ValueError(f"batch_sizes must be distinct, got {list(sizes)}")
-    return sizes
 
 
 @float64
@@ -169,7 +161,7 @@ def simulate_batch_scan(
     >>> list(curves.columns), len(curves)
     (['batch_size', 'steps', 'n_tokens', 'loss'], 100)
     """
-    sizes = _batch_sizes(batch_sizes)
+    sizes = positive_array(batch_sizes, "batch_sizes", distinct=True, error=ValueError)
     if not (isinstance(max_steps, Real) and math.isfinite(max_steps) and max_steps > 10):
         raise ValueError(f"max_steps must be a finite number > 10, got {max_steps!r}")
     if isinstance(num_logged, bool) or not isinstance(num_logged, int | np.integer):
@@ -219,9 +211,7 @@ def batch_scan_truth(
         ``loss``, ``S_min`` (steps), ``E_min`` (tokens), ``B_crit`` (tokens); NaN where the
         model never reaches the loss (at or below its :math:`L(N, \\infty)`).
     """
-    targets = np.asarray(losses, dtype=np.float64).ravel()
-    if targets.size < 1 or not np.all(np.isfinite(targets) & (targets > 0)):
-        raise ValueError(f"losses must be finite numbers > 0, got {list(targets)}")
+    targets = positive_array(losses, "losses", error=ValueError)
     log_s_min, loss, log_bcrit = _min_steps_curve(n_params, loss_params, bcrit_params)
     inside = (targets > loss[-1]) & (targets <= loss[0])
     s_min = np.where(inside, np.exp(np.interp(targets, loss[::-1], log_s_min[::-1])), np.nan)
@@ -281,9 +271,7 @@ def simulate_gradient_norms(
         (:math:`B_{\\rm simple}` used), one row per loss; the input of
         :func:`bayescale.workflows.bcrit.gradient_noise_scale`.
     """
-    targets = np.asarray(losses, dtype=np.float64).ravel()
-    if targets.size < 1 or not np.all(np.isfinite(targets) & (targets > 0)):
-        raise ValueError(f"losses must be finite numbers > 0, got {list(targets)}")
+    targets = positive_array(losses, "losses", error=ValueError)
     for name, value in (
         ("batch_size_small", batch_size_small),
         ("batch_size_big", batch_size_big),

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.api import fit, resolve_options
-from bayescale.data import DataError, as_frame
+from bayescale.data import DataError, as_frame, positive_column
 from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
@@ -149,15 +149,7 @@ def _level_draws(scans) -> pd.DataFrame:
     if "draw" not in frame.columns:
         frame["draw"] = frame.groupby(["source", "loss_level"]).cumcount()
     for col in ("loss_level", "B_crit"):
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~(np.isfinite(values) & (values > 0))
-        if bad.any():
-            row = frame.index[np.flatnonzero(bad)[0]]
-            raise DataError(
-                f"column {col!r} of the B_crit draws must be finite and > 0; row {row!r} holds "
-                f"{frame[col].iloc[np.flatnonzero(bad)[0]]!r} ({int(bad.sum())} such value(s))"
-            )
-        frame[col] = values
+        frame[col] = positive_column(frame, col, "B_crit draws")
     return frame[["source", "loss_level", "draw", "B_crit"]]
 
 
@@ -222,10 +214,7 @@ def fit_critical_batch_size(
         Default ``NUTS()``.
     seed : int
         Seeds the fits (the imputed draws are evenly spaced, not random).
-    **deprecated
-        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
-        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
-        its new spelling in ``model=`` or ``inference=``.
+    **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
     -------
@@ -234,8 +223,6 @@ def fit_critical_batch_size(
 
     Raises
     ------
-    TypeError
-        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     DataError
         Bad draws, fewer than 4 levels, an unknown ``method``, ``num_imputations < 2`` or
         more imputations than a level has draws.
@@ -351,17 +338,7 @@ def gradient_noise_scale(measurements, *, columns: Mapping[str, str] | None = No
             f"gradient-norm measurements need column(s) {missing}; they have columns "
             f"{list(map(str, frame.columns))}"
         )
-    v = {}
-    for name, col in mapping.items():
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~(np.isfinite(values) & (values > 0))
-        if bad.any():
-            i = np.flatnonzero(bad)[0]
-            raise DataError(
-                f"column {col!r} ({name}) must be finite and > 0; row {frame.index[i]!r} holds "
-                f"{frame[col].iloc[i]!r} ({int(bad.sum())} such value(s))"
-            )
-        v[name] = values
+    v = {name: positive_column(frame, col, name) for name, col in mapping.items()}
     order = v["batch_size_small"] >= v["batch_size_big"]
     if order.any():
         i = np.flatnonzero(order)[0]

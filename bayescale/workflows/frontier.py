@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.api import resolve_options
-from bayescale.data import DataError, as_frame
+from bayescale.data import DataError, as_frame, positive_column
 from bayescale.laws import get_law
 from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
@@ -76,18 +76,10 @@ def _runs(runs, columns: Mapping[str, str] | None) -> pd.DataFrame:
             f"loss; flops optional); they have {list(map(str, frame.columns))}"
         )
     use = [c for c in (*_RUN_COLUMNS, "flops") if names[c] in frame.columns]
-    out = pd.DataFrame({c: pd.to_numeric(frame[names[c]], errors="coerce") for c in use})
-    for c in use:
-        bad = ~np.isfinite(out[c].to_numpy(dtype=float)) | (out[c].to_numpy(dtype=float) <= 0)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"column {names[c]!r} ({c}) must be positive and finite; row "
-                f"{frame.index[i]!r} has {frame[names[c]].iloc[i]!r} ({int(bad.sum())} bad)"
-            )
+    out = pd.DataFrame({c: positive_column(frame, names[c], c) for c in use})
     if "flops" not in out:
         out["flops"] = 6 * out["n_params"] * out["batch_size"] * out["steps"]
-    return out.reset_index(drop=True)
+    return out
 
 
 @float64
@@ -224,10 +216,7 @@ def fit_frontier(
         data sets); defaults ``Model()``, ``NUTS()``.
     seed : int
         The fit of the ``i``-th quantity is seeded with ``seed + i``.
-    **deprecated
-        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
-        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
-        its new spelling in ``model=`` or ``inference=``.
+    **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
     -------
@@ -237,8 +226,6 @@ def fit_frontier(
 
     Raises
     ------
-    TypeError
-        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     ValueError
         Unknown ``quantities``.
     """

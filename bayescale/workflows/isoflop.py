@@ -68,7 +68,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.api import fit, resolve_options
-from bayescale.data import DataError, as_frame
+from bayescale.data import DataError, as_frame, positive_column
 from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import ConvergenceWarning, Result, Status, quantile_column
@@ -421,10 +421,7 @@ def fit_isoflop(
     seed : int
         Seeds the profile fits (``seed``), the frontier fit (``seed + 1``) and the refits
         (``seed + 2``).
-    **deprecated
-        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
-        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
-        its new spelling in ``model=`` or ``inference=``.
+    **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
     warn : bool
         Warn (with the numbers) about profiles left out or fits that did not converge.
 
@@ -436,8 +433,6 @@ def fit_isoflop(
 
     Raises
     ------
-    TypeError
-        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     DataError
         Missing columns, a ``window`` that is not a positive number, a ``refit_scale`` that
         is not ``None`` or an integer >= 2, or a group with fewer than two usable budgets.
@@ -455,15 +450,7 @@ def fit_isoflop(
         )
     flops_col = names["flops"]
     for name, what in (("flops", "budget"), ("n_params", "model size"), ("loss", "loss")):
-        values = pd.to_numeric(frame[names[name]], errors="coerce")
-        bad = ~np.isfinite(values) | (values <= 0)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"column {names[name]!r} ({what}) must hold positive finite numbers; "
-                f"row {frame.index[i]!r} has {frame[names[name]].iloc[i]!r} "
-                f"({int(bad.sum())} such value(s))"
-            )
+        positive_column(frame, names[name], what)
     if window is not None and (
         isinstance(window, bool)
         or not isinstance(window, int | float | np.number)

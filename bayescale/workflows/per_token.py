@@ -89,20 +89,13 @@ def fit_per_token(
         ``{"token_index": ..., "loss": ...}`` -> columns.
     model, inference, seed, warn
         Of the :func:`bayescale.fit` call (``by=``); defaults ``Model()``, ``NUTS()``.
-    **deprecated
-        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
-        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
-        its new spelling in ``model=`` or ``inference=``.
+    **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
     -------
     Result
         One posterior of ``a``, ``b``, ``c`` per curve.
 
-    Raises
-    ------
-    TypeError
-        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     """
     model, inference = resolve_options("fit_per_token", model, inference, deprecated)
     return fit(
@@ -146,10 +139,7 @@ def fit_trends(
         occasional divergences.
     seed : int
         Seeds the fits.
-    **deprecated
-        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
-        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
-        its new spelling in ``model=`` or ``inference=``.
+    **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
     -------
@@ -161,8 +151,6 @@ def fit_trends(
 
     Raises
     ------
-    TypeError
-        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     DataError
         Labels that are not sizes, fewer than 3 sizes, or unknown parameters.
     """

@@ -326,10 +326,7 @@ def fit_pooled(
     model, inference, seed, warn
         Of the one :func:`bayescale.fit` call (``by=`` groups and imputation); defaults
         ``Model()``, ``NUTS()``.
-    **deprecated
-        bayescale 0.1's fit keywords (``likelihood=``, ``priors=``, ``num_chains=`` ...),
-        applied to the defaults above: each warns with a :class:`DeprecationWarning` naming
-        its new spelling in ``model=`` or ``inference=``.
+    **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
     -------
@@ -337,8 +334,6 @@ def fit_pooled(
 
     Raises
     ------
-    TypeError
-        A keyword that is no option, or an old keyword given with ``model=``/``inference=``.
     DataError
         A missing column, or an imputation lacking a group.
     """
