@@ -225,7 +225,7 @@ def resolve_options(
     deprecated: dict,
     *,
     defaults: tuple[Model, NUTS | MAP | Laplace] = (_DEFAULT_MODEL, _DEFAULT_INFERENCE),
-    stacklevel: int = 2,
+    stacklevel: int = 3,
 ) -> tuple[Model, NUTS | MAP | Laplace]:
     """``(model, inference)`` of a function that takes :func:`fit`'s ``model=`` and
     ``inference=`` (``None``: its own ``defaults``) and, for one release, the fit keywords
@@ -233,8 +233,9 @@ def resolve_options(
 
     Each old keyword is applied to the default object of its kind (``method=`` switching the
     kind) with a :class:`DeprecationWarning` naming its new spelling,
-    ``caller(..., inference=NUTS(...))``, pointing ``stacklevel`` frames up (2: the caller
-    of the function that calls this).  ``deprecated`` is emptied.
+    ``caller(..., inference=NUTS(...))``, pointing at the frame ``stacklevel`` above the
+    function that calls this (1: that function; 3, the default: the caller of a
+    :func:`~bayescale.precision.float64`-decorated one).  ``deprecated`` is emptied.
 
     Raises
     ------
@@ -246,7 +247,7 @@ def resolve_options(
         raise TypeError(f"{caller}() got an unexpected keyword argument 'group'")
     model, inference, _ = _resolve(
         model, inference, None, deprecated, caller,
-        stacklevel=stacklevel + 1, defaults=defaults, new=caller,
+        stacklevel=stacklevel + 2, defaults=defaults, new=caller,
     )  # fmt: skip
     return model, inference
 

@@ -326,10 +326,10 @@ def _refit_unconverged(
     """
     diag = profiles.diagnostics
     redo = ((diag["status"] != Status.converged.value) & (diag["reason"] == "")).to_numpy()
-    columns = list(_REFIT_COLUMNS)
-    first = diag.loc[redo, columns].add_prefix("first_")
+    numbers = list(_REFIT_COLUMNS)
+    first = diag.loc[redo, numbers].add_prefix("first_")
     if not redo.any():
-        return profiles, first.assign(**{c: pd.Series(dtype=diag[c].dtype) for c in columns})
+        return profiles, first.assign(**{c: pd.Series(dtype=diag[c].dtype) for c in numbers})
     curve = data.groupby(list(profile_by), sort=True).ngroup().to_numpy()
     longer = replace(
         inference, num_warmup=scale * inference.num_warmup, thin=scale * inference.thin
@@ -359,7 +359,7 @@ def _refit_unconverged(
             )
         },
     )
-    return spliced, first.join(spliced.diagnostics.loc[first.index, columns])
+    return spliced, first.join(spliced.diagnostics.loc[first.index, numbers])
 
 
 @float64
