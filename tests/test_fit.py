@@ -165,7 +165,7 @@ def test_single_chain_rhat_splits_the_chain():
     import arviz_stats as azs
     import xarray as xr
 
-    from bayescale.result import rhat as split_rhat
+    from bayescale.convergence import rhat as split_rhat
 
     rng = np.random.default_rng(0)
     draws = np.stack([rng.normal(size=(1, 1000)), np.cumsum(rng.normal(size=(1, 1000)), -1)])

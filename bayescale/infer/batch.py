@@ -73,7 +73,7 @@ def run_batch(
     one bar step per chunk.
 
     ``reduce``, when given, is applied to each chunk's output as it arrives (e.g.
-    :func:`bayescale.result.keep_draws`), so only what it returns is held for all fits.
+    :func:`bayescale.convergence.keep_draws`), so only what it returns is held for all fits.
 
     ``options.vectorized`` / ``options.group_size`` left ``None`` take the defaults of
     :func:`lockstep_defaults` for ``devices``.  Chunks all have the same size, as even as the
