@@ -17,6 +17,8 @@ from bayescale.infer.parallel import stack
 from bayescale.laws import get_law
 from bayescale.model import PooledPosterior, Posterior
 
+pytestmark = pytest.mark.usefixtures("float64")  # some tests call the densities directly
+
 NUM_GROUPS, NUM_POINTS = 6, 25
 ALPHA_MEDIAN, ALPHA_SPREAD = 0.5, 0.05  # population of log(alpha): N(log 0.5, 0.05)
 
