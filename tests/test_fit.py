@@ -147,7 +147,7 @@ def _formula_fit(**kwargs):
 
 
 def test_converged_fit_does_not_warn():
-    # at fit's default draws: the strict r̂ <= 1.01 needs them (benchmarks/RESULTS-api.md)
+    # at fit's default draws: the strict r̂ <= 1.01 needs them (benchmarks/RESULTS.md)
     with warnings.catch_warnings():
         warnings.simplefilter("error", bayescale.ConvergenceWarning)
         r = _formula_fit()
