@@ -105,7 +105,7 @@ def test_astronomical_potential_reads_as_infinite(grouped):
     """Far out in log tau (tau = e^3, one eta = 10) the pooled alpha is e^200 and the shear
     moves that group's log A by alpha * mean(log x): the potential is finite but beyond
     1e100, and its gradient overflows NUTS's kinetic energy to -inf, a state NumPyro accepts
-    and never leaves (PolyPythia 70m: one chain of four stuck, r-hat 1.53).  The pooled
+    and never leaves.  The pooled
     potential reads such a state as +inf (a divergence, rejected) and is unchanged at
     typical points."""
     data, _ = grouped

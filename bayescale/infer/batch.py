@@ -28,11 +28,10 @@ def lockstep_defaults(devices: Sequence) -> tuple[bool, int | None]:
     """``(vectorized, group_size)`` for fits run on ``devices``.
 
     On accelerators all chains of a chunk advance together under ``vmap`` (lanes are the
-    parallelism).  On CPU, measured (``benchmarks/batched.py --group-sizes``): NUTS's
-    bookkeeping under ``vmap`` (data-dependent ``cond``/``while`` turned into selects, every
-    iteration as long as the longest trajectory among the lanes) costs more than
-    vectorisation saves, so chains run one after another; the fixed-length MAP search is
-    still vmapped over groups of ``CPU_GROUP_SIZE`` fits, small enough to stay in cache.
+    parallelism).  On CPU chains run one after another (NUTS's data-dependent control flow
+    under ``vmap`` costs more than vectorisation saves there; ``benchmarks/batched.py
+    --group-sizes``), and the fixed-length MAP search is vmapped over groups of
+    ``CPU_GROUP_SIZE`` fits.
     """
     if all(d.platform == "cpu" for d in devices):
         return False, CPU_GROUP_SIZE
