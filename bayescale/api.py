@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from bayescale.convergence import ESS_PER_CHAIN_MIN, RHAT_MAX, keep_draws, mode_failure, rhat
 from bayescale.data import DataError, as_frame, prepare
 from bayescale.datatree import MODE_STATS
 from bayescale.infer.batch import run_batch
@@ -22,7 +23,7 @@ from bayescale.laws import Law, get_law
 from bayescale.model import PooledPosterior, Posterior, check_pooled_names, with_noise
 from bayescale.options import MAP, NUTS, Laplace, Model, method_name
 from bayescale.precision import float64
-from bayescale.result import ESS_PER_CHAIN_MIN, RHAT_MAX, Result, keep_draws, mode_failure, rhat
+from bayescale.result import Result
 
 __all__ = ["fit", "fit_batch", "options_from_keywords", "resolve_options", "seed_key"]
 

@@ -165,7 +165,7 @@ class NUTS(_Batch):
         call (default: what fits in ~4 GiB); chains vmapped together or run one by one and
         fits initialised together (defaults: :func:`bayescale.infer.batch.lockstep_defaults`);
         ``keep`` draws per chain held in the result, the convergence numbers and summary
-        computed from all draws first (:func:`bayescale.result.keep_draws`).
+        computed from all draws first (:func:`bayescale.convergence.keep_draws`).
 
     Raises
     ------

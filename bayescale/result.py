@@ -26,18 +26,14 @@ from bayescale.convergence import (
     ALL_DRAWS,
     ESS_PER_CHAIN_MIN,
     RHAT_MAX,
-    SUMMARY_QUANTILES,
     ConvergenceWarning,
     Status,
     convergence_numbers,
-    keep_draws,
-    mode_failure,
-    rhat,
     status_of,
     worst,
 )
 from bayescale.data import DataError, FitData, covariate_frame
-from bayescale.datatree import build_datatree, dim_name, seed_attr, with_fit_dim
+from bayescale.datatree import build_datatree, dim_name, with_fit_dim
 from bayescale.laws import Law, law_from_spec
 from bayescale.model import Posterior
 from bayescale.precision import float64
@@ -48,21 +44,7 @@ from bayescale.predict import (
     quantile_column,
 )
 
-__all__ = [
-    "ALL_DRAWS",
-    "ESS_PER_CHAIN_MIN",
-    "RHAT_MAX",
-    "SUMMARY_QUANTILES",
-    "ConvergenceWarning",
-    "Result",
-    "Status",
-    "keep_draws",
-    "load",
-    "mode_failure",
-    "quantile_column",
-    "rhat",
-    "seed_attr",
-]
+__all__ = ["Result", "load"]
 
 
 class Result:
@@ -91,24 +73,11 @@ class Result:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_samples(
-        cls,
-        posterior: Posterior,
-        fits: Sequence[FitData],
-        labels: Sequence,
-        by,
-        samples: dict,
-        *,
-        seed,
-        attrs: dict,
-        num_prior_draws: int = 500,
-        max_pointwise: int = 50_000_000,
+        cls, posterior: Posterior, fits: Sequence[FitData], labels: Sequence, by, samples, **kw
     ) -> Result:
-        """The result of sampler output with a leading fit axis
-        (:func:`bayescale.datatree.build_datatree`, arguments as there)."""
-        dt = build_datatree(
-            posterior, fits, labels, by, samples, seed=seed, attrs=attrs,
-            num_prior_draws=num_prior_draws, max_pointwise=max_pointwise,
-        )  # fmt: skip
+        """The result of sampler output with a leading fit axis (arguments and keywords as
+        in :func:`bayescale.datatree.build_datatree`)."""
+        dt = build_datatree(posterior, fits, labels, by, samples, **kw)
         return cls(dt, posterior.law, posterior.likelihood, fits[0].columns, by)
 
     # ------------------------------------------------------------------ shape

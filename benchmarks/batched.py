@@ -38,8 +38,8 @@ Peers
     its default unless ``--chunk-size``; bayescale exposes each CPU core as a JAX device and
     splits every chunk's fits over them).  Each K runs in its own fresh process, so peak
     RSS (``getrusage`` maxrss, which XLA's allocations count in; tracemalloc does not see
-    them) and compilation are per K.  ``BAYESCALE_CACHE_DIR=""`` is set before bayescale is
-    imported, so no compiled program comes from an earlier run.
+    them) and compilation are per K.  ``bayescale.configure(cache_dir=None)`` leaves the persistent
+    cache off, so no compiled program comes from an earlier run.
 
 Figures
 -------
@@ -86,8 +86,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-
-os.environ["BAYESCALE_CACHE_DIR"] = ""  # before any bayescale import: time every compile
 
 LAW = "kaplan_per_token"
 NUM_POINTS = 30
@@ -334,6 +332,8 @@ def worker_batch(spec: dict) -> dict:
 
     import bayescale
     import bayescale.api as api
+
+    bayescale.configure(cache_dir=None)  # CPU cores as devices; no persistent cache: time compiles
     from bayescale.data import prepare
     from bayescale.infer.batch import default_chunk_size, lockstep_defaults, stack
     from bayescale.infer.nuts import SamplerOptions

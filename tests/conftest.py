@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import jax
 import pandas as pd
 import pytest
 
@@ -53,3 +54,11 @@ def scaled(full, bounded):
     """The size of a long statistical test: ``full`` with ``BAYESCALE_FULL=1``, else the
     bounded form the default run (and CI) executes.  Mark such tests ``@pytest.mark.slow``."""
     return full if FULL else bounded
+
+
+@pytest.fixture
+def float64():
+    """Compute in float64 inside the test (scoped, as bayescale's entry points do): for tests
+    that call the log densities and samplers directly rather than through the public API."""
+    with jax.enable_x64(True):
+        yield

@@ -43,11 +43,7 @@ SCIPY_PRIORS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Every test here computes in float64 (scoped, as bayescale's entry points do)."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64")  # tests call densities directly
 
 
 def assert_moment(draws, expected, what):

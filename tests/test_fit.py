@@ -147,7 +147,7 @@ def _formula_fit(**kwargs):
 
 
 def test_converged_fit_does_not_warn():
-    # at fit's default draws: the strict r̂ <= 1.01 needs them (benchmarks/RESULTS-api.md)
+    # at fit's default draws: the strict r̂ <= 1.01 needs them (benchmarks/RESULTS.md)
     with warnings.catch_warnings():
         warnings.simplefilter("error", bayescale.ConvergenceWarning)
         r = _formula_fit()
@@ -165,7 +165,7 @@ def test_single_chain_rhat_splits_the_chain():
     import arviz_stats as azs
     import xarray as xr
 
-    from bayescale.result import rhat as split_rhat
+    from bayescale.convergence import rhat as split_rhat
 
     rng = np.random.default_rng(0)
     draws = np.stack([rng.normal(size=(1, 1000)), np.cumsum(rng.normal(size=(1, 1000)), -1)])

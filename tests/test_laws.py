@@ -31,12 +31,7 @@ from bayescale.laws import (
 )
 from bayescale.model import LIKELIHOODS, Posterior
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Every test here computes in float64 (scoped, as bayescale's entry points do)."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64")  # tests call densities directly
 
 
 # ----------------------------------------------------------------------------- catalogue
@@ -644,13 +639,3 @@ def test_sampler_coordinates_are_a_unit_jacobian_shear(law_key):
         if t.base in law.covariates and law.parameters[t.coefficient].prior.kind != "uniform"
     }
     assert centred == expected
-
-
-def test_readme_catalogue_table_lists_every_law():
-    """The README's catalogue table is written by hand: it must name every law in models/."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    table = readme.split("## The law catalogue", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in table.splitlines() if line.startswith("| ")]
-    rows = {line.split("|")[1].strip().strip("`") for line in lines}
-    missing = sorted(set(catalogue()) - rows)
-    assert not missing, f"README's catalogue table lacks {missing}"

@@ -163,9 +163,8 @@ def test_outliers_move_normal_exponents_but_not_student_t(normal_maps, outlier_c
     t_inside = int(np.sum((t_median > lo) & (t_median < hi)))
     n_outside = int(np.sum((n_mode < lo) | (n_mode > hi)))
     # the robust fit of the corrupted data sits inside in (almost) every replicate: allow 10%
-    # misses plus 3 binomial sd.  The normal fit leaves the interval in most replicates
-    # (measured: 14 of 16 here, 14 and 11 with data seeds 1 and 2); more often than not is
-    # required (P(fail) < 1e-3 at rate 0.8).
+    # misses plus 3 binomial sd.  The normal fit leaves the interval in most replicates;
+    # more often than not is required (P(fail) < 1e-3 at a rate of 0.8).
     p_miss = 0.10
     allowed = REPS * p_miss + 3 * np.sqrt(REPS * p_miss * (1 - p_miss))
     assert REPS - t_inside <= allowed, (t_inside, REPS)

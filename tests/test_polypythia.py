@@ -11,12 +11,8 @@ final loss and are nearly flat, so their exponent is weakly identified: they are
 like the others and the per-curve report says how each went; the claims below are about
 the curves that start at initialisation).
 
-Likelihood: Student-t on log loss with nu fixed at 4 (``"student_t(4)"``).  Forty points
-of a smooth training curve do not identify nu (with nu fitted, its posterior sd is about
-its mean, ~13 for 160m seed 5) and the (sigma, nu) ridge mixes slowly: measured on these
-28 curves at 2 chains x 500 + 500, 14 of the 20 curves from initialisation converge with
-nu fitted against 19 of 20 with nu = 4 (measured on a loaded machine with this module's batch call,
-``likelihood="student_t"`` against ``"student_t(4)"``).
+Likelihood: Student-t on log loss with nu fixed at 4 (``"student_t(4)"``): forty points of
+a smooth training curve do not identify nu (benchmarks/RESULTS.md, "PolyPythia: nu fixed").
 """
 
 import pandas as pd

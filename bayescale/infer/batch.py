@@ -28,11 +28,10 @@ def lockstep_defaults(devices: Sequence) -> tuple[bool, int | None]:
     """``(vectorized, group_size)`` for fits run on ``devices``.
 
     On accelerators all chains of a chunk advance together under ``vmap`` (lanes are the
-    parallelism).  On CPU, measured (``benchmarks/batched.py --group-sizes``): NUTS's
-    bookkeeping under ``vmap`` (data-dependent ``cond``/``while`` turned into selects, every
-    iteration as long as the longest trajectory among the lanes) costs more than
-    vectorisation saves, so chains run one after another; the fixed-length MAP search is
-    still vmapped over groups of ``CPU_GROUP_SIZE`` fits, small enough to stay in cache.
+    parallelism).  On CPU chains run one after another (NUTS's data-dependent control flow
+    under ``vmap`` costs more than vectorisation saves there; ``benchmarks/batched.py
+    --group-sizes``), and the fixed-length MAP search is vmapped over groups of
+    ``CPU_GROUP_SIZE`` fits.
     """
     if all(d.platform == "cpu" for d in devices):
         return False, CPU_GROUP_SIZE
@@ -73,7 +72,7 @@ def run_batch(
     one bar step per chunk.
 
     ``reduce``, when given, is applied to each chunk's output as it arrives (e.g.
-    :func:`bayescale.result.keep_draws`), so only what it returns is held for all fits.
+    :func:`bayescale.convergence.keep_draws`), so only what it returns is held for all fits.
 
     ``options.vectorized`` / ``options.group_size`` left ``None`` take the defaults of
     :func:`lockstep_defaults` for ``devices``.  Chunks all have the same size, as even as the

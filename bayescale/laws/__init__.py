@@ -1,35 +1,10 @@
 """Scaling laws: the :class:`Law` type, the catalogue (``models/*.toml``) and the safe parser."""
 
+from bayescale.laws import law as law_module
 from bayescale.laws.formula import Formula, FormulaError, parse_formula
-from bayescale.laws.law import (
-    COVARIATE_NAMES,
-    Law,
-    LawError,
-    Parameter,
-    Prior,
-    catalogue,
-    get_law,
-    law_from_formula,
-    law_from_spec,
-    law_from_toml,
-)
+from bayescale.laws.law import *  # noqa: F403  (the Law type and the catalogue: law_module.__all__)
 
-__all__ = [
-    "COVARIATE_NAMES",
-    "Formula",
-    "FormulaError",
-    "Law",
-    "LawError",
-    "Parameter",
-    "Prior",
-    "catalogue",
-    "get_law",
-    "law_from_formula",
-    "law_from_spec",
-    "law_from_toml",
-    "parse_formula",
-    "table",
-]
+__all__ = [*law_module.__all__, "Formula", "FormulaError", "parse_formula", "table"]
 
 
 def table():
@@ -45,6 +20,6 @@ def table():
             "parameters": ", ".join(law.parameters),
             "source": law.source.get("citation", ""),
         }
-        for law in catalogue().values()
+        for law in law_module.catalogue().values()
     ]
     return pd.DataFrame(rows)

@@ -7,41 +7,17 @@
 """
 
 from bayescale.families import HUBER_DELTA, NU_PRIOR, Huber, huber_logpdf
-from bayescale.model.hierarchy import TAU_PRIOR, PooledPosterior, check_pooled_names
-from bayescale.model.observation import (
-    LIKELIHOODS,
-    NOISE_MODELS,
-    NOISE_SLOPE_PRIOR,
-    likelihood_family,
-    noise_model,
-    noise_standardisation,
-    observation_dist,
-    observation_noise,
-    observation_noise_jax,
-    with_noise,
-)
-from bayescale.model.posterior import POTENTIAL_MAX, Posterior, capped_potential, posterior_key
+from bayescale.model import hierarchy, observation, posterior
+from bayescale.model.hierarchy import *  # noqa: F403
+from bayescale.model.observation import *  # noqa: F403
+from bayescale.model.posterior import *  # noqa: F403
 
 __all__ = [
     "HUBER_DELTA",
-    "LIKELIHOODS",
-    "NOISE_MODELS",
-    "NOISE_SLOPE_PRIOR",
     "NU_PRIOR",
-    "POTENTIAL_MAX",
-    "TAU_PRIOR",
     "Huber",
-    "PooledPosterior",
-    "Posterior",
-    "capped_potential",
-    "check_pooled_names",
     "huber_logpdf",
-    "likelihood_family",
-    "noise_model",
-    "noise_standardisation",
-    "observation_dist",
-    "observation_noise",
-    "observation_noise_jax",
-    "posterior_key",
-    "with_noise",
+    *hierarchy.__all__,
+    *observation.__all__,
+    *posterior.__all__,
 ]
