@@ -321,8 +321,8 @@ def test_frontier_rejects_bad_runs(frontier_case):
 def per_token_case():
     curves = simulate_per_token(num_points=32, noise=0.01, seed=7)
     per_size = quiet(fit_per_token, curves, seed=3, inference=INFERENCE)
-    # the trend fits (six points each) are cheap: long enough chains that r̂ of well-mixed
-    # chains stays clear of assert_sampled's 1.05 (at 2 x 300 it scattered up to 1.056)
+    # the trend fits (six points each) are cheap: chains long enough that r̂ of well-mixed
+    # chains stays clear of assert_sampled's 1.05
     pooled = quiet(
         fit_trends,
         per_size,
