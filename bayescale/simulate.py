@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayescale.data import nonnegative_number
+from bayescale.data import nonnegative_number, positive_column
 from bayescale.laws import Law, get_law
 from bayescale.precision import float64
 
@@ -175,14 +175,7 @@ def simulate_runs(
         )
     log_x = {}
     for c in law.covariates:
-        x = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~(np.isfinite(x) & (x > 0))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"runs column {c!r} must be positive and finite; row {i} has {frame[c].iloc[i]!r}"
-            )
-        log_x[c] = np.log(x)
+        log_x[c] = np.log(positive_column(frame, c, "a covariate of the runs"))
     log_f = log_mean_values(law, theta, log_x)
     bad = ~np.isfinite(log_f)
     if bad.any():

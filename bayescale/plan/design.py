@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayescale.data import DataError, covariate_frame
+from bayescale.data import DataError, covariate_frame, positive_column
 from bayescale.infer.cache import compiled
 from bayescale.infer.parallel import padded_length
 from bayescale.model import observation_noise_jax, posterior_key
@@ -69,14 +69,7 @@ def _candidates(result: Result, candidates, flops_formula) -> tuple[pd.DataFrame
     new = covariate_frame(law, candidates, result.columns)
     frame = pd.DataFrame(candidates).reset_index(drop=True)
     if "cost" in frame.columns:
-        cost = pd.to_numeric(frame["cost"], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~(np.isfinite(cost) & (cost > 0))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"candidates column 'cost' must be positive and finite; row {i} has "
-                f"{frame['cost'].iloc[i]!r} ({int(bad.sum())} bad row(s))"
-            )
+        cost = positive_column(frame, "cost", "the candidates' costs")
     elif {"n_params", "n_tokens"} <= set(law.covariates):
         n, d = np.exp(new.log_x["n_params"]), np.exp(new.log_x["n_tokens"])
         cost = 6.0 * n * d if flops_formula is None else np.asarray(flops_formula(n, d))
