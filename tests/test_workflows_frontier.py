@@ -38,7 +38,7 @@ from bayescale.workflows.per_token import (
     simulate_per_token,
     trends,
 )
-from bayescale.workflows.propagate import fit_pooled, imputation_draws
+from bayescale.workflows.propagate import fit_imputed, imputation_draws
 
 SETTINGS = {"num_chains": 2, "num_warmup": 300, "num_samples": 300}
 INFERENCE = bayescale.NUTS(**SETTINGS)
@@ -393,7 +393,7 @@ _NO_DATA = pd.DataFrame({"flops": [1e18], "loss": [3.0]})
         (fit_isoflop, (_NO_DATA,), DataError, "", "target_accept_prob=0.95, "),
         (fit_frontier, (_NO_DATA, None), ValueError, "", ""),
         (fit_per_token, (_NO_DATA,), DataError, "", ""),
-        (fit_pooled, (_NO_DATA, "power_law"), DataError, "", ""),
+        (fit_imputed, (_NO_DATA, "power_law"), DataError, "", ""),
     ],
     ids=lambda x: getattr(x, "__name__", None),
 )
@@ -488,3 +488,12 @@ def test_fixed_compute_band_covers_the_true_curve(ns_case):
     # a budget's curve is U-shaped or falling-then-flat: larger budgets reach lower loss
     best = band.groupby("flops_min")["mean"].min()
     assert best.iloc[-1] < best.iloc[0]
+
+
+def test_0_1_imputation_names_warn_with_the_new_ones():
+    from bayescale.workflows import propagate
+
+    with pytest.warns(DeprecationWarning, match="use fit_imputed"):
+        assert propagate.fit_pooled is propagate.fit_imputed
+    with pytest.warns(DeprecationWarning, match="use ImputedFit"):
+        assert propagate.PooledFit is propagate.ImputedFit

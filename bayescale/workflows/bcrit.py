@@ -25,7 +25,7 @@ from bayescale.workflows.batch_scan import BatchScanResult
 from bayescale.workflows.propagate import (
     IMPUTATION,
     NORMAL_MODEL,
-    fit_pooled,
+    fit_imputed,
     imputation_draws,
     summarize_draws,
 )
@@ -281,7 +281,7 @@ def fit_critical_batch_size(
         ],
         ignore_index=True,
     )
-    pooled = fit_pooled(
+    pooled = fit_imputed(
         imputed, LAW_ID, columns=_COLUMNS, model=model, inference=inference, seed=seed
     )
     return CriticalBatchSizeResult(method, levels, pooled.batch, None, pooled.pooled_result())

@@ -44,7 +44,7 @@ from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
 from bayescale.simulate import noise_sd
 from bayescale.units import PF_DAY
-from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
+from bayescale.workflows.propagate import IMPUTATION, ImputedFit, fit_imputed, imputation_draws
 
 __all__ = [
     "FRONTIER_LAWS",
@@ -160,9 +160,9 @@ def adjusted_summary(
 
 @dataclass(frozen=True)
 class FrontierResult:
-    """Pooled posteriors of the frontier laws, ``fits[quantity]`` (a :class:`PooledFit`)."""
+    """Pooled posteriors of the frontier laws, ``fits[quantity]`` (a :class:`ImputedFit`)."""
 
-    fits: dict[str, PooledFit]
+    fits: dict[str, ImputedFit]
 
     def exponents(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
         """One row per (quantity, law parameter): pooled mean, sd, quantiles, MCSE, status."""
@@ -212,7 +212,7 @@ def fit_frontier(
     num_imputations : int
         :math:`K`, evenly spaced :math:`B_{crit}` draws; each gives one adjusted data set.
     model, inference : optional
-        Of the fits (one :func:`fit_pooled` call per quantity, fitting all :math:`K` imputed
+        Of the fits (one :func:`fit_imputed` call per quantity, fitting all :math:`K` imputed
         data sets); defaults ``Model()``, ``NUTS()``.
     seed : int
         The fit of the ``i``-th quantity is seeded with ``seed + i``.
@@ -259,7 +259,7 @@ def fit_frontier(
             ],
             ignore_index=True,
         )
-        fits[quantity] = fit_pooled(
+        fits[quantity] = fit_imputed(
             imputed,
             FRONTIER_LAWS[quantity],
             model=model,

@@ -76,8 +76,8 @@ from bayescale.units import PF_DAY
 from bayescale.workflows.propagate import (
     IMPUTATION,
     NORMAL_MODEL,
-    PooledFit,
-    fit_pooled,
+    ImputedFit,
+    fit_imputed,
     imputation_draws,
 )
 
@@ -137,7 +137,7 @@ class IsoflopResult:
         The (group columns, ``flops``) of each profile, in ``profiles``' order, and
         ``n_centre``, the centre :math:`N^c_j` (geometric mean of the fitted runs' sizes) the
         profile's covariate :math:`x = N / N^c_j` is taken about.
-    frontier : PooledFit
+    frontier : ImputedFit
         The pooled posterior of :math:`N^* = N_e C^a` per group (``p_N`` is :math:`a`,
         ``N_e`` the size at 1 PF-day).
     groups : tuple of str
@@ -161,7 +161,7 @@ class IsoflopResult:
 
     profiles: Result
     keys: pd.DataFrame
-    frontier: PooledFit
+    frontier: ImputedFit
     groups: tuple[str, ...]
     used: np.ndarray
     fitted: pd.DataFrame | None = None
@@ -549,7 +549,7 @@ def fit_isoflop(
         ],
         ignore_index=True,
     )
-    frontier = fit_pooled(
+    frontier = fit_imputed(
         imputed,
         FRONTIER_LAW,
         groups=groups,

@@ -40,7 +40,7 @@ from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
 from bayescale.simulate import noise_sd
-from bayescale.workflows.propagate import IMPUTATION, PooledFit, fit_pooled, imputation_draws
+from bayescale.workflows.propagate import IMPUTATION, ImputedFit, fit_imputed, imputation_draws
 
 __all__ = [
     "PER_TOKEN_ENDS",
@@ -115,7 +115,7 @@ def fit_trends(
     inference: NUTS | MAP | Laplace | None = None,
     seed: int = 0,
     **deprecated,
-) -> PooledFit:
+) -> ImputedFit:
     """Fit each coefficient's power law in model size, carrying its per-size posterior.
 
     Parameters
@@ -143,9 +143,9 @@ def fit_trends(
 
     Returns
     -------
-    PooledFit
+    ImputedFit
         Groups ``parameter`` (``a``, ``b``, ``c``); law ``power_law`` of ``x`` =
-        :math:`N/N_{ref}` (``covariate_scale["x"]`` = :math:`N_{ref}`; :meth:`PooledFit.band`
+        :math:`N/N_{ref}` (``covariate_scale["x"]`` = :math:`N_{ref}`; :meth:`ImputedFit.band`
         takes :math:`N`), ``y`` = the coefficient; the trend exponent is :math:`p = -\\alpha` (see
         :func:`trends`).
 
@@ -183,13 +183,13 @@ def fit_trends(
         ],
         ignore_index=True,
     )
-    pooled = fit_pooled(
+    pooled = fit_imputed(
         imputed, TREND_LAW, groups=("parameter",), model=model, inference=inference, seed=seed
     )
     return replace(pooled, covariate_scale={"x": n_ref})
 
 
-def trends(pooled: PooledFit, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
+def trends(pooled: ImputedFit, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
     """The trend exponent :math:`p` (:math:`= -\\alpha`) of each coefficient, with quantiles.
 
     Each coefficient :math:`y \\in \\{a, b, c\\}` was fitted as
@@ -199,7 +199,7 @@ def trends(pooled: PooledFit, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) ->
 
     Parameters
     ----------
-    pooled : PooledFit
+    pooled : ImputedFit
         From :func:`fit_trends`.
     quantiles : sequence of float
 

@@ -1,4 +1,4 @@
-"""Carry one fit's posterior into the data of the next: pooled multiple imputation.
+"""Carry one fit's posterior into the data of the next: multiple imputation.
 
 Several seed analyses are two-stage: a quantity measured by a first fit (the critical batch
 size :math:`B_{crit}(L)`, an isoFLOP vertex :math:`N^*(C)`, a per-size exponent :math:`c(N)`)
@@ -40,8 +40,8 @@ from bayescale.result import Result, Status, quantile_column
 __all__ = [
     "IMPUTATION",
     "NORMAL_MODEL",
-    "PooledFit",
-    "fit_pooled",
+    "ImputedFit",
+    "fit_imputed",
     "imputation_draws",
     "summarize_draws",
 ]
@@ -117,7 +117,7 @@ def summarize_draws(
 
 
 @dataclass(frozen=True)
-class PooledFit:
+class ImputedFit:
     """The pooled posterior of a second-stage law fitted to :math:`K` imputed data sets.
 
     Attributes
@@ -186,7 +186,7 @@ class PooledFit:
         if self.covariate_scale:
             raise ValueError(
                 f"covariates were fitted rescaled by {self.covariate_scale}; a Result would "
-                "predict in those units; use PooledFit.band()"
+                "predict in those units; use ImputedFit.band()"
             )
         k = self.num_imputations
         if not 0 <= group < len(self.keys):
@@ -293,7 +293,7 @@ class PooledFit:
 
 
 @float64
-def fit_pooled(
+def fit_imputed(
     imputed: pd.DataFrame,
     law,
     *,
@@ -304,7 +304,7 @@ def fit_pooled(
     seed: int = 0,
     warn: bool = True,
     **deprecated,
-) -> PooledFit:
+) -> ImputedFit:
     """Fit ``law`` to every imputed data set (and group) in one batched call and pool.
 
     With imputed data sets :math:`y^{(1)} \\dots y^{(K)}`, the pooled posterior is the equal
@@ -330,14 +330,14 @@ def fit_pooled(
 
     Returns
     -------
-    PooledFit
+    ImputedFit
 
     Raises
     ------
     DataError
         A missing column, or an imputation lacking a group.
     """
-    model, inference = resolve_options("fit_pooled", model, inference, deprecated)
+    model, inference = resolve_options("fit_imputed", model, inference, deprecated)
     groups = tuple(groups)
     missing = [c for c in (*groups, IMPUTATION) if c not in imputed.columns]
     if missing:
@@ -359,4 +359,24 @@ def fit_pooled(
         imputed, law, by=by, columns=columns, model=model, inference=inference, seed=seed,
         warn=warn,
     )  # fmt: skip
-    return PooledFit(batch=batch, groups=groups, keys=keys)
+    return ImputedFit(batch=batch, groups=groups, keys=keys)
+
+
+_RENAMED = {"fit_pooled": "fit_imputed", "PooledFit": "ImputedFit"}  # 0.1 names
+
+
+def __getattr__(name: str):
+    """The 0.1 names ``fit_pooled``/``PooledFit`` (a name that suggested the hierarchical
+    pooling of ``Model(pooled=)``), for one release, with a DeprecationWarning."""
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(
+            f"bayescale.workflows.propagate.{name} is deprecated; use {new} (multiple "
+            "imputation, not Model(pooled=)'s hierarchy)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
