@@ -163,7 +163,8 @@ def main(argv=None) -> None:
     OUT.mkdir(exist_ok=True)
     for name, frame in sources.items():
         frame = frame[["curve", "group", "x", "y"]].sort_values(["curve", "x"], kind="stable")
-        assert np.all(np.isfinite(frame[["x", "y"]].to_numpy()) & (frame[["x", "y"]] > 0).to_numpy())
+        values = frame[["x", "y"]].to_numpy(dtype=float)
+        assert np.all(np.isfinite(values) & (values > 0)), name
         frame.to_csv(OUT / f"{name}.csv", index=False, float_format="%.6g")
         data = (OUT / f"{name}.csv").read_bytes()
         print(f"| {name}.csv | {len(frame)} | {frame['curve'].nunique()} | {sha256(data)} |")
