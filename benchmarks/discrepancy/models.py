@@ -141,6 +141,7 @@ def fit_one(name, hyper, curve):
     h = 0.5 * (h + h.T)
     vals, vecs = jnp.linalg.eigh(h)
     cov = (vecs / jnp.maximum(vals, 1e-6)) @ vecs.T
+    cov = jnp.where(jnp.all(jnp.isfinite(cov)), cov, 1e-6 * jnp.eye(NUM_PARAMS))
     return z, cov, fs[best]
 
 
