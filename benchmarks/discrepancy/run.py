@@ -11,13 +11,12 @@ tau by :func:`bayescale.check.law_error_scale` from the other sources' ``none`` 
 
 Usage (from the worktree root)::
 
-    nice -n 19 python benchmarks/discrepancy/run.py [--quick] [--out DIR]
+    nice -n 19 python benchmarks/discrepancy/run.py [--quick] [--out DIR] [--report-only]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from pathlib import Path
@@ -50,10 +49,10 @@ MIN_FIT, MIN_FIT_SIZE = 5, 4
 LPD_FLOOR = -20.0
 GRIDS = {
     "none": [(0.0, 1.0)],
-    "ou": list(itertools.product([0.01, 0.03, 0.1], [0.3, 1.0, 3.0])),
-    "se": list(itertools.product([0.01, 0.03, 0.1], [0.3, 1.0, 3.0])),
-    "rw": [(q, 1.0) for q in (0.003, 0.01, 0.03, 0.1)],
-    "irw": [(q, 1.0) for q in (0.003, 0.01, 0.03, 0.1)],
+    "ou": [(0.01, 1.0), (0.03, 1.0), (0.1, 1.0)],
+    "rw": [(0.01, 1.0), (0.03, 1.0), (0.1, 1.0)],
+    "irw": [(0.003, 1.0), (0.01, 1.0), (0.03, 1.0)],
+    "se": [(0.03, 1.0)],
 }
 QUICK = {"none": GRIDS["none"], "ou": [(0.03, 1.0)], "rw": [(0.01, 1.0)]}
 
@@ -161,67 +160,111 @@ def summarise(s: dict, hy, hm, lsq, rows: np.ndarray) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one hyper value per kernel")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/discrepancy/out"))
+    parser.add_argument("--grid", nargs="+", metavar="KERNEL:A:B",
+                        help="score only these kernels and hyperparameters (e.g. rw:0.03:1)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/discrepancy/results"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="the tables from OUT/grid.csv and OUT/tau_d.csv, no fits")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        grids = QUICK if args.quick else GRIDS
+        if args.grid:
+            grids = {}
+            for item in args.grid:
+                kernel, a, b = item.split(":")
+                grids.setdefault(kernel, []).append((float(a), float(b)))
+        fit_grid(args.out, grids)
+    grid, tau_d = pd.read_csv(args.out / "grid.csv"), pd.read_csv(args.out / "tau_d.csv")
+    loso = choose_loso(grid, tau_d)
+    loso.to_csv(args.out / "loso.csv", index=False)
+    report(loso, grid)
+
+
+def fit_grid(out: Path, grids: dict) -> None:
+    """Score every kernel and grid value on every curve into OUT/grid.csv (rows already
+    there are kept, not refitted; rewritten after each run, so a cut-short run keeps what it
+    did), and tau_d from the ``none`` fit into OUT/tau_d.csv: tau from the other sources'
+    errors (method of moments, today's opt-in), added to the ``none`` mixture's variance as
+    (tau d)^2."""
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     curves = load_corpus()
     sources = np.array([c["source"] for c in curves])
-    names = list(SPLITS)
     fit, hx, hy, hm = stack(curves)
     fit_max = np.array([np.log(c["x"][c["fit"]][-1]) for c in curves])
-    print(f"{len(curves)} curves: " + ", ".join(f"{s} {np.sum(sources == s)}" for s in names),
+    print(f"{len(curves)} curves: " + ", ".join(f"{s} {np.sum(sources == s)}" for s in SPLITS),
           file=sys.stderr)
     lsq = least_squares_medians(curves, hx)
     print(f"least squares done {time.time() - t0:.0f}s", file=sys.stderr)
-    grids = QUICK if args.quick else GRIDS
-    records, scores = [], {}
+    old = pd.read_csv(out / "grid.csv") if (out / "grid.csv").exists() else None
+    records = [] if old is None else old.to_dict("records")
+    done = set() if old is None else set(zip(old.kernel, old.a, old.b, strict=True))
     for kernel, grid in grids.items():
         for hyper in grid:
+            if (kernel, *hyper) in done:
+                continue
             mean, sd, _ = models.batch_fit_predict(kernel, hyper, 0.0, fit, hx)
             s = score(mean, sd, hx, hy, hm, fit_max)
             bad = ~np.all(np.isfinite(s["lpd"]) | ~hm, axis=1)
             if bad.any():
                 print(f"{kernel} {hyper}: non-finite predictions for "
                       f"{[curves[i]['curve'] for i in np.flatnonzero(bad)]}", file=sys.stderr)
-            scores[(kernel, hyper)] = s
-            for src in names:
+            for src in SPLITS:
                 rows = np.flatnonzero(sources == src)
                 records.append({"kernel": kernel, "a": hyper[0], "b": hyper[1], "source": src,
                                 **summarise(s, hy, hm, lsq, rows)})
+            pd.DataFrame(records).to_csv(out / "grid.csv", index=False)
             print(f"{kernel} {hyper} done {time.time() - t0:.0f}s", file=sys.stderr)
-    grid_table = pd.DataFrame(records)
-    grid_table.to_csv(args.out / "grid.csv", index=False)
-    # today's opt-in: tau from the other sources' `none` errors (method of moments)
-    s0 = scores[("none", (0.0, 1.0))]
-    taus = {}
-    for src in names:
+            if kernel == "none":
+                tau_d_table(s, mean, sd, sources, hx, hy, hm, fit_max, lsq).to_csv(
+                    out / "tau_d.csv", index=False)
+
+
+def tau_d_table(s0, mean, sd, sources, hx, hy, hm, fit_max, lsq) -> pd.DataFrame:
+    rows_out = []
+    for src in SPLITS:
         other = (sources != src)[:, None] & hm
         e = (hy - s0["med"])[other]
         v = (((s0["hi"] - s0["lo"]) / (2 * 1.6449)) ** 2)[other]
-        taus[src] = law_error_scale(e, v, s0["dist"][other])
-    loso = []
-    for src in names:
+        tau = law_error_scale(e, v, s0["dist"][other])
+        extra = (tau * s0["dist"])[:, None, :] ** 2
+        s = score(mean, np.sqrt(np.asarray(sd) ** 2 + extra), hx, hy, hm, fit_max)
         rows = np.flatnonzero(sources == src)
-        mean, sd, _ = models.batch_fit_predict("none", (0.0, 1.0), taus[src], fit, hx)
-        s = score(mean, sd, hx, hy, hm, fit_max)
-        loso.append({"kernel": "tau_d", "a": taus[src], "b": np.nan, "source": src,
-                     **summarise(s, hy, hm, lsq, rows)})
-        for kernel in grids:
-            g = grid_table[(grid_table.kernel == kernel) & (grid_table.source != src)]
+        rows_out.append({"kernel": "tau_d", "a": tau, "b": np.nan, "source": src,
+                         **summarise(s, hy, hm, lsq, rows)})
+    return pd.DataFrame(rows_out)
+
+
+def choose_loso(grid: pd.DataFrame, tau_d: pd.DataFrame) -> pd.DataFrame:
+    """Per source and kernel, the grid value with the best mean held-out log density over the
+    OTHER sources (each weighted equally), scored on this source; tau_d as it comes."""
+    loso = [tau_d]
+    for src in SPLITS:
+        for kernel in grid.kernel.unique():
+            g = grid[(grid.kernel == kernel) & (grid.source != src)]
             best = g.groupby(["a", "b"])["lpd"].mean().idxmax()
-            row = grid_table[(grid_table.kernel == kernel) & (grid_table.source == src)
-                             & (grid_table.a == best[0]) & (grid_table.b == best[1])]
-            loso.append(row.iloc[0].to_dict())
-    loso = pd.DataFrame(loso)
-    loso.to_csv(args.out / "loso.csv", index=False)
+            row = grid[(grid.kernel == kernel) & (grid.source == src)
+                       & (grid.a == best[0]) & (grid.b == best[1])]
+            loso.append(row)
+    return pd.concat(loso, ignore_index=True)
+
+
+def report(loso: pd.DataFrame, grid: pd.DataFrame) -> None:
+    """Markdown: one table per source (LOSO-chosen hyperparameters), a ranking over sources,
+    and each kernel's best grid value per source (the spread a hyperprior must cover)."""
     cols = ["kernel", "a", "b", "curves", "points", "cov50", "cov90", "cov90_last", "msce",
             "width90", "iscore90", "err_ratio", "lpd"]
-    for src in names:
+    for src in SPLITS:
         print(f"\n### {src} (hyperparameters chosen on the other sources)\n")
         print(loso[loso.source == src][cols].to_markdown(index=False, floatfmt=".3g"))
-    print(f"\n(total {time.time() - t0:.0f}s)", file=sys.stderr)
-
+    rank = loso.assign(gap50=(loso.cov50 - 0.5).abs(), gap90=(loso.cov90 - 0.9).abs())
+    rank = rank.groupby("kernel")[["gap50", "gap90", "msce", "iscore90", "err_ratio", "lpd"]]
+    print("\n### Ranking (mean over the 4 sources, LOSO)\n")
+    print(rank.mean().sort_values("lpd", ascending=False).to_markdown(floatfmt=".3g"))
+    best = grid.loc[grid.groupby(["kernel", "source"])["lpd"].idxmax()]
+    print("\n### Each source's own best grid value (in-sample; spread across sources)\n")
+    print(best[["kernel", "source", "a", "b", "cov50", "cov90", "msce", "lpd"]]
+          .to_markdown(index=False, floatfmt=".3g"))
 
 if __name__ == "__main__":
     main()
