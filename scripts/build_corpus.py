@@ -30,14 +30,21 @@ from bayescale.data import thin_log_spaced
 
 OUT = Path(__file__).resolve().parents[1] / "bayescale" / "corpus"
 
-POLYPYTHIA = ("polypythia_train_lm_loss_every10steps.csv",
-              "e9280387b688df8dfd733cd3f4507289644b55ba0173b75d032492293da43a87")
-PORIAN = ("porian2024_isoflop_points.csv",
-          "bd5cc107cb3eb90cd741a3693ac3bec6582722daaed5d55faa39e7734d780afa")
+POLYPYTHIA = (
+    "polypythia_train_lm_loss_every10steps.csv",
+    "e9280387b688df8dfd733cd3f4507289644b55ba0173b75d032492293da43a87",
+)
+PORIAN = (
+    "porian2024_isoflop_points.csv",
+    "bd5cc107cb3eb90cd741a3693ac3bec6582722daaed5d55faa39e7734d780afa",
+)
 NANOGPT = ("KellerJordan/modded-nanogpt", "f411b3d346aa52d3504324ca93c230fd84c6c07f")
-TIMM = ("huggingface/pytorch-image-models", "aa4b5850c1543fa488abf260f18390eda46cf85d",
-        "results/results-imagenet.csv",
-        "30972bf7c7ab451bbd4480ec6116b13d0a84441c57bbc946896fd312264acfcd")
+TIMM = (
+    "huggingface/pytorch-image-models",
+    "aa4b5850c1543fa488abf260f18390eda46cf85d",
+    "results/results-imagenet.csv",
+    "30972bf7c7ab451bbd4480ec6116b13d0a84441c57bbc946896fd312264acfcd",
+)
 
 #: Fewest points (after dropping step 0) for a speedrun log to be kept.
 MIN_NANOGPT_POINTS = 10
@@ -62,15 +69,22 @@ def git_show(mirror: Path, repo: str, commit: str, path: str, *, missing_ok=Fals
     """A file of a mirrored repository at ``commit``; ``None`` for a blob the mirror lacks
     (its largest files) when ``missing_ok``."""
     git_dir = mirror / repo.replace("/", "+") / "repo"
-    out = subprocess.run(["git", "-C", str(git_dir), "show", f"{commit}:{path}"],
-                         capture_output=True, check=not missing_ok)
+    out = subprocess.run(
+        ["git", "-C", str(git_dir), "show", f"{commit}:{path}"],
+        capture_output=True,
+        check=not missing_ok,
+    )
     return out.stdout if out.returncode == 0 else None
 
 
 def git_files(mirror: Path, repo: str, commit: str, under: str) -> list[str]:
     git_dir = mirror / repo.replace("/", "+") / "repo"
-    out = subprocess.run(["git", "-C", str(git_dir), "ls-tree", "-r", "--name-only", commit, under],
-                         capture_output=True, check=True, text=True).stdout
+    out = subprocess.run(
+        ["git", "-C", str(git_dir), "ls-tree", "-r", "--name-only", commit, under],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
     return sorted(out.split())
 
 
@@ -80,8 +94,14 @@ def polypythia(shared: Path, points: int) -> pd.DataFrame:
     raw = pd.read_csv(io.BytesIO(checked((shared / name).read_bytes(), digest, name)))
     raw["curve"] = raw["model"] + "-seed" + raw["seed"].astype(str)
     thin = thin_log_spaced(raw, "step", by="curve", num=points, min_value=100)
-    return pd.DataFrame({"curve": thin["curve"], "group": thin["model"],
-                         "x": thin["step"], "y": thin["train_lm_loss"]})
+    return pd.DataFrame(
+        {
+            "curve": thin["curve"],
+            "group": thin["model"],
+            "x": thin["step"],
+            "y": thin["train_lm_loss"],
+        }
+    )
 
 
 def porian(shared: Path) -> pd.DataFrame:
@@ -92,17 +112,21 @@ def porian(shared: Path) -> pd.DataFrame:
     raw["curve"] = raw[keys].astype(str).agg("/".join, axis=1)
     raw = raw[np.isfinite(raw["loss"])]
     best = raw.loc[raw.groupby(["curve", "flops"])["loss"].idxmin()]
-    return pd.DataFrame({"curve": best["curve"], "group": best["dataset"],
-                         "x": best["flops"], "y": best["loss"]})
+    return pd.DataFrame(
+        {"curve": best["curve"], "group": best["dataset"], "x": best["flops"], "y": best["loss"]}
+    )
 
 
 def nanogpt(mirror: Path, points: int) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """One validation-loss curve per speedrun record (its first log in name order)."""
     repo, commit = NANOGPT
     rows, used = [], []
-    logs = [f for f in git_files(mirror, repo, commit, "records")
-            if f.startswith(("records/track_1_short/", "records/track_2_medium/"))
-            and f.endswith((".txt", ".log"))]
+    logs = [
+        f
+        for f in git_files(mirror, repo, commit, "records")
+        if f.startswith(("records/track_1_short/", "records/track_2_medium/"))
+        and f.endswith((".txt", ".log"))
+    ]
     seen = set()
     for path in logs:
         record = "/".join(path.split("/")[1:3])
@@ -131,8 +155,9 @@ def timm(mirror: Path) -> pd.DataFrame:
     parameter counts spanning at least a factor ``MIN_FAMILY_SPAN``.
     """
     repo, commit, path, digest = TIMM
-    raw = pd.read_csv(io.BytesIO(checked(git_show(mirror, repo, commit, path), digest, path)),
-                      thousands=",")
+    raw = pd.read_csv(
+        io.BytesIO(checked(git_show(mirror, repo, commit, path), digest, path)), thousands=","
+    )
     raw["arch"] = raw["model"].str.split(".").str[0]
     raw["tag"] = raw["model"].str.split(".", n=1).str[1].fillna("")
     raw = raw.sort_values(["img_size", "model"]).drop_duplicates("model")
@@ -140,10 +165,21 @@ def timm(mirror: Path) -> pd.DataFrame:
     parts = []
     for (family, tag), g in raw.groupby(["family", "tag"], sort=True):
         sizes = g["param_count"]
-        if (sizes.nunique() >= MIN_FAMILY_SIZES and sizes.nunique() == len(g)
-                and sizes.max() / sizes.min() >= MIN_FAMILY_SPAN):
-            parts.append(pd.DataFrame({"curve": f"{family}.{tag}", "group": family,
-                                       "x": g["param_count"] * 1e6, "y": g["top1_err"] / 100}))
+        if (
+            sizes.nunique() >= MIN_FAMILY_SIZES
+            and sizes.nunique() == len(g)
+            and sizes.max() / sizes.min() >= MIN_FAMILY_SPAN
+        ):
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "curve": f"{family}.{tag}",
+                        "group": family,
+                        "x": g["param_count"] * 1e6,
+                        "y": g["top1_err"] / 100,
+                    }
+                )
+            )
     return pd.concat(parts).sort_values(["curve", "x"])
 
 
@@ -169,7 +205,8 @@ def main(argv=None) -> None:
         data = (OUT / f"{name}.csv").read_bytes()
         print(f"| {name}.csv | {len(frame)} | {frame['curve'].nunique()} | {sha256(data)} |")
     (OUT / "nanogpt_speedrun_logs.txt").write_text(
-        "".join(f"{sha256_} {path}\n" for path, sha256_ in logs))
+        "".join(f"{sha256_} {path}\n" for path, sha256_ in logs)
+    )
 
 
 if __name__ == "__main__":

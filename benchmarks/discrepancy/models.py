@@ -107,8 +107,11 @@ def starts(curve):
     for frac in (0.5, 0.9):
         for alpha in (0.1, 0.3, 1.0):
             e = frac * y_min
-            out.append(jnp.array([jnp.log(e), jnp.log(jnp.maximum(y0 - e, 1e-6)),
-                                  jnp.log(alpha), jnp.log(0.02)]))
+            out.append(
+                jnp.array(
+                    [jnp.log(e), jnp.log(jnp.maximum(y0 - e, 1e-6)), jnp.log(alpha), jnp.log(0.02)]
+                )
+            )
     return jnp.stack(out)
 
 
@@ -128,8 +131,11 @@ def damped_newton(obj, z0, iters: int = 40):
         z_new = z + step
         f_new = obj(z_new)
         better = jnp.isfinite(f_new) & (f_new < f)
-        return (jnp.where(better, z_new, z), jnp.where(better, f_new, f),
-                jnp.where(better, lam / 3, lam * 4)), None
+        return (
+            jnp.where(better, z_new, z),
+            jnp.where(better, f_new, f),
+            jnp.where(better, lam / 3, lam * 4),
+        ), None
 
     (z, f, _), _ = jax.lax.scan(body, (z0, obj(z0), jnp.asarray(1.0)), None, length=iters)
     return z, f
@@ -151,8 +157,11 @@ def fit_one(name, hyper, curve):
 
 def predict_one(name, hyper, tau, curve, z, cov, new_log_x, key, num_draws: int = 100):
     """Mixture components (mean, sd) of log y at ``new_log_x`` over Laplace draws: (S, m)."""
-    draws = z + jax.random.normal(key, (num_draws, NUM_PARAMS)) @ jnp.linalg.cholesky(
-        cov + 1e-12 * jnp.eye(NUM_PARAMS)).T
+    draws = (
+        z
+        + jax.random.normal(key, (num_draws, NUM_PARAMS))
+        @ jnp.linalg.cholesky(cov + 1e-12 * jnp.eye(NUM_PARAMS)).T
+    )
     log_x, log_y, mask, log_x0 = curve["log_x"], curve["log_y"], curve["mask"], curve["log_x0"]
     u = (log_x - log_x0) / jnp.log(10.0)
     v = (new_log_x - log_x0) / jnp.log(10.0)
@@ -223,5 +232,10 @@ def batch_fit_predict(name: str, hyper, tau: float, fit: dict, new_log_x, seed: 
     mixture's (mean, sd) components, shape (curves, S, m), and the MAP z (one compile per
     kernel name and array shapes; hyperparameters and tau are traced)."""
     keys = jax.random.split(jax.random.key(seed), len(fit["log_y"]))
-    return _batched(name)(jnp.asarray(hyper, dtype=float), jnp.asarray(tau, dtype=float),
-                          jax.tree.map(jnp.asarray, fit), jnp.asarray(new_log_x), keys)
+    return _batched(name)(
+        jnp.asarray(hyper, dtype=float),
+        jnp.asarray(tau, dtype=float),
+        jax.tree.map(jnp.asarray, fit),
+        jnp.asarray(new_log_x),
+        keys,
+    )

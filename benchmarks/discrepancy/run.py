@@ -89,8 +89,12 @@ def stack(curves: list[dict]) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]
     nf = max(c["fit"].sum() for c in curves)
     nh = max((~c["fit"]).sum() for c in curves)
     n = len(curves)
-    fit = {"log_x": np.zeros((n, nf)), "log_y": np.zeros((n, nf)), "mask": np.zeros((n, nf), bool),
-           "log_x0": np.zeros(n)}
+    fit = {
+        "log_x": np.zeros((n, nf)),
+        "log_y": np.zeros((n, nf)),
+        "mask": np.zeros((n, nf), bool),
+        "log_x0": np.zeros(n),
+    }
     hx, hy, hm = np.zeros((n, nh)), np.zeros((n, nh)), np.zeros((n, nh), bool)
     for i, c in enumerate(curves):
         lx, ly, f = np.log(c["x"]), np.log(c["y"]), c["fit"]
@@ -109,8 +113,11 @@ def least_squares_medians(curves, hx) -> np.ndarray:
     law = get_law("power_law_offset")
     out = np.zeros(hx.shape)
     for i, c in enumerate(curves):
-        data = prepare(pd.DataFrame({"x": c["x"][c["fit"]], "y": c["y"][c["fit"]]}), law,
-                       min_points=MIN_FIT_SIZE)
+        data = prepare(
+            pd.DataFrame({"x": c["x"][c["fit"]], "y": c["y"][c["fit"]]}),
+            law,
+            min_points=MIN_FIT_SIZE,
+        )
         p = least_squares_fit(law, data)
         out[i] = np.log(p["E"] + p["A"] * np.exp(hx[i]) ** -p["alpha"])
     return out
@@ -120,15 +127,24 @@ def score(mean, sd, hx, hy, hm, fit_log_x_max) -> dict:
     """Per held-out point: PIT, log density, median, 90% band, decades beyond the fit."""
     pit, lpd, qs = _score(mean, sd, hy)
     qs = np.asarray(qs)
-    return {"pit": np.asarray(pit), "lpd": np.asarray(lpd), "lo": qs[:, 0], "med": qs[:, 1],
-            "hi": qs[:, 2], "dist": np.maximum(hx - fit_log_x_max[:, None], 0) / np.log(10)}
+    return {
+        "pit": np.asarray(pit),
+        "lpd": np.asarray(lpd),
+        "lo": qs[:, 0],
+        "med": qs[:, 1],
+        "hi": qs[:, 2],
+        "dist": np.maximum(hx - fit_log_x_max[:, None], 0) / np.log(10),
+    }
 
 
 @jax.jit
 def _score(mean, sd, hy):
     def one(m, s, y):
-        return (models.mixture_cdf(y, m, s), models.mixture_logpdf(y, m, s),
-                models.mixture_quantiles(jnp.array([0.05, 0.5, 0.95]), m, s))
+        return (
+            models.mixture_cdf(y, m, s),
+            models.mixture_logpdf(y, m, s),
+            models.mixture_quantiles(jnp.array([0.05, 0.5, 0.95]), m, s),
+        )
 
     return jax.vmap(one)(mean, sd, jnp.asarray(hy))
 
@@ -150,21 +166,35 @@ def summarise(s: dict, hy, hm, lsq, rows: np.ndarray) -> dict:
     err = np.abs(y - med)
     err_lsq = np.abs(y - lsq[rows][m])
     curve_lpd = np.nanmean(np.where(m, _floored(s["lpd"][rows]), np.nan), axis=1)
-    return {"curves": len(rows), "points": int(m.sum()), "cov50": cover[0], "cov90": cover[4],
-            "cov90_last": np.mean(np.abs(pit_last - 0.5) <= 0.45),
-            "msce": np.mean((cover - LEVELS) ** 2), "width90": np.median(width),
-            "iscore90": np.mean(iscore), "err_ratio": np.median(err) / np.median(err_lsq),
-            "lpd": np.mean(curve_lpd)}
+    return {
+        "curves": len(rows),
+        "points": int(m.sum()),
+        "cov50": cover[0],
+        "cov90": cover[4],
+        "cov90_last": np.mean(np.abs(pit_last - 0.5) <= 0.45),
+        "msce": np.mean((cover - LEVELS) ** 2),
+        "width90": np.median(width),
+        "iscore90": np.mean(iscore),
+        "err_ratio": np.median(err) / np.median(err_lsq),
+        "lpd": np.mean(curve_lpd),
+    }
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one hyper value per kernel")
-    parser.add_argument("--grid", nargs="+", metavar="KERNEL:A:B",
-                        help="score only these kernels and hyperparameters (e.g. rw:0.03:1)")
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        metavar="KERNEL:A:B",
+        help="score only these kernels and hyperparameters (e.g. rw:0.03:1)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/discrepancy/results"))
-    parser.add_argument("--report-only", action="store_true",
-                        help="the tables from OUT/grid.csv and OUT/tau_d.csv, no fits")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="the tables from OUT/grid.csv and OUT/tau_d.csv, no fits",
+    )
     args = parser.parse_args(argv)
     if not args.report_only:
         grids = QUICK if args.quick else GRIDS
@@ -192,8 +222,10 @@ def fit_grid(out: Path, grids: dict) -> None:
     sources = np.array([c["source"] for c in curves])
     fit, hx, hy, hm = stack(curves)
     fit_max = np.array([np.log(c["x"][c["fit"]][-1]) for c in curves])
-    print(f"{len(curves)} curves: " + ", ".join(f"{s} {np.sum(sources == s)}" for s in SPLITS),
-          file=sys.stderr)
+    print(
+        f"{len(curves)} curves: " + ", ".join(f"{s} {np.sum(sources == s)}" for s in SPLITS),
+        file=sys.stderr,
+    )
     lsq = least_squares_medians(curves, hx)
     print(f"least squares done {time.time() - t0:.0f}s", file=sys.stderr)
     old = pd.read_csv(out / "grid.csv") if (out / "grid.csv").exists() else None
@@ -207,17 +239,28 @@ def fit_grid(out: Path, grids: dict) -> None:
             s = score(mean, sd, hx, hy, hm, fit_max)
             bad = ~np.all(np.isfinite(s["lpd"]) | ~hm, axis=1)
             if bad.any():
-                print(f"{kernel} {hyper}: non-finite predictions for "
-                      f"{[curves[i]['curve'] for i in np.flatnonzero(bad)]}", file=sys.stderr)
+                print(
+                    f"{kernel} {hyper}: non-finite predictions for "
+                    f"{[curves[i]['curve'] for i in np.flatnonzero(bad)]}",
+                    file=sys.stderr,
+                )
             for src in SPLITS:
                 rows = np.flatnonzero(sources == src)
-                records.append({"kernel": kernel, "a": hyper[0], "b": hyper[1], "source": src,
-                                **summarise(s, hy, hm, lsq, rows)})
+                records.append(
+                    {
+                        "kernel": kernel,
+                        "a": hyper[0],
+                        "b": hyper[1],
+                        "source": src,
+                        **summarise(s, hy, hm, lsq, rows),
+                    }
+                )
             pd.DataFrame(records).to_csv(out / "grid.csv", index=False)
             print(f"{kernel} {hyper} done {time.time() - t0:.0f}s", file=sys.stderr)
             if kernel == "none":
                 tau_d_table(s, mean, sd, sources, hx, hy, hm, fit_max, lsq).to_csv(
-                    out / "tau_d.csv", index=False)
+                    out / "tau_d.csv", index=False
+                )
 
 
 def tau_d_table(s0, mean, sd, sources, hx, hy, hm, fit_max, lsq) -> pd.DataFrame:
@@ -230,8 +273,15 @@ def tau_d_table(s0, mean, sd, sources, hx, hy, hm, fit_max, lsq) -> pd.DataFrame
         extra = (tau * s0["dist"])[:, None, :] ** 2
         s = score(mean, np.sqrt(np.asarray(sd) ** 2 + extra), hx, hy, hm, fit_max)
         rows = np.flatnonzero(sources == src)
-        rows_out.append({"kernel": "tau_d", "a": tau, "b": np.nan, "source": src,
-                         **summarise(s, hy, hm, lsq, rows)})
+        rows_out.append(
+            {
+                "kernel": "tau_d",
+                "a": tau,
+                "b": np.nan,
+                "source": src,
+                **summarise(s, hy, hm, lsq, rows),
+            }
+        )
     return pd.DataFrame(rows_out)
 
 
@@ -243,28 +293,53 @@ def choose_loso(grid: pd.DataFrame, tau_d: pd.DataFrame) -> pd.DataFrame:
         for kernel in grid.kernel.unique():
             g = grid[(grid.kernel == kernel) & (grid.source != src)]
             best = g.groupby(["a", "b"])["lpd"].mean().idxmax()
-            row = grid[(grid.kernel == kernel) & (grid.source == src)
-                       & (grid.a == best[0]) & (grid.b == best[1])]
+            row = grid[
+                (grid.kernel == kernel)
+                & (grid.source == src)
+                & (grid.a == best[0])
+                & (grid.b == best[1])
+            ]
             loso.append(row)
     return pd.concat(loso, ignore_index=True)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A markdown table (3 significant digits), without the optional ``tabulate``."""
+    cell = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join(lines)
 
 
 def report(loso: pd.DataFrame, grid: pd.DataFrame) -> None:
     """Markdown: one table per source (LOSO-chosen hyperparameters), a ranking over sources,
     and each kernel's best grid value per source (the spread a hyperprior must cover)."""
-    cols = ["kernel", "a", "b", "curves", "points", "cov50", "cov90", "cov90_last", "msce",
-            "width90", "iscore90", "err_ratio", "lpd"]
+    cols = [
+        "kernel",
+        "a",
+        "b",
+        "curves",
+        "points",
+        "cov50",
+        "cov90",
+        "cov90_last",
+        "msce",
+        "width90",
+        "iscore90",
+        "err_ratio",
+        "lpd",
+    ]
     for src in SPLITS:
         print(f"\n### {src} (hyperparameters chosen on the other sources)\n")
-        print(loso[loso.source == src][cols].to_markdown(index=False, floatfmt=".3g"))
+        print(markdown(loso[loso.source == src][cols]))
     rank = loso.assign(gap50=(loso.cov50 - 0.5).abs(), gap90=(loso.cov90 - 0.9).abs())
     rank = rank.groupby("kernel")[["gap50", "gap90", "msce", "iscore90", "err_ratio", "lpd"]]
     print("\n### Ranking (mean over the 4 sources, LOSO)\n")
-    print(rank.mean().sort_values("lpd", ascending=False).to_markdown(floatfmt=".3g"))
+    print(markdown(rank.mean().sort_values("lpd", ascending=False).reset_index()))
     best = grid.loc[grid.groupby(["kernel", "source"])["lpd"].idxmax()]
     print("\n### Each source's own best grid value (in-sample; spread across sources)\n")
-    print(best[["kernel", "source", "a", "b", "cov50", "cov90", "msce", "lpd"]]
-          .to_markdown(index=False, floatfmt=".3g"))
+    print(markdown(best[["kernel", "source", "a", "b", "cov50", "cov90", "msce", "lpd"]]))
+
 
 if __name__ == "__main__":
     main()
