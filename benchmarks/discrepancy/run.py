@@ -11,7 +11,9 @@ tau by :func:`bayescale.check.law_error_scale` from the other sources' ``none`` 
 
 Usage (from the worktree root)::
 
-    nice -n 19 python benchmarks/discrepancy/run.py [--quick] [--out DIR] [--report-only]
+    nice -n 19 python benchmarks/discrepancy/run.py [--quick] [--grid K:A:B ...] [--out DIR]
+        [--report-only]
+        [--select lpd|msce|iscore90]
 """
 
 from __future__ import annotations
@@ -195,6 +197,12 @@ def main(argv=None) -> None:
         action="store_true",
         help="the tables from OUT/grid.csv and OUT/tau_d.csv, no fits",
     )
+    parser.add_argument(
+        "--select",
+        choices=["lpd", "msce", "iscore90"],
+        default="lpd",
+        help="criterion on the other sources that picks the hyperparameters",
+    )
     args = parser.parse_args(argv)
     if not args.report_only:
         grids = QUICK if args.quick else GRIDS
@@ -205,8 +213,8 @@ def main(argv=None) -> None:
                 grids.setdefault(kernel, []).append((float(a), float(b)))
         fit_grid(args.out, grids)
     grid, tau_d = pd.read_csv(args.out / "grid.csv"), pd.read_csv(args.out / "tau_d.csv")
-    loso = choose_loso(grid, tau_d)
-    loso.to_csv(args.out / "loso.csv", index=False)
+    loso = choose_loso(grid, tau_d, args.select)
+    loso.to_csv(args.out / f"loso_{args.select}.csv", index=False)
     report(loso, grid)
 
 
@@ -285,14 +293,19 @@ def tau_d_table(s0, mean, sd, sources, hx, hy, hm, fit_max, lsq) -> pd.DataFrame
     return pd.DataFrame(rows_out)
 
 
-def choose_loso(grid: pd.DataFrame, tau_d: pd.DataFrame) -> pd.DataFrame:
-    """Per source and kernel, the grid value with the best mean held-out log density over the
-    OTHER sources (each weighted equally), scored on this source; tau_d as it comes."""
+def choose_loso(grid: pd.DataFrame, tau_d: pd.DataFrame, select: str = "lpd") -> pd.DataFrame:
+    """Per source and kernel, the grid value with the best mean ``select`` (highest log
+    density, or lowest MSCE or interval score) over the OTHER sources (each weighted
+    equally), scored on this source; tau_d as it comes."""
     loso = [tau_d]
     for src in SPLITS:
         for kernel in grid.kernel.unique():
             g = grid[(grid.kernel == kernel) & (grid.source != src)]
-            best = g.groupby(["a", "b"])["lpd"].mean().idxmax()
+            # a grid value with non-finite scores on another source cannot be chosen
+            means = g.groupby(["a", "b"])[select].agg(lambda v: v.mean(skipna=False)).dropna()
+            if means.empty:
+                continue
+            best = means.idxmax() if select == "lpd" else means.idxmin()
             row = grid[
                 (grid.kernel == kernel)
                 & (grid.source == src)
