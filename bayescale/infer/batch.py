@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from bayescale.infer.nuts import SamplerOptions, build_sampler
-from bayescale.infer.parallel import gather_fits, padded_length, stack, usable_devices
+from bayescale.infer.parallel import pad_fits, padded_length, stack, usable_devices
 from bayescale.model import Posterior
 
 __all__ = ["default_chunk_size", "lockstep_defaults", "padded_length", "run_batch", "stack"]
@@ -77,7 +77,7 @@ def run_batch(
     ``options.vectorized`` / ``options.group_size`` left ``None`` take the defaults of
     :func:`lockstep_defaults` for ``devices``.  Chunks all have the same size, as even as the
     count allows (the last is padded with prior-only copies of its first fit, see
-    :func:`~bayescale.infer.parallel.gather_fits`, and trimmed), so the
+    :func:`~bayescale.infer.parallel.pad_fits`, and trimmed), so the
     program is compiled once and little padding is computed.
     With ``devices`` (default: every JAX device), the chunk size is rounded up to a
     multiple of their number and each chunk is sharded over them.
@@ -115,11 +115,9 @@ def run_batch(
         bar = tqdm(total=num_fits, desc="fits", unit="fit", file=sys.stderr)
     pieces = []
     for start in starts:
-        position = np.arange(start, start + chunk_size)
-        idx = np.where(position < num_fits, position, start)  # pads the last chunk ...
-        chunk = gather_fits(data, idx, position < num_fits)  # ... with prior-only copies
-        out = jax.device_get(run(keys[idx], chunk))
-        valid = min(chunk_size, num_fits - start)
+        part = jax.tree.map(lambda x, s=start: x[s : s + chunk_size], (keys, data))
+        chunk_keys, chunk, valid = pad_fits(*part, chunk_size)  # the last chunk padded
+        out = jax.device_get(run(chunk_keys, chunk))
         piece = jax.tree.map(lambda x, v=valid: np.asarray(x)[:v], out)
         pieces.append(piece if reduce is None else reduce(piece))
         if bar is not None:

@@ -24,12 +24,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from numpyro.infer.hmc import hmc
 
 from bayescale.infer.cache import compiled
 from bayescale.infer.optimize import MapResult, multi_start_map
-from bayescale.infer.parallel import gather_fits
+from bayescale.infer.parallel import pad_fits
 from bayescale.infer.parallel import shard as shard_axis
 from bayescale.model import Posterior, posterior_key
 
@@ -239,9 +238,7 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
         per_group = o.group_size or num_fits
         if num_fits <= per_group:
             return run_fits(keys, data)
-        position = np.arange(num_fits + (-num_fits % per_group))
-        index = position % num_fits  # padding: prior-only copies of the first fits
-        keys, data = keys[index], gather_fits(data, index, position < num_fits)
+        keys, data, _ = pad_fits(keys, data, per_group)
 
         def grouped(x):  # (groups, per_group, ...)
             return x.reshape(-1, per_group, *x.shape[1:])

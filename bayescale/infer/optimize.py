@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from bayescale.infer.cache import compiled
-from bayescale.infer.parallel import shard
+from bayescale.infer.parallel import pad_fits, shard
 from bayescale.model import Posterior, posterior_key
 
 __all__ = [
@@ -313,15 +313,13 @@ def _build_mode_fit(
 def run_mode_fit(run, keys, data, devices_count: int = 1) -> dict:
     """Call a :func:`build_mode_fit` program on all fits; numpy output.
 
-    The fit axis is padded (with copies of the first fit, then trimmed) to a multiple of
-    ``devices_count`` so it splits evenly.
+    The fit axis is padded (:func:`~bayescale.infer.parallel.pad_fits`, then trimmed) to a
+    multiple of ``devices_count`` so it splits evenly.
     """
     import numpy as np
 
-    num_fits = keys.shape[0]
-    padded = -(-num_fits // devices_count) * devices_count
-    idx = np.where(np.arange(padded) < num_fits, np.arange(padded), 0)
-    out = jax.device_get(run(keys[idx], jax.tree.map(lambda x: x[idx], data)))
+    keys, data, num_fits = pad_fits(keys, data, devices_count)
+    out = jax.device_get(run(keys, data))
     return {k: np.asarray(v)[:num_fits] for k, v in out.items()}
 
 
