@@ -6,6 +6,7 @@ import math
 import os
 import re
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -167,6 +168,7 @@ def test_noise_model_names():
     assert Posterior(get_law("chinchilla")).site_names[-1] == "nu"  # default: no slopes
 
 
+@pytest.mark.usefixtures("float64")
 def test_loglinear_density_equals_numpyro_density():
     """The one density with log sigma(x) = log sigma_0 + sum_c gamma_c u_c equals NumPyro's
     density of Posterior.model, and its covariate standardisation ignores masked points."""
@@ -412,7 +414,8 @@ def _annealing_curve(params, seed, noise=ANNEALING_NOISE):
     areas = datasets.lr_schedule_areas(datasets.pythia_lr_schedule(np.arange(143_000)))
     frame = areas.loc[steps].reset_index()
     log_x = {c: np.log(frame[c].to_numpy()) for c in law.covariates}
-    log_mu = np.asarray(law.log_mean(params, log_x))
+    with jax.enable_x64(True):
+        log_mu = np.asarray(law.log_mean(params, log_x))
     rng = np.random.default_rng(seed)
     return frame.assign(loss=np.exp(log_mu + noise * rng.standard_normal(len(frame))))
 

@@ -1,5 +1,6 @@
 """Fast path and robust likelihoods (issue 6): MAP, Laplace, Huber, fixed-nu Student-t."""
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,7 +26,8 @@ def simulated_curves(num_curves, rng, *, num_points=40, noise=0.01):
         "alpha": rng.uniform(0.3, 0.7, num_curves),
     }
     log_x = rng.uniform(0.0, np.log(1e4), (num_curves, num_points))
-    log_mu = np.asarray(law.log_mean({k: v[:, None] for k, v in truth.items()}, {"x": log_x}))
+    with jax.enable_x64(True):
+        log_mu = np.asarray(law.log_mean({k: v[:, None] for k, v in truth.items()}, {"x": log_x}))
     log_y = log_mu + noise * rng.standard_normal(log_mu.shape)
     return truth, log_x, log_y
 

@@ -431,6 +431,7 @@ def ns_case():
     return quiet(bayescale.fit, data, "kaplan_ns", seed=8, inference=INFERENCE)
 
 
+@pytest.mark.usefixtures("float64")
 def test_fixed_steps_band_covers_the_true_law(ns_case):
     law = get_law("kaplan_ns")
     n_params = np.geomspace(1e6, 1e9, 7)
