@@ -10,7 +10,7 @@ cache; call it first thing, before any JAX computation.
 from bayescale import check, laws, plan, plot, simulate, workflows
 from bayescale.api import fit, fit_batch
 from bayescale.compare import compare
-from bayescale.data import DataError
+from bayescale.data import DataError, DataWarning
 from bayescale.laws import FormulaError, LawError
 from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.result import ConvergenceWarning, Result, Status, load
@@ -23,6 +23,7 @@ __all__ = [
     "NUTS",
     "ConvergenceWarning",
     "DataError",
+    "DataWarning",
     "FormulaError",
     "Laplace",
     "LawError",

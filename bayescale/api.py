@@ -49,9 +49,13 @@ def seed_key(seed) -> tuple[jax.Array, int | tuple[int, ...]]:
     Raises
     ------
     TypeError
-        For anything else (a bool, a float, a raw ``uint32`` key array).
+        For anything else (a bool, a float, a string, a raw ``uint32`` key array).
+    ValueError
+        An int outside ``0 <= seed < 2**63``.
     """
     if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+        if not 0 <= int(seed) < 2**63:
+            raise ValueError(f"seed must be an int in [0, 2**63), got {int(seed)}")
         return jax.random.key(int(seed)), int(seed)
     if isinstance(seed, jax.Array) and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
         if seed.shape != ():

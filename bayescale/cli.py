@@ -57,11 +57,37 @@ def _point(text: str) -> dict[str, float]:
 
 
 def _read_csv(path: str):
+    """The CSV file at ``path``; a ValueError names the file when it is empty (no columns or
+    no rows) or malformed."""
     import pandas as pd
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no CSV file at {path!r}")
-    return pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read CSV file {path!r}: {err}") from None
+    if frame.empty:
+        raise ValueError(f"CSV file {path!r} has no rows (columns: {list(frame.columns)})")
+    return frame
+
+
+def _writable(path: str, option: str) -> None:
+    """Refuse ``path`` (given as ``option``) before any work when its folder does not exist."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{option} {path!r}: folder {str(folder)!r} does not exist")
+
+
+def _figure_path(path: str, option: str) -> None:
+    """Refuse a figure file name (given as ``option``) that :func:`~bayescale.plot.save_figure`
+    cannot write, before any work."""
+    from bayescale.plot import FIGURE_SUFFIXES
+
+    if Path(path).suffix.lower() not in FIGURE_SUFFIXES:
+        raise ValueError(
+            f"{option} {path!r}: a figure file name must end in {' or '.join(FIGURE_SUFFIXES)}"
+        )
 
 
 def _use_agg() -> None:
@@ -143,6 +169,9 @@ def _fit_objects(args, *, method: str = "nuts", keep: int | None = None) -> dict
 def _cmd_fit(args) -> int:
     import bayescale
 
+    _writable(args.out, "--out")
+    if args.plot:
+        _figure_path(args.plot, "--plot")
     data = _read_csv(args.csv)
     if args.by:
         by = args.by[0] if len(args.by) == 1 else args.by
@@ -197,6 +226,13 @@ def _cmd_predict(args) -> int:
     for p in points[1:]:
         if set(p) != set(keys):
             raise ValueError(f"every --at must name the same covariates; got {keys} and {list(p)}")
+    known = {*result.law.covariates, *(result.columns.get(c, c) for c in result.law.covariates)}
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise ValueError(
+            f"--at names {', '.join(map(repr, unknown))}, not a covariate of law "
+            f"{result.law.id!r} (its covariates: {', '.join(sorted(known))})"
+        )
     import pandas as pd
 
     table = result.predict(pd.DataFrame(points), kind=args.kind)
@@ -205,6 +241,7 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_plot(args) -> int:
+    _figure_path(args.output, "--output")
     result = _load(args.result, args.fit)
     path = _save_bands(result, args.output, x=args.x, extend=args.extend, kind=args.kind)
     print(f"saved plot: {path}")

@@ -7,6 +7,7 @@ law, the column, the offending value and its row.  Nothing downstream raises on 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from bayescale.laws import Law
 
 __all__ = [
     "DataError",
+    "DataWarning",
     "FitData",
     "as_frame",
     "covariate_frame",
@@ -31,6 +33,15 @@ __all__ = [
 
 class DataError(ValueError):
     """Input data that cannot be fitted as given."""
+
+
+class DataWarning(UserWarning):
+    """Input data that can be fitted but looks wrong (e.g. a value decades off its column)."""
+
+
+#: A fitted value this many decades (or more) beyond the rest of its column, and further than
+#: the rest of the column spans, draws a :class:`DataWarning`.
+OUTLIER_DECADES = 3.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,11 @@ def as_frame(data) -> pd.DataFrame:
 
 
 def _resolve_columns(law: Law, frame: pd.DataFrame, columns, variables) -> dict[str, str]:
+    if columns is not None and not isinstance(columns, Mapping):
+        raise TypeError(
+            f"columns= must be a mapping of law {law.id!r}'s variables to column names, e.g. "
+            f"{{'n_params': 'Model Size'}}; got {type(columns).__name__} {columns!r}"
+        )
     columns = dict(columns or {})
     for key, col in columns.items():
         if key not in (law.response, *law.covariates):
@@ -183,11 +199,40 @@ def _resolve_columns(law: Law, frame: pd.DataFrame, columns, variables) -> dict[
                 f"column {col!r} (for {name!r} of law {law.id!r}) appears more than once "
                 f"in the data"
             )
+        taken = [other for other, c in resolved.items() if c == col]
+        if taken:
+            raise DataError(
+                f"law {law.id!r} variables {taken[0]!r} and {name!r} are both mapped to column "
+                f"{col!r}; each variable needs its own column"
+            )
         resolved[name] = col
     return resolved
 
 
-def _validated(law: Law, frame: pd.DataFrame, name: str, col: str) -> np.ndarray:
+def warn_outliers(values: np.ndarray, index, where: str) -> None:
+    """Warn (:class:`DataWarning`) for the smallest or largest value of a positive column
+    when it lies at least :data:`OUTLIER_DECADES` decades beyond the rest of the column and
+    further than the rest spans: a likely typo (``1e308`` for ``1e8``), naming the column
+    (``where``), the row and the value.  Columns of fewer than 3 values are not checked."""
+    if values.size < 3:
+        return
+    log = np.log10(values)
+    order = np.argsort(log)
+    for end, rest in ((order[0], order[1:]), (order[-1], order[:-1])):
+        lo, hi = log[rest].min(), log[rest].max()
+        gap = max(lo - log[end], log[end] - hi)
+        if gap >= OUTLIER_DECADES and gap > hi - lo:
+            warnings.warn(
+                f"{where}: row {index[end]!r} holds {float(values[end])!r}, {gap:.0f} decades "
+                f"beyond the rest of the column ({10**lo:.3g} to {10**hi:.3g}); a typo?",
+                DataWarning,
+                stacklevel=4,
+            )
+
+
+def _validated(
+    law: Law, frame: pd.DataFrame, name: str, col: str, *, check_outliers: bool
+) -> np.ndarray:
     series = frame[col]
     where = f"column {col!r}" + (f" ({name})" if col != name else "") + f" of law {law.id!r}"
     dtype = series.dtype
@@ -224,6 +269,8 @@ def _validated(law: Law, frame: pd.DataFrame, name: str, col: str) -> np.ndarray
             f"row {rows[0]} holds {float(values[bad][0])!r} "
             f"({int(bad.sum())} such value(s), rows {rows})"
         )
+    if check_outliers:
+        warn_outliers(values, series.index, where)
     return values
 
 
@@ -254,7 +301,15 @@ def prepare(
     Raises
     ------
     DataError
-        Naming the law, the column, the value and the row of the first problem found.
+        Naming the law, the column, the value and the row of the first problem found; two
+        variables mapped to one column, naming both.
+    TypeError
+        ``columns`` that is not a mapping.
+
+    Warns
+    -----
+    DataWarning
+        A fitted value many decades beyond the rest of its column (:func:`warn_outliers`).
     """
     try:
         frame = as_frame(data)
@@ -264,7 +319,10 @@ def prepare(
         raise DataError(f"data for law {law.id!r} is empty (no rows)")
     variables = (*law.covariates, law.response) if require_response else law.covariates
     resolved = _resolve_columns(law, frame, columns, variables)
-    values = {name: _validated(law, frame, name, col) for name, col in resolved.items()}
+    values = {
+        name: _validated(law, frame, name, col, check_outliers=require_response)
+        for name, col in resolved.items()
+    }
     if require_response:
         needed = len(law.parameters) + 2 if min_points is None else min_points
         if len(frame) < needed:

@@ -17,7 +17,8 @@ from bayescale.result import Result, quantile_column
 
 __all__ = ["bands", "corner", "forest", "frontier", "root_figure", "save_figure"]
 
-_FIGURE_SUFFIXES = (".png", ".pdf")
+#: The figure formats :func:`save_figure` writes, chosen by the file suffix.
+FIGURE_SUFFIXES = (".png", ".pdf")
 _SLICE_QUANTILES = (0.1, 0.5, 0.9)
 
 
@@ -470,10 +471,10 @@ def save_figure(fig_or_ax, path: str | Path) -> Path:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in _FIGURE_SUFFIXES:
+    if suffix not in FIGURE_SUFFIXES:
         raise ValueError(
             f"cannot save a figure as {str(path)!r}: the file name must end in "
-            f"{' or '.join(_FIGURE_SUFFIXES)}"
+            f"{' or '.join(FIGURE_SUFFIXES)}"
         )
     fig = fig_or_ax
     if hasattr(fig, "viz"):  # arviz_plots PlotCollection / PlotMatrix

@@ -44,7 +44,7 @@ from bayescale.predict import (
     quantile_column,
 )
 
-__all__ = ["Result", "load"]
+__all__ = ["Result", "load", "quantile_list"]
 
 
 class Result:
@@ -283,6 +283,7 @@ class Result:
         :data:`SUMMARY_QUANTILES` come from all draws (reduced chunk by chunk before the
         draws were thinned); other quantiles from the kept draws.
         """
+        quantiles = quantile_list(quantiles)
         rows = []
         post = self.datatree.posterior
         stored = self.datatree[ALL_DRAWS].dataset if ALL_DRAWS in self.datatree.children else None
@@ -401,9 +402,7 @@ class Result:
             much), in the input's row order and index.  The draws are stored in the
             DataTree's ``predictions`` group.
         """
-        qs = [float(q) for q in quantiles]
-        if not all(0 < q < 1 for q in qs):
-            raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+        qs = quantile_list(quantiles)
         frame, new, fit_index, by = self._prediction_inputs(new_data)
         draws = np.exp(self._log_draws(new, fit_index, kind, seed, law_error))
         fitted = {c: v[fit_index] for c, v in self._fitted_log_x().items()}
@@ -434,8 +433,18 @@ class Result:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write the DataTree (law, settings and ``by`` in its attributes) to netCDF."""
+        """Write the DataTree (law, settings and ``by`` in its attributes) to netCDF.
+
+        Raises
+        ------
+        FileNotFoundError
+            The folder of ``path`` does not exist (checked before anything is written).
+        """
         path = Path(path)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(
+                f"cannot save to {str(path)!r}: folder {str(path.parent)!r} does not exist"
+            )
         self.datatree.to_netcdf(path, engine="h5netcdf")
         return path
 
@@ -454,6 +463,29 @@ class Result:
         )
 
 
+def quantile_list(quantiles) -> list[float]:
+    """``quantiles`` as a list of floats, each in (0, 1).
+
+    Raises
+    ------
+    TypeError
+        A scalar or a string instead of a sequence (``quantiles=0.5``: write ``[0.5]``).
+    ValueError
+        A value that is not a number in (0, 1), naming it.
+    """
+    if isinstance(quantiles, str) or not isinstance(quantiles, Sequence | np.ndarray):
+        raise TypeError(
+            f"quantiles must be a sequence of numbers in (0, 1), e.g. [0.5]; got {quantiles!r}"
+        )
+    try:
+        qs = [float(q) for q in quantiles]
+    except (TypeError, ValueError):
+        raise ValueError(f"quantiles must be numbers in (0, 1), got {list(quantiles)}") from None
+    if not qs or not all(0 < q < 1 for q in qs):
+        raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+    return qs
+
+
 def load(path: str | Path) -> Result:
     """Read a result saved by :meth:`Result.save` (or by bayescale 0.1's ``FitResult.save``
     or ``BatchResult.save``).
@@ -463,13 +495,20 @@ def load(path: str | Path) -> Result:
     FileNotFoundError
         No file at ``path``.
     ValueError
-        The file is not a saved bayescale result.
+        The file is not a saved bayescale result (not netCDF/HDF5, or without its
+        attributes), naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no saved result at {str(path)!r}")
-    with xr.open_datatree(path, engine="h5netcdf") as opened:
-        dt = opened.load()
+    try:
+        with xr.open_datatree(path, engine="h5netcdf") as opened:
+            dt = opened.load()
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{str(path)!r} is not a saved bayescale result (not a readable netCDF/HDF5 file: "
+            f"{err})"
+        ) from None
     try:
         law = law_from_spec(json.loads(dt.attrs["law"]))
         likelihood = dt.attrs["likelihood"]

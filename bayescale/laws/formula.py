@@ -21,6 +21,7 @@ in float64 or float32.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -95,7 +96,9 @@ def parse_formula(text: str) -> Formula:
     ------
     FormulaError
         On syntax errors, empty text, or any construct outside the whitelist (attribute
-        access, calls of other functions, comparisons, subscripts, keywords, strings ...).
+        access, calls of other functions, comparisons, subscripts, keywords, strings ...);
+        a constant that is not finite (``1e999``); a division by a constant expression that
+        is zero or not finite (``A / 0``, ``A / (1 - 1)``).
     """
     if not isinstance(text, str) or not text.strip():
         raise FormulaError(f"formula must be a non-empty string, got {text!r}")
@@ -111,6 +114,7 @@ def parse_formula(text: str) -> Formula:
     names: list[str] = []
     in_exponent: dict[str, bool] = {}
     _check(tree.body, text, names, in_exponent, exponent=False)
+    _check_constants(tree.body, source, text)
     exponent_names = frozenset(n for n, only in in_exponent.items() if only)
     return Formula(
         text=text.strip(),
@@ -193,6 +197,26 @@ def _check(node, text, names, in_exponent, *, exponent):
         _check(node.args[0], text, names, in_exponent, exponent=exponent)
     else:
         raise FormulaError(f"{type(node).__name__} ({ast.unparse(node)!r}) is not allowed{where}")
+
+
+def _check_constants(root, source: str, text: str) -> None:
+    """Refuse non-finite constants and divisions by a constant expression that is zero or
+    not finite (see :func:`parse_formula`)."""
+    where = f" in formula {text!r}"
+    for node in ast.walk(root):
+        if isinstance(node, ast.Constant) and not math.isfinite(node.value):
+            shown = ast.get_source_segment(source, node)
+            raise FormulaError(f"constant {shown} is not a finite number{where}")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            if any(isinstance(n, ast.Name) for n in ast.walk(node.right)):
+                continue
+            shown = ast.get_source_segment(source, node.right)
+            try:
+                value = float(_compile_value(node.right)(({}, {})))
+            except (ZeroDivisionError, OverflowError):
+                value = math.nan
+            if value == 0 or not math.isfinite(value):
+                raise FormulaError(f"division by {shown} (= {value}){where}")
 
 
 def _compile_value(node) -> Fn:

@@ -234,7 +234,7 @@ def _make_law(spec: dict, *, origin: str, toml_text: str = "") -> Law:
     try:
         law_id = str(spec.get("id", "custom"))
         formula_text = spec["formula"]
-        response = spec.get("response", "loss")
+        response = spec["response"]
     except KeyError as err:
         raise LawError(f"law file {origin} lacks the key {err.args[0]!r}") from None
     try:
@@ -308,7 +308,14 @@ def _make_law(spec: dict, *, origin: str, toml_text: str = "") -> Law:
 
 
 def law_from_toml(path_or_text: str | Path) -> Law:
-    """Read a law from a TOML file (or TOML text)."""
+    """Read a law from a TOML file (or TOML text).
+
+    Raises
+    ------
+    LawError
+        A missing file, invalid TOML, a missing ``formula`` or ``response`` key (no default
+        response is assumed), or an invalid formula, prior or design range, naming the file.
+    """
     path = None if "\n" in str(path_or_text) else Path(path_or_text)
     if path is not None:
         if not path.is_file():
