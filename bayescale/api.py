@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from bayescale.convergence import ESS_PER_CHAIN_MIN, RHAT_MAX, keep_draws, mode_failure, rhat
-from bayescale.data import DataError, as_frame, prepare
+from bayescale.data import DataError, as_frame, prepare, seed_int
 from bayescale.datatree import MODE_STATS
 from bayescale.infer.batch import run_batch
 from bayescale.infer.nuts import SamplerOptions
@@ -51,12 +51,11 @@ def seed_key(seed) -> tuple[jax.Array, int | tuple[int, ...]]:
     TypeError
         For anything else (a bool, a float, a string, a raw ``uint32`` key array).
     ValueError
-        An int outside ``0 <= seed < 2**63``.
+        An int outside ``0 <= seed < 2**63`` (:func:`bayescale.data.seed_int`).
     """
     if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
-        if not 0 <= int(seed) < 2**63:
-            raise ValueError(f"seed must be an int in [0, 2**63), got {int(seed)}")
-        return jax.random.key(int(seed)), int(seed)
+        seed = seed_int(seed)
+        return jax.random.key(seed), seed
     if isinstance(seed, jax.Array) and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
         if seed.shape != ():
             raise TypeError(
@@ -128,11 +127,13 @@ def fit(
     Raises
     ------
     TypeError
-        An unknown keyword, an old keyword given with its new spelling, or ``inference``
-        that is not one of the option objects.
+        An unknown keyword, an old keyword given with its new spelling, ``inference``
+        that is not one of the option objects, a ``seed`` that is not an int or a key
+        (:func:`seed_key`), a ``warn`` that is not a bool, ``columns`` not a mapping.
     ValueError
         ``Model(pooled=...)`` without ``by=`` or with MAP/Laplace; NUTS batch settings
-        without ``by=``; pooled names that are not parameters of the law.
+        without ``by=``; pooled names that are not parameters of the law; an int ``seed``
+        outside ``[0, 2**63)``.
     DataError
         Invalid data (:mod:`bayescale.data`).
     """
@@ -162,6 +163,8 @@ def fit_batch(data, law: str | Path | Law, *, by: str | list[str], **options) ->
 @float64
 def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, caller):
     """:func:`fit`, called by ``caller`` (the name its deprecation warnings use)."""
+    if not isinstance(warn, bool):
+        raise TypeError(f"warn={warn!r}: warn must be True or False")
     model, inference, by = _resolve(model, inference, by, deprecated, caller, stacklevel=5)
     law = get_law(law, priors=model.priors)
     posterior = Posterior(law, with_noise(model.likelihood, model.noise))

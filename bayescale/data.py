@@ -27,6 +27,7 @@ __all__ = [
     "positive_array",
     "positive_column",
     "prepare",
+    "seed_int",
     "thin_log_spaced",
 ]
 
@@ -88,6 +89,24 @@ def nonnegative_number(value, name: str) -> float:
     if not (math.isfinite(number) and number >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return number
+
+
+def seed_int(seed, name: str = "seed") -> int:
+    """``seed`` as a Python int, checked at the boundary: an int (not a bool) in
+    ``[0, 2**63)``, what numpy's and JAX's generators accept.
+
+    Raises
+    ------
+    TypeError
+        Not an int (a bool, a float, a string ...), naming ``name``.
+    ValueError
+        An int out of range, naming ``name`` and the value.
+    """
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
+        raise TypeError(f"{name} must be an int, got {type(seed).__name__} {seed!r}")
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"{name} must be an int in [0, 2**63), got {int(seed)}")
+    return int(seed)
 
 
 def positive_column(frame: pd.DataFrame, col: str, what: str) -> np.ndarray:

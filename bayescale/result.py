@@ -32,7 +32,7 @@ from bayescale.convergence import (
     status_of,
     worst,
 )
-from bayescale.data import DataError, FitData, covariate_frame
+from bayescale.data import DataError, FitData, covariate_frame, seed_int
 from bayescale.datatree import build_datatree, dim_name, with_fit_dim
 from bayescale.laws import Law, law_from_spec
 from bayescale.model import Posterior
@@ -329,6 +329,7 @@ class Result:
         return {c: np.log(const[c].transpose(self.dim, ...).values) for c in self.law.covariates}
 
     def _log_draws(self, new: FitData, fit_index, kind: str, seed, law_error: float):
+        seed = seed_int(seed)
         post = self.datatree.posterior
         values = {k: post[k].transpose(self.dim, ...).values for k in self.parameter_names}
         return log_prediction_draws(
@@ -378,7 +379,8 @@ class Result:
             ``"observation"``: what a new run would measure (noise included);
             ``"mean"``: the law itself, :math:`f(x;\\theta)`.
         seed : int
-            Seed of the observation noise draws.
+            Seed of the observation noise draws, in ``[0, 2**63)``
+            (:func:`bayescale.data.seed_int`: ``TypeError``/``ValueError`` otherwise).
         law_error : float
             :math:`\\tau \\ge 0`, opt-in error of the law itself beyond the fitted range, in
             log response per decade of extrapolation: each observation draw gets an
@@ -469,11 +471,16 @@ def quantile_list(quantiles) -> list[float]:
     Raises
     ------
     TypeError
-        A scalar or a string instead of a sequence (``quantiles=0.5``: write ``[0.5]``).
+        Not a one-dimensional sequence or array: a scalar or a string (``quantiles=0.5``:
+        write ``[0.5]``).
     ValueError
         A value that is not a number in (0, 1), naming it.
     """
-    if isinstance(quantiles, str) or not isinstance(quantiles, Sequence | np.ndarray):
+    try:
+        ndim = np.ndim(quantiles)
+    except ValueError:  # ragged nesting
+        ndim = None
+    if isinstance(quantiles, str) or ndim != 1:
         raise TypeError(
             f"quantiles must be a sequence of numbers in (0, 1), e.g. [0.5]; got {quantiles!r}"
         )

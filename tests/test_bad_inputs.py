@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import bayescale
-from bayescale import MAP, NUTS, DataError, DataWarning, Laplace
+from bayescale import MAP, NUTS, DataError, DataWarning, Laplace, Model
 from bayescale.cli import main
 from bayescale.data import covariate_frame, prepare
 from bayescale.laws import FormulaError, LawError, get_law, law_from_toml
@@ -95,6 +95,37 @@ def test_data_warning_is_a_user_warning():
     assert issubclass(DataWarning, UserWarning)
 
 
+def test_fit_warns_for_a_value_decades_off_its_column():
+    data = _kaplan_frame()
+    data.loc[4, "n_params"] = 1e308
+    with pytest.warns(DataWarning, match=r"column 'n_params'.*row 4 holds 1e\+308"):
+        bayescale.fit(data, "kaplan_n", inference=FAST, warn=False)
+
+
+def _with(row, column, value):
+    data = _kaplan_frame().astype({column: object})
+    data.loc[row, column] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (_with(4, "n_params", "abc"), r"column 'n_params'.*row 4 holds 'abc'"),
+        (_with(5, "loss", -1.0), r"column 'loss'.*> 0.*row 5 holds -1\.0"),
+        (_with(6, "loss", np.nan), r"column 'loss'.*non-finite.*\[6\]"),
+        (_with(2, "n_params", np.inf), r"column 'n_params'.*non-finite.*\[2\]"),
+        ({"n_params": [1.0, 2.0, 3.0], "loss": [1.0, 2.0]}, r"'n_params': 3, 'loss': 2"),
+        ([1.0, 2.0, 3.0], r"data must be .*got list"),
+        (_kaplan_frame().head(3), r"3 data point\(s\).*need at least 4"),
+        (_kaplan_frame().rename(columns={"loss": "Loss"}), r"needs a column 'loss'.*'Loss'"),
+    ],
+)
+def test_bad_data_is_named(data, message):
+    with pytest.raises(DataError, match=message):
+        bayescale.fit(data, "kaplan_n", inference=FAST)
+
+
 # --------------------------------------------------- 2. raw internals: arguments
 @pytest.mark.parametrize(
     "seed, error, message",
@@ -162,9 +193,78 @@ def test_bad_quantiles_are_named(result, quantiles, error, message):
         result.predict({"n_params": [1e9]}, quantiles=quantiles)
 
 
+def test_ragged_quantiles_are_named(result):
+    with pytest.raises(TypeError, match=r"quantiles .*\[\(0\.1,\), \(0\.2, 0\.3\)\]"):
+        result.predict({"n_params": [1e9]}, quantiles=[(0.1,), (0.2, 0.3)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"seed": -1}, ValueError, r"seed .*-1"),
+        ({"seed": 2.5}, TypeError, r"seed .*2\.5"),
+        ({"kind": "median"}, ValueError, r"kind .*'median'"),
+        ({"law_error": -1}, ValueError, r"law_error .*-1"),
+        ({"new_data": {"flops": [1.0]}}, DataError, r"covariate 'n_params'.*\['flops'\]"),
+        ({"new_data": {"n_params": [-1.0]}}, DataError, r"column 'n_params'.*-1\.0"),
+    ],
+)
+def test_bad_prediction_arguments_are_named(result, kwargs, error, message):
+    kwargs = {"new_data": {"n_params": [1e9]}, **kwargs}
+    with pytest.raises(error, match=message):
+        result.predict(**kwargs)
+
+
 def test_bad_summary_quantiles_are_named(result):
     with pytest.raises(TypeError, match=r"quantiles .*0\.95"):
         result.summary(quantiles=0.95)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"inference": "nuts"}, TypeError, r"inference='nuts'"),
+        ({"model": "normal"}, TypeError, r"model='normal'"),
+        ({"warn": "no"}, TypeError, r"warn='no'"),
+        ({"chains": 2}, TypeError, r"'chains'"),
+        ({"inference": NUTS(chunk_size=2)}, ValueError, r"NUTS\(chunk_size=2\)"),
+        ({"by": "grp"}, DataError, r"by= names column\(s\) \['grp'\]"),
+    ],
+)
+def test_bad_fit_arguments_are_named(kwargs, error, message):
+    kwargs = {"inference": FAST, **kwargs}
+    with pytest.raises(error, match=message):
+        bayescale.fit(_kaplan_frame(), "kaplan_n", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: Model(likelihood="cauchy"), ValueError, r"likelihood='cauchy'"),
+        (lambda: Model(noise="x"), ValueError, r"noise='x'"),
+        (lambda: Model(priors={"alpha_N": "gauss(1)"}), ValueError, r"'alpha_N': 'gauss\(1\)'"),
+        (lambda: Model(priors={"a": "lognormal(0, -1)"}), ValueError, r"scale -1 must be > 0"),
+        (lambda: Model(pooled="alpha"), TypeError, r"pooled='alpha'"),
+        (lambda: MAP(flat_priors="yes"), TypeError, r"flat_priors='yes'"),
+    ],
+)
+def test_bad_model_options_are_named(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    "law, message",
+    [
+        (42, r"got int"),
+        ("no_such_law", r"unknown law 'no_such_law'"),
+        (Model(priors={"beta": "lognormal(0, 1)"}), r"prior given for 'beta'"),
+    ],
+)
+def test_bad_laws_and_priors_are_named(law, message):
+    kwargs = {"model": law} if isinstance(law, Model) else {}
+    with pytest.raises(LawError, match=message):
+        bayescale.fit(_kaplan_frame(), "kaplan_n" if kwargs else law, inference=FAST, **kwargs)
 
 
 # --------------------------------------------------- 3. files
