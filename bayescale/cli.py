@@ -72,11 +72,16 @@ def _read_csv(path: str):
     return frame
 
 
-def _writable(path: str, option: str) -> None:
-    """Refuse ``path`` (given as ``option``) before any work when its folder does not exist."""
+def _writable(path: str | None, option: str) -> None:
+    """Refuse ``path`` (given as ``option``; None: not given) before any work when its folder
+    does not exist or it is a folder itself."""
+    if path is None:
+        return
     folder = Path(path).parent
     if not folder.is_dir():
         raise FileNotFoundError(f"{option} {path!r}: folder {str(folder)!r} does not exist")
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"{option} {path!r} is a folder; give a file name")
 
 
 def _figure_path(path: str, option: str) -> None:
@@ -251,6 +256,7 @@ def _cmd_plot(args) -> int:
 def _cmd_plan(args) -> int:
     from bayescale import plan
 
+    _writable(args.out, "--out")
     result = _load(args.result)
     fmt = {"float_format": lambda v: f"{v:.5g}"}
     if args.flops:
@@ -326,6 +332,7 @@ def _cmd_demo(args) -> int:
 def _cmd_backtest(args) -> int:
     from bayescale.check import backtest
 
+    _writable(args.out, "--out")
     if (args.fit_fraction is None) == (args.fit_below is None):
         raise ValueError("give exactly one of --fit-fraction and --fit-below")
     if args.fit_below is not None:

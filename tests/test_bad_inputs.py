@@ -383,6 +383,7 @@ def _error(capsys, argv) -> str:
     "extra, named",
     [
         (["--out", "{tmp}/nodir/r.nc"], "nodir"),
+        (["--out", "{tmp}"], r"--out .* is a folder"),
         (["--out", "{tmp}/r.nc", "--plot", "{tmp}/fig.xyz"], r"--plot .*fig\.xyz.*\.png"),
         (["--out", "{tmp}/r.nc", "--plot", "{tmp}/fig"], r"--plot .*fig'.*\.png"),
     ],
@@ -424,6 +425,31 @@ def test_cli_predict_of_a_corrupt_result_names_the_file(capsys, tmp_path):
     path = tmp_path / "junk.nc"
     path.write_bytes(b"junk" * 100)
     assert "junk.nc" in _error(capsys, ["predict", path, "--at", "n_params=1e9"])
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (["--seed", "-1"], r"seed .*-1"),
+        (["--chains", "0"], r"num_chains=0"),
+        (["--column", "n_params=Size"], r"'Size' \(mapped from 'n_params'\)"),
+        (["--law", "E + A / 0 * n_params"], r"division by 0"),
+        (["--law", "{tmp}/nolaw.toml"], r"nolaw\.toml"),
+    ],
+)
+def test_cli_fit_names_a_bad_setting_before_fitting(capsys, csv, tmp_path, extra, named):
+    argv = ["fit", csv, "--law", "kaplan_n", "--out", tmp_path / "r.nc"]
+    argv += [e.format(tmp=tmp_path) for e in extra]
+    assert re.search(named, _error(capsys, argv))
+    assert not (tmp_path / "r.nc").exists()
+
+
+@pytest.mark.parametrize("command", ["plan", "backtest"])
+def test_cli_plan_and_backtest_check_out_before_working(capsys, tmp_path, saved, csv, command):
+    first = saved if command == "plan" else csv
+    argv = [command, first, "--out", tmp_path / "nodir" / "t.csv"]
+    argv += ["--flops", "1e20"] if command == "plan" else ["--law", "kaplan_n"]
+    assert "nodir" in _error(capsys, argv)
 
 
 def test_cli_plot_checks_the_extension_before_loading(capsys, tmp_path):
