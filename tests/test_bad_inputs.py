@@ -68,6 +68,19 @@ def test_two_variables_mapped_to_one_column_are_refused(columns, message):
 
 
 @pytest.mark.parametrize(
+    "columns, error, message",
+    [
+        ({"n_params": "N", "n_tokens": "N"}, DataError, r"curve 'c0'.*'n_params' and 'n_tokens'"),
+        ("N", TypeError, r"columns= must be a mapping.*'N'"),
+    ],
+)
+def test_bad_columns_of_a_by_fit_are_named(columns, error, message):
+    data = pd.concat([_chinchilla_frame().assign(curve=f"c{i}") for i in range(2)])
+    with pytest.raises(error, match=message):
+        bayescale.fit(data, "chinchilla", by="curve", columns=columns, inference=FAST)
+
+
+@pytest.mark.parametrize(
     "column, row, value",
     [("n_params", 7, 1e308), ("n_params", 3, 1e-30), ("loss", 12, 2.5e40), ("n_tokens", 0, 1e25)],
 )
