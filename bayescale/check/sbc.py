@@ -7,6 +7,7 @@ each true value among (thinned) posterior draws tested for uniformity.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.api import fit, resolve_options
+from bayescale.data import DataWarning
 from bayescale.laws import Law, get_law
 from bayescale.model import Posterior, with_noise
 from bayescale.options import MAP, NUTS, Laplace, Model
@@ -241,7 +243,12 @@ def sbc(
     frame, truth, num_redrawn = _simulate_replications(
         law, posterior, num_replications, design, seed
     )
-    batch = fit(frame, law, by=REPLICATION, model=model, inference=inference, seed=seed, warn=False)
+    with warnings.catch_warnings():
+        # replications drawn from the prior may span many decades by design
+        warnings.simplefilter("ignore", DataWarning)
+        batch = fit(
+            frame, law, by=REPLICATION, model=model, inference=inference, seed=seed, warn=False
+        )
     keep = np.linspace(0, num_draws - 1, num_rank_draws).round().astype(int)
     ranks = {}
     for name in posterior.site_names:
