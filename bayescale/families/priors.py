@@ -73,8 +73,10 @@ class PriorFamily:
             PRIOR_FAMILIES[cls.name] = cls()
 
     def problem(self, args: tuple[float, ...]) -> str | None:
-        """What is wrong with (finite, correctly many) ``args``, naming the bad value; else None."""
-        raise NotImplementedError
+        """What is wrong with (finite, correctly many) ``args``, naming the bad value; else None.
+
+        Default: the last argument is a scale, which must be > 0."""
+        return _scale_problem(args)
 
     def positive(self, args: tuple[float, ...]) -> bool:
         """Whether every draw is > 0 (the parameter may then appear inside a log)."""
@@ -112,9 +114,6 @@ class LogNormal(PriorFamily):
     arity = 2
     log_coordinate = True
 
-    def problem(self, args):
-        return _scale_problem(args)
-
     def distribution(self, args):
         return dist.LogNormal(args[0], args[1])
 
@@ -133,9 +132,6 @@ class Normal(PriorFamily):
 
     name = "normal"
     arity = 2
-
-    def problem(self, args):
-        return _scale_problem(args)
 
     def distribution(self, args):
         return dist.Normal(args[0], args[1])
@@ -159,9 +155,6 @@ class HalfNormal(PriorFamily):
     name = "halfnormal"
     arity = 1
     log_coordinate = True
-
-    def problem(self, args):
-        return _scale_problem(args)
 
     def distribution(self, args):
         return dist.HalfNormal(args[0])
