@@ -333,6 +333,17 @@ def test_one_data_source(tmp_path, capsys):
     assert "got none" in _error_line(capsys)
     assert main([*argv, str(csv), "--tag", "loss"]) == 2
     assert "--tag applies to --tensorboard and --wandb" in _error_line(capsys)
+    assert main([*argv, str(csv), "--min-step", "10"]) == 2
+    assert "--min-step applies to --tensorboard and --wandb" in _error_line(capsys)
+    assert main([*argv, str(csv), "--step", "it"]) == 2
+    assert "--step applies to --wandb" in _error_line(capsys)
+    export = tmp_path / "export.csv"
+    export.write_text("it,run-a - loss,run-a - loss__MIN\n1,3.0,2.9\n")
+    assert main([*argv, "--wandb", str(export), "--tag", "acc", "--step", "it"]) == 2
+    line = _error_line(capsys)
+    assert "'acc' not found" in line and "export.csv" in line and "its tags: loss" in line
+    assert main([*argv, "--wandb", str(export), "--step", "iteration"]) == 2
+    assert "step column 'iteration' not in" in _error_line(capsys)
 
 
 def _child(code: str) -> str:
