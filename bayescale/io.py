@@ -241,12 +241,13 @@ def _melt(
     path,
     *,
     step: str,
-    runs: pd.Series,
+    runs: pd.Series | dict[str, pd.Series],
     metrics: dict[str, str],
     wall_time: str | None,
 ) -> pd.DataFrame:
     """Long form of a wide table: ``metrics`` maps a column to its tag; empty cells (a metric
-    not logged at that step) are dropped."""
+    not logged at that step) are dropped. ``runs``: the run of each row, or of each metric
+    column's rows."""
     steps = _numeric(frame[step], path, step)
     if steps.isna().any():
         row = int(steps.isna().to_numpy().argmax())
@@ -311,9 +312,10 @@ def read_csv_log(
     """
     frame = read_table(path)
     wanted = _tag_list(tags)
-    special = [c for c in (step, run, wall_time) if c is not None]
-    for name, option in zip(special, ("step", "run", "wall_time"), strict=False):
-        if name not in frame.columns:
+    given = {"step": step, "run": run, "wall_time": wall_time}
+    special = [c for c in given.values() if c is not None]
+    for option, name in given.items():
+        if name is not None and name not in frame.columns:
             raise ValueError(
                 f"{option} column {name!r} not in {str(path)!r}; its columns: "
                 f"{', '.join(map(str, frame.columns))}"
@@ -363,7 +365,8 @@ def read_wandb(
     """
     frame = read_table(path)
     columns = [str(c) for c in frame.columns]
-    if _WANDB_HISTORY_STEP in columns:
+    series = [c for c in columns if _WANDB_SEPARATOR in c]
+    if not series and _WANDB_HISTORY_STEP in columns:
         wall = _WANDB_HISTORY_TIME if _WANDB_HISTORY_TIME in columns else None
         drop = [c for c in columns if c.startswith("_")]
         wanted = _tag_list(tags)
@@ -374,7 +377,6 @@ def read_wandb(
         return _melt(
             frame, path, step=_WANDB_HISTORY_STEP, runs=runs, metrics=chosen, wall_time=wall
         )
-    series = [c for c in columns if _WANDB_SEPARATOR in c]
     axes = [c for c in columns if _WANDB_SEPARATOR not in c]
     if not series:
         raise ValueError(

@@ -260,6 +260,13 @@ def test_read_csv_log_with_a_run_column(tmp_path):
         ["x", 2, 2.5],
         ["y", 1, 3.5],
     ]
+    timed = tmp_path / "timed.csv"
+    timed.write_text("it,loss,t\n1,3.0,100.5\n2,2.5,101.5\n")
+    frame = io.read_csv_log(timed, step="it", wall_time="t")
+    assert set(frame["run"]) == {"timed"} and set(frame["tag"]) == {"loss"}
+    assert frame["wall_time"].tolist() == [100.5, 101.5]
+    with pytest.raises(ValueError, match=r"wall_time column 'time' not in .*: it, loss, t"):
+        io.read_csv_log(timed, step="it", wall_time="time")
 
 
 # ---------------------------------------------------------------------------------- derive
