@@ -10,6 +10,13 @@ over the CPU devices); ``--init prior`` leaves out the MAP search to show its sh
 cold fit with stock NumPyro (``MCMC(NUTS(dense_mass=True))``, 4 sequential chains, the data
 compiled in as constants, NumPyro's default), in its own process for a cold start.
 
+``--cold-fits N`` times the whole first ``bayescale.fit`` of Chinchilla (defaults, no progress
+bar), each in a fresh process, N rounds alternating two arms: XLA's default compiler options
+and bayescale's :data:`~bayescale.infer.cache.CPU_COMPILER_OPTIONS`.  Each round runs every
+arm twice against its own new persistent cache folder: cold (empty cache), then warm (the
+cache the cold process filled).  Per process: wall and CPU seconds of the ``fit`` call, the
+XLA compilations it ran and their summed wall seconds, and the posterior mean of ``E``.
+
 Data: ``../shared/data/chinchilla_epoch_svg_extracted.csv`` prepared as Epoch did
 (:func:`bayescale.datasets.chinchilla`).
 """
@@ -17,7 +24,11 @@ Data: ``../shared/data/chinchilla_epoch_svg_extracted.csv`` prepared as Epoch di
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -31,9 +42,7 @@ from bayescale.infer.nuts import SamplerOptions, build_sampler
 from bayescale.laws import get_law
 from bayescale.model import Posterior
 
-# bayescale's process settings (chains split over the CPU cores), without the persistent
-# cache: the compile is what is timed
-bayescale.configure(cache_dir=None)
+ARMS = ("xla-default", "bayescale")
 
 
 def _cpu() -> float:
@@ -47,7 +56,18 @@ def main(argv=None) -> None:
     parser.add_argument("--likelihood", default="student_t")
     parser.add_argument("--data", default=None, help="the shared data folder")
     parser.add_argument("--peer", action="store_true", help="stock NumPyro MCMC instead")
+    parser.add_argument("--cold-fits", type=int, default=0, metavar="N")
+    parser.add_argument("--child", nargs=2, metavar=("ARM", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        cold_fit_child(*args.child, args.data)
+        return
+    if args.cold_fits:
+        cold_fits(args.cold_fits, args.data)
+        return
+    # bayescale's process settings (chains split over the CPU cores), without the persistent
+    # cache: the compile is what is timed
+    bayescale.configure(cache_dir=None)
 
     law = get_law("chinchilla")
     posterior = Posterior(law, args.likelihood)
@@ -106,6 +126,73 @@ def peer(posterior: Posterior, fit_data) -> None:
         f"{posterior.likelihood}, cold: wall {time.perf_counter() - w0:.2f} s, "
         f"cpu {_cpu() - c0:.2f} s; load average {os.getloadavg()[0]:.1f}"
     )
+
+
+def cold_fit_child(arm: str, cache_dir: str, data_dir) -> None:
+    """One ``bayescale.fit`` in this fresh process; prints one JSON line."""
+    import jax.monitoring
+
+    from bayescale.infer import cache
+
+    bayescale.configure(cache_dir=cache_dir)
+    if arm == "xla-default":
+        cache.CPU_COMPILER_OPTIONS.clear()
+    compiles = []
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    frame = datasets.chinchilla(data_dir)
+    w0, c0 = time.perf_counter(), _cpu()
+    result = bayescale.fit(
+        frame, "chinchilla", columns={"n_params": "Model Size"}, seed=0, progress_bar=False
+    )
+    wall, cpu = time.perf_counter() - w0, _cpu() - c0
+    mean_e = float(np.mean(result.draws(["E"])["E"]))
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "cpu": cpu,
+                "compiles": len(compiles),
+                "compile_wall": sum(compiles),
+                "big_compiles": sum(d > 0.5 for d in compiles),
+                "E": mean_e,
+                "load": os.getloadavg()[0],
+            }
+        )
+    )
+
+
+def cold_fits(rounds: int, data_dir) -> None:
+    """``rounds`` x (each arm cold, then warm), every fit in its own process."""
+    rows = []
+    for r in range(rounds):
+        for arm in ARMS if r % 2 == 0 else ARMS[::-1]:
+            with tempfile.TemporaryDirectory() as cache_dir:
+                for state in ("cold", "warm"):
+                    cmd = [sys.executable, __file__, "--child", arm, cache_dir]
+                    if data_dir:
+                        cmd += ["--data", data_dir]
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                    row = json.loads(out.stdout.strip().splitlines()[-1])
+                    rows.append((r, arm, state, row))
+                    print(
+                        f"round {r} {arm:11s} {state}: fit wall {row['wall']:6.2f} s, "
+                        f"cpu {row['cpu']:6.2f} s, {row['compiles']:3d} compiles "
+                        f"({row['big_compiles']} over 0.5 s, {row['compile_wall']:6.2f} s wall), "
+                        f"mean E {row['E']:.6f}, load {row['load']:.1f}",
+                        flush=True,
+                    )
+    for arm in ARMS:
+        for state in ("cold", "warm"):
+            sel = [row for _, a, s, row in rows if a == arm and s == state]
+            print(
+                f"{arm:11s} {state}: median fit wall {np.median([x['wall'] for x in sel]):6.2f} s, "
+                f"cpu {np.median([x['cpu'] for x in sel]):6.2f} s over {len(sel)} process(es)"
+            )
 
 
 if __name__ == "__main__":
