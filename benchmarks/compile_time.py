@@ -11,11 +11,14 @@ cold fit with stock NumPyro (``MCMC(NUTS(dense_mass=True))``, 4 sequential chain
 compiled in as constants, NumPyro's default), in its own process for a cold start.
 
 ``--cold-fits N`` times the whole first ``bayescale.fit`` of Chinchilla (defaults, no progress
-bar), each in a fresh process, N rounds alternating two arms: XLA's default compiler options
-and bayescale's :data:`~bayescale.infer.cache.CPU_COMPILER_OPTIONS`.  Each round runs every
+bar), each in a fresh process, N rounds alternating the arms: this checkout with XLA's
+default compiler options and with bayescale's
+:data:`~bayescale.infer.cache.CPU_COMPILER_OPTIONS`, and with ``--before DIR`` the
+``bayescale`` package of another checkout (imported from ``DIR``).  Each round runs every
 arm twice against its own new persistent cache folder: cold (empty cache), then warm (the
-cache the cold process filled).  Per process: wall and CPU seconds of the ``fit`` call, the
-XLA compilations it ran and their summed wall seconds, and the posterior mean of ``E``.
+cache the cold process filled).  Per process: wall and CPU seconds of the ``fit`` call and of
+the whole process (imports included), the XLA compilations it ran (count, summed wall
+seconds) and the posterior mean of ``E``.
 
 Data: ``../shared/data/chinchilla_epoch_svg_extracted.csv`` prepared as Epoch did
 (:func:`bayescale.datasets.chinchilla`).
@@ -42,7 +45,7 @@ from bayescale.infer.nuts import SamplerOptions, build_sampler
 from bayescale.laws import get_law
 from bayescale.model import Posterior
 
-ARMS = ("xla-default", "bayescale")
+ARMS = ("xla-default", "bayescale")  # compiler options of this checkout's programs
 
 
 def _cpu() -> float:
@@ -57,13 +60,14 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default=None, help="the shared data folder")
     parser.add_argument("--peer", action="store_true", help="stock NumPyro MCMC instead")
     parser.add_argument("--cold-fits", type=int, default=0, metavar="N")
+    parser.add_argument("--before", default=None, help="folder holding another bayescale")
     parser.add_argument("--child", nargs=2, metavar=("ARM", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         cold_fit_child(*args.child, args.data)
         return
     if args.cold_fits:
-        cold_fits(args.cold_fits, args.data)
+        cold_fits(args.cold_fits, args.data, args.before)
         return
     # bayescale's process settings (chains split over the CPU cores), without the persistent
     # cache: the compile is what is timed
@@ -132,10 +136,10 @@ def cold_fit_child(arm: str, cache_dir: str, data_dir) -> None:
     """One ``bayescale.fit`` in this fresh process; prints one JSON line."""
     import jax.monitoring
 
-    from bayescale.infer import cache
-
     bayescale.configure(cache_dir=cache_dir)
     if arm == "xla-default":
+        from bayescale.infer import cache
+
         cache.CPU_COMPILER_OPTIONS.clear()
     compiles = []
 
@@ -161,37 +165,56 @@ def cold_fit_child(arm: str, cache_dir: str, data_dir) -> None:
                 "big_compiles": sum(d > 0.5 for d in compiles),
                 "E": mean_e,
                 "load": os.getloadavg()[0],
+                "module": bayescale.__file__,
             }
         )
     )
 
 
-def cold_fits(rounds: int, data_dir) -> None:
+def cold_fits(rounds: int, data_dir, before) -> None:
     """``rounds`` x (each arm cold, then warm), every fit in its own process."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    arms = {arm: here for arm in ARMS}
+    if before:
+        arms["before"] = os.path.abspath(before)
+    names = list(arms)
     rows = []
     for r in range(rounds):
-        for arm in ARMS if r % 2 == 0 else ARMS[::-1]:
+        for arm in names if r % 2 == 0 else names[::-1]:
             with tempfile.TemporaryDirectory() as cache_dir:
                 for state in ("cold", "warm"):
-                    cmd = [sys.executable, __file__, "--child", arm, cache_dir]
+                    cmd = [sys.executable, os.path.abspath(__file__), "--child", arm, cache_dir]
                     if data_dir:
-                        cmd += ["--data", data_dir]
-                    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                        cmd += ["--data", os.path.abspath(data_dir)]
+                    env = dict(os.environ, PYTHONPATH=arms[arm])
+                    w0, t0 = time.perf_counter(), os.times()
+                    out = subprocess.run(
+                        cmd, capture_output=True, text=True, check=True, env=env, cwd=arms[arm]
+                    )
+                    t1 = os.times()
                     row = json.loads(out.stdout.strip().splitlines()[-1])
+                    row["process_wall"] = time.perf_counter() - w0
+                    row["process_cpu"] = sum(t1[2:4]) - sum(t0[2:4])  # children's user + sys
                     rows.append((r, arm, state, row))
                     print(
                         f"round {r} {arm:11s} {state}: fit wall {row['wall']:6.2f} s, "
-                        f"cpu {row['cpu']:6.2f} s, {row['compiles']:3d} compiles "
+                        f"cpu {row['cpu']:6.2f} s (process {row['process_wall']:6.2f} / "
+                        f"{row['process_cpu']:6.2f} s), {row['compiles']:3d} compiles "
                         f"({row['big_compiles']} over 0.5 s, {row['compile_wall']:6.2f} s wall), "
-                        f"mean E {row['E']:.6f}, load {row['load']:.1f}",
+                        f"mean E {row['E']:.6f}, load {row['load']:.1f}; {row['module']}",
                         flush=True,
                     )
-    for arm in ARMS:
+    for arm in names:
         for state in ("cold", "warm"):
             sel = [row for _, a, s, row in rows if a == arm and s == state]
+
+            def med(k, sel=sel):
+                return np.median([x[k] for x in sel])
+
             print(
-                f"{arm:11s} {state}: median fit wall {np.median([x['wall'] for x in sel]):6.2f} s, "
-                f"cpu {np.median([x['cpu'] for x in sel]):6.2f} s over {len(sel)} process(es)"
+                f"{arm:11s} {state}: median fit wall {med('wall'):6.2f} s, cpu {med('cpu'):6.2f} s;"
+                f" process wall {med('process_wall'):6.2f} s, cpu {med('process_cpu'):6.2f} s"
+                f" ({len(sel)} processes)"
             )
 
 
