@@ -179,7 +179,8 @@ def find_mode(
         estimate, in the same unconstrained coordinates), instead of the potential.
     vectorized : bool
         Optimise the starts together under ``vmap`` (lock-step), or one after another
-        (``lax.map``: the same optimisation of each start, a smaller program to compile).
+        (``lax.map``: the same optimisation of each start up to rounding, a smaller program
+        to compile).
 
     Returns
     -------
