@@ -15,7 +15,18 @@ import xarray as xr
 
 from bayescale.result import Result, quantile_column
 
-__all__ = ["bands", "corner", "forest", "frontier", "root_figure", "save_figure"]
+__all__ = [
+    "axis_label",
+    "bands",
+    "corner",
+    "forest",
+    "frontier",
+    "mark_data_end",
+    "root_figure",
+    "save_figure",
+    "set_title",
+    "status_text",
+]
 
 #: The figure formats :func:`save_figure` writes, chosen by the file suffix.
 FIGURE_SUFFIXES = (".png", ".pdf")
@@ -55,6 +66,69 @@ def _grid(lo: float, hi: float, extend: float, num: int) -> np.ndarray:
     return np.concatenate([inside, outside])
 
 
+#: What :func:`bands` draws for each ``kind``.
+BAND_NAMES = {"observation": "predictive band of a new run", "mean": "credible band of the law"}
+#: Line width of the posterior median (points); a band narrower than this cannot be seen.
+LINE_WIDTH = 1.8
+
+
+def axis_label(result: Result, variable: str) -> str:
+    """The data column a law variable was fitted from, with the law's unit: ``"Model Size
+    [parameters]"``."""
+    return _label(str(result.columns.get(variable, variable)), result.law.units.get(variable, ""))
+
+
+def mark_data_end(ax, x_end: float, text: str = "end of data") -> None:
+    """A dashed vertical line at ``x_end`` (the largest fitted value of the horizontal axis's
+    quantity), labelled ``text`` along it."""
+    from matplotlib.transforms import blended_transform_factory
+
+    ax.axvline(x_end, color="0.3", ls="--", lw=1.0, zorder=1)
+    ax.text(
+        x_end,
+        0.98,
+        text + " ",
+        transform=blended_transform_factory(ax.transData, ax.transAxes),
+        rotation=90,
+        ha="right",
+        va="top",
+        fontsize="small",
+        color="0.25",
+    )
+
+
+def status_text(result: Result) -> str:
+    """``""`` for a converged fit (or draws without a sampler's record); otherwise a line
+    naming its status and numbers."""
+    if result.method == "nuts" and "sample_stats" not in result.datatree.children:
+        return ""
+    d = result.diagnostics.iloc[0]
+    if d["status"] == "converged":
+        return ""
+    if result.method != "nuts":
+        return f"{result.method} fit failed: {d['reason']}"
+    ess = min(d["min_ess_bulk"], d["min_ess_tail"])
+    return (
+        f"NOT CONVERGED ({d['status']}): r-hat {d['max_rhat']:.3f}, ESS {ess:.0f}, "
+        f"{d['num_divergent']} divergent" + (f"; {d['reason']}" if d["reason"] else "")
+    )
+
+
+def set_title(ax, result: Result, title: str) -> None:
+    """Title ``title``, preceded by the fit's label for one curve of a ``by=`` fit; a fit
+    that did not converge gets a red title with its numbers (:func:`status_text`) and a red
+    frame."""
+    if result.by is not None:
+        title = f"{result.dim} = {result.labels[0]}: {title}"
+    warning = status_text(result)
+    if warning:
+        title = f"{warning}\n{title}"
+        for spine in ax.spines.values():
+            spine.set_edgecolor("red")
+            spine.set_linewidth(2.0)
+    ax.set_title(title, fontsize="medium", color="red" if warning else "black")
+
+
 def bands(
     result: Result,
     *,
@@ -62,18 +136,25 @@ def bands(
     ax=None,
     extend: float = 1.0,
     num: int = 200,
-    quantiles: Sequence[tuple[float, float]] = ((0.05, 0.95), (0.25, 0.75)),
-    kind: str = "mean",
+    quantiles: Sequence[tuple[float, float]] | None = None,
+    kind: str = "both",
     slices: int | Sequence[float] = 3,
 ):
-    """Data, posterior median and credible bands of the law on log–log axes.
+    """Data, posterior median and posterior bands on log–log axes.
+
+    Two kinds of band (:meth:`Result.predict`): the *predictive band of a new run*
+    (``kind="observation"``: what a new run would measure, noise included; the band the
+    data points should fall in) and the *credible band of the law* (``kind="mean"``: the
+    law :math:`f(x;\\theta)` itself, narrower).  The default ``"both"`` draws the two,
+    labelled in the legend.  A band narrower than the median's line cannot be seen: a
+    note on the axes says so.
 
     The curve runs over the observed range of covariate ``x`` and ``extend`` decades beyond
-    its largest observed value; that extrapolated region is shaded, bounded by a dotted
-    vertical line and labelled, and the median is dashed there.  The bands are posterior
-    quantiles of :meth:`Result.predict`: with ``kind="mean"`` the law
-    :math:`f(x;\\theta)` itself (credible bands), with ``kind="observation"`` what a new
-    run would measure (predictive bands, noise included).
+    its largest observed value, which is marked by a dashed line ("end of data"); the
+    extrapolated region is shaded and the median is dashed there.  Axes are labelled with
+    the data columns the law's variables were fitted from (and the law's units); one curve
+    of a ``by=`` fit is named in the title; a fit that did not converge gets a red title
+    with its r-hat, ESS and divergences, and a red frame.
 
     With two or more covariates one curve and its bands are drawn per *slice*: the second
     covariate fixed at its data quantiles (10%, 50%, 90% in log space by default) and any
@@ -92,9 +173,10 @@ def bands(
         Decades to extrapolate beyond the largest observed ``x`` (0: none).
     num : int
         Points of the curve.
-    quantiles : sequence of (low, high)
-        Quantile pairs of the bands, e.g. ``((0.05, 0.95), (0.25, 0.75))`` for 90% and 50%.
-    kind : {"mean", "observation"}
+    quantiles : sequence of (low, high), optional
+        Quantile pairs of the bands, e.g. ``((0.05, 0.95), (0.25, 0.75))`` for 90% and 50%
+        (the default for one kind; ``((0.05, 0.95),)`` for ``"both"``).
+    kind : {"both", "observation", "mean"}
     slices : int or sequence of float
         Number of slices (data quantiles spread over 10%..90%) or the values of the second
         covariate to slice at.  Ignored for one-covariate laws.
@@ -117,6 +199,11 @@ def bands(
             f"x={x!r} is not a covariate of law {law.id!r} (its covariates: "
             f"{', '.join(covariates)})"
         )
+    if kind not in ("both", *BAND_NAMES):
+        raise ValueError(f"kind must be 'both', 'observation' or 'mean', got {kind!r}")
+    kinds = list(BAND_NAMES) if kind == "both" else [kind]
+    if quantiles is None:
+        quantiles = ((0.05, 0.95),) if kind == "both" else ((0.05, 0.95), (0.25, 0.75))
     if not np.isfinite(extend) or extend < 0:
         raise ValueError(f"extend must be a number of decades >= 0, got {extend!r}")
     if num < 2:
@@ -150,7 +237,7 @@ def bands(
     scratch = Result(
         result.datatree.copy(deep=False), law, result.likelihood, result.columns, result.by
     )
-    table = scratch.predict(new, quantiles=qs, kind=kind)
+    tables = {k: scratch.predict(new, quantiles=qs, kind=k) for k in kinds}
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7.0, 4.8), layout="constrained")
@@ -174,51 +261,65 @@ def bands(
             zorder=3,
         )
         cbar = ax.figure.colorbar(points, ax=ax, pad=0.01)
-        cbar.set_label(_label(slice_by, law.units.get(slice_by, "")))
+        cbar.set_label(axis_label(result, slice_by))
     else:
         slice_colors = ["C0"]
         ax.scatter(x_obs, y_obs, color="k", s=14, zorder=3, label="data")
 
-    band_word = "credible" if kind == "mean" else "predictive"
-    alphas = np.linspace(0.15, 0.35, len(pairs)) if len(pairs) > 1 else [0.25]
+    # a lighter predictive band under a darker credible band; each kind's pairs graded
+    if kind == "both":
+        alphas = {"observation": np.linspace(0.18, 0.25, len(pairs)), "mean": [0.45] * len(pairs)}
+    else:
+        alphas = {kind: np.linspace(0.15, 0.35, len(pairs)) if len(pairs) > 1 else [0.25]}
     inside = grid <= x_hi
     outside = grid >= x_hi
+    median_table = tables["mean" if "mean" in tables else kind]
+    widths = {}  # (kind, pair) -> (slice, grid) log10 widths, for the visibility note
     handles = []
     for i, (value, color) in enumerate(zip(slice_values, slice_colors, strict=True)):
-        rows = table.iloc[i * len(grid) : (i + 1) * len(grid)]
-        for (lo, hi), alpha in zip(pairs, alphas, strict=True):
-            ax.fill_between(
-                grid,
-                rows[quantile_column(lo)].to_numpy(),
-                rows[quantile_column(hi)].to_numpy(),
-                color=color,
-                alpha=alpha,
-                linewidth=0,
-                zorder=1,
-            )
+        rows_of = {k: t.iloc[i * len(grid) : (i + 1) * len(grid)] for k, t in tables.items()}
+        for k in kinds:
+            for (lo, hi), alpha in zip(pairs, alphas[k], strict=True):
+                low = rows_of[k][quantile_column(lo)].to_numpy()
+                high = rows_of[k][quantile_column(hi)].to_numpy()
+                ax.fill_between(
+                    grid,
+                    low,
+                    high,
+                    color=color,
+                    alpha=alpha,
+                    linewidth=0,
+                    zorder=1,
+                )
+                widths.setdefault((k, (lo, hi)), []).append(np.log10(high / low))
+        rows = median_table.iloc[i * len(grid) : (i + 1) * len(grid)]
         median = rows[quantile_column(0.5)].to_numpy()
-        ax.plot(grid[inside], median[inside], color=color, lw=1.8, zorder=2)
+        ax.plot(grid[inside], median[inside], color=color, lw=LINE_WIDTH, zorder=2)
         if outside.sum() > 1:
-            ax.plot(grid[outside], median[outside], color=color, lw=1.8, ls="--", zorder=2)
+            ax.plot(grid[outside], median[outside], color=color, lw=LINE_WIDTH, ls="--", zorder=2)
         if slice_by:
-            handles.append(Line2D([], [], color=color, lw=1.8, label=f"{slice_by} = {value:.3g}"))
+            handles.append(
+                Line2D([], [], color=color, lw=LINE_WIDTH, label=f"{slice_by} = {value:.3g}")
+            )
 
+    which = "law" if "mean" in tables else "new run"
     if slice_by:
         handles.append(Line2D([], [], ls="none", marker="o", color="0.4", label="data"))
     else:
         handles = [
             Line2D([], [], ls="none", marker="o", color="k", markersize=4, label="data"),
-            Line2D([], [], color="C0", lw=1.8, label="posterior median"),
+            Line2D([], [], color="C0", lw=LINE_WIDTH, label=f"posterior median of the {which}"),
         ]
     base = slice_colors[0] if not slice_by else "0.45"
-    for (lo, hi), alpha in zip(pairs, alphas, strict=True):
-        handles.append(
-            Patch(color=base, alpha=alpha, label=f"{100 * (hi - lo):g}% {band_word} band")
-        )
+    for k in kinds:
+        for (lo, hi), alpha in zip(pairs, alphas[k], strict=True):
+            handles.append(
+                Patch(color=base, alpha=alpha, label=f"{100 * (hi - lo):g}% {BAND_NAMES[k]}")
+            )
 
+    mark_data_end(ax, x_hi)
     if extend > 0:
         ax.axvspan(x_hi, grid[-1], color="0.5", alpha=0.1, linewidth=0, zorder=0)
-        ax.axvline(x_hi, color="0.3", ls=":", lw=1.0, zorder=1)
         ax.text(
             x_hi * 10 ** (0.02 * (np.log10(grid[-1]) - np.log10(grid[0]))),
             0.97,
@@ -231,14 +332,47 @@ def bands(
         )
     _plain_log_ticks(ax)
     ax.set_xlim(grid[0] / 10 ** (0.02 * np.log10(grid[-1] / grid[0])), grid[-1])
-    ax.set_xlabel(_label(x, law.units.get(x, "")))
-    ax.set_ylabel(_label(law.response, law.units.get(law.response, "")))
+    ax.set_xlabel(axis_label(result, x))
+    ax.set_ylabel(axis_label(result, law.response))
     title = law.title
     if fixed:
         title += "\n" + ", ".join(f"{c} = {v:.3g}" for c, v in fixed.items()) + " (data median)"
-    ax.set_title(title, fontsize="medium")
+    set_title(ax, result, title)
     ax.legend(handles=handles, fontsize="small", loc="best", framealpha=0.8)
+    _note_invisible_bands(ax, widths, result.method)
     return ax
+
+
+def _note_invisible_bands(ax, widths: dict, method: str) -> None:
+    """Write under the axes which bands are narrower than the median's line everywhere (their
+    widest point, in points, below :data:`LINE_WIDTH`): drawn, but not visible."""
+    fig = root_figure(ax)
+    fig.draw_without_rendering()  # final limits and layout
+    lo, hi = np.log10(ax.get_ylim())
+    height = ax.get_window_extent().height * 72.0 / fig.dpi  # points
+    lines = []
+    for (k, (q_lo, q_hi)), w in widths.items():
+        widest = float(np.nanmax(w)) / (hi - lo) * height
+        if widest < LINE_WIDTH:
+            lines.append(
+                f"the {100 * (q_hi - q_lo):g}% {BAND_NAMES[k]} is narrower than the line "
+                f"(at most {widest:.2g} pt wide): not visible"
+            )
+    if lines and method == "map":
+        lines.append("(a MAP fit is one draw: no posterior spread)")
+    if lines:
+        ax.text(
+            0.5,
+            -0.14,
+            "\n".join(lines),
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize="small",
+            color="0.15",
+            bbox={"boxstyle": "round", "facecolor": "lightyellow", "edgecolor": "0.6"},
+            zorder=5,
+        )
 
 
 def _plain_log_ticks(ax) -> None:
@@ -382,6 +516,10 @@ def frontier(
 ):
     """The compute-optimal frontier with posterior bands: :math:`N_{opt}(C)`, :math:`D_{opt}(C)`.
 
+    The largest fitted budget :math:`6ND` is marked by a dashed line ("end of data"); to
+    its right the frontier is an extrapolation.  Quantities are named by the data columns
+    they were fitted from; a fit that did not converge is marked as in :func:`bands`.
+
     Parameters
     ----------
     result : Result
@@ -410,28 +548,32 @@ def frontier(
 
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob}")
+    tree = result.datatree_of()
+    const = tree.constant_data if "constant_data" in tree.children else {}
+    fitted = None
+    if {"n_params", "n_tokens"} <= set(const):
+        fitted = 6.0 * const["n_params"].values * const["n_tokens"].values
     if flops is None:
-        const = result.datatree_of().constant_data
-        if not {"n_params", "n_tokens"} <= set(const.data_vars):
+        if fitted is None:
             raise ValueError(
                 f"frontier needs a law of n_params and n_tokens; got {result.law.id!r}"
             )
-        c = 6.0 * const["n_params"].values * const["n_tokens"].values
-        flops = np.geomspace(c.min(), c.max() * 1e4, 40)
+        flops = np.geomspace(np.nanmin(fitted), np.nanmax(fitted) * 1e4, 40)
     flops = np.asarray(flops, dtype=float)
     draws = allocation_draws(result, flops, **allocation_kwargs)
     unknown = [q for q in quantities if q not in draws]
     if unknown:
         raise ValueError(f"unknown allocation quantities {unknown}; choose from {list(draws)}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.4))
+        _, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
     lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
     for i, name in enumerate(quantities):
         flat = draws[name].reshape(-1, flops.size)
         lo, med, hi = np.quantile(flat, [lo_q, 0.5, hi_q], axis=0)
         color = f"C{i}"
+        label = result.columns.get(name, name)
         ax.fill_between(flops, lo, hi, color=color, alpha=0.25, lw=0)
-        ax.plot(flops, med, color=color, label=f"{name} (median, {prob:.0%} band)")
+        ax.plot(flops, med, color=color, label=f"{label} (median, {prob:.0%} band)")
     for j, (label, ref) in enumerate((references or {}).items()):
         for i, name in enumerate(quantities):
             if name in ref:
@@ -446,9 +588,11 @@ def frontier(
                 )
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if fitted is not None:  # a result of draws only has no data to mark
+        mark_data_end(ax, float(np.nanmax(fitted)), "end of data (largest 6ND fitted)")
     ax.set_xlabel("compute budget C [FLOP]")
     ax.set_ylabel("compute-optimal value")
-    ax.set_title(f"compute-optimal frontier, law {result.law.id}", fontsize="medium")
+    set_title(ax, result, f"compute-optimal frontier, law {result.law.id}")
     ax.legend(fontsize="small", loc="best", framealpha=0.8)
     return ax
 
