@@ -8,7 +8,7 @@ is called, and nothing here calls ``show``, so the module works under the non-in
 ``Agg`` backend (scripts, CI, the CLI).
 """
 
-from bayescale.plot.bands import BAND_NAMES, LINE_WIDTH, bands
+from bayescale.plot.curve import BAND_NAMES, LINE_WIDTH, bands
 from bayescale.plot.marks import (
     FIGURE_SUFFIXES,
     axis_label,
