@@ -114,7 +114,7 @@ def bands(
     from matplotlib import colors
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    from matplotlib.transforms import blended_transform_factory
+    from matplotlib.transforms import blended_transform_factory, offset_copy
 
     law = result.law
     covariates = law.covariates
@@ -242,14 +242,20 @@ def bands(
                 Patch(color=base, alpha=alpha, label=f"{100 * (hi - lo):g}% {BAND_NAMES[k]}")
             )
 
-    mark_data_end(ax, x_hi)
+    mark_data_end(ax, x_hi, side="right" if extend > 0 else "left")
     if extend > 0:
         ax.axvspan(x_hi, grid[-1], color="0.5", alpha=0.1, linewidth=0, zorder=0)
         ax.text(
-            x_hi * 10 ** (0.02 * (np.log10(grid[-1]) - np.log10(grid[0]))),
-            0.97,
+            x_hi,
+            0.98,
             f"extrapolation\n(+{extend:g} dec)",
-            transform=blended_transform_factory(ax.transData, ax.transAxes),
+            transform=offset_copy(
+                blended_transform_factory(ax.transData, ax.transAxes),
+                ax.figure,
+                x=16,
+                y=0,
+                units="points",
+            ),
             ha="left",
             va="top",
             fontsize="small",
@@ -263,7 +269,16 @@ def bands(
     if fixed:
         title += "\n" + ", ".join(f"{c} = {v:.3g}" for c, v in fixed.items()) + " (data median)"
     set_title(ax, result, title)
-    ax.legend(handles=handles, fontsize="small", loc="best", framealpha=0.8)
+    # the legend goes where the data leave room, left of the end of the data and its labels
+    lo, hi = np.log10(ax.get_xlim())
+    inside_width = (np.log10(x_hi) - lo) / (hi - lo) if extend > 0 else 1.0
+    ax.legend(
+        handles=handles,
+        fontsize="small",
+        loc="best",
+        framealpha=0.8,
+        bbox_to_anchor=(0.0, 0.0, inside_width, 1.0),
+    )
     _note_invisible_bands(ax, widths, result.method)
     return ax
 

@@ -36,19 +36,27 @@ def axis_label(result: Result, variable: str) -> str:
     )
 
 
-def mark_data_end(ax, x_end: float, text: str = "end of data") -> None:
+def mark_data_end(ax, x_end: float, text: str = "end of data", *, side: str = "right") -> None:
     """A dashed vertical line at ``x_end`` (the largest fitted value of the horizontal axis's
-    quantity), labelled ``text`` along it."""
-    from matplotlib.transforms import blended_transform_factory
+    quantity), labelled ``text`` along it, on its ``side`` (``"right"``: inside the
+    extrapolated region, ``"left"``)."""
+    from matplotlib.transforms import blended_transform_factory, offset_copy
 
     ax.axvline(x_end, color="0.3", ls="--", lw=1.0, zorder=1)
+    shift = 2.0 if side == "right" else -2.0
     ax.text(
         x_end,
         0.98,
-        text + " ",
-        transform=blended_transform_factory(ax.transData, ax.transAxes),
+        text,
+        transform=offset_copy(
+            blended_transform_factory(ax.transData, ax.transAxes),
+            ax.figure,
+            x=shift,
+            y=0,
+            units="points",
+        ),
         rotation=90,
-        ha="right",
+        ha="left" if side == "right" else "right",
         va="top",
         fontsize="small",
         color="0.25",
