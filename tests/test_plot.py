@@ -234,6 +234,8 @@ def test_fit_that_did_not_converge_is_marked():
     assert "r-hat 1.539" in first
     assert ax.title.get_color() == "red"
     assert all(sp.get_edgecolor()[:3] == (1.0, 0.0, 0.0) for sp in ax.spines.values())
+    fig = plot.forest(result)
+    assert fig.get_suptitle() == first
 
 
 def test_frontier_marks_the_end_of_data(fit_2d):

@@ -2,12 +2,18 @@
 
 import json
 
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
 import bayescale
+from bayescale import plot
 from bayescale.result import PREDICTION_GROUPS, RECOMPUTED_GROUPS, Result
 
 #: Bytes a saved 4 x 1000-draw fit of the 240 Chinchilla points may take (it was 16.9 MB
@@ -49,6 +55,9 @@ def test_saved_fit_is_small_and_loads_back_whole(chinchilla, tmp_path):
         )
     pd.testing.assert_frame_equal(loaded.summary(), r.summary())
     pd.testing.assert_frame_equal(loaded.diagnostics, r.diagnostics)
+    ax = plot.bands(loaded, num=20)  # and it plots
+    assert ax.get_xlabel() == "Model Size [parameters]"
+    plt.close("all")
 
 
 def test_a_group_that_cannot_be_recomputed_is_kept(chinchilla, tmp_path):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from bayescale.plot.marks import mark_data_end, set_title
+from bayescale.plot.marks import mark_data_end, set_title, status_text
 from bayescale.result import Result
 
 __all__ = ["corner", "forest", "frontier"]
@@ -55,8 +55,18 @@ def _log10_tree(result: Result, names: list[str], log10) -> tuple[xr.DataTree, l
     return xr.DataTree.from_dict(tree), labels
 
 
+def _marked(fig, result: Result):
+    """``fig`` with a red suptitle naming the numbers of a fit that did not converge
+    (:func:`~bayescale.plot.marks.status_text`)."""
+    warning = status_text(result)
+    if warning:
+        fig.suptitle(warning, color="red", fontsize="medium")
+    return fig
+
+
 def corner(result: Result, *, var_names: Sequence[str] | None = None, log10=None):
-    """Corner (pair) plot of the posterior: marginal densities on the diagonal, draws below.
+    """Corner (pair) plot of the posterior: marginal densities on the diagonal, draws below;
+    a fit that did not converge gets a red suptitle with its numbers.
 
     Drawn with :func:`arviz_plots.plot_pair` (divergent transitions highlighted).
 
@@ -91,11 +101,12 @@ def corner(result: Result, *, var_names: Sequence[str] | None = None, log10=None
             marginal=True,
             figure_kwargs={"figsize": (side, side)},
         )
-    return pc.viz["figure"].item()
+    return _marked(pc.viz["figure"].item(), result)
 
 
 def forest(result: Result, *, var_names: Sequence[str] | None = None, log10=True):
-    """Forest plot: posterior median with 50% and 94% (arviz default) intervals per variable.
+    """Forest plot: posterior median with 50% and 94% (arviz default) intervals per variable;
+    a fit that did not converge gets a red suptitle with its numbers.
 
     Drawn with :func:`arviz_plots.plot_forest`, chains combined.  Scaling-law parameters
     span many orders of magnitude (``N_c`` ~ 1e13 next to ``alpha`` ~ 0.1), so by default
@@ -125,7 +136,7 @@ def forest(result: Result, *, var_names: Sequence[str] | None = None, log10=True
         combined=True,
         figure_kwargs={"figsize": (7.0, 0.5 * len(labels) + 1.2)},
     )
-    return pc.viz["figure"].item()
+    return _marked(pc.viz["figure"].item(), result)
 
 
 def frontier(
