@@ -437,6 +437,7 @@ def _cmd_demo(args) -> int:
     report.line(_frame_text(result.diagnostics))
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    report.line(f"writing into folder {out_dir.resolve()}")
     data_path = out_dir / "demo_data.csv"
     data.to_csv(data_path, index=False)
     report.saved("data", data_path)

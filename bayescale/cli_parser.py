@@ -149,7 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="figure file (.png or .pdf)")
     p.add_argument("--x", help="covariate on the horizontal axis (default: the first)")
     p.add_argument("--extend", type=float, default=1.0, help="decades to extrapolate")
-    p.add_argument("--kind", choices=("mean", "observation"), default="mean")
+    p.add_argument(
+        "--kind",
+        choices=("both", "observation", "mean"),
+        default="both",
+        help="bands: 'observation' (a new run), 'mean' (the law) or 'both' (default)",
+    )
     p.add_argument("--fit", metavar="LABEL", help="for a batch result: the fit to plot")
 
     p = sub.add_parser(
@@ -189,7 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", parents=[common], help="simulate data from a catalogue law, fit it, plot it"
     )
-    p.add_argument("--out-dir", default=".", help="folder for the output files (default: .)")
+    p.add_argument(
+        "--out-dir",
+        default="bayescale-demo",
+        help="folder for the output files, made if absent (default: bayescale-demo)",
+    )
     p.add_argument("--law", default=DEMO_LAW, help=f"catalogue id (default: {DEMO_LAW})")
     p.add_argument("--seed", type=int, default=0)
     # hidden: smaller runs for tests
