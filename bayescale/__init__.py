@@ -9,7 +9,7 @@ cache; call it first thing, before any JAX computation.
 
 from bayescale import check, laws, plan, plot, simulate, workflows
 from bayescale.api import fit, fit_batch
-from bayescale.compare import compare
+from bayescale.compare import LFO, compare
 from bayescale.data import DataError, DataWarning
 from bayescale.laws import FormulaError, LawError
 from bayescale.options import MAP, NUTS, Laplace, Model
@@ -19,6 +19,7 @@ from bayescale.settings import configure
 __version__ = "0.1.0"
 
 __all__ = [
+    "LFO",
     "MAP",
     "NUTS",
     "ConvergenceWarning",
