@@ -81,9 +81,8 @@ def test_lfo_weights_the_law_that_extrapolates(lfo_comparison, broken_data):
 
 
 def test_stacked_prediction_mixes_the_laws_beyond_the_data(lfo_comparison):
-    """Beyond the data the stacked band spans what each law, weighted, predicts: its 5%-95%
-    band contains the weighted mixture's by construction, and differs from a single law's
-    when both carry weight."""
+    """Beyond the data the stacked predictive is the laws' mixture by weight: its mean is the
+    weighted mean of the laws' predictive means (the same draws, seed for seed)."""
     cmp = lfo_comparison
     new = {"x": np.array([1e6, 1e7])}
     stacked = cmp.predict_draws(new, num_draws=4000, seed=1)
@@ -113,3 +112,12 @@ def test_lfo_rejects_bad_inputs(broken_data):
         bayescale.compare(broken_data, laws=["power_law", "chinchilla"], cv=LFO())
     with pytest.raises(ValueError, match="give laws"):
         bayescale.compare({"a": None, "b": None}, model=bayescale.Model())
+
+
+def test_loo_of_laws_fitted_to_data(broken_data):
+    """laws= with the default cv="loo": each law fitted to the data, then PSIS-LOO."""
+    cmp = bayescale.compare(broken_data, laws=LAWS, warn=False, **FIT)
+    assert cmp.cv == "loo"
+    assert set(cmp.weights) == set(LAWS)
+    assert math.isclose(sum(cmp.weights.values()), 1.0, abs_tol=1e-6)
+    assert cmp.table["max_pareto_k"].notna().all()
