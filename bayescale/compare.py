@@ -67,7 +67,8 @@ class LFO:
         first refit uses the first ``ceil(start * n)`` points.  In (0, 1); default 0.5.
     num_origins : int
         Forecast origins, evenly spaced from ``start`` to the last point but one (fewer when
-        the points run out); default 4.
+        the points run out; origins with fewer points than a law's parameters plus two are
+        skipped, for every law alike); default 4.
     horizon : int, optional
         Points after each origin that are scored; ``None`` (default): every later point, so
         far extrapolation counts as much as the next step.
@@ -346,11 +347,12 @@ def _fit_laws(data, laws, cv, columns, model, inference, seed):
         raise DataError(f"LFO on={on!r} is not a column of the data; it has {list(frame)}")
     frame = frame.sort_values(on, kind="stable").reset_index(drop=True)
     n = len(frame)
-    origins = lfo.origins(n)
-    if not origins or origins[0] < 3:
+    need = max(len(law.parameters) for law in named.values()) + 2  # as bayescale.fit needs
+    origins = [size for size in lfo.origins(n) if size >= need]
+    if not origins:
         raise DataError(
-            f"{n} points leave no forecast origin with >= 3 fitted points (LFO start "
-            f"{lfo.start}); give more points or a later start"
+            f"{n} points leave no forecast origin (LFO start {lfo.start}) with the {need} "
+            f"points the laws' parameters need; give more points or a later start"
         )
     results = {name: fit(frame, law, **options) for name, law in named.items()}
     prefixes = pd.concat(

@@ -8,7 +8,7 @@ Sources: the shipped calibration corpus (``bayescale/corpus/*.csv``; its ``polyp
 PolyPythia from ``../shared/data`` thinned to 60 log-spaced steps per log).  Per curve the
 early part is fitted (learning curves: the first 20% of the steps; across-size curves, the
 Porian frontier and the timm families: the points below 30% of the largest x) and the rest
-predicted; curves with fewer than 6 fitted points are left out (the same curves for every
+predicted; curves with fewer than 9 fitted points are left out (the same curves for every
 arm).  Four ways of making a band, each scored by :func:`bayescale.check.calibration` (coverage
 at 50-99%, MSCE, the 90% interval score and median width in log response):
 
@@ -47,7 +47,7 @@ SPLITS = {"polypythia": 0.2, "nanogpt_speedrun": 0.2, "porian2024_frontier": 0.3
           "timm_imagenet": 0.3}  # fmt: skip
 LAW = "power_law_offset"
 STACKED = ["power_law_offset", "broken_power_law", "alabdulmohsin_m3", "alabdulmohsin_m4"]
-MIN_FIT = 6
+MIN_FIT = 9  # the stacked arm's refits need 8 points (broken_power_law) at an origin
 INFERENCE = bayescale.Laplace()
 QCOLS = [quantile_column(q) for q in BAND_QUANTILES]
 
