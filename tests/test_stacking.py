@@ -111,7 +111,7 @@ def test_lfo_rejects_bad_inputs(broken_data):
     with pytest.raises(ValueError, match="common covariate"):
         bayescale.compare(broken_data, laws=["power_law", "chinchilla"], cv=LFO())
     with pytest.raises(bayescale.DataError, match="no forecast origin"):
-        bayescale.compare(broken_data.iloc[:10], laws=LAWS, cv=LFO(start=0.5))
+        bayescale.compare(broken_data.iloc[:12], laws=LAWS, cv=LFO(start=0.5, num_origins=1))
     with pytest.raises(ValueError, match="give laws"):
         bayescale.compare({"a": None, "b": None}, model=bayescale.Model())
 
