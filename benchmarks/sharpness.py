@@ -143,11 +143,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS-calib.md")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    rows, weight_rows = [], []
+    rows, weight_rows, skipped = [], [], []
     for source in args.sources.split(","):
         frame, split = load(source, args.max_curves)
         n = frame["curve"].nunique()
         print(f"{source}: {n} curves, split {split}", flush=True)
+        if n < 3:  # tau*d learns from the other curves of the source
+            print(f"{source}: skipped, fewer than 3 curves with >= {MIN_FIT} fitted points")
+            skipped.append(source)
+            continue
         start = time.perf_counter()
         bt = check.backtest(frame, LAW, by="curve", split=split, inference=INFERENCE, seed=0)
         arms = {"default": (bt.predictions, time.perf_counter() - start)}
@@ -166,6 +170,11 @@ def main() -> None:
             rows.append(row)
             print({k: round(float(v), 3) if isinstance(v, float) else v
                    for k, v in row.items()}, flush=True)  # fmt: skip
+        write(args.out, rows, weight_rows, skipped)
+    write(args.out, rows, weight_rows, skipped)
+
+
+def write(out: Path, rows: list, weight_rows: list, skipped: list) -> None:
     table = pd.DataFrame(rows)
     weights = pd.DataFrame(weight_rows)
     text = [
@@ -185,9 +194,12 @@ def main() -> None:
         "",
         markdown(weights.reset_index(names="source"), ".2f"),
         "",
+        f"Sources skipped (fewer than 3 curves with >= {MIN_FIT} fitted points): "
+        f"{', '.join(skipped) or 'none'}.",
+        "",
     ]
-    args.out.write_text("\n".join(text))
-    print(f"wrote {args.out}")
+    out.write_text("\n".join(text))
+    print(f"wrote {out}")
 
 
 def markdown(frame: pd.DataFrame, fmt: str) -> str:
