@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it (a module itself where the two are equal)
 _WHERE = {
+    "LFO": "bayescale.compare",
     "MAP": "bayescale.options",
     "NUTS": "bayescale.options",
     "ConvergenceWarning": "bayescale.result",
@@ -91,7 +92,7 @@ sys.modules[__name__].__class__ = _Package
 if TYPE_CHECKING:  # static analysers and mkdocstrings see the eager imports
     from bayescale import check, io, laws, plan, plot, simulate, workflows  # noqa: F401
     from bayescale.api import fit, fit_batch  # noqa: F401
-    from bayescale.compare import compare  # noqa: F401
+    from bayescale.compare import LFO, compare  # noqa: F401
     from bayescale.data import DataError, DataWarning  # noqa: F401
     from bayescale.laws import FormulaError, LawError  # noqa: F401
     from bayescale.options import MAP, NUTS, Laplace, Model  # noqa: F401
