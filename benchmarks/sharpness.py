@@ -2,7 +2,7 @@
 
 Run ``python benchmarks/sharpness.py`` (``--max-curves N``: at most N curves per source,
 ``--sources a,b``: a subset, ``--out PATH``: where the table goes, default
-``benchmarks/RESULTS-calib.md``).
+``benchmarks/results/sharpness.md``).
 
 Sources: the shipped calibration corpus (``bayescale/corpus/*.csv``; its ``polypythia.csv`` is
 PolyPythia from ``../shared/data`` thinned to 60 log-spaced steps per log).  Per curve the
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--max-curves", type=int, default=None)
     parser.add_argument("--sources", default=",".join(SPLITS))
     parser.add_argument("--num-boot", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS-calib.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sharpness.md")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     rows, weight_rows, skipped = [], [], []
