@@ -140,7 +140,8 @@ def main() -> None:
     parser.add_argument("--max-curves", type=int, default=None)
     parser.add_argument("--sources", default=",".join(SPLITS))
     parser.add_argument("--num-boot", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sharpness.md")
+    out = ROOT / "benchmarks" / "results" / "sharpness.md"
+    parser.add_argument("--out", type=Path, default=out)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     rows, weight_rows, skipped = [], [], []
