@@ -6,13 +6,12 @@ import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import fields, replace
-from functools import partial
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from bayescale.convergence import ESS_PER_CHAIN_MIN, RHAT_MAX, keep_draws, mode_failure, rhat
+from bayescale.convergence import ESS_PER_CHAIN_MIN, RHAT_MAX, mode_failure, rhat
 from bayescale.data import DataError, as_frame, prepare, seed_int
 from bayescale.datatree import MODE_STATS
 from bayescale.infer.batch import run_batch
@@ -414,7 +413,8 @@ def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, keys, seed_
         devices=inference.devices,
         chunk_size=inference.chunk_size,
         progress_bar=_progress(inference),
-        reduce=None if keep is None else partial(keep_draws, posterior, keep=keep),
+        keep=keep,
+        dtype=inference.dtype,
     )
     map_failed = ~np.isfinite(samples["map_potential"])
     for i in np.flatnonzero(map_failed):
@@ -546,6 +546,7 @@ def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_recor
         stacked,
         devices=inference.devices,
         progress_bar=_progress(inference),
+        dtype=inference.dtype,
     )
     samples = {k: np.asarray(v[0]) for k, v in out.items()}
     z_groups = np.moveaxis(np.asarray(hier.group_z(samples["z"])), -2, 0)  # (G, c, d, dim)
