@@ -462,8 +462,9 @@ def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed
     """MAP or Laplace: one vmapped call over all fits (one key per fit)."""
     method = method_name(inference)
     devices = inference.devices
-    if devices is None:  # a single fit is not split (padding it would repeat it per device)
-        devices = jax.devices() if len(fits) > 1 else jax.devices()[:1]
+    if devices is None:  # a single fit is not split (padding it would repeat it per device);
+        # this process's devices: host arrays never go on another process's (jax.distributed)
+        devices = jax.local_devices() if len(fits) > 1 else jax.local_devices()[:1]
     devices = list(devices)
     run = build_mode_fit(posterior, method, devices=devices, **_mode_settings(inference))
     out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))

@@ -54,20 +54,22 @@ class ConvergenceWarning(UserWarning):
 
 
 def rhat(post: xr.Dataset) -> xr.Dataset:
-    """arviz-stats r̂; a single chain is first split into its two halves.
+    """Rank-normalised split r̂ of each variable of ``post`` (dims ``chain``, ``draw`` and
+    any others), by :mod:`bayescale.diagnostics`; a single chain is split into its two halves.
 
     arviz-stats returns NaN for one chain; split-r̂ compares the halves of each chain anyway,
     so a one-chain fit (e.g. one chain per curve in a large batch) gets the r̂ of its halves
     instead of never being reported converged.
     """
-    import arviz_stats as azs
-
-    if post.sizes["chain"] == 1:
-        half = post.sizes["draw"] // 2
-        first = post.isel(chain=0, draw=slice(0, half))
-        second = post.isel(chain=0, draw=slice(half, 2 * half)).assign_coords(draw=first.draw)
-        post = xr.concat([first, second], dim="chain").assign_coords(chain=[0, 1])
-    return azs.rhat(post)
+    out = {}
+    for name, da in post.data_vars.items():
+        da = da.transpose("chain", "draw", ...)
+        x = np.asarray(da.values, dtype=float)
+        if x.shape[0] == 1:
+            half = x.shape[1] // 2
+            x = np.concatenate([x[:, :half], x[:, half : 2 * half]], axis=0)
+        out[name] = da.isel(chain=0, draw=0, drop=True).copy(data=batch_diagnostics.rhat(x))
+    return xr.Dataset(out)
 
 
 def sample_stats(samples: dict) -> dict[str, np.ndarray]:

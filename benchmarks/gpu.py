@@ -20,9 +20,9 @@ draws) so the script cannot rot.
    bayescale reports ``converged``, the device's peak memory so far
    (``device.memory_stats()["peak_bytes_in_use"]``; runs go from small to large so each
    peak is its run's) and the host's peak RSS.
-4. ``--budget`` seconds (default 420): a run whose estimated time (the last run's per-fit
-   time scaled to K) would pass it is skipped and reported so, keeping the script under
-   8 minutes on one H100.
+4. ``--budget`` seconds (default 420): a run whose estimated time (the last run's compile
+   time plus its per-fit time without compilation scaled to K) would pass it is skipped and
+   reported so, keeping the script under 8 minutes on one H100.
 
 The figures are appended to ``--results`` (default ``benchmarks/RESULTS.md``) as a dated
 block with the command and the machine.
@@ -181,16 +181,18 @@ def main(argv=None) -> int:
         path = Path(tmp) / "curves.npz"
         simulate_curves(min(max(args.sizes), args.distinct), path)
         print(f"simulated curves in {time.time() - start:.1f} s", flush=True)
-        per_fit = None
+        last = None
         for k in sorted(args.sizes):
             for dtype in args.dtypes:
                 spent = time.time() - start
-                if per_fit is not None and spent + per_fit * k > args.budget:
+                estimate = (
+                    0.0 if last is None else last["compile_s"] + last["ms_per_fit_excl"] * k / 1e3
+                )
+                if spent + estimate > args.budget:
                     rows.append({"K": k, "dtype": dtype, "skipped": "over --budget"})
                     print(f"K={k} {dtype}: skipped (estimated past --budget)", flush=True)
                     continue
-                row = run_one(k, dtype, args, path, clock)
-                per_fit = row["wall_s"] / k
+                row = last = run_one(k, dtype, args, path, clock)
                 rows.append(row)
                 print(table([row])[-1], flush=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
