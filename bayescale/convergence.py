@@ -179,15 +179,18 @@ PER_FIT = ("map_potential", "map_failed_starts", "inverse_mass_matrix")
 def keep_draws(posterior: Posterior, samples: dict, keep: int, prob: float) -> dict:
     """Reduce one chunk of sampler output (leading fit axis) to ``keep`` draws per chain.
 
-    Traced (``jax.numpy``): :mod:`bayescale.infer.reduce` compiles it into the per-chunk
-    reduction that runs where the draws are.  Before the other draws are dropped, every
-    fit's convergence numbers (:func:`convergence_numbers`, tail ESS at quantiles ``prob``
-    and ``1 - prob``) and the mean, sd (``ddof=0``) and :data:`SUMMARY_QUANTILES` (NumPy's
-    linear rule, :func:`bayescale.diagnostics.quantile`) of each parameter over all draws are
-    returned under ``samples["all_draws"]``.  The kept draws are evenly spaced over each
-    chain (``linspace`` indices rounded); every output but :data:`PER_FIT` is thinned.
+    NumPy arrays are reduced on the host in float64; JAX arrays are traced
+    (:mod:`bayescale.infer.reduce` compiles this into the per-chunk reduction that runs
+    where the draws are).  Before the other draws are dropped, every fit's convergence
+    numbers (:func:`convergence_numbers`, tail ESS at quantiles ``prob`` and ``1 - prob``)
+    and the mean, sd (``ddof=0``) and :data:`SUMMARY_QUANTILES` (NumPy's linear rule,
+    :func:`bayescale.diagnostics.quantile`) of each parameter over all draws are returned
+    under ``samples["all_draws"]``.  The kept draws are evenly spaced over each chain
+    (``linspace`` indices rounded); every output but :data:`PER_FIT` is thinned.
     """
     values = posterior.constrain(samples["z"])
+    if isinstance(samples["z"], np.ndarray):
+        values = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
     summary = convergence_numbers(values, posterior.site_names, samples["diverging"], prob)
     for name, v in values.items():
         flat = v.reshape(v.shape[0], -1)

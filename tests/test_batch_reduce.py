@@ -37,10 +37,12 @@ def _ar_draws(rng, fits, chains, draws, dim):
     return 0.3 * z + rng.choice([0.0, 0.4], (fits, 1, 1, 1)) * np.arange(chains)[:, None, None]
 
 
+@pytest.mark.parametrize("on_device", [True, False], ids=["device", "host"])
 @pytest.mark.parametrize("chains", [1, 4])
-def test_device_reduction_equals_arviz_on_the_same_draws(chains):
-    """``keep`` reduced in the compiled program: per fit r̂, bulk/tail ESS equal arviz-stats
-    (a one-chain fit: r̂ of its halves), mean/sd/quantiles equal NumPy's, draws thinned."""
+def test_reduction_equals_arviz_on_the_same_draws(chains, on_device):
+    """``keep`` reduced in the compiled program (``jax.numpy``, float64) or on the host
+    (NumPy): per fit r̂, bulk/tail ESS equal arviz-stats (a one-chain fit: r̂ of its
+    halves), mean/sd/quantiles equal NumPy's, draws thinned."""
     posterior = _posterior()
     rng = np.random.default_rng(chains)
     fits, draws = 5, 200
@@ -54,7 +56,10 @@ def test_device_reduction_equals_arviz_on_the_same_draws(chains):
         "inverse_mass_matrix": np.tile(np.eye(posterior.dim), (fits, chains, 1, 1)),
     }
     with jax.enable_x64(True):
-        out = jax.device_get(build_reduction(posterior, keep=20)(samples))
+        reduction = build_reduction(posterior, 20, jax.devices()[:1], on_device=on_device)
+        assert reduction.on_device is on_device
+        inputs = jax.device_put(samples) if on_device else samples
+        out = jax.device_get(reduction.fn(inputs))
         values = {k: np.asarray(v) for k, v in posterior.constrain(z).items()}
     index = np.linspace(0, draws - 1, 20).round().astype(int)
     np.testing.assert_array_equal(out["z"], z[:, :, index])
@@ -114,7 +119,7 @@ def _stacked_curves(count):
 
 def test_two_batch_sizes_in_one_bucket_compile_once(float64):
     """5 and 6 fits (on 2 CPU devices: 3 per device, bucket 3) run the same compiled
-    sampler and reduction programs: one executable each."""
+    sampler program, and a device-side reduction one program: one executable each."""
     posterior = _posterior()
     options = SamplerOptions(num_chains=1, num_warmup=30, num_samples=30, num_starts=2)
     devices = jax.devices()[:2]
@@ -126,9 +131,14 @@ def test_two_batch_sizes_in_one_bucket_compile_once(float64):
         assert out["all_draws"]["max_rhat"].shape == (count,)
     filled = options._replace(vectorized=False, group_size=32)
     run = build_sampler(posterior, filled, devices=devices if len(devices) > 1 else None)
-    reduce = build_reduction(posterior, 10, devices if len(devices) > 1 else None)
     assert run._cache_size() == 1
-    assert reduce._cache_size() == 1
+    reduction = build_reduction(posterior, 10, devices, on_device=True)
+    for count in (5, 6):  # the sampler's output shapes of the two calls: (6, 1, 30, ...)
+        padded = chunk_layout(count, 100, len(devices))
+        z = np.zeros((padded, 1, 30, posterior.dim)) + np.arange(30)[:, None] * 0.01
+        fake = {"z": z, "diverging": np.zeros((padded, 1, 30), bool)}
+        reduction.fn(jax.device_put(fake))
+    assert reduction.fn._cache_size() == 1
 
 
 CURVES = {"m0": (4.0, 3.2, 0.47), "m1": (3.4, 4.0, 0.56), "m2": (2.3, 5.4, 0.62)}

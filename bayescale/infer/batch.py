@@ -113,10 +113,10 @@ def run_batch(
     ``group_size`` as given, ``False``/``None`` when left ``None``) and shows
     ``progress_bar`` from inside the compiled loop; a batch shows one bar step per chunk.
 
-    ``keep``, when given, reduces each chunk on the device that sampled it
-    (:func:`bayescale.infer.reduce.build_reduction`): ``keep`` draws per chain and
-    ``out["all_draws"]``, the convergence numbers and summary of all draws, are all that
-    cross to the host.
+    ``keep``, when given, reduces each chunk to ``keep`` draws per chain and
+    ``out["all_draws"]``, the convergence numbers and summary of all draws
+    (:func:`bayescale.infer.reduce.build_reduction`): on accelerators on the device that
+    sampled it, so only that crosses to the host; on CPUs as soon as it is fetched.
 
     ``dtype`` (:data:`DTYPES`): ``"float32"`` samples and reduces in float32 (data cast,
     JAX's x64 switched off for the call, scoped), ``"float64"`` in float64.
@@ -154,10 +154,8 @@ def _run(posterior, options, keys, data, devices, chunk_size, progress_bar, keep
             devices=usable_devices(devices, options.num_chains),
             shard="chains",
         )
-        out = run(keys, data)
-        if keep is not None:
-            out = build_reduction(posterior, keep)(out)
-        return jax.tree.map(np.asarray, jax.device_get(out))
+        reduce = None if keep is None else build_reduction(posterior, keep, devices[:1])
+        return _fetch(run(keys, data), reduce, spans=False)
     n_dev = len(devices)
     spans = distributed.spans_processes(devices)
     vectorized, group_size = lockstep_defaults(devices)
@@ -170,7 +168,7 @@ def _run(posterior, options, keys, data, devices, chunk_size, progress_bar, keep
     chunk_size = chunk_layout(num_fits, chunk_size, n_dev)
     sharded = devices if n_dev > 1 else None
     run = build_sampler(posterior, options, devices=sharded)
-    reduce = None if keep is None else build_reduction(posterior, keep, sharded)
+    reduce = None if keep is None else build_reduction(posterior, keep, devices)
     starts = range(0, num_fits, chunk_size)
     bar = None
     if progress_bar and len(starts) > 1:
@@ -183,13 +181,21 @@ def _run(posterior, options, keys, data, devices, chunk_size, progress_bar, keep
         chunk_keys, chunk, valid = pad_fits(*part, chunk_size)  # the last chunk padded
         if spans:
             chunk_keys, chunk = distributed.to_global((chunk_keys, chunk), devices)
-        out = run(chunk_keys, chunk)
-        if reduce is not None:
-            out = reduce(out)
-        out = distributed.gather(out) if spans else jax.device_get(out)
-        pieces.append(jax.tree.map(lambda x, v=valid: np.asarray(x)[:v], out))
+        out = _fetch(run(chunk_keys, chunk), reduce, spans)
+        pieces.append(jax.tree.map(lambda x, v=valid: x[:v], out))
         if bar is not None:
             bar.update(valid)
     if bar is not None:
         bar.close()
     return jax.tree.map(lambda *xs: np.concatenate(xs), *pieces)
+
+
+def _fetch(out: dict, reduce, spans: bool) -> dict:
+    """NumPy copy of a sampler's ``out``, reduced (on the device before the copy, or after
+    it) by ``reduce`` when given; gathered from every process when ``spans``."""
+    if reduce is not None and reduce.on_device:
+        out = reduce.fn(out)
+    out = distributed.gather(out) if spans else jax.tree.map(np.asarray, jax.device_get(out))
+    if reduce is not None and not reduce.on_device:
+        out = reduce.fn(out)
+    return out
