@@ -118,8 +118,9 @@ def run_batch(
     (:func:`bayescale.infer.reduce.build_reduction`): on accelerators on the device that
     sampled it, so only that crosses to the host; on CPUs as soon as it is fetched.
 
-    ``dtype`` (:data:`DTYPES`): ``"float32"`` samples and reduces in float32 (data cast,
-    JAX's x64 switched off for the call, scoped), ``"float64"`` in float64.
+    ``dtype`` (:data:`DTYPES`): ``"float32"`` samples in float32 (data cast, JAX's x64
+    switched off for the call, scoped; a device-side reduction then computes in float32 too,
+    a host-side one in float64), ``"float64"`` in float64.
 
     ``options.vectorized`` / ``options.group_size`` left ``None`` take the defaults of
     :func:`lockstep_defaults` for ``devices``.  Chunks all have the size of
