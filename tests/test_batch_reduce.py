@@ -155,7 +155,9 @@ def _curves():
 def test_float32_batch_agrees_with_float64_within_mcse():
     """``NUTS(dtype="float32")``: float32 draws whose per-fit means and 5%/95% quantiles
     agree with the float64 batch's within Monte Carlo error (|z| < 4.5 over 3 curves x 4
-    parameters x 3 statistics), with as many converged fits."""
+    parameters x 3 statistics), with at most one fewer converged fit."""
+    with pytest.raises(ValueError, match=r"NUTS\(dtype='float16'\)"):
+        NUTS(dtype="float16")
     settings = {"num_chains": 2, "num_warmup": 400, "num_samples": 400}
     runs = {
         dtype: bayescale.fit(
@@ -186,4 +188,4 @@ def test_float32_batch_agrees_with_float64_within_mcse():
             assert np.all(np.abs(z) < 4.5), (name, stat, z)
     n32 = (runs["float32"].diagnostics["status"] == "converged").sum()
     n64 = (runs["float64"].diagnostics["status"] == "converged").sum()
-    assert n32 >= n64 - 1
+    assert n32 >= n64 - 1  # at most one of the 3 fits fewer converged
