@@ -28,6 +28,8 @@ arviz-stats; ``1e-6`` in float32).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,6 +104,18 @@ class _Jax:
     @staticmethod
     def take0(a, index):
         return jnp.take_along_axis(a, index[None], axis=0)[0]
+
+
+def _quiet(fn):
+    """``fn`` with NumPy's divide/invalid warnings off: constant and short series give 0/0,
+    which the statistics turn into the values arviz-stats reports."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _backend(x):
@@ -194,6 +208,7 @@ def _valid(b, x, min_chains: int):
     return ok & (x.shape[0] >= min_chains) & (x.shape[1] >= 4)
 
 
+@_quiet
 def rhat(x):
     """Rank-normalised split :math:`\\hat R` of ``x`` ``(chain, draw, *batch)`` -> ``batch``.
 
@@ -209,6 +224,7 @@ def rhat(x):
     return xp.where(ok, xp.maximum(bulk, tail), xp.nan)
 
 
+@_quiet
 def ess_bulk(x):
     """Bulk ESS (rank-normalised split chains) of ``x`` ``(chain, draw, *batch)``."""
     b, x = _backend(x)
@@ -216,6 +232,7 @@ def ess_bulk(x):
     return b.xp.where(ok, _ess(b, _z_scale(b, _split(b, b.xp.where(ok, x, 0.0)))), b.xp.nan)
 
 
+@_quiet
 def ess_tail(x, prob: float | None = None):
     """Tail ESS: the smaller ESS of the indicators :math:`x \\le q_{p}`, :math:`x \\le q_{1-p}`.
 
