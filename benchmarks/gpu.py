@@ -12,8 +12,8 @@ draws) so the script cannot rot.
    curves as in ``benchmarks/batched.py`` (its generator: 30 points, parameters spread
    around the reference).  ``--distinct`` of them (default 2,048; simulating a curve takes
    ~5 ms of host time) are simulated and tiled to K, every fit with its own seed.
-   ``keep=100``: each chunk is reduced on the device and only summaries and 100 draws per
-   fit come back.
+   ``keep=100``: each chunk is reduced on the device (on an accelerator) and only
+   summaries and 100 draws per fit come back.
 3. Per call: wall time (everything: splitting the frame into curves, compiling, the MAP
    start, sampling, the reduction, the result), JAX's compile time within it
    (``jax.monitoring`` spans), ms per fit with and without it, the share of fits that
@@ -196,6 +196,8 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(table([row])[-1], flush=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = jax.default_backend() == "cpu"
+    where_reduced = "on the host: CPU devices" if cpu else "on the device"
     command = "benchmarks/gpu.sh " + shlex.join(sys.argv[1:])
     block = [
         "",
@@ -207,7 +209,8 @@ def main(argv=None) -> int:
         "Devices: " + "; ".join(devices) + ".",
         f"`fit(..., by=)` of kaplan_per_token curves (30 points; {args.distinct:,} simulated, "
         f"tiled), 1 chain x {args.warmup} + {args.samples}, keep={min(args.keep, args.samples)}"
-        f" (reduced on the device); total script time {time.time() - start:.0f} s.",
+        f" (reduced {where_reduced});"
+        f" total script time {time.time() - start:.0f} s.",
         "",
         *table(rows),
         "",
