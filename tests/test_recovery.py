@@ -31,6 +31,8 @@ from bayescale.laws import catalogue
 from bayescale.simulate import simulate
 
 BOUNDED_LAWS = [
+    "alabdulmohsin_m3",
+    "alabdulmohsin_m4",
     "broken_power_law",
     "chinchilla",
     "isoflop_parabola",
