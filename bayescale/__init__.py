@@ -12,7 +12,7 @@ from bayescale.api import fit, fit_batch
 from bayescale.compare import compare
 from bayescale.data import DataError, DataWarning
 from bayescale.laws import FormulaError, LawError
-from bayescale.options import MAP, NUTS, Laplace, Model
+from bayescale.options import MAP, NUTS, ChEES, Laplace, Model
 from bayescale.result import ConvergenceWarning, Result, Status, load
 from bayescale.settings import configure
 
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MAP",
     "NUTS",
+    "ChEES",
     "ConvergenceWarning",
     "DataError",
     "DataWarning",

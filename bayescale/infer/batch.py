@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import jax
 import numpy as np
 
+from bayescale.infer.hmc import ChEESOptions, build_chees_sampler
 from bayescale.infer.nuts import SamplerOptions, build_sampler
 from bayescale.infer.parallel import pad_fits, padded_length, stack, usable_devices
 from bayescale.model import Posterior
@@ -54,7 +56,7 @@ def default_chunk_size(options: SamplerOptions, dim: int, num_points: int) -> in
 
 def run_batch(
     posterior: Posterior,
-    options: SamplerOptions,
+    options: SamplerOptions | ChEESOptions,
     keys,
     data: dict,
     *,
@@ -65,7 +67,9 @@ def run_batch(
 ) -> dict:
     """Sample every fit of ``data`` (leaves with a leading fit axis); numpy output.
 
-    The one NUTS driver: a single fit (also a pooled posterior, whose groups are one fit)
+    The one sampler driver (NUTS for :class:`SamplerOptions`, ChEES-HMC of
+    :mod:`bayescale.infer.hmc` for :class:`ChEESOptions`, which shows no progress bar inside
+    a single fit's compiled loop): a single fit (also a pooled posterior, whose groups are one fit)
     and a batch of fits alike.  A single fit splits its chains over the ``devices`` that
     divide their number (``vectorized``/``group_size`` as given, ``False``/``None`` when
     left ``None``) and shows ``progress_bar`` from inside the compiled loop; a batch shows
@@ -84,12 +88,15 @@ def run_batch(
     """
     num_fits = keys.shape[0]
     devices = list(jax.devices() if devices is None else devices)
+    if isinstance(options, ChEESOptions):
+        build_sampler_for = build_chees_sampler
+    else:
+        build_sampler_for = partial(build_sampler, progress_bar=progress_bar and num_fits == 1)
     if num_fits == 1:
         options = options._replace(vectorized=bool(options.vectorized))
-        run = build_sampler(
+        run = build_sampler_for(
             posterior,
             options,
-            progress_bar=progress_bar,
             devices=usable_devices(devices, options.num_chains),
             shard="chains",
         )
@@ -106,7 +113,7 @@ def run_batch(
     chunk_size = int(min(chunk_size, num_fits))
     chunk_size = -(-num_fits // -(-num_fits // chunk_size))  # balanced: 10,000 -> 2 x 5,000
     chunk_size = -(-chunk_size // n_dev) * n_dev
-    run = build_sampler(posterior, options, devices=devices if n_dev > 1 else None)
+    run = build_sampler_for(posterior, options, devices=devices if n_dev > 1 else None)
     starts = range(0, num_fits, chunk_size)
     bar = None
     if progress_bar and len(starts) > 1:

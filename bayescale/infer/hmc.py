@@ -109,8 +109,10 @@ def halton(i, bits: int):
     return out
 
 
-def chain_starts(posterior: Posterior, key, data, num_chains: int, *, num_starts: int,
-                 map_steps: int, init: str = "map"):  # fmt: skip
+def chain_starts(
+    posterior: Posterior, key, data, num_chains: int, *, num_starts: int, map_steps: int,
+    init: str = "map",
+):  # fmt: skip
     """``(w0, cov, mode)``: ``num_chains`` starting points in sampler coordinates, the
     Laplace covariance there (the initial inverse mass matrix) and the mode search's result.
 
@@ -262,7 +264,9 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
             potential, grad = vg(w, data)
             return w, p - 0.5 * step * grad, potential, grad
 
-        w1, p1, u1, g1 = jax.lax.fori_loop(0, n, leapfrog, (state.w, p0, state.potential, state.grad))
+        w1, p1, u1, g1 = jax.lax.fori_loop(
+            0, n, leapfrog, (state.w, p0, state.potential, state.grad)
+        )
         h0, h1 = state.potential + kinetic(p0), u1 + kinetic(p1)
         delta = jnp.where(jnp.isnan(h1 - h0), jnp.inf, h1 - h0)
         accept_prob = jnp.exp(-jnp.clip(delta, 0.0, None))
@@ -304,10 +308,11 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
         centred0 = before.w - jnp.mean(before.w, 0)
         v1 = jnp.where(ok[:, None], p1 @ a.inverse_mass, 0.0)
         per_chain = (
-            info["u"] * jnp.exp(a.log_length)
+            info["u"]
+            * jnp.exp(a.log_length)
             * (jnp.sum(centred1**2, -1) - jnp.sum(centred0**2, -1))
             * jnp.sum(centred1 * v1, -1)
-        )  # fmt: skip
+        )
         g = jnp.sum(prob * per_chain) / weight
         m, v, t = a.adam
         m, v, t = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2, t + 1
@@ -318,9 +323,7 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
         count = a.count + 1
         weight_t = count**-0.5
         log_length = (1 - weight_t) * a.log_length + weight_t * raw
-        log_length = jnp.clip(
-            log_length, log_step, log_step + jnp.log(float(o.max_leapfrog_steps))
-        )
+        log_length = jnp.clip(log_length, log_step, log_step + jnp.log(float(o.max_leapfrog_steps)))
         last = i == o.num_warmup - 1
         log_step = jnp.where(last, da[1], log_step)  # the dual-averaging average from here on
         # positions of the mass-matrix window
@@ -335,9 +338,13 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
         adam = (jnp.where(finite, m, a.adam[0]), jnp.where(finite, v, a.adam[1]), t)
         return state._replace(
             adapt=a._replace(
-                log_step=log_step, da=da, log_length=log_length, adam=adam, count=count,
+                log_step=log_step,
+                da=da,
+                log_length=log_length,
+                adam=adam,
+                count=count,
                 sums=sums,
-            )  # fmt: skip
+            )
         )
 
     def end_window(state: _State):
@@ -350,9 +357,11 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
         inverse_mass, chol = _mass(cov, o.dense_mass, dim)
         return state._replace(
             adapt=a._replace(
-                inverse_mass=inverse_mass, chol=chol, da=da_init(a.log_step + jnp.log(10.0)),
+                inverse_mass=inverse_mass,
+                chol=chol,
+                da=da_init(a.log_step + jnp.log(10.0)),
                 count=jnp.zeros_like(a.count),
-            )  # fmt: skip
+            )
         )
 
     def stats(state: _State, info, data):
