@@ -52,7 +52,14 @@ from bayescale.infer.parallel import pad_fits
 from bayescale.infer.parallel import shard as shard_axis
 from bayescale.model import Posterior, posterior_key
 
-__all__ = ["ChEESOptions", "build_chees_sampler", "chain_starts", "halton", "in_groups"]
+__all__ = [
+    "ChEESOptions",
+    "build_chees_sampler",
+    "chain_starts",
+    "halton",
+    "in_groups",
+    "num_steps",
+]
 
 #: Energy error above which a transition counts as divergent (NumPyro's threshold).
 MAX_DELTA_ENERGY = 1000.0
@@ -107,6 +114,12 @@ def halton(i, bits: int):
     for b in range(bits):
         out = out + ((j >> b) & 1) * 0.5 ** (b + 1)
     return out
+
+
+def num_steps(u, step_size, length, max_steps: int):
+    """Leapfrog steps of one iteration: :math:`\\lceil u T / \\epsilon \\rceil` in
+    ``1..max_steps`` (int32)."""
+    return jnp.clip(jnp.ceil(u * length / step_size), 1, max_steps).astype(jnp.int32)
 
 
 def chain_starts(
@@ -248,7 +261,7 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
         vg = jax.vmap(jax.value_and_grad(posterior.sampler_potential), (0, None))
         step, length = jnp.exp(a.log_step), jnp.exp(a.log_length)
         u = halton(i, bits)
-        n = jnp.clip(jnp.ceil(u * length / step), 1, o.max_leapfrog_steps).astype(jnp.int32)
+        n = num_steps(u, step, length, o.max_leapfrog_steps)
         k_p, k_u = jax.random.split(key)
         eps = jax.random.normal(k_p, (chains, dim), state.w.dtype)
         # p ~ N(0, M), M = inverse_mass^-1 = (L L^T)^-1: p = L^-T eps
