@@ -1,7 +1,8 @@
 """ChEES-HMC against NUTS on the same posteriors: per-fit means and 90% interval endpoints.
 
 Run ``python benchmarks/chees_agreement.py`` (defaults: 256 curves of each of
-``kaplan_per_token``, ``power_law_offset`` and ``chinchilla``; ``--curves`` to change).
+``kaplan_per_token``, ``power_law_offset`` and ``kaplan_n``; ``--curves``, ``--laws`` to
+change, e.g. ``--laws chinchilla``).
 Each curve is ``bayescale.simulate.simulate(law, seed=i)`` (the law's reference parameters
 and design); all curves of a law are fitted in one ``bayescale.fit(..., by="curve")`` call
 per sampler, ``NUTS(num_chains=4, num_warmup=500, num_samples=500)`` and ``ChEES()`` (its
@@ -27,7 +28,7 @@ import time
 import numpy as np
 import pandas as pd
 
-LAWS = ("kaplan_per_token", "power_law_offset", "chinchilla")
+LAWS = ("kaplan_per_token", "power_law_offset", "kaplan_n")
 STATISTICS = ("mean", "q05", "q95")
 
 

@@ -82,7 +82,7 @@ class ChEESOptions(NamedTuple):
     num_samples: int = 250
     thin: int = 1
     dense_mass: bool = True
-    target_accept_prob: float = 0.651
+    target_accept_prob: float = 0.8
     max_leapfrog_steps: int = 255
     learning_rate: float = 0.05
     num_starts: int = 8
