@@ -41,6 +41,16 @@ Peers
     them) and compilation are per K.  ``bayescale.configure(cache_dir=None)`` leaves the persistent
     cache off, so no compiled program comes from an earlier run.
 
+(c) **ChEES arm** (``--chees``) — in each K's (b) process, after its measurements:
+    ``bayescale.fit(..., by="curve", inference=ChEES(num_chains=C, num_warmup=W_c,
+    num_samples=S_c))`` (defaults C = 4, W_c = W, S_c = S / C: the same number of kept draws
+    per curve as (b); ``--chees-*`` to change; ``--chees-vectorized`` its ``vectorized``),
+    compile timed the same way, and its gradients counted exactly in an untimed second call
+    (:func:`chees_arm`).  Reported beside (b): ms per fit without compilation, achieved
+    gradient rate against (b)'s in-program limit, converged share (bayescale's status, whose
+    ESS floor is 100 per chain, and r-hat <= 1.01 with min ESS >= 100), and ESS per second
+    per fit (median min(bulk, tail) ESS over the fits / ms per fit).  ``--no-loop`` skips (a).
+
 Figures
 -------
 * **per fit, incl. compile** = wall time of the ``fit_batch`` call / K (data preparation,
