@@ -264,9 +264,9 @@ class ChEES(_Batch):
         Naming the argument and its value.
     """
 
-    num_chains: int = 8
+    num_chains: int = 4
     num_warmup: int = 500
-    num_samples: int = 250
+    num_samples: int = 500
     thin: int = 1
     dense_mass: bool = True
     target_accept_prob: float = 0.8

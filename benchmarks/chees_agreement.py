@@ -5,8 +5,8 @@ Run ``python benchmarks/chees_agreement.py`` (defaults: 256 curves of each of
 change, e.g. ``--laws chinchilla``).
 Each curve is ``bayescale.simulate.simulate(law, seed=i)`` (the law's reference parameters
 and design); all curves of a law are fitted in one ``bayescale.fit(..., by="curve")`` call
-per sampler, ``NUTS(num_chains=4, num_warmup=500, num_samples=500)`` and ``ChEES()`` (its
-defaults), the same seed.
+per sampler, ``NUTS(num_chains=4, num_warmup=500, num_samples=500)`` and
+``ChEES(num_chains=8, num_warmup=500, num_samples=250)``, the same seed.
 
 For every fit, parameter and statistic (the mean, the 5% and 95% quantiles) the difference of
 the two estimates is scaled by its Monte Carlo error,
@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     )
     samplers = {
         "NUTS": bayescale.NUTS(num_chains=4, num_warmup=500, num_samples=500, progress_bar=False),
-        "ChEES": bayescale.ChEES(progress_bar=False),
+        "ChEES": bayescale.ChEES(num_chains=8, num_warmup=500, num_samples=250, progress_bar=False),
     }
     for law in args.laws.split(","):
         data = curves(law, args.curves)

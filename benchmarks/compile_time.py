@@ -10,7 +10,7 @@ over the CPU devices); ``--init prior`` leaves out the MAP search to show its sh
 cold fit with stock NumPyro (``MCMC(NUTS(dense_mass=True))``, 4 sequential chains, the data
 compiled in as constants, NumPyro's default), in its own process for a cold start.
 ``--sampler chees`` times the ChEES-HMC program instead (:mod:`bayescale.infer.hmc`, its
-defaults: 8 chains x 500 warm-up + 250 draws, advancing together on one device).
+defaults: 4 chains x 500 warm-up + 500 draws, advancing together on one device).
 
 ``--cold-fit`` times whole first calls ``bayescale.fit(chinchilla data, "chinchilla",
 inference=NUTS() | ChEES())``, each in a fresh process with ``BAYESCALE_CACHE_DIR`` an empty

@@ -77,9 +77,9 @@ class ChEESOptions(NamedTuple):
     after another (``False``); a fit's own chains always advance together.
     """
 
-    num_chains: int = 8
+    num_chains: int = 4
     num_warmup: int = 500
-    num_samples: int = 250
+    num_samples: int = 500
     thin: int = 1
     dense_mass: bool = True
     target_accept_prob: float = 0.8
