@@ -43,8 +43,9 @@ Peers
 
 (c) **ChEES arm** (``--chees``) — in each K's (b) process, after its measurements:
     ``bayescale.fit(..., by="curve", inference=ChEES(num_chains=C, num_warmup=W_c,
-    num_samples=S_c))`` (defaults C = 4, W_c = W, S_c = S / C: the same number of kept draws
-    per curve as (b); ``--chees-*`` to change; ``--chees-vectorized`` its ``vectorized``),
+    num_samples=S_c))`` (defaults C = 2, W_c = W / C, S_c = S / C: the same iterations and
+    kept draws per curve as (b); ``--chees-*`` to change; ``--chees-vectorized`` its
+    ``vectorized``, default bayescale's),
     compile timed the same way, and its gradients counted exactly in an untimed second call
     (:func:`chees_arm`).  Reported beside (b): ms per fit without compilation, achieved
     gradient rate against (b)'s in-program limit, converged share (bayescale's status, whose
@@ -862,13 +863,13 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--chees", action="store_true", help="add the ChEES arm in each K's NUTS process"
     )
-    parser.add_argument("--chees-chains", type=int, default=4)
-    parser.add_argument("--chees-warmup", type=int, default=None, help="default: W")
+    parser.add_argument("--chees-chains", type=int, default=2)
+    parser.add_argument("--chees-warmup", type=int, default=None, help="default: W / chains")
     parser.add_argument("--chees-samples", type=int, default=None, help="default: S / chains")
     parser.add_argument(
         "--chees-vectorized",
         choices=["auto", "yes", "no"],
-        default="yes",
+        default="auto",
         help="ChEES(vectorized=): fits of a group under vmap together (auto: bayescale's)",
     )
     parser.add_argument("--no-loop", action="store_true", help="skip the NumPyro loops")
@@ -940,7 +941,7 @@ def main(argv=None) -> None:
                 "time_map": time_map,
                 "chees": args.chees,
                 "chees_chains": args.chees_chains,
-                "chees_warmup": args.chees_warmup or W,
+                "chees_warmup": args.chees_warmup or W // args.chees_chains,
                 "chees_samples": args.chees_samples or max(1, S // args.chees_chains),
                 "chees_vectorized": {"auto": None, "yes": True, "no": False}[args.chees_vectorized],
             }
