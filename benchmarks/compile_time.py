@@ -9,14 +9,21 @@ over the CPU devices); ``--init prior`` leaves out the MAP search to show its sh
 (CPU is what XLA compilation costs on a loaded machine).  ``--peer`` instead times the same
 cold fit with stock NumPyro (``MCMC(NUTS(dense_mass=True))``, 4 sequential chains, the data
 compiled in as constants, NumPyro's default), in its own process for a cold start.
-``--sampler chees`` times the ChEES-HMC program instead (:mod:`bayescale.infer.hmc`, its
-defaults: 4 chains x 500 warm-up + 500 draws, advancing together on one device).
 
-``--cold-fit`` times whole first calls ``bayescale.fit(chinchilla data, "chinchilla",
-inference=NUTS() | ChEES())``, each in a fresh process with ``BAYESCALE_CACHE_DIR`` an empty
-temporary folder and ``bayescale.configure()`` (the persistent cache on, as a user gets it),
-then once more in another fresh process on the cache the first filled: the cold start and
-what the cache keeps of it, for both samplers.
+``--cold-fits N`` times the whole first ``bayescale.fit`` of Chinchilla (defaults, no progress
+bar), each in a fresh process, N rounds alternating the arms: this checkout with XLA's
+default compiler options and with bayescale's
+:data:`~bayescale.infer.cache.CPU_COMPILER_OPTIONS`, and with ``--before DIR`` the
+``bayescale`` package of another checkout (imported from ``DIR``).  Each round runs every
+arm twice against its own new persistent cache folder: cold (empty cache), then warm (the
+cache the cold process filled).  Per process: wall and CPU seconds of the ``fit`` call and of
+the whole process (imports included), the XLA compilations it ran (count, summed wall
+seconds) and the posterior mean of ``E``.  ``--chees`` adds the arm ``chees``: this
+checkout, bayescale's options, ``inference=ChEES()``.
+
+``--sampler chees`` times the ChEES-HMC program instead of NUTS's
+(:mod:`bayescale.infer.hmc`, its defaults: 4 chains x 500 warm-up + 500 draws, advancing
+together on one device).
 
 Data: ``../shared/data/chinchilla_epoch_svg_extracted.csv`` prepared as Epoch did
 (:func:`bayescale.datasets.chinchilla`).
@@ -25,6 +32,7 @@ Data: ``../shared/data/chinchilla_epoch_svg_extracted.csv`` prepared as Epoch di
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +51,8 @@ from bayescale.infer.nuts import SamplerOptions, build_sampler
 from bayescale.laws import get_law
 from bayescale.model import Posterior
 
+ARMS = ("xla-default", "bayescale")  # compiler options of this checkout's programs
+
 
 def _cpu() -> float:
     t = os.times()
@@ -55,17 +65,17 @@ def main(argv=None) -> None:
     parser.add_argument("--likelihood", default="student_t")
     parser.add_argument("--data", default=None, help="the shared data folder")
     parser.add_argument("--peer", action="store_true", help="stock NumPyro MCMC instead")
+    parser.add_argument("--cold-fits", type=int, default=0, metavar="N")
+    parser.add_argument("--before", default=None, help="folder holding another bayescale")
+    parser.add_argument("--chees", action="store_true", help="--cold-fits: add a ChEES arm")
     parser.add_argument("--sampler", choices=["nuts", "chees"], default="nuts")
-    parser.add_argument(
-        "--cold-fit", action="store_true", help="cold and cached bayescale.fit, both samplers"
-    )
-    parser.add_argument("--child-fit", choices=["nuts", "chees"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=2, metavar=("ARM", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child_fit:
-        child_fit(args.child_fit, args.data)
+    if args.child:
+        cold_fit_child(*args.child, args.data)
         return
-    if args.cold_fit:
-        cold_fits(args.data)
+    if args.cold_fits:
+        cold_fits(args.cold_fits, args.data, args.before, chees=args.chees)
         return
     # bayescale's process settings (chains split over the CPU cores), without the persistent
     # cache: the compile is what is timed
@@ -112,40 +122,6 @@ def main(argv=None) -> None:
     print(f"  leapfrog steps per draw {float(np.mean(out['n_steps'])):.1f}")
 
 
-def child_fit(sampler: str, data_dir) -> None:
-    """One first ``bayescale.fit`` of the Chinchilla data in this (fresh) process."""
-    bayescale.configure()  # the persistent cache in BAYESCALE_CACHE_DIR, as a user has it
-    frame = datasets.chinchilla(data_dir)
-    inference = {"nuts": bayescale.NUTS, "chees": bayescale.ChEES}[sampler](progress_bar=False)
-    w0, c0 = time.perf_counter(), _cpu()
-    result = bayescale.fit(
-        frame, "chinchilla", columns={"n_params": "Model Size"}, inference=inference, warn=False
-    )
-    print(f"{time.perf_counter() - w0:.2f} {_cpu() - c0:.2f} {result.status.value}", flush=True)
-
-
-def cold_fits(data_dir) -> None:
-    """Each sampler's first fit in a fresh process on an empty persistent cache, then again
-    in another fresh process on the cache it filled."""
-    print(f"cold Chinchilla fits; load average {os.getloadavg()[0]:.1f}", flush=True)
-    for sampler in ("nuts", "chees"):
-        with tempfile.TemporaryDirectory(prefix="bayescale-cold-") as cache:
-            for label in ("empty cache", "cache filled by the first"):
-                cmd = [sys.executable, __file__, "--child-fit", sampler]
-                if data_dir:
-                    cmd += ["--data", data_dir]
-                env = {**os.environ, "BAYESCALE_CACHE_DIR": cache}
-                t0 = time.perf_counter()
-                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-                wall, cpu, status = out.stdout.split()[-3:]
-                print(
-                    f"  {sampler:5s} {label:26s}: fit {float(wall):6.2f} s wall "
-                    f"({float(cpu):6.2f} s cpu), process {time.perf_counter() - t0:6.2f} s; "
-                    f"status {status}",
-                    flush=True,
-                )
-
-
 def peer(posterior: Posterior, fit_data) -> None:
     """Stock NumPyro MCMC on the same model and data, cold: one wall/CPU figure."""
     from numpyro.infer import MCMC, NUTS
@@ -167,6 +143,99 @@ def peer(posterior: Posterior, fit_data) -> None:
         f"{posterior.likelihood}, cold: wall {time.perf_counter() - w0:.2f} s, "
         f"cpu {_cpu() - c0:.2f} s; load average {os.getloadavg()[0]:.1f}"
     )
+
+
+def cold_fit_child(arm: str, cache_dir: str, data_dir) -> None:
+    """One ``bayescale.fit`` in this fresh process; prints one JSON line."""
+    import jax.monitoring
+
+    bayescale.configure(cache_dir=cache_dir)
+    if arm == "xla-default":
+        from bayescale.infer import cache
+
+        cache.CPU_COMPILER_OPTIONS.clear()
+    compiles = []
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    frame = datasets.chinchilla(data_dir)
+    w0, c0 = time.perf_counter(), _cpu()
+    settings = (
+        {"inference": bayescale.ChEES(progress_bar=False)}
+        if arm == "chees"
+        else {"progress_bar": False}
+    )
+    result = bayescale.fit(
+        frame, "chinchilla", columns={"n_params": "Model Size"}, seed=0, **settings
+    )
+    wall, cpu = time.perf_counter() - w0, _cpu() - c0
+    mean_e = float(np.mean(result.draws(["E"])["E"]))
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "cpu": cpu,
+                "compiles": len(compiles),
+                "compile_wall": sum(compiles),
+                "big_compiles": sum(d > 0.5 for d in compiles),
+                "E": mean_e,
+                "status": result.status.value,
+                "load": os.getloadavg()[0],
+                "module": bayescale.__file__,
+            }
+        )
+    )
+
+
+def cold_fits(rounds: int, data_dir, before, *, chees: bool = False) -> None:
+    """``rounds`` x (each arm cold, then warm), every fit in its own process."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    arms = {arm: here for arm in (*ARMS, "chees") if chees or arm != "chees"}
+    if before:
+        arms["before"] = os.path.abspath(before)
+    names = list(arms)
+    rows = []
+    for r in range(rounds):
+        for arm in names if r % 2 == 0 else names[::-1]:
+            with tempfile.TemporaryDirectory() as cache_dir:
+                for state in ("cold", "warm"):
+                    cmd = [sys.executable, os.path.abspath(__file__), "--child", arm, cache_dir]
+                    if data_dir:
+                        cmd += ["--data", os.path.abspath(data_dir)]
+                    env = dict(os.environ, PYTHONPATH=arms[arm])
+                    w0, t0 = time.perf_counter(), os.times()
+                    out = subprocess.run(
+                        cmd, capture_output=True, text=True, check=True, env=env, cwd=arms[arm]
+                    )
+                    t1 = os.times()
+                    row = json.loads(out.stdout.strip().splitlines()[-1])
+                    row["process_wall"] = time.perf_counter() - w0
+                    row["process_cpu"] = sum(t1[2:4]) - sum(t0[2:4])  # children's user + sys
+                    rows.append((r, arm, state, row))
+                    print(
+                        f"round {r} {arm:11s} {state}: fit wall {row['wall']:6.2f} s, "
+                        f"cpu {row['cpu']:6.2f} s (process {row['process_wall']:6.2f} / "
+                        f"{row['process_cpu']:6.2f} s), {row['compiles']:3d} compiles "
+                        f"({row['big_compiles']} over 0.5 s, {row['compile_wall']:6.2f} s wall), "
+                        f"mean E {row['E']:.6f}, {row['status']}, load {row['load']:.1f}; "
+                        f"{row['module']}",
+                        flush=True,
+                    )
+    for arm in names:
+        for state in ("cold", "warm"):
+            sel = [row for _, a, s, row in rows if a == arm and s == state]
+
+            def med(k, sel=sel):
+                return np.median([x[k] for x in sel])
+
+            print(
+                f"{arm:11s} {state}: median fit wall {med('wall'):6.2f} s, cpu {med('cpu'):6.2f} s;"
+                f" process wall {med('process_wall'):6.2f} s, cpu {med('process_cpu'):6.2f} s"
+                f" ({len(sel)} processes)"
+            )
 
 
 if __name__ == "__main__":

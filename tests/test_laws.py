@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 from numpyro.infer.util import potential_energy
+from scipy.optimize import brentq
 
 from bayescale.laws import (
     COVARIATE_NAMES,
@@ -57,7 +58,13 @@ EXPECTED = {
 }
 
 # Laws whose variables are the generic, dimensionless x and y.
-GENERIC = {"power_law", "power_law_offset", "broken_power_law"}
+GENERIC = {
+    "power_law",
+    "power_law_offset",
+    "broken_power_law",
+    "alabdulmohsin_m3",
+    "alabdulmohsin_m4",
+}
 
 
 def scipy_prior(prior: Prior):
@@ -157,6 +164,16 @@ NUMPY_LAWS = {
         + p["b"]
         * x["x"] ** -p["c0"]
         * (1 + (x["x"] / p["d1"]) ** (1 / p["f1"])) ** (-p["c1"] * p["f1"])
+    ),
+    "alabdulmohsin_m3": lambda p, x: p["beta"] * (1 / x["x"] + p["gamma"]) ** p["c"],
+    "alabdulmohsin_m4": lambda p, x: (
+        p["E"]
+        + np.array(
+            [  # the root w in (0, D) of w = f (D - w)^alpha, f = beta x^-c
+                brentq(lambda w, f=f: w - f * (p["D"] - w) ** p["alpha"], 0, p["D"], rtol=1e-15)
+                for f in p["beta"] * x["x"] ** -p["c"]
+            ]
+        )
     ),
 }
 

@@ -14,23 +14,32 @@
   fitted range learnt out of sample, its scale (:func:`law_error_scale`) and its mean, an
   extrapolation bias (:func:`law_error_bias`) (:mod:`~bayescale.check.law_error`).
 
-Both are consumers of :func:`bayescale.fit` results: the one log density
+* :func:`calibration` (:mod:`~bayescale.check.calibration`) — the bands of a backtest (or
+  any predictive quantiles) scored at several levels: coverage with its binomial standard
+  error, MSCE, the interval score (Gneiting & Raftery 2007), the median band width, and a
+  reliability plot (:func:`plot_reliability`).
+
+All are consumers of :func:`bayescale.fit` results: the one log density
 (:meth:`bayescale.model.Posterior.log_density`) is used by every fit here; the point-fit
 baseline evaluates the same law function (:meth:`bayescale.laws.Law.log_mean`).
 """
 
 from bayescale.check.backtest import BacktestResult, backtest
 from bayescale.check.baseline import least_squares_fit
+from bayescale.check.calibration import Calibration, calibration, plot_reliability
 from bayescale.check.law_error import LAW_ERROR_METHODS, law_error_bias, law_error_scale
 from bayescale.check.sbc import SBCResult, sbc
 
 __all__ = [
     "LAW_ERROR_METHODS",
     "BacktestResult",
+    "Calibration",
     "SBCResult",
     "backtest",
+    "calibration",
     "law_error_bias",
     "law_error_scale",
     "least_squares_fit",
+    "plot_reliability",
     "sbc",
 ]

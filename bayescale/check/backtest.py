@@ -64,7 +64,8 @@ class BacktestResult:
         ``final_in_*`` over curves and gives the root mean square of the final errors.
     predictions : DataFrame
         Every held-out point: the curve, covariates, observed response, predictive
-        quantiles ``q5 q25 q50 q75 q95``, ``median`` (of the law), ``baseline``.
+        quantiles ``q0.5 q2.5 q5 q10 ... q50 ... q95 q97.5 q99.5`` (the central bands of
+        ``scoring.BAND_LEVELS``), ``median`` (of the law), ``baseline``.
     batch : Result
         The Bayesian fits of the early parts (pooled: the pools' fits joined along
         the curve dimension, each pool's population draws ``<p>_pop``, ``<p>_pop_sd``

@@ -5,10 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bayescale.predict import extrapolation_distance
+from bayescale.predict import extrapolation_distance, quantile_column
 from bayescale.result import Result, Status
 
-__all__ = ["predict_and_score", "score"]
+__all__ = ["BAND_LEVELS", "BAND_QUANTILES", "predict_and_score", "score"]
+
+#: Central band levels every backtest's predictions carry (``check.calibration``'s default).
+BAND_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+#: Their endpoints and the median, ascending: ``q0.5 q2.5 ... q50 ... q97.5 q99.5``.
+BAND_QUANTILES = tuple(
+    sorted(
+        {0.5, *(round((1 - lv) / 2, 6) for lv in BAND_LEVELS)}
+        | {round((1 + lv) / 2, 6) for lv in BAND_LEVELS}
+    )
+)
 
 
 def predict_and_score(
@@ -24,12 +34,12 @@ def predict_and_score(
     cov_cols = [columns.get(c, c) for c in law.covariates]
     keys = ctx["held_keys"]
     tau = pd.Series(0.0, index=held.index) if taus is None else keys.map(taus).astype(float)
-    quantiles = ("q5", "q25", "q50", "q75", "q95")
+    quantiles = tuple(map(quantile_column, BAND_QUANTILES))
     obs = pd.DataFrame(index=held.index, columns=list(quantiles), dtype=float)
     for value, rows in held.groupby(tau, sort=True):  # one evaluation per law-error value
         out = batch.predict(
             rows[[*by_cols, *cov_cols]],
-            quantiles=(0.05, 0.25, 0.5, 0.75, 0.95),
+            quantiles=BAND_QUANTILES,
             kind="observation",
             seed=seed,
             law_error=value,

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.hmc import hmc
 
-from bayescale.infer.cache import compiled
+from bayescale.infer.cache import compiled, jit
 from bayescale.infer.optimize import MapResult, multi_start_map
 from bayescale.infer.parallel import pad_fits
 from bayescale.infer.parallel import shard as shard_axis
@@ -199,7 +199,11 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
     def run_fits(keys, data):
         """Initialise and sample the fits of ``keys``/``data`` (leading fit axis)."""
         num_fits = keys.shape[0]
-        states, mode = jax.vmap(init_fit)(keys, data)
+        if num_fits == 1:  # nothing to batch: unbatched loops trace and compile faster
+            one = init_fit(keys[0], jax.tree.map(lambda x: x[0], data))
+            states, mode = jax.tree.map(lambda x: x[None], one)
+        else:
+            states, mode = jax.vmap(init_fit)(keys, data)
         # one flat axis of fits x chains, each chain a whole scan: vmapped (lock-step) or
         # lax.map-ped (one after another, no lock-step waste; smaller program)
         flat = lambda x: x.reshape(num_fits * o.num_chains, *x.shape[2:])  # noqa: E731
@@ -248,7 +252,7 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
 
     if devices is not None and shard == "fits":
         run = shard_axis(run, devices, "fits")
-    jitted = jax.jit(run)
+    jitted = jit(run, devices)
     if not progress_bar:
         return jitted
 

@@ -7,14 +7,15 @@ search (``benchmarks/optimisers.py``):
   prior draws, and the inverse Hessian there is the initial (dense) inverse mass matrix, so
   warm-up starts well conditioned.
 * :func:`find_mode` — optax L-BFGS with a bounded backtracking line search, a fixed number
-  of steps, vmapped over starts drawn from the prior (and over fits) in lock-step;
+  of steps, over starts drawn from the prior (vmapped in lock-step, or one after another)
+  and vmapped over fits;
   convergence is measured at the end, per fit: the :class:`~bayescale.options.MAP` and
   :class:`~bayescale.options.Laplace` fits.
   :func:`laplace_draws` then draws from :math:`\\mathcal N(\\hat z, H^{-1})`, :math:`H` the
   Hessian of the potential at the mode in the unconstrained space.
 
-Everything is a pure function of ``(rng_key, data)``, vmapped over starts (and, by callers,
-over fits).
+Everything is a pure function of ``(rng_key, data)``, over several starts (and, by callers,
+vmapped over fits).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bayescale.infer.cache import compiled
+from bayescale.infer.cache import compiled, jit
 from bayescale.infer.parallel import pad_fits, shard
 from bayescale.model import Posterior, posterior_key
 
@@ -74,9 +75,12 @@ def multi_start_map(
     posterior: Posterior, rng_key, data, *, num_starts: int = 8, num_steps: int = 60
 ) -> MapResult:
     """The mode that starts NUTS: :func:`find_mode` (the one optimiser, ``num_starts`` prior
-    draws, ``num_steps`` L-BFGS steps each) and the regularised inverse Hessian there
-    (:func:`laplace_covariance`); if every start failed, the first prior draw."""
-    mode = find_mode(posterior, rng_key, data, num_starts=num_starts, num_steps=num_steps)
+    draws, ``num_steps`` L-BFGS steps each, the starts one after another) and the regularised
+    inverse Hessian there (:func:`laplace_covariance`); if every start failed, the first
+    prior draw."""
+    mode = find_mode(
+        posterior, rng_key, data, num_starts=num_starts, num_steps=num_steps, vectorized=False
+    )
     finite = jnp.isfinite(mode.potential)
     z = jnp.where(finite, mode.z, posterior.prior_draws(rng_key, num_starts)[0])
     cov = laplace_covariance(posterior, z, data)
@@ -154,8 +158,9 @@ def find_mode(
     num_steps: int = 200,
     tol: float = 1e-8,
     flat_priors: bool = False,
+    vectorized: bool = True,
 ) -> Mode:
-    """Minimise the potential from ``num_starts`` prior draws (vmapped); keep the best.
+    """Minimise the potential from ``num_starts`` prior draws; keep the best.
 
     Parameters
     ----------
@@ -172,6 +177,10 @@ def find_mode(
         Minimise the negative log-likelihood alone,
         :math:`-\\sum_i \\log p(y_i \\mid \\theta, \\sigma)` (the maximum-likelihood
         estimate, in the same unconstrained coordinates), instead of the potential.
+    vectorized : bool
+        Optimise the starts together under ``vmap`` (lock-step), or one after another
+        (``lax.map``: the same optimisation of each start up to rounding, a smaller program
+        to compile).
 
     Returns
     -------
@@ -195,7 +204,13 @@ def find_mode(
         def fun(z):
             return posterior.potential(z, data)
 
-    ends, values, grad_norms, changes = jax.vmap(lambda z0: _lbfgs(fun, z0, num_steps, tol))(starts)
+    def one(z0):
+        return _lbfgs(fun, z0, num_steps, tol)
+
+    if vectorized:
+        ends, values, grad_norms, changes = jax.vmap(one)(starts)
+    else:
+        ends, values, grad_norms, changes = jax.lax.map(one, starts)
     finite = jnp.isfinite(values) & jnp.all(jnp.isfinite(ends), axis=-1)
     values = jnp.where(finite, values, jnp.inf)
     best = jnp.argmin(values)
@@ -307,7 +322,7 @@ def _build_mode_fit(
     run = jax.vmap(one)
     if devices is not None:
         run = shard(run, devices, "fits")
-    return jax.jit(run)
+    return jit(run, devices)
 
 
 def run_mode_fit(run, keys, data, devices_count: int = 1) -> dict:

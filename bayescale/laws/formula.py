@@ -3,7 +3,9 @@
 A scaling law is written as an ordinary arithmetic expression, e.g.
 ``"E + A * n_params**-alpha + B * n_tokens**-beta"``.  The text is parsed with
 :mod:`ast` (never ``eval``); only numbers, names, ``+ - * / **``, unary minus and the
-functions ``exp``, ``log`` and ``sqrt`` are accepted.
+functions ``exp``, ``log`` and ``sqrt`` are accepted, and ``saturating_root(f, b, a)``, the
+:math:`w \\in (0, b)` with :math:`w = f\\,(b - w)^a` (:mod:`bayescale.laws.implicit`, for
+implicit laws such as Alabdulmohsin et al.'s M4).
 
 The compiled law returns :math:`\\log f`, computed without leaving log space wherever the
 structure allows it:
@@ -28,9 +30,13 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from bayescale.laws.implicit import log_saturating_root
+
 __all__ = ["Formula", "FormulaError", "PowerTerm", "parse_formula"]
 
-_FUNCTIONS = ("exp", "log", "sqrt")
+_FUNCTIONS = ("exp", "log", "sqrt", "saturating_root")
+_ARITY = {"saturating_root": 3}  # the others take one argument
+_COUNT = {1: "one", 3: "three"}
 _MAX_LENGTH = 2000
 
 
@@ -192,9 +198,13 @@ def _check(node, text, names, in_exponent, *, exponent):
             raise FormulaError(
                 f"function {shown!r} is not allowed{where}; allowed: {', '.join(_FUNCTIONS)}"
             )
-        if node.keywords or len(node.args) != 1:
-            raise FormulaError(f"{node.func.id}() takes exactly one argument{where}")
-        _check(node.args[0], text, names, in_exponent, exponent=exponent)
+        arity = _ARITY.get(node.func.id, 1)
+        if node.keywords or len(node.args) != arity:
+            raise FormulaError(
+                f"{node.func.id}() takes exactly {_COUNT[arity]} argument{'s' * (arity > 1)}{where}"
+            )
+        for arg in node.args:
+            _check(arg, text, names, in_exponent, exponent=exponent)
     else:
         raise FormulaError(f"{type(node).__name__} ({ast.unparse(node)!r}) is not allowed{where}")
 
@@ -231,6 +241,9 @@ def _compile_value(node) -> Fn:
         f = _compile_value(node.operand)
         return (lambda env: -f(env)) if isinstance(node.op, ast.USub) else f
     if isinstance(node, ast.Call):
+        if node.func.id == "saturating_root":
+            log_root = _compile_log(node)
+            return lambda env: jnp.exp(log_root(env))
         f = _compile_value(node.args[0])
         if node.func.id == "log":
             g = _compile_log(node.args[0])
@@ -259,7 +272,7 @@ def _compile_log(node) -> Fn:
     """Compile ``node`` to a function returning the log of its (positive) value."""
     if isinstance(node, ast.Constant):
         c = float(node.value)
-        lc = float(jnp.log(c)) if c > 0 else float("nan")
+        lc = math.log(c) if c > 0 else math.nan  # plain float: parsing starts no JAX backend
         return lambda env: lc
     if isinstance(node, ast.Name):
         name = node.id
@@ -271,6 +284,10 @@ def _compile_log(node) -> Fn:
         return lambda env: jnp.log(f(env))  # NaN unless the operand is negative
     if isinstance(node, ast.Call):
         arg = node.args[0]
+        if node.func.id == "saturating_root":
+            log_f, log_b = _compile_log(arg), _compile_log(node.args[1])
+            a = _compile_value(node.args[2])
+            return lambda env: log_saturating_root(log_f(env), log_b(env), a(env))
         if node.func.id == "exp":
             return _compile_value(arg)
         if node.func.id == "sqrt":
