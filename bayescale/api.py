@@ -6,13 +6,12 @@ import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import fields, replace
-from functools import partial
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from bayescale.convergence import ESS_PER_CHAIN_MIN, RHAT_MAX, keep_draws, mode_failure, rhat
+from bayescale.convergence import ESS_PER_CHAIN_MIN, RHAT_MAX, mode_failure, rhat
 from bayescale.data import DataError, as_frame, prepare, seed_int
 from bayescale.datatree import MODE_STATS
 from bayescale.infer.batch import run_batch
@@ -431,7 +430,8 @@ def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, keys, seed_
         devices=inference.devices,
         chunk_size=inference.chunk_size,
         progress_bar=_progress(inference),
-        reduce=None if keep is None else partial(keep_draws, posterior, keep=keep),
+        keep=keep,
+        dtype=inference.dtype,
     )
     map_failed = ~np.isfinite(samples["map_potential"])
     for i in np.flatnonzero(map_failed):
@@ -484,8 +484,9 @@ def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed
     """MAP or Laplace: one vmapped call over all fits (one key per fit)."""
     method = method_name(inference)
     devices = inference.devices
-    if devices is None:  # a single fit is not split (padding it would repeat it per device)
-        devices = jax.devices() if len(fits) > 1 else jax.devices()[:1]
+    if devices is None:  # a single fit is not split (padding it would repeat it per device);
+        # this process's devices: host arrays never go on another process's (jax.distributed)
+        devices = jax.local_devices() if len(fits) > 1 else jax.local_devices()[:1]
     devices = list(devices)
     run = build_mode_fit(posterior, method, devices=devices, **_mode_settings(inference))
     out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))
@@ -568,6 +569,7 @@ def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_recor
         stacked,
         devices=inference.devices,
         progress_bar=_progress(inference),
+        dtype=inference.dtype,
     )
     samples = {k: np.asarray(v[0]) for k, v in out.items()}
     z_groups = np.moveaxis(np.asarray(hier.group_z(samples["z"])), -2, 0)  # (G, c, d, dim)

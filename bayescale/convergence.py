@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
@@ -20,6 +21,7 @@ from bayescale.predict import quantile_column
 __all__ = [
     "ALL_DRAWS",
     "ESS_PER_CHAIN_MIN",
+    "PER_FIT",
     "RHAT_MAX",
     "SUMMARY_QUANTILES",
     "ConvergenceWarning",
@@ -52,20 +54,22 @@ class ConvergenceWarning(UserWarning):
 
 
 def rhat(post: xr.Dataset) -> xr.Dataset:
-    """arviz-stats r̂; a single chain is first split into its two halves.
+    """Rank-normalised split r̂ of each variable of ``post`` (dims ``chain``, ``draw`` and
+    any others), by :mod:`bayescale.diagnostics`; a single chain is split into its two halves.
 
     arviz-stats returns NaN for one chain; split-r̂ compares the halves of each chain anyway,
     so a one-chain fit (e.g. one chain per curve in a large batch) gets the r̂ of its halves
     instead of never being reported converged.
     """
-    import arviz_stats as azs
-
-    if post.sizes["chain"] == 1:
-        half = post.sizes["draw"] // 2
-        first = post.isel(chain=0, draw=slice(0, half))
-        second = post.isel(chain=0, draw=slice(half, 2 * half)).assign_coords(draw=first.draw)
-        post = xr.concat([first, second], dim="chain").assign_coords(chain=[0, 1])
-    return azs.rhat(post)
+    out = {}
+    for name, da in post.data_vars.items():
+        da = da.transpose("chain", "draw", ...)
+        x = np.asarray(da.values, dtype=float)
+        if x.shape[0] == 1:
+            half = x.shape[1] // 2
+            x = np.concatenate([x[:, :half], x[:, half : 2 * half]], axis=0)
+        out[name] = da.isel(chain=0, draw=0, drop=True).copy(data=batch_diagnostics.rhat(x))
+    return xr.Dataset(out)
 
 
 def sample_stats(samples: dict) -> dict[str, np.ndarray]:
@@ -138,47 +142,64 @@ ALL_DRAWS = "all_draws_summary"
 SUMMARY_QUANTILES = (0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975)
 
 
-def convergence_numbers(values: dict, names: Sequence[str], diverging) -> dict[str, np.ndarray]:
+def convergence_numbers(
+    values: dict, names: Sequence[str], diverging, prob: float | None = None
+) -> dict:
     """Per fit: max split r̂, min bulk/tail ESS over ``names``, divergences, draws.
 
-    ``values[name]`` and ``diverging`` have shape ``(fit, chain, draw)``.  The statistics are
-    arviz-stats' (:mod:`bayescale.diagnostics`, all fits at once); a one-chain fit gets the
-    r̂ of its two halves, as :func:`rhat` does.
+    ``values[name]`` and ``diverging`` have shape ``(fit, chain, draw)``: NumPy arrays (the
+    numbers computed in float64, returned as NumPy) or JAX arrays/tracers (traced, e.g.
+    inside :mod:`bayescale.infer.reduce` on the device).  The statistics are arviz-stats'
+    (:mod:`bayescale.diagnostics`, all fits at once); a one-chain fit gets the r̂ of its two
+    halves, as :func:`rhat` does.  ``prob``: the tail ESS quantiles ``prob``, ``1 - prob``
+    (default :func:`bayescale.diagnostics.tail_prob`).
     """
-    x = np.stack([np.moveaxis(values[n], 0, -1) for n in names], axis=-1)  # (c, d, fit, par)
+    arrays = [values[n] for n in names]
+    xp = np if all(isinstance(v, np.ndarray) for v in arrays) else jnp
+    x = xp.stack([xp.moveaxis(v, 0, -1) for v in arrays], axis=-1)  # (c, d, fit, par)
     if x.shape[0] == 1:  # one chain: its two halves
         half = x.shape[1] // 2
-        halves = np.concatenate([x[:, :half], x[:, half : 2 * half]], axis=0)
+        halves = xp.concatenate([x[:, :half], x[:, half : 2 * half]], axis=0)
     else:
         halves = x
     return {
         "max_rhat": batch_diagnostics.rhat(halves).max(axis=-1),
         "min_ess_bulk": batch_diagnostics.ess_bulk(x).min(axis=-1),
-        "min_ess_tail": batch_diagnostics.ess_tail(x).min(axis=-1),
-        "num_divergent": np.asarray(diverging).sum(axis=(1, 2)),
-        "num_draws": np.full(x.shape[2], x.shape[0] * x.shape[1]),
+        "min_ess_tail": batch_diagnostics.ess_tail(x, prob).min(axis=-1),
+        "num_divergent": xp.asarray(diverging).sum(axis=(1, 2)),
+        "num_draws": xp.full(x.shape[2], x.shape[0] * x.shape[1]),
     }
 
 
-def keep_draws(posterior: Posterior, samples: dict, keep: int) -> dict:
+#: Sampler outputs held once per fit (leading axes ``(fit, ...)`` or ``(fit, chain, ...)``
+#: without a draw axis): :func:`keep_draws` passes them through unthinned.
+PER_FIT = ("map_potential", "map_failed_starts", "inverse_mass_matrix")
+
+
+def keep_draws(posterior: Posterior, samples: dict, keep: int, prob: float) -> dict:
     """Reduce one chunk of sampler output (leading fit axis) to ``keep`` draws per chain.
 
-    Before the other draws are dropped, every fit's convergence numbers
-    (:func:`convergence_numbers`) and the mean, sd and :data:`SUMMARY_QUANTILES` of each
-    parameter are computed from all of them and returned under ``samples["all_draws"]``.
-    The kept draws are evenly spaced over each chain.
+    NumPy arrays are reduced on the host in float64; JAX arrays are traced
+    (:mod:`bayescale.infer.reduce` compiles this into the per-chunk reduction that runs
+    where the draws are).  Before the other draws are dropped, every fit's convergence
+    numbers (:func:`convergence_numbers`, tail ESS at quantiles ``prob`` and ``1 - prob``)
+    and the mean, sd (``ddof=0``) and :data:`SUMMARY_QUANTILES` (NumPy's linear rule,
+    :func:`bayescale.diagnostics.quantile`) of each parameter over all draws are returned
+    under ``samples["all_draws"]``.  The kept draws are evenly spaced over each chain
+    (``linspace`` indices rounded); every output but :data:`PER_FIT` is thinned.
     """
-    values = {k: np.asarray(v) for k, v in posterior.constrain(samples["z"]).items()}
-    summary = convergence_numbers(values, posterior.site_names, samples["diverging"])
+    values = posterior.constrain(samples["z"])
+    if isinstance(samples["z"], np.ndarray):
+        values = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
+    summary = convergence_numbers(values, posterior.site_names, samples["diverging"], prob)
     for name, v in values.items():
         flat = v.reshape(v.shape[0], -1)
         summary[f"{name}_mean"], summary[f"{name}_sd"] = flat.mean(axis=1), flat.std(axis=1)
         for q in SUMMARY_QUANTILES:
-            summary[f"{name}_{quantile_column(q)}"] = np.quantile(flat, q, axis=1)
+            summary[f"{name}_{quantile_column(q)}"] = batch_diagnostics.quantile(flat, q, axis=1)
     num_draws = samples["z"].shape[2]
     index = np.unique(np.linspace(0, num_draws - 1, min(keep, num_draws)).round().astype(int))
-    per_fit = ("map_potential", "map_failed_starts", "inverse_mass_matrix")
-    out = {k: (v if k in per_fit else np.asarray(v)[:, :, index]) for k, v in samples.items()}
+    out = {k: (v if k in PER_FIT else v[:, :, index]) for k, v in samples.items()}
     out["all_draws"] = summary
     return out
 

@@ -13,7 +13,16 @@ import numpy as np
 
 from bayescale.data import FitData
 
-__all__ = ["gather_fits", "pad_fits", "padded_length", "shard", "stack", "usable_devices"]
+__all__ = [
+    "bucket",
+    "bucket_below",
+    "gather_fits",
+    "pad_fits",
+    "padded_length",
+    "shard",
+    "stack",
+    "usable_devices",
+]
 
 
 def shard(fn, devices, axis: str):
@@ -36,17 +45,30 @@ def usable_devices(devices: Sequence, count: int) -> list:
     return devices[:usable]
 
 
-def padded_length(n: int) -> int:
-    """Length that ``n`` points are padded to: 32, 48, 64, 96, 128, 192, ... (<= 1/3 waste).
+def bucket(n: int) -> int:
+    """The smallest size ``>= n`` among 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (powers of two and
+    1.5 times them; padding to it wastes under a third).
 
-    Padding (masked points add nothing to the log density) lets datasets of similar size
-    share one compiled program, which the persistent compilation cache then keeps across
-    processes.
+    Shapes padded to these sizes (points per curve, fits per chunk) let calls of similar
+    size share one compiled program, which the persistent compilation cache then keeps
+    across processes.
     """
-    if n <= 32:
-        return 32
+    if n <= 2:
+        return max(n, 1)
     b = 1 << (n - 1).bit_length()
     return b if n > 3 * b // 4 else 3 * b // 4
+
+
+def bucket_below(n: int) -> int:
+    """The largest :func:`bucket` size ``<= n`` (``n >= 1``)."""
+    p = 1 << (n.bit_length() - 1)
+    return 3 * p // 2 if p >= 2 and 3 * p // 2 <= n else p
+
+
+def padded_length(n: int) -> int:
+    """Length that ``n`` points are padded to: 32, 48, 64, 96, 128, 192, ...
+    (:func:`bucket`, at least 32)."""
+    return max(32, bucket(n))
 
 
 def stack(fits: Sequence[FitData], *, bucket: bool = True) -> dict:
