@@ -25,6 +25,7 @@ _WHERE = {
     "LFO": "bayescale.compare",
     "MAP": "bayescale.options",
     "NUTS": "bayescale.options",
+    "ChEES": "bayescale.options",
     "ConvergenceWarning": "bayescale.result",
     "DataError": "bayescale.data",
     "DataWarning": "bayescale.data",
@@ -95,6 +96,6 @@ if TYPE_CHECKING:  # static analysers and mkdocstrings see the eager imports
     from bayescale.compare import LFO, compare  # noqa: F401
     from bayescale.data import DataError, DataWarning  # noqa: F401
     from bayescale.laws import FormulaError, LawError  # noqa: F401
-    from bayescale.options import MAP, NUTS, Laplace, Model  # noqa: F401
+    from bayescale.options import MAP, NUTS, ChEES, Laplace, Model  # noqa: F401
     from bayescale.result import ConvergenceWarning, Result, Status, load  # noqa: F401
     from bayescale.settings import configure  # noqa: F401

@@ -15,12 +15,13 @@ from bayescale.convergence import ESS_PER_CHAIN_MIN, RHAT_MAX, mode_failure, rha
 from bayescale.data import DataError, as_frame, prepare, seed_int
 from bayescale.datatree import MODE_STATS
 from bayescale.infer.batch import run_batch
+from bayescale.infer.hmc import ChEESOptions
 from bayescale.infer.nuts import SamplerOptions
 from bayescale.infer.optimize import build_mode_fit, run_mode_fit
 from bayescale.infer.parallel import stack
 from bayescale.laws import Law, get_law
 from bayescale.model import PooledPosterior, Posterior, check_pooled_names, with_noise
-from bayescale.options import MAP, NUTS, Laplace, Model, method_name
+from bayescale.options import MAP, NUTS, ChEES, Laplace, Model, method_name
 from bayescale.precision import float64
 from bayescale.result import Result
 
@@ -37,6 +38,7 @@ _INFERENCE_KEYWORDS = (
     "group_size", "keep", "method", "map_steps", "flat_priors",
 )  # fmt: skip
 _INFERENCE_TYPES = {"nuts": NUTS, "map": MAP, "laplace": Laplace}
+SAMPLERS = ("nuts", "chees")  # the methods run by run_batch (Markov chains)
 
 
 def seed_key(seed) -> tuple[jax.Array, int | tuple[int, ...]]:
@@ -81,9 +83,10 @@ def fit(
     The law is fitted in log space, :math:`\\log y_i = \\log f(x_i;\\theta) + \\varepsilon_i`,
     under ``model`` (:class:`~bayescale.options.Model`: likelihood, noise model, priors,
     pooled parameters); the posterior is computed by ``inference``
-    (:class:`~bayescale.options.NUTS` by default, :class:`~bayescale.options.MAP` or
-    :class:`~bayescale.options.Laplace`).  It computes in float64 inside a scoped context
-    (:mod:`bayescale.precision`): the caller's JAX settings are left as they were.
+    (:class:`~bayescale.options.NUTS` by default, :class:`~bayescale.options.ChEES`,
+    :class:`~bayescale.options.MAP` or :class:`~bayescale.options.Laplace`).  It computes in
+    float64 inside a scoped context (:mod:`bayescale.precision`): the caller's JAX settings
+    are left as they were.
 
     Parameters
     ----------
@@ -102,7 +105,7 @@ def fit(
     columns : dict, optional
         Law variable -> data column, e.g. ``{"n_params": "Model Size"}``.
     model : Model
-    inference : NUTS, MAP or Laplace
+    inference : NUTS, ChEES, MAP or Laplace
     seed : int or jax.random.key
         Same seed, same data -> identical draws.  The result records it (a key as its key
         data).
@@ -175,10 +178,11 @@ def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, calle
                 f"NUTS; got by={by!r}, inference={type(inference).__name__}"
             )
         check_pooled_names(law, model.pooled)
-    if by is None and method == "nuts" and inference.batch_only:
+    if by is None and method in SAMPLERS and inference.batch_only:
+        given = ", ".join(f"{k}={v!r}" for k, v in inference.batch_only.items())
         raise ValueError(
-            f"NUTS({', '.join(f'{k}={v!r}' for k, v in inference.batch_only.items())}) "
-            "sets how the fits of fit(..., by=) run; it does not apply to a single fit"
+            f"{type(inference).__name__}({given}) sets how the fits of fit(..., by=) run; it "
+            "does not apply to a single fit"
         )
     key, seed_record = seed_key(seed)
     if model.pooled:
@@ -189,7 +193,7 @@ def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, calle
         result = _fit_one(data, posterior, columns, inference, key, seed_record)
     else:
         fits, labels, reasons = _split_curves(data, law, by, columns)
-        run = _fit_batch_nuts if method == "nuts" else _fit_batch_modes
+        run = _fit_batch_nuts if method in SAMPLERS else _fit_batch_modes
         keys = jax.random.split(key, len(fits))
         result = run(posterior, fits, labels, by, reasons, inference, keys, seed_record)
     # the warning points at the caller of fit: check_convergence, _fit, float64, fit, caller
@@ -349,12 +353,25 @@ def _resolve(
 def _fit_one(data, posterior, columns, inference, key, seed_record) -> Result:
     """One fit (no ``by=``) by NUTS, MAP or Laplace: a result with a fit dimension of one."""
     fit_data = prepare(data, posterior.law, columns)
-    run = _fit_batch_nuts if method_name(inference) == "nuts" else _fit_batch_modes
+    run = _fit_batch_nuts if method_name(inference) in SAMPLERS else _fit_batch_modes
     return run(posterior, [fit_data], [0], None, {}, inference, key[None], seed_record)
 
 
-def _sampler_options(inference: NUTS, *, pooled: bool) -> SamplerOptions:
+def _sampler_options(inference: NUTS | ChEES, *, pooled: bool) -> SamplerOptions | ChEESOptions:
     """The compiled sampler's static settings of ``inference``."""
+    if isinstance(inference, ChEES):
+        return ChEESOptions(
+            num_chains=inference.num_chains,
+            num_warmup=inference.num_warmup,
+            num_samples=inference.num_samples,
+            thin=inference.thin,
+            dense_mass=inference.dense_mass,
+            target_accept_prob=float(inference.target_accept_prob),
+            max_leapfrog_steps=inference.max_leapfrog_steps,
+            num_starts=inference.num_starts,
+            vectorized=inference.vectorized,
+            group_size=inference.group_size,
+        )
     return SamplerOptions(
         num_chains=inference.num_chains,
         num_warmup=inference.num_warmup,
@@ -369,7 +386,7 @@ def _sampler_options(inference: NUTS, *, pooled: bool) -> SamplerOptions:
     )
 
 
-def _nuts_attrs(options: SamplerOptions) -> dict:
+def _nuts_attrs(options: SamplerOptions | ChEESOptions) -> dict:
     return {
         "num_warmup": options.num_warmup,
         "thin": options.thin,
@@ -402,7 +419,7 @@ def _mode_settings(inference: MAP | Laplace) -> dict:
 
 
 def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, keys, seed_record):
-    """NUTS: every curve its own posterior, one compiled program (one key per fit)."""
+    """NUTS or ChEES: every curve its own posterior, one compiled program (one key per fit)."""
     options = _sampler_options(inference, pooled=False)
     keep = inference.keep
     samples = run_batch(
@@ -427,7 +444,12 @@ def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, keys, seed_
         samples,
         seed=seed_record,
         attrs={
-            "sampler": "numpyro NUTS (functional), MAP-initialised, windowed adaptation"
+            "sampler": (
+                "numpyro NUTS (functional), MAP-initialised, windowed adaptation"
+                if isinstance(options, SamplerOptions)
+                else "ChEES-HMC (fixed-length jittered HMC), MAP-initialised, cross-chain "
+                "adaptation"
+            )
             + ("" if by is None else ", batched over fits"),
             **_nuts_attrs(options),
             "failure_reasons": reasons,

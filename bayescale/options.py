@@ -9,6 +9,8 @@ that does not apply to a method is not one of its fields (``MAP(num_chains=2)`` 
   parameters are pooled across the fits that ``fit(..., by=)`` splits the data into).
 - :class:`NUTS`: the posterior by NUTS (default), with the batch-execution settings of a
   ``by=`` fit (``devices``, ``chunk_size``, ``vectorized``, ``group_size``, ``keep``).
+- :class:`ChEES`: the posterior by fixed-length HMC with cross-chain (ChEES) adaptation, a
+  lock-step sampler for ``by=`` batches, with the same batch settings.
 - :class:`MAP`: the posterior mode.  :class:`Laplace`: draws of the Gaussian at the mode.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["MAP", "NUTS", "Laplace", "Model"]
+__all__ = ["MAP", "NUTS", "ChEES", "Laplace", "Model"]
 
 #: NUTS step-size target of a pooled model (``Model(pooled=...)``), whose population spread
 #: has a funnel-shaped neck that larger steps diverge in (``benchmarks/target_accept.py``).
@@ -241,6 +243,84 @@ class NUTS(_Batch):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChEES(_Batch):
+    """The posterior by fixed-length HMC with ChEES adaptation (Hoffman, Radul & Sountsov
+    2021), each fit's chains started around its MAP (:mod:`bayescale.infer.hmc`).
+
+    All chains of a fit run the same number of leapfrog steps each iteration (a jittered
+    trajectory length over the step size, no tree), so fits batched under ``vmap`` advance
+    in lock step; the step size (dual averaging of the chains' harmonic-mean acceptance),
+    trajectory length (the ChEES criterion across the chains) and mass matrix are adapted
+    per fit during warm-up.  :class:`NUTS` stays the reference.
+
+    Parameters
+    ----------
+    num_chains : int
+        Chains per fit, at least 2 (the adaptation uses cross-chain statistics).
+    num_warmup, num_samples, thin : int
+        As in :class:`NUTS`.
+    dense_mass : bool
+        Dense (default) or diagonal mass matrix.
+    target_accept_prob : float
+        Target of the harmonic mean of the chains' acceptance probabilities, in (0, 1);
+        default 0.8 (Hoffman et al. use 0.651, which diverges more often on these laws).
+    max_leapfrog_steps : int
+        Most leapfrog steps per iteration.
+    num_starts, progress_bar, devices, chunk_size, vectorized, group_size, keep, dtype
+        As in :class:`NUTS`; ``vectorized`` puts the fits of a group under ``vmap``
+        together (a fit's own chains always are); a single fit shows no progress bar.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the argument and its value.
+    """
+
+    num_chains: int = 4
+    num_warmup: int = 500
+    num_samples: int = 500
+    thin: int = 1
+    dense_mass: bool = True
+    target_accept_prob: float = 0.8
+    max_leapfrog_steps: int = 255
+    num_starts: int = 8
+    progress_bar: bool | None = field(default=None, compare=False)
+    chunk_size: int | None = None
+    vectorized: bool | None = None
+    group_size: int | None = None
+    keep: int | None = None
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        for name in ("num_samples", "thin", "num_starts", "max_leapfrog_steps"):
+            _positive_int("ChEES", name, getattr(self, name))
+        c = self.num_chains
+        if not isinstance(c, int) or isinstance(c, bool) or c < 2:
+            raise ValueError(f"ChEES(num_chains={c!r}): num_chains must be an integer >= 2")
+        w = self.num_warmup
+        if not isinstance(w, int) or isinstance(w, bool) or w < 0:
+            raise ValueError(f"ChEES(num_warmup={w!r}): num_warmup must be a non-negative integer")
+        _flag("ChEES", "dense_mass", self.dense_mass)
+        _flag("ChEES", "progress_bar", self.progress_bar, optional=True)
+        _flag("ChEES", "vectorized", self.vectorized, optional=True)
+        p = self.target_accept_prob
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 < p < 1:
+            raise ValueError(
+                f"ChEES(target_accept_prob={p!r}): target_accept_prob must lie in (0, 1)"
+            )
+        _optional_positive_int("ChEES", "chunk_size", self.chunk_size)
+        _optional_positive_int("ChEES", "group_size", self.group_size)
+        k = self.keep
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 4):
+            raise ValueError(f"ChEES(keep={k!r}): keep must be None or an integer >= 4")
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"ChEES(dtype={self.dtype!r}): dtype must be 'float64' or 'float32'")
+        self._check_batch()
+
+    batch_only = NUTS.batch_only
+
+
+@dataclass(frozen=True, kw_only=True)
 class MAP(_Batch):
     """The posterior mode :math:`\\hat z = \\arg\\min_z U(z)` of the potential in the
     unconstrained space, by L-BFGS from ``num_starts`` prior draws (vmapped), the best kept;
@@ -298,10 +378,12 @@ class Laplace(_Batch):
 
 
 def method_name(inference) -> str:
-    """``"nuts"``, ``"map"`` or ``"laplace"``: the name results record for ``inference``."""
-    names = {NUTS: "nuts", MAP: "map", Laplace: "laplace"}
+    """``"nuts"``, ``"chees"``, ``"map"`` or ``"laplace"``: the name results record for
+    ``inference``."""
+    names = {NUTS: "nuts", ChEES: "chees", MAP: "map", Laplace: "laplace"}
     if type(inference) not in names:
         raise TypeError(
-            f"inference={inference!r}: inference must be NUTS(...), MAP(...) or Laplace(...)"
+            f"inference={inference!r}: inference must be NUTS(...), ChEES(...), MAP(...) or "
+            "Laplace(...)"
         )
     return names[type(inference)]

@@ -41,6 +41,17 @@ Peers
     them) and compilation are per K.  ``bayescale.configure(cache_dir=None)`` leaves the persistent
     cache off, so no compiled program comes from an earlier run.
 
+(c) **ChEES arm** (``--chees``) — in each K's (b) process, after its measurements:
+    ``bayescale.fit(..., by="curve", inference=ChEES(num_chains=C, num_warmup=W_c,
+    num_samples=S_c))`` (defaults C = 2, W_c = W / C, S_c = S / C: the same iterations and
+    kept draws per curve as (b); ``--chees-*`` to change; ``--chees-vectorized`` its
+    ``vectorized``, default bayescale's),
+    compile timed the same way, and its gradients counted exactly in an untimed second call
+    (:func:`chees_arm`).  Reported beside (b): ms per fit without compilation, achieved
+    gradient rate against (b)'s in-program limit, converged share (bayescale's status, whose
+    ESS floor is 100 per chain, and r-hat <= 1.01 with min ESS >= 100), and ESS per second
+    per fit (median min(bulk, tail) ESS over the fits / ms per fit).  ``--no-loop`` skips (a).
+
 Figures
 -------
 * **per fit, incl. compile** = wall time of the ``fit_batch`` call / K (data preparation,
@@ -534,7 +545,10 @@ def worker_batch(spec: dict) -> dict:
         map_s = (tb - ta) - clock.between(ta, tb)
 
     nuts_s = sampler_s - sampler_compile_s - (map_s or 0.0)
+    chees = chees_arm(spec, frame, clock, map_s) if spec.get("chees") else None
     return {
+        "chees": chees,
+        "median_min_ess": nuts_ess(result),
         "k": K,
         "wall_s": wall,
         "compile_s": compile_s,
@@ -575,6 +589,102 @@ def worker_batch(spec: dict) -> dict:
         "rss_before_gib": rss_before,
         "peak_rss_gib": rss_fit,
     }
+
+
+def chees_arm(spec: dict, frame, clock: CompileClock, map_s: float | None) -> dict:
+    """The ChEES arm (``--chees``), in the NUTS worker's process after its measurements.
+
+    One timed ``bayescale.fit(..., by="curve", inference=ChEES(...))`` call (the persistent
+    cache off, the in-memory program cache cleared first, so its compilation is timed), then
+    an untimed second call of the same fit with :func:`bayescale.infer.hmc.num_steps`
+    wrapped to count every iteration's leapfrog steps, warm-up included (the same seed
+    gives the same chains), times the chains: the gradients needed.
+    """
+    import jax
+    import numpy as np
+
+    import bayescale
+    import bayescale.api as api
+    import bayescale.infer.hmc as hmc
+    from bayescale.infer import cache
+
+    C = spec["chees_chains"]
+    inference = bayescale.ChEES(
+        num_chains=C,
+        num_warmup=spec["chees_warmup"],
+        num_samples=spec["chees_samples"],
+        chunk_size=spec["chunk_size"],
+        vectorized=spec["chees_vectorized"],
+        group_size=spec["group_size"],
+        progress_bar=False,
+    )
+    spans: list[tuple[float, float]] = []
+    inner = api.run_batch
+
+    def timed_run_batch(*args, **kwargs):
+        t0 = time.time()
+        out = inner(*args, **kwargs)
+        spans.append((t0, time.time()))
+        return out
+
+    def run():
+        return bayescale.fit(frame, LAW, by="curve", inference=inference, seed=0, warn=False)
+
+    cache.clear()
+    api.run_batch = timed_run_batch
+    t0 = time.time()
+    result = run()
+    t1 = time.time()
+    api.run_batch = inner
+    (s0, s1) = spans[0]
+    sampler_compile_s = clock.between(s0, s1)
+    sampler_s = (s1 - s0) - sampler_compile_s - (map_s or 0.0)
+
+    counts: list[float] = []
+    plain = hmc.num_steps
+
+    def record(n):
+        counts.append(float(np.sum(n)))
+        return n
+
+    def counting(u, step_size, length, max_steps):
+        n = plain(u, step_size, length, max_steps)
+        shape = jax.ShapeDtypeStruct(n.shape, n.dtype)
+        return jax.pure_callback(record, shape, n, vmap_method="expand_dims")
+
+    hmc.num_steps = counting
+    cache.clear()
+    try:
+        run()
+    finally:
+        hmc.num_steps = plain
+        cache.clear()
+    needed = sum(counts) * C  # padded fits of a last chunk or group are counted too
+    diag = result.diagnostics
+    ess = np.minimum(diag["min_ess_bulk"].to_numpy(), diag["min_ess_tail"].to_numpy())
+    ok100 = (diag["max_rhat"] <= 1.01) & (ess >= 100) & (diag["num_divergent"] == 0)
+    n_steps = result.datatree.sample_stats["n_steps"].values
+    return {
+        "wall_s": t1 - t0,
+        "compile_s": clock.between(t0, t1),
+        "sampler_compile_s": sampler_compile_s,
+        "sampler_s": sampler_s,
+        "needed_total": needed,
+        "mean_steps_per_iter": float(n_steps.mean()),
+        "converged": float((diag["status"] == "converged").mean()),
+        "converged_ess100": float(ok100.mean()),
+        "median_min_ess": float(np.median(ess)),
+        "divergent_fits": int((diag["num_divergent"] > 0).sum()),
+        "draws": int(C * spec["chees_samples"]),
+    }
+
+
+def nuts_ess(result) -> float:
+    """Median over fits of min(bulk, tail) ESS in ``result``'s diagnostics."""
+    import numpy as np
+
+    diag = result.diagnostics
+    return float(np.median(np.minimum(diag["min_ess_bulk"], diag["min_ess_tail"])))
 
 
 # ----------------------------------------------------------------------------- orchestration
@@ -692,6 +802,41 @@ def summarise_batch(r: dict, warmup: int) -> None:
         f"the call {r['rss_before_gib']:.2f})",
         flush=True,
     )
+    if r.get("chees"):
+        c, g = r["chees"], chees_figures(r)
+        print(
+            f"  ChEES arm (same process): wall {c['wall_s']:.1f} s, compile {c['compile_s']:.1f} "
+            f"s, sampler excl. compile and MAP {c['sampler_s']:.1f} s (NUTS "
+            f"{r['nuts_s']:.1f}); {g['excl'] * 1e3:.1f} ms/fit excl. compile (NUTS "
+            f"{batch_figures(r)['excl'] * 1e3:.1f}; ratio {g['speedup']:.2f}x); gradients "
+            f"needed {c['needed_total']:.3g} ({c['mean_steps_per_iter']:.1f} per kept-draw "
+            f"iteration) -> achieved {g['achieved']:,.0f} grad/s = {g['efficiency_scan']:.1%} "
+            f"of the in-program limit (NUTS {batch_figures(r)['efficiency_scan']:.1%}); "
+            f"converged by bayescale's status {c['converged']:.1%} (NUTS "
+            f"{r['converged']:.1%}), by r-hat <= 1.01, min ESS >= 100, no divergence "
+            f"{c['converged_ess100']:.1%}; median min-ESS {c['median_min_ess']:.0f} of "
+            f"{c['draws']} draws (NUTS {r['median_min_ess']:.0f}); ESS per second per fit "
+            f"(excl. compile) {g['ess_per_s']:.0f} (NUTS {g['nuts_ess_per_s']:.0f}, ratio "
+            f"{g['ess_ratio']:.2f}x); fits with divergences {c['divergent_fits']}",
+            flush=True,
+        )
+
+
+def chees_figures(r: dict) -> dict:
+    """Per-fit figures of the ChEES arm of ``r`` against its NUTS run (the same process)."""
+    c, f = r["chees"], batch_figures(r)
+    K = r["k"]
+    excl = (c["wall_s"] - c["compile_s"]) / K
+    achieved = c["needed_total"] / c["sampler_s"]
+    return {
+        "excl": excl,
+        "speedup": f["excl"] / excl,
+        "achieved": achieved,
+        "efficiency_scan": achieved / f["limit_scan"],
+        "ess_per_s": c["median_min_ess"] / excl,
+        "nuts_ess_per_s": r["median_min_ess"] / f["excl"],
+        "ess_ratio": (c["median_min_ess"] / excl) / (r["median_min_ess"] / f["excl"]),
+    }
 
 
 def main(argv=None) -> None:
@@ -715,6 +860,19 @@ def main(argv=None) -> None:
         help="fit_batch vectorized= (chains under vmap); auto: bayescale's default",
     )
     parser.add_argument("--group-size", type=int, default=None, help="fit_batch group_size")
+    parser.add_argument(
+        "--chees", action="store_true", help="add the ChEES arm in each K's NUTS process"
+    )
+    parser.add_argument("--chees-chains", type=int, default=2)
+    parser.add_argument("--chees-warmup", type=int, default=None, help="default: W / chains")
+    parser.add_argument("--chees-samples", type=int, default=None, help="default: S / chains")
+    parser.add_argument(
+        "--chees-vectorized",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="ChEES(vectorized=): fits of a group under vmap together (auto: bayescale's)",
+    )
+    parser.add_argument("--no-loop", action="store_true", help="skip the NumPyro loops")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -756,7 +914,7 @@ def main(argv=None) -> None:
             flush=True,
         )
         loop = {}
-        for name, (cached, jit_args) in LOOPS.items():
+        for name, (cached, jit_args) in ({} if args.no_loop else LOOPS).items():
             cache_dir = ""
             if cached:
                 cache_dir = str(tmp / f"jax-cache-{name}")
@@ -781,11 +939,18 @@ def main(argv=None) -> None:
                 "group_size": args.group_size,
                 "grad_seconds": 3.0,
                 "time_map": time_map,
+                "chees": args.chees,
+                "chees_chains": args.chees_chains,
+                "chees_warmup": args.chees_warmup or W // args.chees_chains,
+                "chees_samples": args.chees_samples or max(1, S // args.chees_chains),
+                "chees_vectorized": {"auto": None, "yes": True, "no": False}[args.chees_vectorized],
             }
             batch[K] = run_worker("batch", spec, tmp)
             summarise_batch(batch[K], W)
 
     # ---- final tables
+    if args.no_loop:  # the per-K lines above carry the NUTS and ChEES figures
+        return
     base_loop = loop["loop"]
     print(
         f"\nSummary, W={W}, S={S}, 1 chain per curve.  Loop s/fit: "

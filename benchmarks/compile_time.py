@@ -18,7 +18,12 @@ default compiler options and with bayescale's
 arm twice against its own new persistent cache folder: cold (empty cache), then warm (the
 cache the cold process filled).  Per process: wall and CPU seconds of the ``fit`` call and of
 the whole process (imports included), the XLA compilations it ran (count, summed wall
-seconds) and the posterior mean of ``E``.
+seconds) and the posterior mean of ``E``.  ``--chees`` adds the arm ``chees``: this
+checkout, bayescale's options, ``inference=ChEES()``.
+
+``--sampler chees`` times the ChEES-HMC program instead of NUTS's
+(:mod:`bayescale.infer.hmc`, its defaults: 4 chains x 500 warm-up + 500 draws, advancing
+together on one device).
 
 Data: ``../shared/data/chinchilla_epoch_svg_extracted.csv`` prepared as Epoch did
 (:func:`bayescale.datasets.chinchilla`).
@@ -41,6 +46,7 @@ import bayescale
 from bayescale import datasets
 from bayescale.data import prepare
 from bayescale.infer.batch import stack
+from bayescale.infer.hmc import ChEESOptions, build_chees_sampler
 from bayescale.infer.nuts import SamplerOptions, build_sampler
 from bayescale.laws import get_law
 from bayescale.model import Posterior
@@ -61,13 +67,15 @@ def main(argv=None) -> None:
     parser.add_argument("--peer", action="store_true", help="stock NumPyro MCMC instead")
     parser.add_argument("--cold-fits", type=int, default=0, metavar="N")
     parser.add_argument("--before", default=None, help="folder holding another bayescale")
+    parser.add_argument("--chees", action="store_true", help="--cold-fits: add a ChEES arm")
+    parser.add_argument("--sampler", choices=["nuts", "chees"], default="nuts")
     parser.add_argument("--child", nargs=2, metavar=("ARM", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         cold_fit_child(*args.child, args.data)
         return
     if args.cold_fits:
-        cold_fits(args.cold_fits, args.data, args.before)
+        cold_fits(args.cold_fits, args.data, args.before, chees=args.chees)
         return
     # bayescale's process settings (chains split over the CPU cores), without the persistent
     # cache: the compile is what is timed
@@ -80,10 +88,14 @@ def main(argv=None) -> None:
         peer(posterior, prepare(frame, law, {"n_params": "Model Size"}))
         return
     data = stack([prepare(frame, law, {"n_params": "Model Size"})])
-    options = SamplerOptions(init=args.init)
-    devices = jax.devices()
-    usable = max(d for d in range(1, len(devices) + 1) if options.num_chains % d == 0)
-    run = build_sampler(posterior, options, devices=devices[:usable], shard="chains")
+    if args.sampler == "chees":
+        options, usable = ChEESOptions(init=args.init), 1
+        run = build_chees_sampler(posterior, options)
+    else:
+        options = SamplerOptions(init=args.init)
+        devices = jax.devices()
+        usable = max(d for d in range(1, len(devices) + 1) if options.num_chains % d == 0)
+        run = build_sampler(posterior, options, devices=devices[:usable], shard="chains")
     key = jax.random.key(0)[None]
 
     w0, c0 = time.perf_counter(), _cpu()
@@ -99,8 +111,9 @@ def main(argv=None) -> None:
         ("compiled call", w3 - w2, c3 - c2),
     ]
     print(
-        f"Chinchilla fit program ({args.likelihood}, init={args.init}, 4 chains x 1000 + 1000 "
-        f"over {usable} device(s)); load average {os.getloadavg()[0]:.1f}"
+        f"Chinchilla fit program, {args.sampler} ({args.likelihood}, init={args.init}, "
+        f"{options.num_chains} chains x {options.num_warmup} + {options.num_samples} over "
+        f"{usable} device(s)); load average {os.getloadavg()[0]:.1f}"
     )
     for name, wall, cpu in stages:
         print(f"  {name:14s} wall {wall:6.2f} s   cpu {cpu:6.2f} s")
@@ -150,8 +163,13 @@ def cold_fit_child(arm: str, cache_dir: str, data_dir) -> None:
     jax.monitoring.register_event_duration_secs_listener(listen)
     frame = datasets.chinchilla(data_dir)
     w0, c0 = time.perf_counter(), _cpu()
+    settings = (
+        {"inference": bayescale.ChEES(progress_bar=False)}
+        if arm == "chees"
+        else {"progress_bar": False}
+    )
     result = bayescale.fit(
-        frame, "chinchilla", columns={"n_params": "Model Size"}, seed=0, progress_bar=False
+        frame, "chinchilla", columns={"n_params": "Model Size"}, seed=0, **settings
     )
     wall, cpu = time.perf_counter() - w0, _cpu() - c0
     mean_e = float(np.mean(result.draws(["E"])["E"]))
@@ -164,6 +182,7 @@ def cold_fit_child(arm: str, cache_dir: str, data_dir) -> None:
                 "compile_wall": sum(compiles),
                 "big_compiles": sum(d > 0.5 for d in compiles),
                 "E": mean_e,
+                "status": result.status.value,
                 "load": os.getloadavg()[0],
                 "module": bayescale.__file__,
             }
@@ -171,10 +190,10 @@ def cold_fit_child(arm: str, cache_dir: str, data_dir) -> None:
     )
 
 
-def cold_fits(rounds: int, data_dir, before) -> None:
+def cold_fits(rounds: int, data_dir, before, *, chees: bool = False) -> None:
     """``rounds`` x (each arm cold, then warm), every fit in its own process."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    arms = {arm: here for arm in ARMS}
+    arms = {arm: here for arm in (*ARMS, "chees") if chees or arm != "chees"}
     if before:
         arms["before"] = os.path.abspath(before)
     names = list(arms)
@@ -201,7 +220,8 @@ def cold_fits(rounds: int, data_dir, before) -> None:
                         f"cpu {row['cpu']:6.2f} s (process {row['process_wall']:6.2f} / "
                         f"{row['process_cpu']:6.2f} s), {row['compiles']:3d} compiles "
                         f"({row['big_compiles']} over 0.5 s, {row['compile_wall']:6.2f} s wall), "
-                        f"mean E {row['E']:.6f}, load {row['load']:.1f}; {row['module']}",
+                        f"mean E {row['E']:.6f}, {row['status']}, load {row['load']:.1f}; "
+                        f"{row['module']}",
                         flush=True,
                     )
     for arm in names:

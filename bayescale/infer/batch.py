@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import jax
 import numpy as np
 
 from bayescale.infer import distributed
+from bayescale.infer.hmc import ChEESOptions, build_chees_sampler
 from bayescale.infer.nuts import SamplerOptions, build_sampler
 from bayescale.infer.parallel import (
     bucket,
@@ -92,7 +94,7 @@ def chunk_layout(num_fits: int, limit: int, num_devices: int) -> int:
 
 def run_batch(
     posterior: Posterior,
-    options: SamplerOptions,
+    options: SamplerOptions | ChEESOptions,
     keys,
     data: dict,
     *,
@@ -104,7 +106,9 @@ def run_batch(
 ) -> dict:
     """Sample every fit of ``data`` (leaves with a leading fit axis); numpy output.
 
-    The one driver of batched samplers: a single fit (also a pooled posterior, whose groups
+    The one driver of batched samplers (NUTS for :class:`SamplerOptions`, ChEES-HMC of
+    :mod:`bayescale.infer.hmc` for :class:`ChEESOptions`, which shows no progress bar inside a
+    single fit's compiled loop): a single fit (also a pooled posterior, whose groups
     are one fit) and a batch of fits alike.  The sampler is a compiled ``run(keys, data)``
     returning a dict of arrays with a leading fit axis (draws ``(fit, chain, draw, ...)``,
     their statistics, per-fit outputs named in :data:`bayescale.convergence.PER_FIT`); every
@@ -144,14 +148,17 @@ def run_batch(
 def _run(posterior, options, keys, data, devices, chunk_size, progress_bar, keep) -> dict:
     num_fits = keys.shape[0]
     devices = list(jax.devices() if devices is None else devices)
+    if isinstance(options, ChEESOptions):
+        build_sampler_for = build_chees_sampler
+    else:
+        build_sampler_for = partial(build_sampler, progress_bar=progress_bar and num_fits == 1)
     if num_fits == 1:
         if distributed.spans_processes(devices):  # each process runs it on its own devices
             devices = [d for d in devices if d.process_index == jax.process_index()]
         options = options._replace(vectorized=bool(options.vectorized))
-        run = build_sampler(
+        run = build_sampler_for(
             posterior,
             options,
-            progress_bar=progress_bar,
             devices=usable_devices(devices, options.num_chains),
             shard="chains",
         )
@@ -168,7 +175,7 @@ def _run(posterior, options, keys, data, devices, chunk_size, progress_bar, keep
         chunk_size = default_chunk_size(options, posterior.dim, data["log_y"].shape[1])
     chunk_size = chunk_layout(num_fits, chunk_size, n_dev)
     sharded = devices if n_dev > 1 else None
-    run = build_sampler(posterior, options, devices=sharded)
+    run = build_sampler_for(posterior, options, devices=sharded)
     reduce = None if keep is None else build_reduction(posterior, keep, devices)
     starts = range(0, num_fits, chunk_size)
     bar = None
