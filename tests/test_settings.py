@@ -45,9 +45,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("x64", [False, True], ids=["caller float32", "caller float64"])
 def test_import_and_fit_leave_jax_configuration_alone(x64):
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_", "BAYESCALE_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_", "BAYESCALE_"))}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(int(x64))],
         capture_output=True,
@@ -75,9 +73,7 @@ def test_configure_is_the_explicit_opt_in(tmp_path):
                           "cache_dir": jax.config.jax_compilation_cache_dir}}))
         """
     )
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_", "BAYESCALE_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_", "BAYESCALE_"))}
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )

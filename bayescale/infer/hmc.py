@@ -26,8 +26,8 @@ Warm-up adapts, per fit and from all its chains at once (Hoffman, Radul & Sounts
   \\tfrac{5}{n+5} I`), diagonal unless ``dense_mass``; the step-size adaptation restarts
   there.
 
-The chains start as NUTS's do (:func:`chain_starts`): draws of the Laplace approximation at
-the multi-start MAP, in the posterior's sampler coordinates
+The chains start as NUTS's do (:func:`bayescale.infer.optimize.chain_starts`): draws of
+the Laplace approximation at the multi-start MAP, in the posterior's sampler coordinates
 (:meth:`~bayescale.model.Posterior.from_sampler`).  The log density is
 :meth:`~bayescale.model.Posterior.sampler_potential`, the one every path uses.
 
@@ -39,7 +39,6 @@ iteration's leapfrog count), so :func:`bayescale.infer.batch.run_batch` drives b
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -47,17 +46,15 @@ import jax.numpy as jnp
 from numpyro.infer.hmc_util import dual_averaging
 
 from bayescale.infer.cache import compiled
-from bayescale.infer.optimize import MapResult, multi_start_map
-from bayescale.infer.parallel import pad_fits
+from bayescale.infer.optimize import chain_starts
+from bayescale.infer.parallel import in_groups
 from bayescale.infer.parallel import shard as shard_axis
 from bayescale.model import Posterior, posterior_key
 
 __all__ = [
     "ChEESOptions",
     "build_chees_sampler",
-    "chain_starts",
     "halton",
-    "in_groups",
     "num_steps",
 ]
 
@@ -120,53 +117,6 @@ def num_steps(u, step_size, length, max_steps: int):
     """Leapfrog steps of one iteration: :math:`\\lceil u T / \\epsilon \\rceil` in
     ``1..max_steps`` (int32)."""
     return jnp.clip(jnp.ceil(u * length / step_size), 1, max_steps).astype(jnp.int32)
-
-
-def chain_starts(
-    posterior: Posterior, key, data, num_chains: int, *, num_starts: int, map_steps: int,
-    init: str = "map",
-):  # fmt: skip
-    """``(w0, cov, mode)``: ``num_chains`` starting points in sampler coordinates, the
-    Laplace covariance there (the initial inverse mass matrix) and the mode search's result.
-
-    ``init="map"``: the multi-start MAP (:func:`~bayescale.infer.optimize.multi_start_map`),
-    the chains drawn from the Laplace approximation with every standard deviation capped at
-    1 (a start whose potential is not finite falls back to the mode); ``"prior"``: one prior
-    draw and covariance :math:`0.01 I`.
-    """
-    k_map, k_jitter = jax.random.split(key)
-    if init == "map":
-        mode = multi_start_map(posterior, k_map, data, num_starts=num_starts, num_steps=map_steps)
-    else:
-        z = posterior.prior_draws(k_map, 1)[0]
-        mode = MapResult(z, posterior.potential(z, data), 0, 0.01 * jnp.eye(posterior.dim))
-    # the chains move in the centred coordinates; the Laplace covariance maps through the
-    # Jacobian of the shear
-    to_sampler = partial(posterior.to_sampler, data=data)
-    jac = jax.jacfwd(to_sampler)(mode.z)
-    cov = jac @ mode.covariance @ jac.T
-    w = to_sampler(mode.z)
-    lam, vec = jnp.linalg.eigh(cov)
-    chol = vec * jnp.sqrt(jnp.clip(lam, 0.0, 1.0))
-    w0 = w + jax.random.normal(k_jitter, (num_chains, posterior.dim)) @ chol.T
-    ok = jnp.isfinite(jax.vmap(posterior.sampler_potential, (0, None))(w0, data))
-    return jnp.where(ok[:, None], w0, w), cov, mode
-
-
-def in_groups(run_fits, keys, data, per_group: int | None):
-    """``run_fits(keys, data)`` over groups of ``per_group`` fits, one group after another
-    (``lax.map``), the fit axis padded by :func:`~bayescale.infer.parallel.pad_fits` and
-    trimmed; all fits at once when ``per_group`` is ``None`` or not below their number."""
-    num_fits = keys.shape[0]
-    if per_group is None or num_fits <= per_group:
-        return run_fits(keys, data)
-    keys, data, _ = pad_fits(keys, data, per_group)
-
-    def grouped(x):  # (groups, per_group, ...)
-        return x.reshape(-1, per_group, *x.shape[1:])
-
-    out = jax.lax.map(lambda a: run_fits(*a), jax.tree.map(grouped, (keys, data)))
-    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[:num_fits], out)
 
 
 class _Adapt(NamedTuple):
@@ -233,7 +183,7 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
     def init_fit(key, data):
         k_start, k_run = jax.random.split(key)
         w0, cov, mode = chain_starts(
-            posterior, k_start, data, chains,
+            posterior, *jax.random.split(k_start), data, chains,
             num_starts=o.num_starts, map_steps=o.map_steps, init=o.init,
         )  # fmt: skip
         inverse_mass, chol = _mass(cov, o.dense_mass, dim)

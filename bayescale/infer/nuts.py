@@ -27,8 +27,8 @@ import jax.numpy as jnp
 from numpyro.infer.hmc import hmc
 
 from bayescale.infer.cache import compiled, jit
-from bayescale.infer.optimize import MapResult, multi_start_map
-from bayescale.infer.parallel import pad_fits
+from bayescale.infer.optimize import chain_starts
+from bayescale.infer.parallel import in_groups
 from bayescale.infer.parallel import shard as shard_axis
 from bayescale.model import Posterior, posterior_key
 
@@ -125,25 +125,10 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
 
     def init_fit(key, data):
         k_map, k_jitter, k_chains = jax.random.split(key, 3)
-        if o.init == "map":
-            mode = multi_start_map(
-                posterior, k_map, data, num_starts=o.num_starts, num_steps=o.map_steps
-            )
-        else:
-            z = posterior.prior_draws(k_map, 1)[0]
-            mode = MapResult(z, posterior.potential(z, data), 0, 0.01 * jnp.eye(posterior.dim))
-        # the chains move in the sampler's centred coordinates (Posterior.from_sampler); at
-        # the mode the Laplace covariance maps through the Jacobian of the shear
-        to_sampler = partial(posterior.to_sampler, data=data)
-        jac = jax.jacfwd(to_sampler)(mode.z)
-        cov = jac @ mode.covariance @ jac.T
-        w = to_sampler(mode.z)
-        lam, vec = jnp.linalg.eigh(cov)
-        chol = vec * jnp.sqrt(jnp.clip(lam, 0.0, 1.0))  # Laplace draws, sd capped at 1
-        eps = jax.random.normal(k_jitter, (o.num_chains, posterior.dim))
-        w0 = w + eps @ chol.T
-        ok = jnp.isfinite(jax.vmap(posterior.sampler_potential, (0, None))(w0, data))
-        w0 = jnp.where(ok[:, None], w0, w)
+        w0, cov, mode = chain_starts(
+            posterior, k_map, k_jitter, data, o.num_chains,
+            num_starts=o.num_starts, map_steps=o.map_steps, init=o.init,
+        )  # fmt: skip
 
         def init_chain(z, k):
             return init_kernel(
@@ -238,17 +223,7 @@ def _build(posterior: Posterior, o: SamplerOptions, progress_bar: bool, devices,
         chains advancing together, and wide vmaps fall out of the CPU caches; groups bound
         both, while the whole batch stays one compiled call.
         """
-        num_fits = keys.shape[0]
-        per_group = o.group_size or num_fits
-        if num_fits <= per_group:
-            return run_fits(keys, data)
-        keys, data, _ = pad_fits(keys, data, per_group)
-
-        def grouped(x):  # (groups, per_group, ...)
-            return x.reshape(-1, per_group, *x.shape[1:])
-
-        out = jax.lax.map(lambda a: run_fits(*a), jax.tree.map(grouped, (keys, data)))
-        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[:num_fits], out)
+        return in_groups(run_fits, keys, data, o.group_size)
 
     if devices is not None and shard == "fits":
         run = shard_axis(run, devices, "fits")

@@ -20,6 +20,7 @@ vmapped over fits).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -33,6 +34,7 @@ from bayescale.model import Posterior, posterior_key
 __all__ = [
     "MapResult",
     "Mode",
+    "chain_starts",
     "choose_centring",
     "find_mode",
     "laplace_covariance",
@@ -414,3 +416,35 @@ def choose_centring(
         threshold = scipy.stats.chi2.ppf(0.99, num_groups - 1) / (num_groups - 1)
         flags.append(bool(ratio > threshold))
     return tuple(flags)
+
+
+def chain_starts(
+    posterior: Posterior, k_map, k_jitter, data, num_chains: int, *, num_starts: int,
+    map_steps: int,
+    init: str = "map",
+):  # fmt: skip
+    """``(w0, cov, mode)``: ``num_chains`` starting points in sampler coordinates, the
+    Laplace covariance there (the initial inverse mass matrix) and the mode search's result.
+
+    ``init="map"``: the multi-start MAP (:func:`~bayescale.infer.optimize.multi_start_map`),
+    the chains drawn from the Laplace approximation with every standard deviation capped at
+    1 (a start whose potential is not finite falls back to the mode); ``"prior"``: one prior
+    draw and covariance :math:`0.01 I`.  ``k_map`` seeds the mode search (or the prior
+    draw), ``k_jitter`` the chains' draws around it.
+    """
+    if init == "map":
+        mode = multi_start_map(posterior, k_map, data, num_starts=num_starts, num_steps=map_steps)
+    else:
+        z = posterior.prior_draws(k_map, 1)[0]
+        mode = MapResult(z, posterior.potential(z, data), 0, 0.01 * jnp.eye(posterior.dim))
+    # the chains move in the centred coordinates; the Laplace covariance maps through the
+    # Jacobian of the shear
+    to_sampler = partial(posterior.to_sampler, data=data)
+    jac = jax.jacfwd(to_sampler)(mode.z)
+    cov = jac @ mode.covariance @ jac.T
+    w = to_sampler(mode.z)
+    lam, vec = jnp.linalg.eigh(cov)
+    chol = vec * jnp.sqrt(jnp.clip(lam, 0.0, 1.0))
+    w0 = w + jax.random.normal(k_jitter, (num_chains, posterior.dim)) @ chol.T
+    ok = jnp.isfinite(jax.vmap(posterior.sampler_potential, (0, None))(w0, data))
+    return jnp.where(ok[:, None], w0, w), cov, mode

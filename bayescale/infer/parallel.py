@@ -17,6 +17,7 @@ __all__ = [
     "bucket",
     "bucket_below",
     "gather_fits",
+    "in_groups",
     "pad_fits",
     "padded_length",
     "shard",
@@ -105,3 +106,19 @@ def pad_fits(keys, data: dict, multiple: int):
     position = np.arange(-(-num_fits // multiple) * multiple)
     index = np.where(position < num_fits, position, 0)
     return keys[index], gather_fits(data, index, position < num_fits), num_fits
+
+
+def in_groups(run_fits, keys, data, per_group: int | None):
+    """``run_fits(keys, data)`` over groups of ``per_group`` fits, one group after another
+    (``lax.map``), the fit axis padded by :func:`~bayescale.infer.parallel.pad_fits` and
+    trimmed; all fits at once when ``per_group`` is ``None`` or not below their number."""
+    num_fits = keys.shape[0]
+    if per_group is None or num_fits <= per_group:
+        return run_fits(keys, data)
+    keys, data, _ = pad_fits(keys, data, per_group)
+
+    def grouped(x):  # (groups, per_group, ...)
+        return x.reshape(-1, per_group, *x.shape[1:])
+
+    out = jax.lax.map(lambda a: run_fits(*a), jax.tree.map(grouped, (keys, data)))
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[:num_fits], out)
