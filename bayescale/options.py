@@ -142,7 +142,46 @@ class _Batch:
 
 
 @dataclass(frozen=True, kw_only=True)
-class NUTS(_Batch):
+class _Sampler(_Batch):
+    """Settings shared by the MCMC options (:class:`NUTS`, :class:`ChEES`), documented there."""
+
+    progress_bar: bool | None = field(default=None, compare=False)
+    chunk_size: int | None = None
+    vectorized: bool | None = None
+    group_size: int | None = None
+    keep: int | None = None
+    dtype: str = "float64"
+
+    def _check_sampler(self) -> None:
+        owner = type(self).__name__
+        for name in ("num_samples", "thin", "num_starts"):
+            _positive_int(owner, name, getattr(self, name))
+        w = self.num_warmup
+        if not isinstance(w, int) or isinstance(w, bool) or w < 0:
+            raise ValueError(
+                f"{owner}(num_warmup={w!r}): num_warmup must be a non-negative integer"
+            )
+        _flag(owner, "dense_mass", self.dense_mass)
+        _flag(owner, "progress_bar", self.progress_bar, optional=True)
+        _flag(owner, "vectorized", self.vectorized, optional=True)
+        _optional_positive_int(owner, "chunk_size", self.chunk_size)
+        _optional_positive_int(owner, "group_size", self.group_size)
+        k = self.keep
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 4):
+            raise ValueError(f"{owner}(keep={k!r}): keep must be None or an integer >= 4")
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"{owner}(dtype={self.dtype!r}): dtype must be 'float64' or 'float32'")
+        self._check_batch()
+
+    @property
+    def batch_only(self) -> dict:
+        """The batch-execution settings given (not ``None``), which need ``by=``."""
+        names = ("chunk_size", "vectorized", "group_size", "keep")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NUTS(_Sampler):
     """The posterior by NumPyro's NUTS, each fit's chains started around its MAP.
 
     Parameters
@@ -192,22 +231,10 @@ class NUTS(_Batch):
     target_accept_prob: float | None = None
     max_tree_depth: int = 10
     num_starts: int = 8
-    progress_bar: bool | None = field(default=None, compare=False)
-    chunk_size: int | None = None
-    vectorized: bool | None = None
-    group_size: int | None = None
-    keep: int | None = None
-    dtype: str = "float64"
 
     def __post_init__(self):
-        for name in ("num_chains", "num_samples", "thin", "num_starts"):
-            _positive_int("NUTS", name, getattr(self, name))
-        w = self.num_warmup
-        if not isinstance(w, int) or isinstance(w, bool) or w < 0:
-            raise ValueError(f"NUTS(num_warmup={w!r}): num_warmup must be a non-negative integer")
-        _flag("NUTS", "dense_mass", self.dense_mass)
-        _flag("NUTS", "progress_bar", self.progress_bar, optional=True)
-        _flag("NUTS", "vectorized", self.vectorized, optional=True)
+        _positive_int("NUTS", "num_chains", self.num_chains)
+        self._check_sampler()
         p = self.target_accept_prob
         if p is not None and (
             isinstance(p, bool) or not isinstance(p, int | float) or not 0 < p < 1
@@ -220,14 +247,6 @@ class NUTS(_Batch):
             raise ValueError(
                 f"NUTS(max_tree_depth={d!r}): max_tree_depth must be an integer in 1..15"
             )
-        _optional_positive_int("NUTS", "chunk_size", self.chunk_size)
-        _optional_positive_int("NUTS", "group_size", self.group_size)
-        k = self.keep
-        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 4):
-            raise ValueError(f"NUTS(keep={k!r}): keep must be None or an integer >= 4")
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"NUTS(dtype={self.dtype!r}): dtype must be 'float64' or 'float32'")
-        self._check_batch()
 
     def step_target(self, pooled: bool) -> float:
         """The step-size target used: the given one, else the default for the model."""
@@ -235,15 +254,9 @@ class NUTS(_Batch):
             return float(self.target_accept_prob)
         return POOLED_TARGET_ACCEPT_PROB if pooled else TARGET_ACCEPT_PROB
 
-    @property
-    def batch_only(self) -> dict:
-        """The batch-execution settings given (not ``None``), which need ``by=``."""
-        names = ("chunk_size", "vectorized", "group_size", "keep")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
-
 
 @dataclass(frozen=True, kw_only=True)
-class ChEES(_Batch):
+class ChEES(_Sampler):
     """The posterior by fixed-length HMC with ChEES adaptation (Hoffman, Radul & Sountsov
     2021), each fit's chains started around its MAP (:mod:`bayescale.infer.hmc`).
 
@@ -284,40 +297,18 @@ class ChEES(_Batch):
     target_accept_prob: float = 0.8
     max_leapfrog_steps: int = 255
     num_starts: int = 8
-    progress_bar: bool | None = field(default=None, compare=False)
-    chunk_size: int | None = None
-    vectorized: bool | None = None
-    group_size: int | None = None
-    keep: int | None = None
-    dtype: str = "float64"
 
     def __post_init__(self):
-        for name in ("num_samples", "thin", "num_starts", "max_leapfrog_steps"):
-            _positive_int("ChEES", name, getattr(self, name))
         c = self.num_chains
         if not isinstance(c, int) or isinstance(c, bool) or c < 2:
             raise ValueError(f"ChEES(num_chains={c!r}): num_chains must be an integer >= 2")
-        w = self.num_warmup
-        if not isinstance(w, int) or isinstance(w, bool) or w < 0:
-            raise ValueError(f"ChEES(num_warmup={w!r}): num_warmup must be a non-negative integer")
-        _flag("ChEES", "dense_mass", self.dense_mass)
-        _flag("ChEES", "progress_bar", self.progress_bar, optional=True)
-        _flag("ChEES", "vectorized", self.vectorized, optional=True)
+        _positive_int("ChEES", "max_leapfrog_steps", self.max_leapfrog_steps)
+        self._check_sampler()
         p = self.target_accept_prob
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0 < p < 1:
             raise ValueError(
                 f"ChEES(target_accept_prob={p!r}): target_accept_prob must lie in (0, 1)"
             )
-        _optional_positive_int("ChEES", "chunk_size", self.chunk_size)
-        _optional_positive_int("ChEES", "group_size", self.group_size)
-        k = self.keep
-        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 4):
-            raise ValueError(f"ChEES(keep={k!r}): keep must be None or an integer >= 4")
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"ChEES(dtype={self.dtype!r}): dtype must be 'float64' or 'float32'")
-        self._check_batch()
-
-    batch_only = NUTS.batch_only
 
 
 @dataclass(frozen=True, kw_only=True)
