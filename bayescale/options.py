@@ -135,8 +135,7 @@ class Model:
         if self.discrepancy is not None:
             if not isinstance(self.discrepancy, str):
                 raise TypeError(
-                    f"Model(discrepancy={self.discrepancy!r}): discrepancy must be a string "
-                    "or None"
+                    f"Model(discrepancy={self.discrepancy!r}): discrepancy must be a string or None"
                 )
             try:
                 object.__setattr__(self, "discrepancy", parse_discrepancy(self.discrepancy)[1])

@@ -231,8 +231,6 @@ def log_prediction_draws(
         fitted = {cv: np.where(mask, x, 0.0) for cv, x in fitted.items()}
         fy = None if fitted_log_y is None else np.where(mask, fitted_log_y[chunk], 0.0)
         with np.errstate(over="ignore", invalid="ignore"):  # padded cells: dropped below
-            log_draws = log_predictions(
-                posterior, v, log_x, kind, rng, fitted, mask, law_error, fy
-            )
+            log_draws = log_predictions(posterior, v, log_x, kind, rng, fitted, mask, law_error, fy)
         out[:, :, rows] = log_draws[:, :, f, r]
     return out

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import scaled
 from scipy.stats import multivariate_normal
 
 import bayescale
@@ -185,3 +186,20 @@ def test_decades_from_first():
     lx = np.log(np.array([1e3, 1e2, 1e4]))
     np.testing.assert_allclose(decades_from_first(lx), [1, 0, 2])
     np.testing.assert_allclose(decades_from_first(lx, np.array([True, False, True])), [0, -1, 1])
+
+
+@pytest.mark.slow
+def test_sbc_passes_with_the_discrepancy():
+    """Data simulated from the full model (delta drawn from its prior): ranks uniform."""
+    from bayescale.check import sbc
+
+    num = scaled(200, 40)
+    r = sbc(
+        "power_law_offset",
+        model=bayescale.Model(discrepancy="ou_rw"),
+        num_replications=num,
+        seed=2026,
+        inference=bayescale.NUTS(num_chains=2, num_warmup=300, num_samples=300, progress_bar=False),
+    )
+    assert list(r.ranks.columns)[-2:] == ["delta_s", "delta_q"]
+    assert r.passed(0.01, len(r.ranks.columns)), r.report()
