@@ -141,7 +141,7 @@ def _sort_order(u, mask):
     return jnp.argsort(jnp.where(mask, u, jnp.inf), axis=-1)
 
 
-def kalman_log_likelihood(r, u, var, mask, s, q, logpdf):
+def kalman_log_likelihood(r, u, var, mask, s, q, logpdf, in_order: bool = True):
     """Log-likelihood of each residual under :math:`\\delta` + noise, integrated over
     :math:`\\delta` (JAX, :func:`jax.lax.scan` over the points).
 
@@ -156,12 +156,15 @@ def kalman_log_likelihood(r, u, var, mask, s, q, logpdf):
         The OU and random-walk scales.
     logpdf : callable
         ``logpdf(v, scale)`` of the innovation (the family's density).
+    in_order : bool
+        Return the points in the input's order (default), or sorted by :math:`u` (padding
+        last): enough for the sum, and its gradient avoids a scatter.
 
     Returns
     -------
     array ``(..., n)``
-        :math:`\\log p(r_i \\mid r_{<i})` in the input's order (the points ordered by
-        :math:`u`); their sum is the marginal log-likelihood.
+        :math:`\\log p(r_i \\mid r_{<i})` (the points ordered by :math:`u`), 0 at padding;
+        their sum is the marginal log-likelihood.
     """
     shape = jnp.broadcast_shapes(r.shape, u.shape, var.shape, mask.shape)
     r, u, var, mask = (jnp.broadcast_to(a, shape) for a in (r, u, var, mask))
@@ -202,8 +205,10 @@ def kalman_log_likelihood(r, u, var, mask, s, q, logpdf):
 
     init = (zero, zero, s2 + zero, zero, zero, zero)
     _, ll = jax.lax.scan(step, init, (take(r), take(u), take(var), take(mask)))
-    inverse = jnp.argsort(order, axis=-1)
-    return jnp.take_along_axis(jnp.moveaxis(ll, 0, -1), inverse, axis=-1)
+    ll = jnp.moveaxis(ll, 0, -1)
+    if not in_order:
+        return ll
+    return jnp.take_along_axis(ll, jnp.argsort(order, axis=-1), axis=-1)
 
 
 def delta_conditional(r, u_fit, var, mask, u_new, s, q):

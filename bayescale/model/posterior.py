@@ -169,8 +169,9 @@ class Posterior:
         with numpyro.handlers.mask(mask=True if mask is None else mask):
             numpyro.sample(self.law.response, obs, obs=log_y)
 
-    def _filtered(self, values, log_x, r, sigma, mask):
-        """Per-point :math:`\\log p(r_i \\mid r_{<i})` under the discrepancy
+    def _filtered(self, values, log_x, r, sigma, mask, in_order=False):
+        """Per-point :math:`\\log p(r_i \\mid r_{<i})` under the discrepancy, sorted along
+        the covariate unless ``in_order``
         (:func:`~bayescale.model.discrepancy.kalman_log_likelihood`)."""
         (lx,) = log_x.values()
         lx = jnp.broadcast_to(lx, jnp.broadcast_shapes(jnp.shape(lx), jnp.shape(r)))
@@ -188,6 +189,7 @@ class Posterior:
             per_curve["delta_s"],
             per_curve["delta_q"],
             lambda v, scale: self.family.logpdf(v, scale, per_curve),
+            in_order,
         )
 
     def constrain(self, z):
@@ -340,5 +342,5 @@ class Posterior:
         if self.discrepancy:
             m = jnp.ones(jnp.shape(r)[-1:], dtype=bool) if mask is None else jnp.asarray(mask)
             m = jnp.broadcast_to(m, jnp.shape(r))
-            return self._filtered(values, log_x, r, sigma, m)
+            return self._filtered(values, log_x, r, sigma, m, in_order=True)
         return self.family.logpdf(r, sigma, values)

@@ -19,7 +19,8 @@ For each source of ``bayescale/corpus`` (splits of ``run.py``):
 PolyPythia (``../shared/data``, when present): every log, steps >= 1000, the first 20% of
 steps fitted, the final loss inside the 90% band (all 28 logs, the 20 from initialisation).
 
-Writes ``benchmarks/RESULTS-discrepancy.md`` (the tables) and ``results/loso.csv``.
+Writes ``benchmarks/RESULTS-discrepancy.md`` (the tables; the notes after :data:`NOTES` are
+kept) and ``results/loso.csv``.
 
 Usage (from the worktree root)::
 
@@ -63,6 +64,8 @@ QUANTILES = tuple(
 BROAD = f"ou_rw({np.log(0.01):.4f}, 2, {np.log(0.01):.4f}, 2)"
 SD_FLOOR = 0.3
 LAW = "power_law_offset"
+#: Text after this line of the output file is kept when the tables are rewritten.
+NOTES = "<!-- hand-written notes below: kept by loso.py -->"
 
 
 def frame_of(curves, part: str) -> pd.DataFrame:
@@ -219,7 +222,7 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--sources", nargs="*", default=list(SPLITS))
     p.add_argument("--arms", nargs="*", default=["none", "ou_rw", "ou_rw_eb"])
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS-discrepancy-loso.md"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS-discrepancy.md"))
     a = p.parse_args(argv)
     inference = bs.NUTS(
         num_chains=a.chains, num_warmup=a.warmup, num_samples=a.samples, progress_bar=False
@@ -261,7 +264,9 @@ def main(argv=None):
             markdown(pp),
             "",
         ]
-    Path(a.out).write_text("\n".join(lines))
+    out = Path(a.out)
+    notes = out.read_text().partition(NOTES)[2] if out.exists() else ""
+    out.write_text("\n".join(lines) + "\n" + NOTES + notes)
     print("\n".join(lines))
 
 
