@@ -244,7 +244,15 @@ def main(argv=None):
         "Per-curve MAP log s, log q (broad hyperprior), per source (mean, sd):",
         "",
         markdown(
-            logs.groupby("source")[["log_s", "log_q"]].agg(["mean", "std"]).round(2).reset_index()
+            logs.groupby("source")
+            .agg(
+                log_s_mean=("log_s", "mean"),
+                log_s_sd=("log_s", "std"),
+                log_q_mean=("log_q", "mean"),
+                log_q_sd=("log_q", "std"),
+            )
+            .round(2)
+            .reset_index()
         ),
         "",
     ]
