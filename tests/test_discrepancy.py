@@ -162,7 +162,7 @@ def test_density_matches_numpyro_and_ignores_padding():
         )
 
 
-def test_fit_predict_band_grows_beyond_the_data():
+def test_fit_predict_band_grows_beyond_the_data(tmp_path):
     rng = np.random.default_rng(3)
     x = np.geomspace(100, 1e4, 25)
     u = np.log10(x / x[0])
@@ -177,6 +177,10 @@ def test_fit_predict_band_grows_beyond_the_data():
                             inference=inference, seed=0)  # fmt: skip
         p = res.predict(new, quantiles=(0.05, 0.95))
         widths[disc] = np.log(p["q95"] / p["q5"]).to_numpy()
+    # a saved result keeps its discrepancy: the same predictions after loading
+    loaded = bayescale.load(res.save(tmp_path / "fit.nc"))
+    assert loaded.likelihood == "student_t+ou_rw"
+    pd.testing.assert_frame_equal(loaded.predict(new, quantiles=(0.05, 0.95)), p)
     # beyond the data the band widens with the discrepancy, and with the distance
     assert np.all(widths["ou_rw"][1:] > 1.5 * widths[None][1:])
     assert widths["ou_rw"][2] > widths["ou_rw"][1] > widths["ou_rw"][0]
