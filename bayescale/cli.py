@@ -6,6 +6,9 @@ Examples
 
     bayescale laws
     bayescale fit runs.csv --law chinchilla --column n_params=N --out fit.nc --plot fit.png
+    bayescale fit runs.csv --law chinchilla --derive n_tokens="flops / (6 * n_params)" --out f.nc
+    bayescale fit --tensorboard runs/ --tag loss --law power_law_offset --by run \
+        --column x=step --column y=loss --out curves.nc
     bayescale predict fit.nc --at n_params=1e11,n_tokens=2e12 --kind mean
     bayescale plot fit.nc -o fit.pdf --x n_tokens
     bayescale demo --out-dir demo/
@@ -15,20 +18,24 @@ Examples
         --column x=step --column y=loss --fit-fraction 0.2
 
 Errors in the input (unknown law, bad column, missing file ...) are reported as one line
-``error: ...`` on stderr with exit status 2.
+``error: ...`` on stderr with exit status 2. Tables are printed with 4 significant digits;
+``--json`` prints one JSON object on stdout instead (full precision; NaN as null), for
+scripts. Parsing the arguments imports neither JAX nor pandas: ``--help`` is immediate.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bayescale.cli_parser import build_parser
+
 __all__ = ["build_parser", "main"]
 
-DEMO_LAW = "kaplan_n"  # two parameters: compiles and converges fast
 _EXIT_USAGE = 2
+DIGITS = 4  # significant digits of printed tables
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -59,17 +66,59 @@ def _point(text: str) -> dict[str, float]:
 def _read_csv(path: str):
     """The CSV file at ``path``; a ValueError names the file when it is empty (no columns or
     no rows) or malformed."""
-    import pandas as pd
+    from bayescale.io import read_table
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no CSV file at {path!r}")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read CSV file {path!r}: {err}") from None
-    if frame.empty:
-        raise ValueError(f"CSV file {path!r} has no rows (columns: {list(frame.columns)})")
-    return frame
+    return read_table(path)
+
+
+def _read_data(args):
+    """The table to fit: the CSV, or the curves of ``--tensorboard``/``--wandb`` (columns
+    run, step and one per tag, steps below ``--min-step`` dropped), then ``--derive``."""
+    from bayescale import io
+
+    given = [
+        o
+        for o, v in (
+            ("CSV", args.csv),
+            ("--tensorboard", args.tensorboard),
+            ("--wandb", args.wandb),
+        )
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            f"give exactly one data source: a CSV file, --tensorboard PATH or --wandb CSV "
+            f"(got {', '.join(given) or 'none'})"
+        )
+    if args.step is not None and args.wandb is None:
+        raise ValueError("--step applies to --wandb")
+    if args.csv is None:
+        long = (
+            io.read_tensorboard(args.tensorboard, args.tag)
+            if args.tensorboard
+            else io.read_wandb(args.wandb, args.tag, step=args.step)
+        )
+        min_step = 1 if args.min_step is None else args.min_step
+        frame = io.pivot(long[long["step"] >= min_step])
+        if frame.empty:
+            raise ValueError(f"no logged value at step >= {min_step:g} (--min-step)")
+        args.report.line(
+            f"read {len(long)} values of {', '.join(long['tag'].unique())} from "
+            f"{long['run'].nunique()} run(s); {len(frame)} rows at step >= {min_step:g}"
+        )
+    else:
+        for option in ("tag", "min_step"):
+            if getattr(args, option) is not None:
+                name = option.replace("_", "-")
+                raise ValueError(f"--{name} applies to --tensorboard and --wandb")
+        frame = _read_csv(args.csv)
+    derived = {}
+    for item in args.derive or ():
+        name, _, expression = item.partition("=")
+        if not name.strip() or not expression.strip():
+            raise ValueError(f'--derive {item!r} must be of the form NAME="EXPRESSION"')
+        derived[name.strip()] = expression.strip()
+    return io.derive(frame, derived) if derived else frame
 
 
 def _writable(path: str | None, option: str) -> None:
@@ -115,42 +164,106 @@ def _save_bands(result, path: str, **kwargs) -> Path:
         plt.close(root_figure(ax))
 
 
-def _status_line(result) -> str:
-    d = result.diagnostics.iloc[0]  # one fit
-    return (
-        f"status: {result.status.value} (max rhat {d['max_rhat']:.4f}, "
-        f"min ESS bulk {d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f} "
-        f"of {d['num_draws']} draws, {d['num_divergent']} divergent)"
-    )
+class _Report:
+    """What a command prints: lines and tables as text (tables rounded to :data:`DIGITS`
+    significant digits, counts as integers), or, with ``--json``, one JSON object of the
+    same items at full precision, printed by :meth:`close`. Warnings go to stderr."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.doc: dict = {}
+
+    def line(self, text: str) -> None:
+        if not self.as_json:
+            print(text)
+
+    def value(self, key: str, value) -> None:
+        self.doc[key] = value
+
+    def table(self, key: str, frame, *, index: bool = False) -> None:
+        frame = frame.reset_index() if index else frame
+        self.doc[key] = json.loads(frame.to_json(orient="records", double_precision=15))
+        if not self.as_json:
+            print(_frame_text(frame))
+
+    def saved(self, what: str, path) -> None:
+        self.doc[what] = str(path)
+        self.line(f"saved {what}: {path}")
+
+    @staticmethod
+    def warn(text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.as_json:
+            print(json.dumps(self.doc, indent=1))
 
 
-def _print_fit(result) -> None:
-    print(f"law {result.law.id!r}: {result.law.response} = {result.law.formula.text}")
-    print(
-        f"{result.datatree.observed_data.sizes['point']} points, likelihood "
-        f"{result.likelihood}, {result.num_chains} chains x {result.num_draws} draws"
-    )
-    print(_status_line(result))
-    if result.status.value != "converged":
-        print(
-            f"warning: the fit did not converge ({result.status.value}); "
-            "more --warmup/--samples may help",
-            file=sys.stderr,
-        )
+def _cell(value, integer: bool) -> str:
+    """One table cell: :data:`DIGITS` significant digits, or an integer count."""
+    import numpy as np
+
+    if isinstance(value, bool | np.bool_) or not isinstance(value, float | np.floating):
+        return str(value)
+    if not np.isfinite(value):
+        return "-" if np.isnan(value) else str(value)
+    return f"{value:.0f}" if integer else f"{value:.{DIGITS}g}"
 
 
-def _frame_text(frame, **kwargs) -> str:
+def _frame_text(frame) -> str:
+    """``frame`` as a text table without its index: floats to :data:`DIGITS` significant
+    digits; ESS and ``num_*`` columns as integers; NaN as ``-``."""
     import pandas as pd
 
+    shown = frame.copy()
+    for c in shown.columns:
+        integer = "ess" in str(c) or str(c).startswith("num_")
+        shown[c] = [_cell(v, integer) for v in shown[c]]
     with pd.option_context("display.width", 200, "display.max_columns", 50):
-        return frame.to_string(**kwargs)
+        return shown.to_string(index=False)
+
+
+def _report_fit(report: _Report, result) -> None:
+    """The law, the data, the status line and the diagnostics of a single fit."""
+    d = result.diagnostics.iloc[0]
+    n = result.datatree.observed_data.sizes["point"]
+    report.value("law", result.law.id)
+    report.value("formula", f"{result.law.response} = {result.law.formula.text}")
+    report.value("num_points", n)
+    report.value("likelihood", result.likelihood)
+    report.value("method", result.method)
+    report.value("status", result.status.value)
+    report.doc["diagnostics"] = json.loads(d.to_json(double_precision=15))
+    report.line(f"law {result.law.id!r}: {result.law.response} = {result.law.formula.text}")
+    report.line(
+        f"{n} points, likelihood {result.likelihood}, {result.method}"
+        + (
+            f", {result.num_chains} chains x {result.num_draws} draws"
+            if result.method != "map"
+            else ""
+        )
+    )
+    if result.method == "nuts":
+        report.line(
+            f"status: {result.status.value} (max rhat {d['max_rhat']:.3f}, "
+            f"min ESS bulk {d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f} "
+            f"of {d['num_draws']} draws, {d['num_divergent']} divergent)"
+        )
+    else:
+        report.line(f"status: {result.status.value}")
+    if result.status.value != "converged":
+        report.warn(
+            f"the fit did not converge ({result.status.value}"
+            + (f": {d['reason']}" if d["reason"] else "")
+            + "); more --warmup/--samples may help"
+        )
 
 
 # ---------------------------------------------------------------------------- commands
 def _cmd_laws(args) -> int:
     from bayescale.laws import table
 
-    print(_frame_text(table().drop(columns="source"), index=False))
+    args.report.table("laws", table().drop(columns="source"))
     return 0
 
 
@@ -174,33 +287,37 @@ def _fit_objects(args, *, method: str = "nuts", keep: int | None = None) -> dict
 def _cmd_fit(args) -> int:
     import bayescale
 
+    report = args.report
     _writable(args.out, "--out")
     if args.plot:
         _figure_path(args.plot, "--plot")
-    data = _read_csv(args.csv)
+    if args.keep is not None and not args.by:
+        raise ValueError("--keep applies to batched fits (--by COLUMN)")
+    data = _read_data(args)
     if args.by:
         by = args.by[0] if len(args.by) == 1 else args.by
         options = _fit_objects(args, method=args.method, keep=args.keep)
         batch = bayescale.fit(data, args.law, by=by, warn=False, **options)
-        diag = batch.diagnostics
-        converged = len(batch) - len(batch.failed)
-        print(f"law {batch.law.id}: {len(batch)} fits by {by}, {converged} converged")
-        if batch.failed:
-            print(f"warning: not converged: {batch.failed}", file=sys.stderr)
-        print(_frame_text(diag))
-        print(_frame_text(batch.summary(), index=False))
-        out = batch.save(args.out)
-        print(f"saved result: {out}")
+        failed = [str(label) for label in batch.failed]
+        report.value("law", batch.law.id)
+        report.value("by", by)
+        report.value("num_fits", len(batch))
+        report.value("failed", failed)
+        report.line(
+            f"law {batch.law.id}: {len(batch)} fits by {by}, {len(batch) - len(failed)} converged"
+        )
+        if failed:
+            report.warn(f"not converged: {', '.join(failed)}")
+        report.table("diagnostics", batch.diagnostics, index=True)
+        report.table("summary", batch.summary())
+        report.saved("result", batch.save(args.out))
         return 0
-    if args.keep is not None:
-        raise ValueError("--keep applies to batched fits (--by COLUMN)")
     result = bayescale.fit(data, args.law, warn=False, **_fit_objects(args, method=args.method))
-    _print_fit(result)
-    print(_frame_text(result.summary().drop(columns="fit"), index=False))
-    out = result.save(args.out)
-    print(f"saved result: {out}")
+    _report_fit(report, result)
+    report.table("summary", result.summary().drop(columns="fit"))
+    report.saved("result", result.save(args.out))
     if args.plot:
-        print(f"saved plot: {_save_bands(result, args.plot)}")
+        report.saved("plot", _save_bands(result, args.plot))
     return 0
 
 
@@ -213,15 +330,18 @@ def _load(path: str, label: str | None = None):
         if label is not None:
             raise ValueError(f"--fit applies to a batch of fits; {path!r} holds one fit")
         return result
+    labels = [str(x) for x in result.labels]
     if label is None:
         raise ValueError(
             f"{path!r} holds {len(result)} fits by {result.dim}: choose one with --fit LABEL "
-            f"(labels: {', '.join(map(str, result.labels[:5]))}{' ...' if len(result) > 5 else ''})"
+            f"(labels: {', '.join(labels[:5])}{' ...' if len(result) > 5 else ''})"
         )
-    match = [x for x in result.labels if str(x) == label]
-    if not match:
-        raise ValueError(f"--fit {label!r}: no such fit in {path!r}; labels: {result.labels[:5]}")
-    return result[match[0]]
+    if label not in labels:
+        raise ValueError(
+            f"--fit {label!r}: no such fit in {path!r}; labels: {', '.join(labels[:5])}"
+            + (" ..." if len(labels) > 5 else "")
+        )
+    return result[result.labels[labels.index(label)]]
 
 
 def _cmd_predict(args) -> int:
@@ -240,8 +360,7 @@ def _cmd_predict(args) -> int:
         )
     import pandas as pd
 
-    table = result.predict(pd.DataFrame(points), kind=args.kind)
-    print(_frame_text(table, index=False, float_format=lambda v: f"{v:.5g}"))
+    args.report.table("predictions", result.predict(pd.DataFrame(points), kind=args.kind))
     return 0
 
 
@@ -249,21 +368,21 @@ def _cmd_plot(args) -> int:
     _figure_path(args.output, "--output")
     result = _load(args.result, args.fit)
     path = _save_bands(result, args.output, x=args.x, extend=args.extend, kind=args.kind)
-    print(f"saved plot: {path}")
+    args.report.saved("plot", path)
     return 0
 
 
 def _cmd_plan(args) -> int:
     from bayescale import plan
 
+    report = args.report
     _writable(args.out, "--out")
     result = _load(args.result)
-    fmt = {"float_format": lambda v: f"{v:.5g}"}
     if args.flops:
         table = plan.allocate(result, [float(c) for c in args.flops])
         cost = "C = 6 N B_crit(L) S" if "steps" in result.law.covariates else "C = 6ND"
-        print(f"compute-optimal allocation ({cost}), law {result.law.id!r}:")
-        print(_frame_text(table, index=False, **fmt))
+        report.line(f"compute-optimal allocation ({cost}), law {result.law.id!r}:")
+        report.table("allocation", table)
     if args.target is None:
         if not args.flops:
             raise ValueError("plan needs --flops (allocation) and/or --target (next runs)")
@@ -281,14 +400,16 @@ def _cmd_plan(args) -> int:
         seed=args.seed,
     )
     attrs = design.attrs
-    print(
+    report.value("target", attrs["target"])
+    report.value("prior_sd", attrs["prior_variance"] ** 0.5)
+    report.line(
         f"next runs for target {attrs['target']} (posterior sd of its log now "
         f"{attrs['prior_variance'] ** 0.5:.4g}; greedy rule {attrs['rule']}):"
     )
-    print(_frame_text(design, index=False, **fmt))
+    report.table("design", design)
     if args.out:
         design.to_csv(args.out, index=False)
-        print(f"saved design: {args.out}")
+        report.saved("design", args.out)
     return 0
 
 
@@ -296,10 +417,11 @@ def _cmd_demo(args) -> int:
     import bayescale
     from bayescale.simulate import simulate
 
+    report = args.report
     law = bayescale.laws.get_law(args.law)
     data = simulate(law, seed=args.seed)
     noise = law.design.get("noise")
-    print(
+    report.line(
         f"demo: {len(data)} points simulated from law {law.id!r} ({law.title}) at its "
         f"reference values, log-noise sd {noise}, seed {args.seed}"
     )
@@ -307,25 +429,20 @@ def _cmd_demo(args) -> int:
         num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples
     )
     result = bayescale.fit(data, law, inference=inference, seed=args.seed, warn=False)
-    _print_fit(result)
+    _report_fit(report, result)
     summary = result.summary().drop(columns="fit")
     reference = {**law.reference, "sigma": noise}
-    summary.insert(
-        1, "true", [f"{reference[n]:.4g}" if n in reference else "-" for n in summary["parameter"]]
-    )
-    print(_frame_text(summary, index=False))
-    print("diagnostics:")
-    for key, value in result.diagnostics.iloc[0].items():
-        print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
+    summary.insert(1, "true", [reference.get(n, float("nan")) for n in summary["parameter"]])
+    report.table("summary", summary)
+    report.line(_frame_text(result.diagnostics))
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    report.line(f"writing into folder {out_dir.resolve()}")
     data_path = out_dir / "demo_data.csv"
     data.to_csv(data_path, index=False)
-    result_path = result.save(out_dir / "demo_result.nc")
-    plot_path = _save_bands(result, str(out_dir / "demo_fit.png"))
-    print(f"data:   {data_path}")
-    print(f"result: {result_path}")
-    print(f"plot:   {plot_path}")
+    report.saved("data", data_path)
+    report.saved("result", result.save(out_dir / "demo_result.nc"))
+    report.saved("plot", _save_bands(result, str(out_dir / "demo_fit.png")))
     return 0
 
 
@@ -341,7 +458,7 @@ def _cmd_backtest(args) -> int:
         split = args.fit_fraction
     by = None if not args.by else (args.by[0] if len(args.by) == 1 else args.by)
     result = backtest(
-        _read_csv(args.csv),
+        _read_data(args),
         args.law,
         by=by,
         split=split,
@@ -349,177 +466,29 @@ def _cmd_backtest(args) -> int:
         baseline=args.baseline,
         **_fit_objects(args),
     )
-    print(
+    report = args.report
+    report.line(
         f"backtest of law {result.batch.law.id!r}: split {split!r}, "
         f"baseline {args.baseline} point fit; one row per curve, then overall"
     )
-    print(_frame_text(result.table, float_format=lambda v: f"{v:.4g}"))
-    print(f"posterior-median RMSE / baseline RMSE (log response): {result.error_ratio:.3f}")
+    report.table("table", result.table, index=True)
+    report.value("error_ratio", result.error_ratio)
+    report.line(f"posterior-median RMSE / baseline RMSE (log response): {result.error_ratio:.3f}")
     if args.out:
         result.table.to_csv(args.out)
-        print(f"saved table: {args.out}")
+        report.saved("table", args.out)
     return 0
 
 
-# ---------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``bayescale`` command."""
-    parser = argparse.ArgumentParser(
-        prog="bayescale",
-        description="Bayesian fits of neural scaling laws (JAX + NumPyro NUTS).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("laws", help="list the catalogue of scaling laws")
-    p.set_defaults(func=_cmd_laws)
-
-    # what `fit` and `backtest` share: the law, the column mapping and the fit's options
-    fitting = argparse.ArgumentParser(add_help=False)
-    fitting.add_argument(
-        "--law", required=True, help="catalogue id, formula string or path to a law .toml file"
-    )
-    fitting.add_argument(
-        "--column",
-        action="append",
-        metavar="LAW_VAR=CSV_COL",
-        help="map a law variable to a CSV column (repeatable)",
-    )
-    fitting.add_argument(
-        "--likelihood",
-        default="student_t",
-        help="student_t (default, nu fitted), student_t(NU) (nu fixed), normal or huber",
-    )
-    fitting.add_argument(
-        "--noise",
-        choices=("constant", "loglinear"),
-        default="constant",
-        help="noise scale: constant (default) or log-linear in the log covariates",
-    )
-    fitting.add_argument("--chains", type=int, default=4)
-    fitting.add_argument("--warmup", type=int, default=1000)
-    fitting.add_argument("--samples", type=int, default=1000)
-    fitting.add_argument("--seed", type=int, default=0)
-
-    p = sub.add_parser(
-        "fit", parents=[fitting], help="fit a law to a CSV file, save the posterior (netCDF)"
-    )
-    p.add_argument("csv", help="CSV file, one row per run")
-    p.add_argument(
-        "--method",
-        choices=("nuts", "map", "laplace"),
-        default="nuts",
-        help="nuts (default), map (optimisation only) or laplace (Gaussian at the MAP)",
-    )
-    p.add_argument(
-        "--by",
-        action="append",
-        metavar="COLUMN",
-        help="fit one curve per group of rows (repeat for several columns): one batched call",
-    )
-    p.add_argument(
-        "--keep",
-        type=int,
-        metavar="N",
-        help="with --by: keep N draws per chain (diagnostics and summary from all draws)",
-    )
-    p.add_argument("--out", required=True, help="where to save the result (.nc)")
-    p.add_argument("--plot", help="also save the bands plot (.png or .pdf)")
-    p.set_defaults(func=_cmd_fit)
-
-    p = sub.add_parser("predict", help="posterior predictions from a saved result")
-    p.add_argument("result", help="result saved by 'bayescale fit' (.nc)")
-    p.add_argument(
-        "--at",
-        action="append",
-        required=True,
-        metavar="COV=VALUE[,COV=VALUE]",
-        help="covariate values of one point, e.g. n_params=1e11,n_tokens=2e12 (repeatable)",
-    )
-    p.add_argument(
-        "--kind",
-        choices=("observation", "mean"),
-        default="observation",
-        help="'observation': a new run, noise included (default); 'mean': the law itself",
-    )
-    p.add_argument("--fit", metavar="LABEL", help="for a batch result: the fit to predict with")
-    p.set_defaults(func=_cmd_predict)
-
-    p = sub.add_parser("plot", help="plot data, posterior bands and extrapolation")
-    p.add_argument("result", help="result saved by 'bayescale fit' (.nc)")
-    p.add_argument("-o", "--output", required=True, help="figure file (.png or .pdf)")
-    p.add_argument("--x", help="covariate on the horizontal axis (default: the first)")
-    p.add_argument("--extend", type=float, default=1.0, help="decades to extrapolate")
-    p.add_argument("--kind", choices=("mean", "observation"), default="mean")
-    p.add_argument("--fit", metavar="LABEL", help="for a batch result: the fit to plot")
-    p.set_defaults(func=_cmd_plot)
-
-    p = sub.add_parser(
-        "plan", help="compute-optimal allocation and the next runs that sharpen a target"
-    )
-    p.add_argument("result", help="result saved by 'bayescale fit' (.nc)")
-    p.add_argument(
-        "--flops",
-        action="append",
-        metavar="C",
-        help="budget in FLOP for the compute-optimal allocation (repeatable)",
-    )
-    p.add_argument(
-        "--target",
-        help="quantity to sharpen: COV=VALUE[,COV=VALUE] (the response there) or "
-        "QUANTITY@FLOPS with QUANTITY n_opt, d_opt, tokens_per_param or loss_opt",
-    )
-    p.add_argument(
-        "--candidates",
-        help="CSV of candidate runs: the law's covariates and a 'cost' column "
-        "(default 6*n_params*n_tokens)",
-    )
-    p.add_argument("--budget", type=float, help="total cost allowed for the next runs")
-    p.add_argument("--k", type=int, default=4, help="at most this many runs (default 4)")
-    p.add_argument("--num-outer", type=int, default=128, help="simulated outcomes per design")
-    p.add_argument(
-        "--max-per-candidate",
-        type=int,
-        default=1,
-        help="times one candidate may be chosen (replicates); 0: up to k (default 1)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="save the chosen runs as CSV")
-    p.set_defaults(func=_cmd_plan)
-
-    p = sub.add_parser("demo", help="simulate data from a catalogue law, fit it, plot it")
-    p.add_argument("--out-dir", default=".", help="folder for the output files (default: .)")
-    p.add_argument("--law", default=DEMO_LAW, help=f"catalogue id (default: {DEMO_LAW})")
-    p.add_argument("--seed", type=int, default=0)
-    # hidden: smaller runs for tests
-    p.add_argument("--chains", type=int, default=4, help=argparse.SUPPRESS)
-    p.add_argument("--warmup", type=int, default=1000, help=argparse.SUPPRESS)
-    p.add_argument("--samples", type=int, default=1000, help=argparse.SUPPRESS)
-    p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser(
-        "backtest",
-        parents=[fitting],
-        help="fit the early part of each curve, score predictions of the rest",
-    )
-    p.add_argument("csv", help="CSV file, one row per observation")
-    p.add_argument(
-        "--by", action="append", metavar="COLUMN", help="column naming the curves (repeatable)"
-    )
-    p.add_argument(
-        "--fit-fraction",
-        type=float,
-        help="fit the rows up to this fraction of each curve's largest covariate value",
-    )
-    p.add_argument(
-        "--fit-below",
-        metavar="COV=VALUE",
-        help="fit the rows with the covariate below VALUE instead, e.g. n_params=1e9",
-    )
-    p.add_argument("--on", help="covariate --fit-fraction applies to (default: the only one)")
-    p.add_argument("--baseline", choices=("least_squares", "huber"), default="least_squares")
-    p.add_argument("--out", help="also save the table (.csv)")
-    p.set_defaults(func=_cmd_backtest)
-    return parser
+_COMMANDS = {
+    "laws": _cmd_laws,
+    "fit": _cmd_fit,
+    "predict": _cmd_predict,
+    "plot": _cmd_plot,
+    "plan": _cmd_plan,
+    "demo": _cmd_demo,
+    "backtest": _cmd_backtest,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -528,13 +497,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bayescale.settings import configure
 
     configure()  # the command line opts in: all CPU cores as devices, persistent cache
+    args.report = _Report(args.json)
     try:
-        return args.func(args)
+        code = _COMMANDS[args.command](args)
     except (OSError, ValueError) as err:
         # DataError, LawError and FormulaError are ValueErrors; FileNotFoundError an OSError.
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return _EXIT_USAGE
+    args.report.close()
+    return code
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ import pandas as pd
 
 from bayescale.laws import Law
 
+#: Warnings about the caller's data point at the caller's frame, past every bayescale frame.
+PACKAGE_DIR = str(Path(__file__).parent)
+
 __all__ = [
     "DataError",
     "DataWarning",
@@ -245,7 +248,7 @@ def warn_outliers(values: np.ndarray, index, where: str) -> None:
                 f"{where}: row {index[end]!r} holds {float(values[end])!r}, {gap:.0f} decades "
                 f"beyond the rest of the column ({10**lo:.3g} to {10**hi:.3g}); a typo?",
                 DataWarning,
-                stacklevel=4,
+                skip_file_prefixes=(PACKAGE_DIR,),
             )
 
 

@@ -26,6 +26,9 @@ __all__ = [
     "SINGLE",
     "build_datatree",
     "dim_name",
+    "pointwise_groups",
+    "recompute_pointwise",
+    "restore_pointwise",
     "seed_attr",
     "with_fit_dim",
 ]
@@ -91,7 +94,7 @@ def build_datatree(
     law = posterior.law
     dim = dim_name(by)
     values = {k: np.asarray(v) for k, v in posterior.constrain(samples["z"]).items()}
-    k, c, s = values[law.parameter_names[0]].shape
+    _, c, s = values[law.parameter_names[0]].shape
     n_max = max(f.num_points for f in fits)
 
     def padded(arrays):
@@ -119,50 +122,16 @@ def build_datatree(
         ),
     }
     data = stack(fits, bucket=False)
-    rng = np.random.default_rng(seed)
-    if k * c * s * n_max <= max_pointwise:
-        ll, log_mu = jax.vmap(pointwise(posterior))(
-            values, data["log_x"], data["log_y"], data["mask"]
-        )
-        ll, log_mu = np.asarray(ll), np.asarray(log_mu)
-        mask = data["mask"][:, None, None, :]
-        noisy = values
-        if posterior.noise_slopes:
-            sigma = jax.vmap(
-                lambda v, lx, m: posterior.point_sigma(
-                    {k: x[..., None] for k, x in v.items()}, lx, lx, m
-                )
-            )(values, data["log_x"], data["mask"])
-            noisy = {**values, "sigma": np.asarray(sigma)}
-        with np.errstate(over="ignore", invalid="ignore"):  # padded points: masked below
-            ppc = np.exp(log_mu + noise_draws(rng, posterior.likelihood, noisy, log_mu.shape))
-        dims4 = (*sample_dims, "point")
-        groups["log_likelihood"] = xr.Dataset(
-            {law.response: (dims4, np.where(mask, ll, np.nan))}, coords
-        )
-        groups["posterior_predictive"] = xr.Dataset(
-            {law.response: (dims4, np.where(mask, ppc, np.nan))}, coords
-        )
     prior = prior_draws(posterior, num_prior_draws, seed)
-    prior_coords = {"chain": [0], "draw": np.arange(num_prior_draws)}
     groups["prior"] = xr.Dataset(
-        {n: (("chain", "draw"), v[None]) for n, v in prior.items()}, prior_coords
+        {n: (("chain", "draw"), v[None]) for n, v in prior.items()},
+        {"chain": [0], "draw": np.arange(num_prior_draws)},
     )
-    if k * num_prior_draws * n_max <= max_pointwise:
-        pred = np.full((k, 1, num_prior_draws, n_max), np.nan)
-        for i, f in enumerate(fits):
-            log_x = {cv: np.asarray(x) for cv, x in f.log_x.items()}
-            log_mu = np.asarray(
-                posterior.log_mean({n: v[..., None] for n, v in prior.items()}, log_x)
-            )
-            noisy = point_sigma_values(posterior, prior, log_x, log_mu.shape)
-            noise = noise_draws(rng, posterior.likelihood, noisy, log_mu.shape)
-            with np.errstate(over="ignore"):  # wide priors reach beyond float range
-                pred[i, 0, :, : f.num_points] = np.exp(log_mu + noise)
-        groups["prior_predictive"] = xr.Dataset(
-            {law.response: ((dim, "chain", "draw", "point"), pred)},
-            {dim: list(labels), **prior_coords},
+    groups.update(
+        pointwise_groups(
+            posterior, values, data, prior, list(labels), dim, seed, max_pointwise=max_pointwise
         )
+    )
     if "all_draws" in samples:
         groups[ALL_DRAWS] = xr.Dataset(
             {n: ((dim,), np.asarray(v)) for n, v in samples["all_draws"].items()},
@@ -179,6 +148,120 @@ def build_datatree(
         **{a: (json.dumps(v) if isinstance(v, dict | list) else v) for a, v in attrs.items()},
     }
     return dt
+
+
+def pointwise_groups(
+    posterior: Posterior,
+    values: dict,
+    data: dict,
+    prior: dict,
+    labels: list,
+    dim: str,
+    seed,
+    *,
+    max_pointwise: int = 50_000_000,
+) -> dict[str, xr.Dataset]:
+    """The pointwise groups of fits: ``log_likelihood``, ``posterior_predictive`` and
+    ``prior_predictive`` (each only when it holds at most ``max_pointwise`` numbers).
+
+    ``values`` are the constrained draws ``(fit, chain, draw)`` of :attr:`Posterior.site_names`,
+    ``data`` the stacked fits (``log_x``, ``log_y``, ``mask``: ``(fit, point)``, unbucketed),
+    ``prior`` the prior draws ``{name: (num,)}``.  One numpy generator seeded by ``seed``
+    draws the posterior-predictive noise, then the prior-predictive noise, so the groups of a
+    fit are a function of its draws, data and seed: :func:`recompute_pointwise` recomputes
+    them from a saved result.
+    """
+    law = posterior.law
+    k, c, s = values[law.parameter_names[0]].shape
+    n_max = data["mask"].shape[1]
+    coords = {dim: labels, "chain": np.arange(c), "draw": np.arange(s)}
+    dims4 = (dim, "chain", "draw", "point")
+    rng = np.random.default_rng(seed)
+    groups = {}
+    if k * c * s * n_max <= max_pointwise:
+        ll, log_mu = jax.vmap(pointwise(posterior))(
+            values, data["log_x"], data["log_y"], data["mask"]
+        )
+        ll, log_mu = np.asarray(ll), np.asarray(log_mu)
+        mask = data["mask"][:, None, None, :]
+        noisy = values
+        if posterior.noise_slopes:
+            sigma = jax.vmap(
+                lambda v, lx, m: posterior.point_sigma(
+                    {k: x[..., None] for k, x in v.items()}, lx, lx, m
+                )
+            )(values, data["log_x"], data["mask"])
+            noisy = {**values, "sigma": np.asarray(sigma)}
+        with np.errstate(over="ignore", invalid="ignore"):  # padded points: masked below
+            ppc = np.exp(log_mu + noise_draws(rng, posterior.likelihood, noisy, log_mu.shape))
+        groups["log_likelihood"] = xr.Dataset(
+            {law.response: (dims4, np.where(mask, ll, np.nan))}, coords
+        )
+        groups["posterior_predictive"] = xr.Dataset(
+            {law.response: (dims4, np.where(mask, ppc, np.nan))}, coords
+        )
+    num_prior = len(next(iter(prior.values())))
+    if k * num_prior * n_max <= max_pointwise:
+        pred = np.full((k, 1, num_prior, n_max), np.nan)
+        for i in range(k):
+            n = int(data["mask"][i].sum())
+            log_x = {cv: np.asarray(x[i, :n]) for cv, x in data["log_x"].items()}
+            log_mu = np.asarray(
+                posterior.log_mean({n: v[..., None] for n, v in prior.items()}, log_x)
+            )
+            noisy = point_sigma_values(posterior, prior, log_x, log_mu.shape)
+            noise = noise_draws(rng, posterior.likelihood, noisy, log_mu.shape)
+            with np.errstate(over="ignore"):  # wide priors reach beyond float range
+                pred[i, 0, :, :n] = np.exp(log_mu + noise)
+        groups["prior_predictive"] = xr.Dataset(
+            {law.response: (dims4, pred)},
+            {dim: labels, "chain": [0], "draw": np.arange(num_prior)},
+        )
+    return groups
+
+
+def recompute_pointwise(dt: xr.DataTree, posterior: Posterior, dim: str) -> dict:
+    """The groups of :func:`pointwise_groups` recomputed from a result's DataTree: its
+    posterior draws, its data, its ``prior`` draws and ``attrs["seed"]``; ``{}`` when the
+    tree lacks one of them.  Equal to the stored groups of a fit as :func:`build_datatree`
+    made it (not of a tree spliced from fits of several seeds)."""
+    needed = {"posterior", "observed_data", "constant_data", "prior"}
+    if "seed" not in dt.attrs or not needed <= set(dt.children):
+        return {}
+    obs = dt.observed_data[posterior.law.response].transpose(dim, "point").values
+    mask = np.isfinite(obs)
+
+    def log(a):  # padding: 0, as in :func:`bayescale.infer.parallel.stack`
+        return np.where(mask, np.log(np.where(mask, a, 1.0)), 0.0)
+
+    data = {
+        "log_x": {
+            c: log(dt.constant_data[c].transpose(dim, "point").values)
+            for c in posterior.law.covariates
+        },
+        "log_y": log(obs),
+        "mask": mask,
+    }
+    post = dt.posterior
+    values = {n: post[n].transpose(dim, "chain", "draw").values for n in posterior.site_names}
+    prior = {n: dt.prior[n].values[0] for n in posterior.site_names}
+    seed = dt.attrs["seed"]
+    seed = json.loads(seed) if isinstance(seed, str) else int(seed)
+    return pointwise_groups(posterior, values, data, prior, list(post[dim].values), dim, seed)
+
+
+def restore_pointwise(dt: xr.DataTree, posterior: Posterior, dim: str) -> xr.DataTree:
+    """``dt`` with the pointwise groups that :meth:`bayescale.Result.save` left out (named in
+    ``attrs["dropped_groups"]``) recomputed by :func:`recompute_pointwise`."""
+    dropped = json.loads(dt.attrs.get("dropped_groups", "[]"))
+    if not dropped:
+        return dt
+    groups = recompute_pointwise(dt, posterior, dim)
+    out = dt.copy(deep=False)
+    for name in dropped:
+        out[name] = xr.DataTree(groups[name])
+    out.attrs = {k: v for k, v in dt.attrs.items() if k != "dropped_groups"}
+    return out
 
 
 def with_fit_dim(dt: xr.DataTree, dim: str) -> xr.DataTree:

@@ -33,7 +33,13 @@ from bayescale.convergence import (
     worst,
 )
 from bayescale.data import DataError, FitData, covariate_frame, seed_int
-from bayescale.datatree import build_datatree, dim_name, with_fit_dim
+from bayescale.datatree import (
+    build_datatree,
+    dim_name,
+    recompute_pointwise,
+    restore_pointwise,
+    with_fit_dim,
+)
 from bayescale.laws import Law, law_from_spec
 from bayescale.model import Posterior
 from bayescale.precision import float64
@@ -45,6 +51,13 @@ from bayescale.predict import (
 )
 
 __all__ = ["Result", "load", "quantile_list"]
+
+#: Groups :meth:`Result.save` leaves out by default and :func:`load` recomputes.
+RECOMPUTED_GROUPS = ("log_likelihood", "posterior_predictive", "prior_predictive")
+#: Groups of the last :meth:`Result.predict`, not saved by default.
+PREDICTION_GROUPS = ("predictions", "predictions_constant_data")
+#: zlib level of saved results (1 fastest .. 9 smallest).
+COMPRESSION_LEVEL = 4
 
 
 class Result:
@@ -437,8 +450,22 @@ class Result:
         self.datatree["predictions_constant_data"] = xr.DataTree(const)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the DataTree (law, settings and ``by`` in its attributes) to netCDF.
+    @float64
+    def save(self, path: str | Path, *, full: bool = False) -> Path:
+        """Write the DataTree (law, settings and ``by`` in its attributes) to compressed
+        netCDF (HDF5, zlib level :data:`COMPRESSION_LEVEL` with byte shuffling; lossless,
+        every number keeps its float64).
+
+        By default the file holds what cannot be recomputed: ``posterior``,
+        ``sample_stats``, the data groups, ``prior`` and the summaries of all draws.  Left
+        out are the pointwise groups :data:`RECOMPUTED_GROUPS` (``log_likelihood``,
+        ``posterior_predictive``, ``prior_predictive``: one number per draw and data point,
+        most of the size), which :func:`load` recomputes from the draws, the data and the
+        fit's seed, and the draws of the last :meth:`predict` (``predictions``,
+        ``predictions_constant_data``), which are not kept.  A pointwise group is left out
+        only when recomputing it here gives it back exactly (not so for a result spliced
+        from fits of several seeds, e.g. by :func:`bayescale.check.backtest`); so ``save``
+        costs one recomputation.  ``full=True`` writes every group as it is.
 
         Raises
         ------
@@ -450,7 +477,28 @@ class Result:
             raise FileNotFoundError(
                 f"cannot save to {str(path)!r}: folder {str(path.parent)!r} does not exist"
             )
-        self.datatree.to_netcdf(path, engine="h5netcdf")
+        dt = self.datatree
+        if not full:
+            again = recompute_pointwise(dt, self.posterior, self.dim)
+            dropped = [
+                name
+                for name in RECOMPUTED_GROUPS
+                if name in dt.children and name in again and again[name].equals(dt[name].dataset)
+            ]
+            left_out = (*dropped, *PREDICTION_GROUPS)
+            dt = xr.DataTree.from_dict(
+                {k: v.to_dataset() for k, v in dt.children.items() if k not in left_out}
+            )
+            dt.attrs = {**self.datatree.attrs, "dropped_groups": json.dumps(dropped)}
+        encoding = {
+            node.path: {
+                name: {"zlib": True, "complevel": COMPRESSION_LEVEL, "shuffle": True}
+                for name, var in node.dataset.data_vars.items()
+                if var.dtype.kind in "biuf"
+            }
+            for node in dt.subtree
+        }
+        dt.to_netcdf(path, engine="h5netcdf", encoding=encoding)
         return path
 
     @classmethod
@@ -496,9 +544,11 @@ def quantile_list(quantiles) -> list[float]:
     return qs
 
 
+@float64
 def load(path: str | Path) -> Result:
     """Read a result saved by :meth:`Result.save` (or by bayescale 0.1's ``FitResult.save``
-    or ``BatchResult.save``).
+    or ``BatchResult.save``); the pointwise groups that ``save`` left out are recomputed
+    (:func:`bayescale.datatree.restore_pointwise`; one compilation of the pointwise program).
 
     Raises
     ------
@@ -526,7 +576,9 @@ def load(path: str | Path) -> Result:
     except KeyError as err:
         raise ValueError(f"{str(path)!r} is not a bayescale result (no {err} attribute)") from None
     by = json.loads(dt.attrs["by"]) if "by" in dt.attrs else None
-    return Result(dt, law, likelihood, columns, by)
+    result = Result(dt, law, likelihood, columns, by)
+    result.datatree = restore_pointwise(result.datatree, result.posterior, result.dim)
+    return result
 
 
 def _drop_fit(x: xr.DataArray, dim: str) -> xr.DataArray:

@@ -115,6 +115,16 @@ def test_fit_warns_for_a_value_decades_off_its_column():
         bayescale.fit(data, "kaplan_n", inference=FAST, warn=False)
 
 
+@pytest.mark.parametrize("by", [None, "curve"])
+def test_data_warning_points_at_the_callers_line(by):
+    data = _kaplan_frame()
+    data["curve"] = ["a", "b"] * (len(data) // 2) + ["a"] * (len(data) % 2)
+    data.loc[4, "n_params"] = 1e308
+    with pytest.warns(DataWarning) as record:
+        bayescale.fit(data, "kaplan_n", by=by, inference=FAST, warn=False)
+    assert [w.filename for w in record if w.category is DataWarning] == [__file__]
+
+
 def _with(row, column, value):
     data = _kaplan_frame().astype({column: object})
     data.loc[row, column] = value

@@ -1,7 +1,12 @@
-"""The ``bayescale`` command line, run in-process through :func:`bayescale.cli.main`."""
+"""The ``bayescale`` command line, run in-process through :func:`bayescale.cli.main` (and in
+child processes where what is imported is the point)."""
 
 import contextlib
 import io
+import json
+import re
+import subprocess
+import sys
 
 import matplotlib
 import numpy as np
@@ -79,14 +84,14 @@ def test_fit_predict_plot_round_trip(tmp_path, capsys):
     header, first, second = capsys.readouterr().out.strip().splitlines()
     assert header.split()[:3] == ["N", "mean", "q5"]
     beyond = 10 - np.log10(float(result.datatree.constant_data["n_params"].max()))
-    assert f"{beyond:.5g}" in first and "N +1" in first  # a decade past the data (<= 1e9)
+    assert f"{beyond:.4g}" in first and "N +1" in first  # a decade past the data (<= 1e9)
     assert "interpolation" in second
     expected = result.predict({"n_params": [1e10]}, kind="mean")["q50"].iloc[0]
-    assert f"{expected:.5g}" in first
+    assert f"{expected:.4g}" in first
     assert main(["predict", str(nc), "--at", "n_params=1e10", "--kind", "mean"]) == 0
     header, row = capsys.readouterr().out.strip().splitlines()
     assert header.split()[0] == "n_params"
-    assert f"{expected:.5g}" in row
+    assert f"{expected:.4g}" in row
 
     pdf = tmp_path / "again.pdf"
     assert main(["plot", str(nc), "-o", str(pdf), "--extend", "2"]) == 0
@@ -171,8 +176,16 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
     argv += ["--column", "x=step", "--column", "y=loss"]
     code = main([*argv, "--out", str(out), *BATCH])
     assert code == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "6 fits by run" in text and out.is_file()
+    assert "np.str_" not in captured.err  # labels of fits that did not converge, as text
+    # concise tables: 4 significant digits, ESS as integers, no numpy reprs
+    decimals = re.findall(r"\d+\.\d+", text)
+    assert decimals and max(len(d.replace(".", "").lstrip("0")) for d in decimals) <= 4
+    assert "np." not in text
+    ess = text.split("min_ess_bulk")[1].splitlines()[1].split()
+    assert all(v.isdigit() for v in ess[2:4])  # run, max_rhat, min_ess_bulk, min_ess_tail
     labels = [f"r{i}" for i in range(6)]
     import xarray as xr
 
@@ -193,7 +206,7 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
     assert main(["predict", str(out), "--fit", "r1", "--at", "step=1e3", "--kind", "mean"]) == 0
     table = capsys.readouterr().out
     expect = loaded["r1"].predict({"x": [1e3]}, kind="mean")["q50"].iloc[0]
-    assert f"{expect:.5g}" in table
+    assert f"{expect:.4g}" in table
     png = tmp_path / "r2.png"
     assert main(["plot", str(out), "--fit", "r2", "-o", str(png)]) == 0 and png.is_file()
 
@@ -268,3 +281,109 @@ def test_backtest_prints_the_table(tmp_path, capsys):
     # exactly one split rule; a bad one is one error line, exit status 2
     assert main([*argv, "--fit-below", "x=100"]) == 2
     assert "exactly one of --fit-fraction and --fit-below" in _error_line(capsys)
+
+
+def test_derive_a_column_then_fit(tmp_path, capsys):
+    """``--derive n_tokens="flops / (6 * n_params)"``: the column the law needs, computed
+    from two the CSV has (MAP: the plumbing is the point)."""
+    data = simulate("kaplan_d", num_points=12, seed=2)
+    n_params = np.geomspace(1e7, 1e9, len(data))
+    csv = tmp_path / "runs.csv"
+    data.assign(n_params=n_params, flops=6 * n_params * data["n_tokens"]).drop(
+        columns="n_tokens"
+    ).to_csv(csv, index=False)
+    nc = tmp_path / "d.nc"
+    argv = ["fit", str(csv), "--law", "kaplan_d", "--method", "map", "--out", str(nc)]
+    assert main([*argv, "--derive", "n_tokens=flops / (6 * n_params)", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_points"] == 12 and report["law"] == "kaplan_d"
+    fitted = bayescale.load(nc).datatree.constant_data["n_tokens"].values.ravel()
+    np.testing.assert_allclose(fitted, data["n_tokens"], rtol=1e-12)
+    # errors name the expression and the unknown column, before any fit
+    assert main([*argv, "--derive", "n_tokens=flops / (6 * N)"]) == 2
+    line = _error_line(capsys)
+    assert "'flops / (6 * N)'" in line and "unknown column 'N'" in line
+    assert main([*argv, "--derive", "n_tokens=flops.real"]) == 2
+    assert "flops.real" in _error_line(capsys)
+    assert main([*argv, "--derive", "flops / 6"]) == 2
+    assert 'NAME="EXPRESSION"' in _error_line(capsys)
+
+
+def test_json_output_is_one_object(demo, capsys):
+    assert main(["laws", "--json"]) == 0
+    laws = json.loads(capsys.readouterr().out)["laws"]
+    assert {"chinchilla", "kaplan_n"} <= {law["id"] for law in laws}
+    nc = demo[0] / "demo_result.nc"
+    assert main(["predict", str(nc), "--at", "n_params=1e10", "--kind", "mean", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["predictions"]
+    expected = bayescale.load(nc).predict({"n_params": [1e10]}, kind="mean")
+    assert row["q50"] == pytest.approx(expected["q50"].iloc[0], rel=1e-12)  # full precision
+    # an input error prints nothing on stdout, one line on stderr
+    assert main(["predict", str(nc), "--at", "n_params=big", "--json"]) == 2
+    assert capsys.readouterr().out == ""
+
+
+def test_one_data_source(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    simulate("kaplan_n", num_points=10).to_csv(csv, index=False)
+    argv = ["fit", "--law", "kaplan_n", "--out", str(tmp_path / "x.nc")]
+    assert main([*argv, str(csv), "--tensorboard", str(tmp_path)]) == 2
+    assert "exactly one data source" in _error_line(capsys)
+    assert main(argv) == 2
+    assert "got none" in _error_line(capsys)
+    assert main([*argv, str(csv), "--tag", "loss"]) == 2
+    assert "--tag applies to --tensorboard and --wandb" in _error_line(capsys)
+    assert main([*argv, str(csv), "--min-step", "10"]) == 2
+    assert "--min-step applies to --tensorboard and --wandb" in _error_line(capsys)
+    assert main([*argv, str(csv), "--step", "it"]) == 2
+    assert "--step applies to --wandb" in _error_line(capsys)
+    export = tmp_path / "export.csv"
+    export.write_text("it,run-a - loss,run-a - loss__MIN\n1,3.0,2.9\n")
+    assert main([*argv, "--wandb", str(export), "--tag", "acc", "--step", "it"]) == 2
+    line = _error_line(capsys)
+    assert "'acc' not found" in line and "export.csv" in line and "its tags: loss" in line
+    assert main([*argv, "--wandb", str(export), "--step", "iteration"]) == 2
+    assert "step column 'iteration' not in" in _error_line(capsys)
+
+
+def _child(code: str) -> str:
+    """Run ``code`` in a fresh Python process; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["predict", "--help"]])
+def test_help_imports_no_jax(argv):
+    """``bayescale --help`` answers at once: parsing the arguments imports neither JAX nor
+    NumPyro nor pandas (asserted on the imports, not on a time)."""
+    out = _child(
+        "import runpy, sys\n"
+        f"sys.argv = ['bayescale', *{argv!r}]\n"
+        "try:\n    runpy.run_module('bayescale', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print('IMPORTED', sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'jax', 'numpyro', 'pandas', 'matplotlib'}))"
+    )
+    assert "usage: bayescale" in out
+    assert out.strip().splitlines()[-1] == "IMPORTED []"
+
+
+def test_package_imports_lazily_and_laws_start_no_backend():
+    """``import bayescale`` imports no JAX; the public names resolve on use; loading laws
+    (catalogue, formula strings with constants) starts no JAX backend, so
+    ``jax.distributed.initialize`` may still be called after it."""
+    out = _child(
+        "import sys\n"
+        "import bayescale\n"
+        "print('jax' in sys.modules)\n"
+        "from bayescale import fit, Result, compare, laws\n"
+        "from jax._src import xla_bridge\n"
+        "laws.catalogue(); laws.get_law('chinchilla')\n"
+        "laws.get_law('loss = 2 * E + A * (n_params / 1e6)**-alpha')\n"
+        "print(xla_bridge.backends_are_initialized())\n"
+        "print(callable(compare), bayescale.Result is Result, 'fit' in dir(bayescale))\n"
+        "print(sorted(set(bayescale.__all__) - set(dir(bayescale))))"
+    )
+    assert out.split("\n")[:4] == ["False", "False", "True True True", "[]"]

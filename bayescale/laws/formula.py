@@ -259,7 +259,7 @@ def _compile_log(node) -> Fn:
     """Compile ``node`` to a function returning the log of its (positive) value."""
     if isinstance(node, ast.Constant):
         c = float(node.value)
-        lc = float(jnp.log(c)) if c > 0 else float("nan")
+        lc = math.log(c) if c > 0 else math.nan  # plain float: parsing starts no JAX backend
         return lambda env: lc
     if isinstance(node, ast.Name):
         name = node.id
