@@ -18,6 +18,7 @@ from bayescale.infer.cache import compiled
 from bayescale.model import Posterior, delta_conditional, observation_noise, posterior_key
 
 __all__ = [
+    "conditional_delta",
     "extrapolation_distance",
     "log_prediction_draws",
     "log_predictions",
