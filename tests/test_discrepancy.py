@@ -205,5 +205,7 @@ def test_sbc_passes_with_the_discrepancy():
         seed=2026,
         inference=bayescale.NUTS(num_chains=2, num_warmup=300, num_samples=300, progress_bar=False),
     )
+    print(f"\n{num} replications: {r.report()}")
+    assert len(r.ranks) == num
     assert list(r.ranks.columns)[-2:] == ["delta_s", "delta_q"]
     assert r.passed(0.01, len(r.ranks.columns)), r.report()
