@@ -20,7 +20,7 @@ from bayescale.infer.nuts import SamplerOptions
 from bayescale.infer.optimize import build_mode_fit, run_mode_fit
 from bayescale.infer.parallel import stack
 from bayescale.laws import Law, get_law
-from bayescale.model import PooledPosterior, Posterior, check_pooled_names, with_noise
+from bayescale.model import PooledPosterior, Posterior, check_pooled_names
 from bayescale.options import MAP, NUTS, ChEES, Laplace, Model, method_name
 from bayescale.precision import float64
 from bayescale.result import Result
@@ -169,7 +169,7 @@ def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, calle
         raise TypeError(f"warn={warn!r}: warn must be True or False")
     model, inference, by = _resolve(model, inference, by, deprecated, caller, stacklevel=5)
     law = get_law(law, priors=model.priors)
-    posterior = Posterior(law, with_noise(model.likelihood, model.noise))
+    posterior = Posterior(law, model.observation)
     method = method_name(inference)
     if model.pooled:
         if by is None or method != "nuts":

@@ -69,6 +69,14 @@ class Model:
         :math:`z_{p,g} \\sim \\mathcal N(\\mu_p, \\tau_p)` on the unconstrained scale, every
         other parameter per fit (:class:`bayescale.model.PooledPosterior`).  Empty (default):
         the fits are independent.  Needs ``by=`` and :class:`NUTS`.
+    discrepancy : str or None
+        The law's own error :math:`\\delta(x)`, added to the log mean and correlated along
+        the covariate (:mod:`bayescale.model.discrepancy`): ``"ou_rw"`` (an OU process of
+        one-decade length plus a random walk in decades of :math:`x`, scales
+        ``delta_s``, ``delta_q`` fitted under hyperpriors learnt from real curves), or
+        ``"ou_rw(m_s, sd_s, m_q, sd_q)"`` with other log-normal hyperpriors.  It widens
+        ``predict(kind="observation")`` beyond the data.  Laws of several covariates get
+        none.  ``None``: the law is exact (residuals independent).
 
     Raises
     ------
@@ -81,10 +89,19 @@ class Model:
     noise: str = "constant"
     priors: Mapping[str, str] | None = None
     pooled: tuple[str, ...] = ()
+    discrepancy: str | None = None
+
+    @property
+    def observation(self) -> str:
+        """The likelihood string of the posterior: family, noise model and discrepancy
+        (:func:`bayescale.model.observation_name`)."""
+        from bayescale.model import observation_name
+
+        return observation_name(self.likelihood, self.noise, self.discrepancy)
 
     def __post_init__(self):
         from bayescale.laws import LawError, Prior
-        from bayescale.model import likelihood_family, with_noise
+        from bayescale.model import likelihood_family, parse_discrepancy, with_noise
 
         if not isinstance(self.likelihood, str):
             raise TypeError(f"Model(likelihood={self.likelihood!r}): likelihood must be a string")
@@ -117,10 +134,19 @@ class Model:
         if not all(isinstance(p, str) for p in pooled) or len(set(pooled)) != len(pooled):
             raise ValueError(f"Model(pooled={pooled!r}): pooled must name distinct parameters")
         object.__setattr__(self, "pooled", tuple(pooled))
+        if self.discrepancy is not None:
+            if not isinstance(self.discrepancy, str):
+                raise TypeError(
+                    f"Model(discrepancy={self.discrepancy!r}): discrepancy must be a string or None"
+                )
+            try:
+                object.__setattr__(self, "discrepancy", parse_discrepancy(self.discrepancy)[1])
+            except ValueError as err:
+                raise ValueError(f"Model(discrepancy={self.discrepancy!r}): {err}") from None
 
     def __hash__(self):
         priors = None if self.priors is None else tuple(sorted(self.priors.items()))
-        return hash((self.likelihood, self.noise, priors, self.pooled))
+        return hash((self.likelihood, self.noise, priors, self.pooled, self.discrepancy))
 
 
 @dataclass(frozen=True, kw_only=True)

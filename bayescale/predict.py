@@ -15,9 +15,10 @@ import pandas as pd
 
 from bayescale.data import FitData, nonnegative_number
 from bayescale.infer.cache import compiled
-from bayescale.model import Posterior, observation_noise, posterior_key
+from bayescale.model import Posterior, delta_conditional, observation_noise, posterior_key
 
 __all__ = [
+    "conditional_delta",
     "extrapolation_distance",
     "log_prediction_draws",
     "log_predictions",
@@ -83,6 +84,7 @@ def log_predictions(
     fitted_log_x: dict,
     mask=None,
     law_error: float = 0.0,
+    fitted_log_y=None,
 ) -> np.ndarray:
     """Draws of the log response at ``log_x``: the law (``kind="mean"``) or a new run.
 
@@ -91,7 +93,10 @@ def log_predictions(
     points, against which a ``"loglinear"`` noise model standardises its covariates.  A new
     run's draws get the opt-in law error :math:`\\tau\\,d(x)\\,z` (``law_error`` = :math:`\\tau`;
     :func:`extrapolation_distance`), drawn after the noise so that :math:`\\tau = 0` leaves
-    the draws as they were.
+    the draws as they were.  Under a discrepancy (:mod:`bayescale.model.discrepancy`) a new
+    run's draws also get :math:`\\delta(x)` drawn, per parameter draw, from its conditional
+    given the fitted residuals ``fitted_log_y`` :math:`- \\log f` (required then; each point's
+    marginal, independently across points); the law (``kind="mean"``) has no :math:`\\delta`.
     """
     if kind not in ("observation", "mean"):
         raise ValueError(f"kind must be 'observation' or 'mean', got {kind!r}")
@@ -104,10 +109,38 @@ def log_predictions(
     fitted = {c: jnp.asarray(fitted_log_x[c]) for c in log_x}
     noisy = point_sigma_values(posterior, values, log_x, log_mu.shape, fitted, mask)
     log_y = log_mu + noise_draws(rng, posterior.likelihood, noisy, log_mu.shape)
+    if posterior.discrepancy:
+        log_y = log_y + conditional_delta(
+            posterior, values, fitted, fitted_log_y, mask, log_x, rng, log_mu.shape
+        )
     if law_error > 0:
         distance = extrapolation_distance(log_x, fitted_log_x, mask)
         log_y = log_y + law_error * distance * rng.standard_normal(log_mu.shape)
     return log_y
+
+
+def conditional_delta(posterior, values, fitted_log_x, fitted_log_y, mask, log_x, rng, shape):
+    """Draws of :math:`\\delta` at ``log_x`` (``shape``) given the fitted residuals, one per
+    parameter draw (:func:`~bayescale.model.discrepancy.delta_conditional`); arguments as in
+    :func:`log_predictions`."""
+    if fitted_log_y is None:
+        raise ValueError("predictions under a discrepancy need the fitted responses")
+    (c,) = log_x
+    lx_fit = np.asarray(fitted_log_x[c], dtype=float)
+    on = np.ones(lx_fit.shape, bool) if mask is None else np.asarray(mask, bool)
+    v = {k: jnp.asarray(x)[..., None] for k, x in values.items()}
+    fitted = {c: jnp.asarray(lx_fit)}
+    r = np.asarray(jnp.asarray(fitted_log_y) - posterior.log_mean(v, fitted))
+    sigma = np.asarray(posterior.point_sigma(v, fitted, fitted, jnp.asarray(on)))
+    first = np.min(np.where(on, lx_fit, np.inf), axis=-1, keepdims=True)
+    u_fit = np.where(on, (lx_fit - first) / np.log(10), 0.0)
+    u_new = (np.asarray(log_x[c], dtype=float) - first) / np.log(10)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean, var = delta_conditional(
+            np.where(on, r, 0.0), u_fit, np.square(sigma), on, u_new,
+            np.asarray(values["delta_s"]), np.asarray(values["delta_q"]),
+        )  # fmt: skip
+    return mean + np.sqrt(var) * rng.standard_normal(np.broadcast_shapes(mean.shape, shape))
 
 
 def signed_decades(log_x: dict, fitted_log_x: dict, mask=None) -> dict:
@@ -164,19 +197,23 @@ def log_prediction_draws(
     seed,
     law_error: float = 0.0,
     max_numbers: float = 2e7,
+    fitted_log_y: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draws of the log response, ``(chain, draw, row)``, each row under its own fit.
 
-    ``values[name]`` has shape ``(fit, chain, draw)``, ``fitted_log_x[c]`` ``(fit, point)``
-    (NaN: padding), ``new_log_x[c]`` ``(row,)`` and ``fit_index`` the fit of each row.  All
+    ``values[name]`` has shape ``(fit, chain, draw)``, ``fitted_log_x[c]`` and
+    ``fitted_log_y`` ``(fit, point)`` (NaN: padding; the responses are needed under a
+    discrepancy), ``new_log_x[c]`` ``(row,)`` and ``fit_index`` the fit of each row.  All
     rows of a set of fits are evaluated at once: the fits' rows padded to a ``(fits, rows)``
     grid against draws ``(chain, draw, fits)``, in chunks of fits of at most
-    ``max_numbers`` draws.
+    ``max_numbers`` numbers.
     """
     fits, inverse = np.unique(fit_index, return_inverse=True)
     rank = pd.Series(inverse).groupby(inverse).cumcount().to_numpy()
     width = int(rank.max()) + 1
     _, c, d = next(iter(values.values())).shape
+    if posterior.discrepancy and kind == "observation":  # the smoother's 13 numbers a step
+        width = 13 * (width + next(iter(fitted_log_x.values())).shape[-1])
     per_chunk = max(1, int(max_numbers // (c * d * width)))
     rng = np.random.default_rng(seed)
     out = np.empty((c, d, len(fit_index)))
@@ -193,7 +230,8 @@ def log_prediction_draws(
         fitted = {cv: x[chunk] for cv, x in fitted_log_x.items()}
         mask = np.isfinite(next(iter(fitted.values())))
         fitted = {cv: np.where(mask, x, 0.0) for cv, x in fitted.items()}
+        fy = None if fitted_log_y is None else np.where(mask, fitted_log_y[chunk], 0.0)
         with np.errstate(over="ignore", invalid="ignore"):  # padded cells: dropped below
-            log_draws = log_predictions(posterior, v, log_x, kind, rng, fitted, mask, law_error)
+            log_draws = log_predictions(posterior, v, log_x, kind, rng, fitted, mask, law_error, fy)
         out[:, :, rows] = log_draws[:, :, f, r]
     return out

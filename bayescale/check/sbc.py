@@ -19,7 +19,7 @@ import xarray as xr
 from bayescale.api import fit, resolve_options
 from bayescale.data import DataWarning
 from bayescale.laws import Law, get_law
-from bayescale.model import Posterior, with_noise
+from bayescale.model import Posterior, decades_from_first, delta_draws
 from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.predict import noise_draws, prior_draws
@@ -216,7 +216,7 @@ def sbc(
         "sbc", model, inference, deprecated, defaults=(Model(), SBC_INFERENCE)
     )
     law = get_law(law, priors=model.priors)
-    posterior = Posterior(law, with_noise(model.likelihood, model.noise))
+    posterior = Posterior(law, model.observation)
     if isinstance(num_replications, bool) or not isinstance(num_replications, int | np.integer):
         raise ValueError(f"num_replications must be an integer, got {num_replications!r}")
     if num_replications < 10:
@@ -299,6 +299,10 @@ def _simulate_replications(law: Law, posterior: Posterior, num: int, design: dic
             sigma = posterior.point_sigma({k: v[..., None] for k, v in values.items()}, log_x)
             values["sigma"] = np.asarray(sigma).reshape(shape)
         noise = noise_draws(rng, posterior.likelihood, values, shape)
+        if posterior.discrepancy:  # the law's own error, from its prior (the full model)
+            (lx,) = (np.log(exact[cv].to_numpy(dtype=float)) for cv in law.covariates)
+            u = decades_from_first(lx)
+            noise = noise + delta_draws(rng, u, theta["delta_s"], theta["delta_q"])[None]
         with np.errstate(over="ignore"):
             y = exact[law.response].to_numpy() * np.exp(noise[0])
         if not np.all(np.isfinite(y) & (y > 0)):

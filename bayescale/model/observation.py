@@ -9,7 +9,9 @@ The observation model is on the log of the response,
 
 named by one string: the family (``"student_t"``, ``"student_t(4)"``, ``"normal"``,
 ``"huber"``; :func:`bayescale.families.get_likelihood`), optionally followed by ``+`` and a
-noise model (``"student_t+loglinear"``, see :func:`with_noise`).
+noise model (``"student_t+loglinear"``, see :func:`with_noise`) and by ``+`` and a
+discrepancy, the law's own error :math:`\\delta` (``"student_t+ou_rw"``,
+``"normal+loglinear+ou_rw"``; :mod:`bayescale.model.discrepancy`, :func:`observation_name`).
 
 Noise models:
 
@@ -38,15 +40,18 @@ import numpy as np
 import numpyro.distributions as dist
 
 from bayescale.families import LIKELIHOOD_FAMILIES, Likelihood, get_likelihood
+from bayescale.model.discrepancy import parse_discrepancy
 
 __all__ = [
     "LIKELIHOODS",
     "NOISE_MODELS",
     "NOISE_SLOPE_PRIOR",
+    "discrepancy_model",
     "likelihood_family",
     "noise_model",
     "noise_standardisation",
     "observation_dist",
+    "observation_name",
     "observation_noise",
     "observation_noise_jax",
     "with_noise",
@@ -73,23 +78,68 @@ def with_noise(likelihood: str, noise: str = "constant") -> str:
     """
     if noise not in NOISE_MODELS:
         raise ValueError(f"unknown noise model {noise!r}; choose one of {', '.join(NOISE_MODELS)}")
-    current = noise_model(likelihood)
+    family, current, discrepancy = _parts(likelihood)
     if current != "constant" and noise != "constant" and current != noise:
         raise ValueError(f"likelihood {likelihood!r} already has noise model {current!r}")
-    return likelihood if noise == "constant" or current == noise else f"{likelihood}+{noise}"
+    if noise == "constant" or current == noise:
+        return likelihood
+    return "+".join([family, noise] + ([discrepancy] if discrepancy else []))
 
 
 @functools.cache
+def _parts(likelihood: str) -> tuple[str, str, str | None]:
+    """``(family, noise, discrepancy)`` of a likelihood string."""
+    family, *suffixes = (p.strip() for p in str(likelihood).split("+"))
+    noise, discrepancy = "constant", None
+    for part in suffixes:
+        if part in NOISE_MODELS and noise == "constant" and discrepancy is None:
+            noise = part
+            continue
+        try:
+            if discrepancy is not None:
+                raise ValueError(f"a second discrepancy {part!r}")
+            discrepancy = parse_discrepancy(part)[1]
+        except ValueError as err:
+            raise ValueError(
+                f"unknown noise model or discrepancy {part!r} in likelihood {likelihood!r} "
+                f"({err}); noise models: {', '.join(NOISE_MODELS)}, then a discrepancy, each "
+                "at most once"
+            ) from None
+    return family, noise, discrepancy
+
+
 def noise_model(likelihood: str) -> str:
     """Noise model of a likelihood string: ``"student_t+loglinear"`` -> ``"loglinear"``."""
-    noise = str(likelihood).partition("+")[2]
-    noise = noise.strip() or "constant"
-    if noise not in NOISE_MODELS:
-        raise ValueError(
-            f"unknown noise model {noise!r} in likelihood {likelihood!r}; choose one of "
-            f"{', '.join(NOISE_MODELS)}"
-        )
-    return noise
+    return _parts(likelihood)[1]
+
+
+def discrepancy_model(likelihood: str) -> str | None:
+    """Discrepancy of a likelihood string (:func:`~bayescale.model.discrepancy.parse_discrepancy`'s
+    canonical text): ``"student_t+ou_rw"`` -> ``"ou_rw"``; ``None`` without one."""
+    return _parts(likelihood)[2]
+
+
+def observation_name(
+    likelihood: str, noise: str = "constant", discrepancy: str | None = None
+) -> str:
+    """The likelihood string of a family, a noise model and a discrepancy:
+    ``observation_name("normal", "loglinear", "ou_rw") == "normal+loglinear+ou_rw"``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown likelihood, noise model or discrepancy.
+    """
+    name = with_noise(likelihood, noise)
+    if discrepancy is not None:
+        discrepancy = parse_discrepancy(discrepancy)[1]
+        current = discrepancy_model(name)
+        if current is not None and current != discrepancy:
+            raise ValueError(f"likelihood {likelihood!r} already has discrepancy {current!r}")
+        if current is None:
+            name = f"{name}+{discrepancy}"
+    likelihood_family(name)  # raises on an unknown family
+    return name
 
 
 def noise_standardisation(log_x: dict, mask=None) -> dict:
@@ -110,7 +160,7 @@ def noise_standardisation(log_x: dict, mask=None) -> dict:
 
 @functools.cache
 def likelihood_family(likelihood: str) -> Likelihood:
-    """The likelihood family of a likelihood string, noise-model suffix ignored:
+    """The likelihood family of a likelihood string, noise model and discrepancy ignored:
     ``"student_t(4)+loglinear"`` -> ``StudentTLikelihood(nu=4.0)``.
 
     Raises
@@ -118,8 +168,7 @@ def likelihood_family(likelihood: str) -> Likelihood:
     ValueError
         For an unknown likelihood or noise model.
     """
-    noise_model(likelihood)  # raises on an unknown noise model
-    return get_likelihood(str(likelihood).partition("+")[0])
+    return get_likelihood(_parts(likelihood)[0])
 
 
 def observation_dist(likelihood: str, log_mean, sigma, nu=None) -> dist.Distribution:

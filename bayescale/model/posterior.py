@@ -26,8 +26,10 @@ from numpyro.distributions.transforms import biject_to
 from bayescale.families import Likelihood
 from bayescale.laws import Law, Prior
 from bayescale.laws.formula import PowerTerm
+from bayescale.model.discrepancy import decades_from_first, hyperpriors, kalman_log_likelihood
 from bayescale.model.observation import (
     NOISE_SLOPE_PRIOR,
+    discrepancy_model,
     likelihood_family,
     noise_model,
     noise_standardisation,
@@ -88,6 +90,14 @@ class Posterior:
         """Noise model: ``"constant"`` or ``"loglinear"`` (:mod:`bayescale.model.observation`)."""
         return noise_model(self.likelihood)
 
+    @property
+    def discrepancy(self) -> str | None:
+        """The discrepancy (:mod:`bayescale.model.discrepancy`), or ``None``: none named,
+        or a law of several covariates (the discrepancy runs along one covariate)."""
+        if len(self.law.covariates) != 1:
+            return None
+        return discrepancy_model(self.likelihood)
+
     @cached_property
     def noise_slopes(self) -> dict[str, str]:
         """Covariate -> site name of its log-noise slope :math:`\\gamma_c` (``gamma_<c>``);
@@ -99,7 +109,8 @@ class Posterior:
     @cached_property
     def site_names(self) -> tuple[str, ...]:
         """Latent sites in the order of the flat parameter vector: the law's parameters,
-        ``sigma``, the likelihood's extra sites, the noise slopes."""
+        ``sigma``, the likelihood's extra sites, the noise slopes, the discrepancy's scales
+        (``delta_s``, ``delta_q``)."""
         return tuple(self.prior_specs)
 
     @cached_property
@@ -111,6 +122,8 @@ class Posterior:
             specs[name] = Prior(kind, args)
         for name in self.noise_slopes.values():
             specs[name] = Prior("normal", NOISE_SLOPE_PRIOR)
+        if self.discrepancy:
+            specs.update(hyperpriors(self.discrepancy))
         return specs
 
     @cached_property
@@ -147,9 +160,37 @@ class Posterior:
         values = {k: numpyro.sample(k, d) for k, d in self.priors.items()}
         mu = self.law.log_mean(values, log_x)
         sigma = self.point_sigma(values, log_x, log_x, mask)
+        if self.discrepancy:  # delta integrated out: the filter's likelihood as a factor
+            m = jnp.ones_like(log_y, dtype=bool) if mask is None else mask
+            ll = self._filtered(values, log_x, log_y - mu, sigma, m)
+            numpyro.factor(self.law.response, jnp.sum(jnp.where(m, ll, 0.0)))
+            return
         obs = self.family.distribution(mu, sigma, values)
         with numpyro.handlers.mask(mask=True if mask is None else mask):
             numpyro.sample(self.law.response, obs, obs=log_y)
+
+    def _filtered(self, values, log_x, r, sigma, mask, in_order=False):
+        """Per-point :math:`\\log p(r_i \\mid r_{<i})` under the discrepancy, sorted along
+        the covariate unless ``in_order``
+        (:func:`~bayescale.model.discrepancy.kalman_log_likelihood`)."""
+        (lx,) = log_x.values()
+        lx = jnp.broadcast_to(lx, jnp.broadcast_shapes(jnp.shape(lx), jnp.shape(r)))
+        sigma = jnp.broadcast_to(sigma, r.shape)
+        # one value per curve: drop the point axis that pointwise callers append
+        per_curve = {
+            k: v[..., 0] if jnp.ndim(v) == r.ndim else v
+            for k, v in ((k, jnp.asarray(v)) for k, v in values.items())
+        }
+        return kalman_log_likelihood(
+            r,
+            decades_from_first(lx, mask),
+            sigma * sigma,
+            mask,
+            per_curve["delta_s"],
+            per_curve["delta_q"],
+            lambda v, scale: self.family.logpdf(v, scale, per_curve),
+            in_order,
+        )
 
     def constrain(self, z):
         """Flat unconstrained vector(s) ``(..., dim)`` -> dict of constrained values."""
@@ -255,7 +296,10 @@ class Posterior:
             {**{k: jnp.exp(v) for k, v in log_x.items()}, **values}, {**log_x, **logs}
         )
         sigma = self.point_sigma(values, log_x, log_x, data["mask"])
-        ll = self.family.logpdf(data["log_y"] - mu, sigma, values)
+        if self.discrepancy:
+            ll = self._filtered(values, log_x, data["log_y"] - mu, sigma, data["mask"])
+        else:
+            ll = self.family.logpdf(data["log_y"] - mu, sigma, values)
         return lp, jnp.sum(jnp.where(data["mask"], ll, 0.0))
 
     def potential(self, z, data):
@@ -288,8 +332,15 @@ class Posterior:
         """Log-likelihood of each observed log response, broadcast over draws.
 
         ``mask`` marks the fitted points (padding excluded) that standardise the covariates
-        of a ``"loglinear"`` noise model; default all.
+        of a ``"loglinear"`` noise model; default all.  With a discrepancy, point :math:`i`'s
+        is :math:`\\log p(y_i \\mid y_{<i})` along the covariate (the filter's innovation
+        density), whose sum over the points is the marginal log-likelihood.
         """
         mu = self.log_mean(values, log_x)
         sigma = self.point_sigma(values, log_x, log_x, mask)
-        return self.family.logpdf(log_y - mu, sigma, values)
+        r = log_y - mu
+        if self.discrepancy:
+            m = jnp.ones(jnp.shape(r)[-1:], dtype=bool) if mask is None else jnp.asarray(mask)
+            m = jnp.broadcast_to(m, jnp.shape(r))
+            return self._filtered(values, log_x, r, sigma, m, in_order=True)
+        return self.family.logpdf(r, sigma, values)

@@ -1,0 +1,282 @@
+"""Leave-one-source-out calibration of the discrepancy through the real ``fit`` -> ``predict``.
+
+For each source of ``bayescale/corpus`` (splits of ``run.py``):
+
+1. Empirical Bayes on the OTHER sources: each of their curves (all points) is fitted by
+   ``fit(..., by="curve", model=Model(discrepancy=BROAD), inference=MAP())``; the hyperprior
+   of :math:`\\log s` (and of :math:`\\log q`) is the normal whose mean is the mean of the
+   sources' mean log MAP values (each source weighted equally) and whose variance is the
+   mean within-source variance plus the variance of the source means (sd floored at
+   ``SD_FLOOR``): ``Model(discrepancy="ou_rw(m_s, sd_s, m_q, sd_q)")``.
+2. The held-out source's curves: early part fitted with ``fit(..., by="curve")`` (NUTS),
+   the rest predicted with ``predict(kind="observation")``; arms ``none``
+   (``Model()``, no discrepancy), ``ou_rw`` (the shipped hyperpriors) and ``ou_rw_eb`` (the
+   hyperpriors learnt without this source).
+3. Scores over held-out points: coverage of the central 50/90% bands, MSCE over
+   50/60/70/80/90/95/99%, median 90% width (log), ``err_ratio`` = median |log error| of the
+   predictive median / that of least squares of the same law.
+
+PolyPythia (``../shared/data``, when present): every log, steps >= 1000, the first 20% of
+steps fitted, the final loss inside the 90% band (all 28 logs, the 20 from initialisation).
+
+Writes ``benchmarks/RESULTS-discrepancy.md`` (the tables; the notes after :data:`NOTES` are
+kept) and ``results/loso.csv``.
+
+Usage (from the worktree root)::
+
+    nice -n 5 python benchmarks/discrepancy/loso.py [--chains 2 --warmup 500 --samples 500]
+        [--sources polypythia ...] [--arms none ou_rw ou_rw_eb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(HERE), str(ROOT)]
+
+from run import SPLITS, least_squares_medians, load_corpus, markdown  # noqa: E402
+
+import bayescale as bs  # noqa: E402
+from bayescale.check import least_squares_fit  # noqa: E402
+from bayescale.data import prepare  # noqa: E402
+from bayescale.datasets import polypythia as load_polypythia  # noqa: E402
+from bayescale.laws import get_law  # noqa: E402
+
+LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+QUANTILES = tuple(
+    sorted(
+        {
+            0.5,
+            *[round((1 - lv) / 2, 6) for lv in LEVELS],
+            *[round((1 + lv) / 2, 6) for lv in LEVELS],
+        }
+    )
+)
+BROAD = f"ou_rw({np.log(0.01):.4f}, 2, {np.log(0.01):.4f}, 2)"
+SD_FLOOR = 0.3
+LAW = "power_law_offset"
+#: Text after this line of the output file is kept when the tables are rewritten.
+NOTES = "<!-- hand-written notes below: kept by loso.py -->"
+
+
+def frame_of(curves, part: str) -> pd.DataFrame:
+    """Long frame of the curves' fitted (``part="fit"``), held-out or all points."""
+    rows = []
+    for c in curves:
+        keep = {"fit": c["fit"], "held": ~c["fit"], "all": np.ones_like(c["fit"])}[part]
+        rows.append(pd.DataFrame({"curve": c["curve"], "x": c["x"][keep], "y": c["y"][keep]}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def eb_logs(curves, source: str) -> pd.DataFrame:
+    """MAP log s, log q of every curve of ``source`` (all points), broad hyperprior."""
+    sub = [c for c in curves if c["source"] == source]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = bs.fit(
+            frame_of(sub, "all"), LAW, by="curve",
+            model=bs.Model(discrepancy=BROAD), inference=bs.MAP(), warn=False,
+        )  # fmt: skip
+    post = res.datatree.posterior
+    return pd.DataFrame(
+        {
+            "source": source,
+            "log_s": np.log(post["delta_s"].values.reshape(len(sub), -1)[:, 0]),
+            "log_q": np.log(post["delta_q"].values.reshape(len(sub), -1)[:, 0]),
+        }
+    )
+
+
+def hyperprior(logs: pd.DataFrame) -> str:
+    """The ``ou_rw(m_s, sd_s, m_q, sd_q)`` of the sources in ``logs`` (each weighted equally)."""
+    args = []
+    for name in ("log_s", "log_q"):
+        g = logs.groupby("source")[name]
+        means, within = g.mean(), g.var(ddof=0).fillna(0.0)
+        sd = max(float(np.sqrt(within.mean() + means.var(ddof=0))), SD_FLOOR)
+        args += [float(means.mean()), sd]
+    return "ou_rw({:.4f}, {:.4f}, {:.4f}, {:.4f})".format(*args)
+
+
+def scores(table: pd.DataFrame, held: pd.DataFrame, lsq: np.ndarray) -> dict:
+    """Coverage, MSCE, width and error ratio of the predictions ``table`` of ``held``."""
+    y = np.log(held["y"].to_numpy())
+    q = {qq: np.log(table[f"q{100 * qq:g}"].to_numpy()) for qq in QUANTILES}
+    cover = {
+        lv: float(np.mean((q[round((1 - lv) / 2, 6)] <= y) & (y <= q[round((1 + lv) / 2, 6)])))
+        for lv in LEVELS
+    }
+    err = np.median(np.abs(y - q[0.5]))
+    return {
+        "points": len(y),
+        "cov50": cover[0.5],
+        "cov90": cover[0.9],
+        "msce": float(np.mean([(cover[lv] - lv) ** 2 for lv in LEVELS])),
+        "width90": float(np.median(q[0.95] - q[0.05])),
+        "err_ratio": float(err / np.median(np.abs(y - lsq))),
+    }
+
+
+def fit_predict(fit_frame, new_frame, discrepancy, inference, seed=0):
+    """``fit(by="curve")`` then ``predict(kind="observation")``: (table, seconds, diag)."""
+    t = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = bs.fit(
+            fit_frame, LAW, by="curve", model=bs.Model(discrepancy=discrepancy),
+            inference=inference, seed=seed, warn=False,
+        )  # fmt: skip
+        table = res.predict(new_frame[["curve", "x"]], quantiles=QUANTILES, seed=seed)
+    diag = res.diagnostics
+    bad = int((diag["max_rhat"] > 1.05).sum())
+    return table, time.time() - t, bad
+
+
+def loso(curves, sources, arms, inference) -> pd.DataFrame:
+    logs = pd.concat([eb_logs(curves, s) for s in SPLITS])
+    rows = []
+    for source in sources:
+        sub = [c for c in curves if c["source"] == source]
+        fit_frame, held = frame_of(sub, "fit"), frame_of(sub, "held")
+        hx = np.log(held["x"].to_numpy())
+        # least squares, same law, fitted points, at every held-out point (in held's order)
+        lsq_grid = least_squares_medians(sub, _grid(sub))
+        lsq = np.concatenate([lsq_grid[i, : (~c["fit"]).sum()] for i, c in enumerate(sub)])
+        assert len(lsq) == len(hx)
+        eb = hyperprior(logs[logs.source != source])
+        for arm in arms:
+            disc = {"none": None, "ou_rw": "ou_rw", "ou_rw_eb": eb}[arm]
+            table, secs, bad = fit_predict(fit_frame, held, disc, inference)
+            row = {"source": source, "arm": arm, "hyperprior": disc or "",
+                   "curves": len(sub), **scores(table, held, lsq), "rhat>1.05": bad,
+                   "seconds": round(secs)}  # fmt: skip
+            print(row, flush=True)
+            rows.append(row)
+    return pd.DataFrame(rows), logs
+
+
+def _grid(sub):
+    """Held-out log x padded to a grid (for :func:`run.least_squares_medians`)."""
+    width = max((~c["fit"]).sum() for c in sub)
+    out = np.zeros((len(sub), width))
+    for i, c in enumerate(sub):
+        h = np.log(c["x"][~c["fit"]])
+        out[i, : len(h)], out[i, len(h) :] = h, h[-1]
+    return out
+
+
+def polypythia(arms, inference, eb: str) -> pd.DataFrame | None:
+    """Final loss inside the 90% band, first 20% of steps (>= 1000) fitted."""
+    folder = ROOT.parent / "shared" / "data"
+    if not (folder / "polypythia_train_lm_loss_every10steps.csv").exists():
+        folder = Path("/work/shared/data")
+    try:
+        data = load_polypythia(folder)
+    except (FileNotFoundError, OSError):
+        return None
+    data = data[data["step"] >= 1000].copy()
+    data["curve"] = data["model"].astype(str) + "-" + data["seed"].astype(str)
+    last = data.sort_values("step").groupby("curve").tail(1)
+    limit = data["curve"].map(data.groupby("curve")["step"].max()) * 0.2
+    fitted = data[data["step"] <= limit]
+    fit_frame = fitted.rename(columns={"step": "x", "train_lm_loss": "y"})[["curve", "x", "y"]]
+    new = last.rename(columns={"step": "x", "train_lm_loss": "y"})
+    init = new["from_init"].to_numpy(dtype=bool)
+    lsq_pred = []
+    law = get_law(LAW)
+    for _, row in new.iterrows():
+        pts = fit_frame[fit_frame.curve == row["curve"]]
+        p = least_squares_fit(law, prepare(pts[["x", "y"]], law))
+        lsq_pred.append(np.log(p["E"] + p["A"] * row["x"] ** -p["alpha"]))
+    lsq_err = np.abs(np.log(new["y"].to_numpy()) - np.array(lsq_pred))
+    rows = []
+    for arm in arms:
+        disc = {"none": None, "ou_rw": "ou_rw", "ou_rw_eb": eb}[arm]
+        table, secs, bad = fit_predict(fit_frame, new, disc, inference)
+        y = new["y"].to_numpy()
+        inside = (table["q5"].to_numpy() <= y) & (y <= table["q95"].to_numpy())
+        err = np.abs(np.log(y) - np.log(table["q50"].to_numpy()))
+        row = {"arm": arm, "hyperprior": disc or "", "inside90_all": f"{inside.sum()}/{len(y)}",
+               "inside90_init": f"{inside[init].sum()}/{init.sum()}",
+               "err_ratio": float(np.median(err) / np.median(lsq_err)),
+               "width90": float(np.median(np.log(table["q95"] / table["q5"]))),
+               "rhat>1.05": bad, "seconds": round(secs)}  # fmt: skip
+        print(row, flush=True)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--sources", nargs="*", default=list(SPLITS))
+    p.add_argument("--arms", nargs="*", default=["none", "ou_rw", "ou_rw_eb"])
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS-discrepancy.md"))
+    a = p.parse_args(argv)
+    inference = bs.NUTS(
+        num_chains=a.chains, num_warmup=a.warmup, num_samples=a.samples, progress_bar=False
+    )
+    curves = load_corpus()
+    table, logs = loso(curves, a.sources, a.arms, inference)
+    (HERE / "results").mkdir(exist_ok=True)
+    table.to_csv(HERE / "results" / "loso.csv", index=False)
+    eb_all = hyperprior(logs)
+    pp = polypythia(a.arms, inference, eb_all)
+    cmd = "nice -n 5 python benchmarks/discrepancy/loso.py " + " ".join(argv or sys.argv[1:])
+    lines = [
+        "### Leave-one-source-out through `fit` -> `predict` (generated by "
+        "`benchmarks/discrepancy/loso.py`)",
+        "",
+        f"Command: `{cmd}`; NUTS {a.chains} chains x ({a.warmup} warm-up + {a.samples}) "
+        "draws; law `power_law_offset`; splits of `run.py`.",
+        "",
+        "Per-curve MAP log s, log q (broad hyperprior), per source (mean, sd):",
+        "",
+        markdown(
+            logs.groupby("source")
+            .agg(
+                log_s_mean=("log_s", "mean"),
+                log_s_sd=("log_s", "std"),
+                log_q_mean=("log_q", "mean"),
+                log_q_sd=("log_q", "std"),
+            )
+            .round(2)
+            .reset_index()
+        ),
+        "",
+    ]
+    for source, g in table.groupby("source", sort=False):
+        lines += [
+            f"#### {source}",
+            "",
+            markdown(g.drop(columns="source")),
+            "",
+        ]
+    if pp is not None:
+        lines += [
+            "#### PolyPythia final loss (first 20% of steps >= 1000 fitted)",
+            "",
+            f"EB hyperprior (all four sources): `{eb_all}`",
+            "",
+            markdown(pp),
+            "",
+        ]
+    out = Path(a.out)
+    notes = out.read_text().partition(NOTES)[2] if out.exists() else ""
+    out.write_text("\n".join(lines) + "\n" + NOTES + notes)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

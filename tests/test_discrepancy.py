@@ -1,0 +1,211 @@
+"""The law's own error (bayescale.model.discrepancy): the Kalman forms against the dense GP,
+the density with padding, the options, and fit -> predict."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import scaled
+from scipy.stats import multivariate_normal
+
+import bayescale
+from bayescale.families import get_likelihood
+from bayescale.laws import get_law
+from bayescale.model import (
+    Posterior,
+    decades_from_first,
+    delta_conditional,
+    delta_draws,
+    discrepancy_model,
+    kalman_log_likelihood,
+    noise_model,
+    observation_name,
+)
+
+
+def kernel(u, v, s, q):
+    """The dense covariance of delta: s^2 exp(-|u - v|) + q^2 two-sided min."""
+    u, v = np.meshgrid(u, v, indexing="ij")
+    same = (np.sign(u) == np.sign(v)) | (u == 0) | (v == 0)
+    return s**2 * np.exp(-abs(u - v)) + q**2 * np.where(same, np.minimum(abs(u), abs(v)), 0.0)
+
+
+@pytest.fixture
+def curve():
+    """Unsorted points with a tie, two of them masked, first fitted point at u = 0."""
+    rng = np.random.default_rng(0)
+    u = np.sort(rng.uniform(0, 2, 12))
+    u[0], u[4] = 0.0, u[3]
+    perm = rng.permutation(12)
+    mask = np.ones(12, bool)
+    mask[[2, 7]] = False
+    return {
+        "u": u[perm],
+        "r": rng.normal(0, 0.05, 12),
+        "var": rng.uniform(0.01, 0.03, 12) ** 2,
+        "mask": mask,
+        "s": 0.03,
+        "q": 0.05,
+    }
+
+
+def test_kalman_likelihood_is_the_dense_marginal(curve):
+    c = curve
+    normal = get_likelihood("normal")
+    with jax.enable_x64(True):
+        ll = kalman_log_likelihood(
+            *(jnp.asarray(c[k]) for k in ("r", "u", "var", "mask")),
+            c["s"], c["q"], lambda v, scale: normal.logpdf(v, scale),
+        )  # fmt: skip
+        ll = np.asarray(ll)
+    m = c["mask"]
+    cov = kernel(c["u"][m], c["u"][m], c["s"], c["q"]) + np.diag(c["var"][m])
+    assert ll.sum() == pytest.approx(multivariate_normal(np.zeros(m.sum()), cov).logpdf(c["r"][m]))
+    assert np.all(ll[~m] == 0)
+
+
+def test_smoother_is_the_dense_conditional(curve):
+    c = curve
+    u_new = np.array([-0.5, 0.3, 1.0, 2.5, 4.0])  # before, inside and beyond the data
+    mean, var = delta_conditional(c["r"], c["u"], c["var"], c["mask"], u_new, c["s"], c["q"])
+    m = c["mask"]
+    cov = kernel(c["u"][m], c["u"][m], c["s"], c["q"]) + np.diag(c["var"][m])
+    k_new = kernel(u_new, c["u"][m], c["s"], c["q"])
+    np.testing.assert_allclose(mean, k_new @ np.linalg.solve(cov, c["r"][m]), atol=1e-12)
+    dense = np.diag(kernel(u_new, u_new, c["s"], c["q"]) - k_new @ np.linalg.solve(cov, k_new.T))
+    np.testing.assert_allclose(var, dense, rtol=1e-9, atol=1e-15)
+    assert var[-1] > var[-2] > var[2]  # grows beyond the data
+
+
+def test_prior_draws_have_the_kernel_covariance():
+    u = np.array([-0.5, 0.0, 0.3, 1.0, 2.5])
+    s, q, n = 0.03, 0.05, 40_000
+    draws = delta_draws(np.random.default_rng(1), np.broadcast_to(u, (n, 5)), s, q)
+    target = kernel(u, u, s, q)
+    # sd of a sample covariance entry: sqrt((K_ij^2 + K_ii K_jj) / n)
+    se = np.sqrt((target**2 + np.outer(np.diag(target), np.diag(target))) / n)
+    assert np.all(np.abs(np.cov(draws.T) - target) < 4.5 * se)
+
+
+def test_tiny_scales_give_the_iid_likelihood(curve):
+    c = curve
+    t = get_likelihood("student_t")
+    params = {"nu": 3.0}
+    with jax.enable_x64(True):
+        ll = kalman_log_likelihood(
+            *(jnp.asarray(c[k]) for k in ("r", "u", "var", "mask")),
+            1e-9, 1e-9, lambda v, scale: t.logpdf(v, scale, params),
+        )  # fmt: skip
+        iid = t.logpdf(jnp.asarray(c["r"]), jnp.sqrt(jnp.asarray(c["var"])), params)
+        np.testing.assert_allclose(np.asarray(ll)[c["mask"]], np.asarray(iid)[c["mask"]])
+
+
+def test_observation_names():
+    assert observation_name("student_t", "constant", "ou_rw") == "student_t+ou_rw"
+    assert observation_name("normal", "loglinear", "ou_rw") == "normal+loglinear+ou_rw"
+    assert noise_model("normal+loglinear+ou_rw") == "loglinear"
+    assert discrepancy_model("normal+loglinear+ou_rw") == "ou_rw"
+    assert discrepancy_model("normal+loglinear") is None
+    assert discrepancy_model("normal+ou_rw(-4, 0.5, -5, 0.7)") == "ou_rw(-4, 0.5, -5, 0.7)"
+    with pytest.raises(ValueError, match="discrepancy"):
+        observation_name("normal", "constant", "gp")
+    with pytest.raises(ValueError, match="noise model or discrepancy"):
+        Posterior(get_law("power_law_offset"), "normal+ou_rw+loglinear")
+
+
+def test_model_option_checks():
+    assert bayescale.Model().discrepancy is None
+    assert bayescale.Model(discrepancy="ou_rw").observation == "student_t+ou_rw"
+    m = bayescale.Model(discrepancy="ou_rw(-4, 0.5, -5, 0.7)", noise="loglinear")
+    assert m.observation == "student_t+loglinear+ou_rw(-4, 0.5, -5, 0.7)"
+    with pytest.raises(ValueError, match=r"Model\(discrepancy='ar1'\)"):
+        bayescale.Model(discrepancy="ar1")
+    with pytest.raises(ValueError, match="sd_s, sd_q > 0"):
+        bayescale.Model(discrepancy="ou_rw(-4, 0, -5, 0.7)")
+    with pytest.raises(TypeError, match="string or None"):
+        bayescale.Model(discrepancy=True)
+
+
+def test_sites_and_priors():
+    post = Posterior(get_law("power_law_offset"), "student_t+ou_rw(-4, 0.5, -5, 0.7)")
+    assert post.site_names[-2:] == ("delta_s", "delta_q")
+    assert post.prior_specs["delta_q"].args == (-5.0, 0.7)
+    # the discrepancy runs along one covariate: a law of two has none
+    two = Posterior(get_law("chinchilla"), "student_t+ou_rw")
+    assert two.discrepancy is None and "delta_s" not in two.site_names
+
+
+def test_density_matches_numpyro_and_ignores_padding():
+    from numpyro.infer.util import log_density
+
+    post = Posterior(get_law("power_law_offset"), "student_t+ou_rw")
+    rng = np.random.default_rng(2)
+    x = np.geomspace(10, 1e4, 9)
+    log_y = np.log(2 + 5 * x**-0.5) + 0.02 * rng.standard_normal(9)
+    with jax.enable_x64(True):
+        z = post.prior_draws(jax.random.PRNGKey(0), 1)[0]
+        data = {"log_x": {"x": jnp.log(x)}, "log_y": jnp.asarray(log_y), "mask": jnp.ones(9, bool)}
+        values = post.constrain(z)
+        # NumPyro's density of the model (constrained) = priors + the filter's factor
+        lp, _ = log_density(post.model, (data["log_x"], data["log_y"], data["mask"]), {}, values)
+        priors = sum(float(post.priors[k].log_prob(v)) for k, v in values.items())
+        assert float(lp) - priors == pytest.approx(float(post.log_likelihood(z, data)), rel=1e-10)
+        # padded: three more points, masked, at arbitrary places
+        pad = {
+            "log_x": {"x": jnp.concatenate([jnp.log(x), jnp.array([0.0, 50.0, 3.0])])},
+            "log_y": jnp.concatenate([data["log_y"], jnp.array([9.0, -9.0, 0.0])]),
+            "mask": jnp.concatenate([data["mask"], jnp.zeros(3, bool)]),
+        }
+        assert float(post.log_density(z, pad)) == pytest.approx(
+            float(post.log_density(z, data)), rel=1e-12
+        )
+
+
+def test_fit_predict_band_grows_beyond_the_data(tmp_path):
+    rng = np.random.default_rng(3)
+    x = np.geomspace(100, 1e4, 25)
+    u = np.log10(x / x[0])
+    delta = delta_draws(rng, u, 0.02, 0.02)
+    y = (2 + 50 * x**-0.5) * np.exp(delta + 0.005 * rng.standard_normal(25))
+    data = pd.DataFrame({"x": x, "y": y})
+    new = {"x": np.array([5e3, 1e5, 1e7])}
+    inference = bayescale.Laplace(num_samples=500)
+    widths = {}
+    for disc in (None, "ou_rw"):
+        res = bayescale.fit(data, "power_law_offset", model=bayescale.Model(discrepancy=disc),
+                            inference=inference, seed=0)  # fmt: skip
+        p = res.predict(new, quantiles=(0.05, 0.95))
+        widths[disc] = np.log(p["q95"] / p["q5"]).to_numpy()
+    # a saved result keeps its discrepancy: the same predictions after loading
+    loaded = bayescale.load(res.save(tmp_path / "fit.nc"))
+    assert loaded.likelihood == "student_t+ou_rw"
+    pd.testing.assert_frame_equal(loaded.predict(new, quantiles=(0.05, 0.95)), p)
+    # beyond the data the band widens with the discrepancy, and with the distance
+    assert np.all(widths["ou_rw"][1:] > 1.5 * widths[None][1:])
+    assert widths["ou_rw"][2] > widths["ou_rw"][1] > widths["ou_rw"][0]
+
+
+def test_decades_from_first():
+    lx = np.log(np.array([1e3, 1e2, 1e4]))
+    np.testing.assert_allclose(decades_from_first(lx), [1, 0, 2])
+    np.testing.assert_allclose(decades_from_first(lx, np.array([True, False, True])), [0, -1, 1])
+
+
+@pytest.mark.slow
+def test_sbc_passes_with_the_discrepancy():
+    """Data simulated from the full model (delta drawn from its prior): ranks uniform."""
+    from bayescale.check import sbc
+
+    num = scaled(200, 40)
+    r = sbc(
+        "power_law_offset",
+        model=bayescale.Model(discrepancy="ou_rw"),
+        num_replications=num,
+        seed=2026,
+        inference=bayescale.NUTS(num_chains=2, num_warmup=300, num_samples=300, progress_bar=False),
+    )
+    print(f"\n{num} replications: {r.report()}")
+    assert len(r.ranks) == num
+    assert list(r.ranks.columns)[-2:] == ["delta_s", "delta_q"]
+    assert r.passed(0.01, len(r.ranks.columns)), r.report()
