@@ -345,9 +345,10 @@ class Result:
         seed = seed_int(seed)
         post = self.datatree.posterior
         values = {k: post[k].transpose(self.dim, ...).values for k in self.parameter_names}
-        fitted_log_y = np.log(
-            self.datatree.observed_data[self.law.response].transpose(self.dim, ...).values
-        )
+        fitted_log_y = None  # needed only to condition a discrepancy on the fitted residuals
+        if self.posterior.discrepancy:
+            observed = self.datatree.observed_data[self.law.response]
+            fitted_log_y = np.log(observed.transpose(self.dim, ...).values)
         return log_prediction_draws(
             self.posterior, values, self._fitted_log_x(), new.log_x, fit_index, kind, seed,
             law_error, fitted_log_y=fitted_log_y,
