@@ -19,7 +19,7 @@ For each source of ``bayescale/corpus`` (splits of ``run.py``):
 PolyPythia (``../shared/data``, when present): every log, steps >= 1000, the first 20% of
 steps fitted, the final loss inside the 90% band (all 28 logs, the 20 from initialisation).
 
-Writes ``benchmarks/RESULTS-discrepancy.md`` (the tables; the notes after :data:`NOTES` are
+Writes ``benchmarks/results/discrepancy_loso.md`` (the tables; the notes after :data:`NOTES` are
 kept) and ``results/loso.csv``.
 
 Usage (from the worktree root)::
@@ -222,7 +222,7 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--sources", nargs="*", default=list(SPLITS))
     p.add_argument("--arms", nargs="*", default=["none", "ou_rw", "ou_rw_eb"])
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS-discrepancy.md"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "discrepancy_loso.md"))
     a = p.parse_args(argv)
     inference = bs.NUTS(
         num_chains=a.chains, num_warmup=a.warmup, num_samples=a.samples, progress_bar=False
