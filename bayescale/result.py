@@ -346,7 +346,13 @@ class Result:
         post = self.datatree.posterior
         values = {k: post[k].transpose(self.dim, ...).values for k in self.parameter_names}
         fitted_log_y = None  # needed only to condition a discrepancy on the fitted residuals
-        if self.posterior.discrepancy:
+        if self.posterior.discrepancy and kind == "observation":
+            if "observed_data" not in self.datatree.children:
+                raise ValueError(
+                    "predict(kind='observation') under a discrepancy conditions on the fitted "
+                    "responses, and this result has no observed_data group (e.g. a pool of "
+                    "imputed fits); use kind='mean', or fit without the discrepancy"
+                )
             observed = self.datatree.observed_data[self.law.response]
             fitted_log_y = np.log(observed.transpose(self.dim, ...).values)
         return log_prediction_draws(

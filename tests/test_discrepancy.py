@@ -184,6 +184,12 @@ def test_fit_predict_band_grows_beyond_the_data(tmp_path):
     # beyond the data the band widens with the discrepancy, and with the distance
     assert np.all(widths["ou_rw"][1:] > 1.5 * widths[None][1:])
     assert widths["ou_rw"][2] > widths["ou_rw"][1] > widths["ou_rw"][0]
+    # without the fitted responses (a pool of imputed fits has none) the observation band
+    # cannot be conditioned: a clear error; the law's band needs no responses
+    del loaded.datatree["observed_data"]
+    with pytest.raises(ValueError, match="no observed_data group"):
+        loaded.predict(new, kind="observation")
+    assert np.isfinite(loaded.predict(new, kind="mean")["q50"]).all()
 
 
 def test_decades_from_first():
