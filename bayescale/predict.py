@@ -18,6 +18,7 @@ from bayescale.infer.cache import compiled
 from bayescale.model import Posterior, delta_conditional, observation_noise, posterior_key
 
 __all__ = [
+    "band_quantile",
     "conditional_delta",
     "extrapolation_distance",
     "log_prediction_draws",
@@ -166,6 +167,22 @@ def extrapolation_distance(log_x: dict, fitted_log_x: dict, mask=None) -> np.nda
     return np.sqrt(sum(d**2 for d in signed_decades(log_x, fitted_log_x, mask).values()))
 
 
+def band_quantile(flat: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` of draws ``flat`` ``(draws, points)`` per point, NumPy's linear rule.
+
+    Where both order statistics around ``q`` overflowed to infinity (a heavy-tailed
+    predictive, e.g. Student-t with :math:`\\nu < 1`, exponentiated), the linear rule gives
+    NaN; there the order statistic itself (``inf``: the band reaches beyond float range) is
+    returned instead, so the band stays usable and honest.
+    """
+    with np.errstate(invalid="ignore"):
+        out = np.quantile(flat, q, axis=0)
+    bad = np.isnan(out) & ~np.isnan(flat).any(axis=0)
+    if bad.any():
+        out[bad] = np.quantile(flat[:, bad], q, axis=0, method="inverted_cdf")
+    return out
+
+
 def prediction_table(new: FitData, draws: np.ndarray, quantiles, fitted_log_x: dict):
     """Covariates, ``mean``, quantile columns and the extrapolation columns of ``predict``.
 
@@ -176,7 +193,7 @@ def prediction_table(new: FitData, draws: np.ndarray, quantiles, fitted_log_x: d
     out = new.frame.rename(columns=new.columns).reset_index(drop=True)
     out["mean"] = flat.mean(axis=0)
     for q, col in zip(quantiles, map(quantile_column, quantiles), strict=True):
-        out[col] = np.quantile(flat, q, axis=0)
+        out[col] = band_quantile(flat, q)
     decades = signed_decades(new.log_x, fitted_log_x)
     signed = pd.DataFrame({new.columns[c]: v for c, v in decades.items()})
     out["decades_beyond"] = signed.abs().max(axis=1).to_numpy() if len(signed.columns) else 0.0
