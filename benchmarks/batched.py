@@ -336,6 +336,10 @@ def counting_hmc_patch() -> None:
 def worker_batch(spec: dict) -> dict:
     import jax
 
+    # bayescale samples in float64 inside its own scoped context; the gradient limit and
+    # the MAP timing below run outside it, so float64 for the whole process (float32
+    # gradients would be a limit about twice too high)
+    jax.config.update("jax_enable_x64", True)
     clock = CompileClock()
     import jax.numpy as jnp
     import numpy as np

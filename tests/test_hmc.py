@@ -44,8 +44,9 @@ def test_halton_is_van_der_corput():
 
 
 def test_lock_step_and_output_of_nuts(float64):
-    """Every chain of a fit runs the same leapfrog count per iteration; the output has the
-    keys and shapes of NUTS's sampler; the jitter spans (0, 1) of the trajectory length."""
+    """Every chain of every fit of a group runs the same leapfrog count per iteration; the
+    output has the keys and shapes of NUTS's sampler; the jitter spans (0, 1) of the
+    trajectory length; fits run one by one (``vectorized=False``) each run their own."""
     posterior = Posterior(get_law("kaplan_per_token"))
     fits = [
         bayescale.data.prepare(
@@ -59,7 +60,7 @@ def test_lock_step_and_output_of_nuts(float64):
     out = jax.tree.map(np.asarray, out)
     n = out["n_steps"]
     assert n.shape == (2, 4, 60)
-    assert (n == n[:, :1]).all()  # lock step within a fit
+    assert (n == n[:1, :1]).all()  # lock step across the group's fits and chains
     assert 1 <= n.min() and n.max() <= o.max_leapfrog_steps and n.max() > 2 * n.min()
     assert out["z"].shape == (2, 4, 60, posterior.dim)
     for k in ("diverging", "acceptance_rate", "lp", "energy", "step_size"):
@@ -68,6 +69,11 @@ def test_lock_step_and_output_of_nuts(float64):
     assert out["map_potential"].shape == (2,) and np.isfinite(out["map_potential"]).all()
     # after warm-up the step size is fixed per fit
     assert (out["step_size"] == out["step_size"][:, :1, :1]).all()
+    keys = jax.random.split(jax.random.key(1), 2)
+    n = np.asarray(
+        build_chees_sampler(posterior, o._replace(vectorized=False))(keys, data)["n_steps"]
+    )
+    assert (n == n[:, :1]).all() and not (n[0] == n[1]).all()  # each fit its own count
 
 
 @pytest.fixture(scope="module")
