@@ -43,8 +43,8 @@ Peers
 
 (c) **ChEES arm** (``--chees``) — in each K's (b) process, after its measurements:
     ``bayescale.fit(..., by="curve", inference=ChEES(num_chains=C, num_warmup=W_c,
-    num_samples=S_c))`` (defaults C = 2, W_c = W / C, S_c = S / C: the same iterations and
-    kept draws per curve as (b); ``--chees-*`` to change; ``--chees-vectorized`` its
+    num_samples=S_c, thin=t))`` (defaults C = 2, W_c = W / C, S_c = S / C, t = 1: the same
+    iterations and kept draws per curve as (b); ``--chees-*`` to change; ``--chees-vectorized`` its
     ``vectorized``, default bayescale's),
     compile timed the same way, and its gradients counted exactly in an untimed second call
     (:func:`chees_arm`).  Reported beside (b): ms per fit without compilation, achieved
@@ -617,6 +617,7 @@ def chees_arm(spec: dict, frame, clock: CompileClock, map_s: float | None) -> di
         num_chains=C,
         num_warmup=spec["chees_warmup"],
         num_samples=spec["chees_samples"],
+        thin=spec["chees_thin"],
         chunk_size=spec["chunk_size"],
         vectorized=spec["chees_vectorized"],
         group_size=spec["group_size"],
@@ -870,6 +871,7 @@ def main(argv=None) -> None:
     parser.add_argument("--chees-chains", type=int, default=2)
     parser.add_argument("--chees-warmup", type=int, default=None, help="default: W / chains")
     parser.add_argument("--chees-samples", type=int, default=None, help="default: S / chains")
+    parser.add_argument("--chees-thin", type=int, default=1, help="ChEES(thin=)")
     parser.add_argument(
         "--chees-vectorized",
         choices=["auto", "yes", "no"],
@@ -947,6 +949,7 @@ def main(argv=None) -> None:
                 "chees_chains": args.chees_chains,
                 "chees_warmup": args.chees_warmup or W // args.chees_chains,
                 "chees_samples": args.chees_samples or max(1, S // args.chees_chains),
+                "chees_thin": args.chees_thin,
                 "chees_vectorized": {"auto": None, "yes": True, "no": False}[args.chees_vectorized],
             }
             batch[K] = run_worker("batch", spec, tmp)

@@ -1,12 +1,16 @@
 """Fixed-length HMC with ChEES adaptation: a lock-step sampler for batches of fits.
 
-Per fit, ``num_chains`` chains advance together: every iteration each chain of the fit runs
-the same number of leapfrog steps :math:`n = \\lceil u_t T / \\epsilon \\rceil` (clipped to
+The fits of a group (all fits of a chunk on a device, or one fit) and their ``num_chains``
+chains advance in lock step: every iteration every chain of every fit runs the same number
+of leapfrog steps :math:`n = \\lceil s\\,u_t \\bar L \\rceil` (clipped to
 ``1..max_leapfrog_steps``), :math:`u_t \\in (0, 1)` the base-2 van der Corput (Halton) number
-of the iteration (the same for every fit, so fits of similar shape also run similar
-lengths), followed by one Metropolis correction per chain.  There is no tree and no per-chain
-loop: under ``vmap`` over fits, an iteration lasts as long as the longest trajectory of the
-fits advancing together.
+of the iteration, :math:`\\bar L` the median over the group's fits of their adapted
+:math:`T_k / \\epsilon_k`, :math:`s` 1 during warm-up and :data:`SAMPLING_SCALE` after it;
+one Metropolis correction per chain follows.  Each fit keeps its own step size
+:math:`\\epsilon_k` (so its trajectory is :math:`n \\epsilon_k` long), mass matrix and
+adaptation.  There is no tree, no per-lane loop bound and so no lane waste under ``vmap``:
+the leapfrog loop's trip count is the same for thousands of lanes.  A fit alone has
+:math:`\\bar L = T / \\epsilon`.
 
 Warm-up adapts, per fit and from all its chains at once (Hoffman, Radul & Sountsov 2021):
 
@@ -16,7 +20,8 @@ Warm-up adapts, per fit and from all its chains at once (Hoffman, Radul & Sounts
   dual-averaging average;
 - the trajectory length :math:`T` by Adam ascent on :math:`\\log T` of the ChEES criterion
   :math:`\\tfrac14 E[(\\lVert x'-\\bar x'\\rVert^2 - \\lVert x-\\bar x\\rVert^2)^2]`, whose
-  gradient estimate per chain is :math:`u_t T (\\lVert x'-\\bar x'\\rVert^2 -
+  gradient estimate per chain, at the trajectory that ran, is :math:`u_t \\bar L \\epsilon
+  (\\lVert x'-\\bar x'\\rVert^2 -
   \\lVert x-\\bar x\\rVert^2)\\,(x'-\\bar x')\\cdot M^{-1}p'` (proposals weighted by their
   acceptance probability, divergent ones left out), each update clipped to
   :math:`\\pm 0.35`, then averaged with weight :math:`t^{-1/2}`;
@@ -65,6 +70,10 @@ LOG_UPDATE_CLIP = 0.35
 ADAM_BETAS = (0.9, 0.999)
 INITIAL_STEP_SIZE = 0.5  # in the units of the Laplace-preconditioned posterior (sd ~ 1)
 INITIAL_TRAJECTORY = 1.0
+#: After warm-up, trajectories run this fraction of the adapted ChEES length: on the
+#: catalogue's posteriors shorter trajectories, more often refreshed, give more effective
+#: draws per gradient and a smaller r-hat than the ChEES optimum (benchmarks/RESULTS.md).
+SAMPLING_SCALE = 0.5
 
 
 class ChEESOptions(NamedTuple):
@@ -350,15 +359,16 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
             "step_size": info["step_size"],
         }
 
-    def shared_steps(adapt: _Adapt, u, real):
-        """The group's leapfrog count of an iteration, :math:`\\lceil u \\bar L \\rceil`, and
+    def shared_steps(adapt: _Adapt, u, real, scale):
+        """The group's leapfrog count of an iteration, :math:`\\lceil s u \\bar L \\rceil`
+        (``scale`` :math:`s`), and
         :math:`\\log \\bar L`: :math:`\\bar L` the median over the group's real fits
         (``real``; all when none is) of their adapted :math:`T_k / \\epsilon_k`."""
         per_fit = adapt.log_length - adapt.log_step
         log_lbar = jnp.nanmedian(jnp.where(real, per_fit, jnp.nan))
         log_lbar = jnp.where(jnp.isnan(log_lbar), jnp.median(per_fit), log_lbar)
         counts = num_steps(
-            u, 1.0, jnp.broadcast_to(jnp.exp(log_lbar), u.shape), o.max_leapfrog_steps
+            u, 1.0, jnp.broadcast_to(scale * jnp.exp(log_lbar), u.shape), o.max_leapfrog_steps
         )
         return counts[0], log_lbar
 
@@ -373,7 +383,8 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
 
         def iteration(states, i):
             u = halton(i, bits)
-            n, log_lbar = shared_steps(states.adapt, jnp.broadcast_to(u, (fits,)), real)
+            scale = jnp.where(i >= o.num_warmup, SAMPLING_SCALE, 1.0)
+            n, log_lbar = shared_steps(states.adapt, jnp.broadcast_to(u, (fits,)), real, scale)
             step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
             new, info = each(states, n, u, step_keys, data)
             return new, info, log_lbar
