@@ -73,7 +73,7 @@ INITIAL_TRAJECTORY = 1.0
 #: After warm-up, trajectories run this fraction of the adapted ChEES length: on the
 #: catalogue's posteriors shorter trajectories, more often refreshed, give more effective
 #: draws per gradient and a smaller r-hat than the ChEES optimum (benchmarks/RESULTS.md).
-SAMPLING_SCALE = 0.5
+SAMPLING_SCALE = 0.35
 
 
 class ChEESOptions(NamedTuple):
