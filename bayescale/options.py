@@ -286,11 +286,12 @@ class ChEES(_Sampler):
     """The posterior by fixed-length HMC with ChEES adaptation (Hoffman, Radul & Sountsov
     2021), each fit's chains started around its MAP (:mod:`bayescale.infer.hmc`).
 
-    All chains of a fit run the same number of leapfrog steps each iteration (a jittered
-    trajectory length over the step size, no tree), so fits batched under ``vmap`` advance
-    in lock step; the step size (dual averaging of the chains' harmonic-mean acceptance),
-    trajectory length (the ChEES criterion across the chains) and mass matrix are adapted
-    per fit during warm-up.  :class:`NUTS` stays the reference.
+    All chains of all fits of a batch run the same number of leapfrog steps each iteration
+    (a jittered multiple of the fits' median trajectory length over step size, no tree), so
+    fits batched under ``vmap`` advance in lock step with no lane idle; the step size (dual
+    averaging of the chains' harmonic-mean acceptance), trajectory length (the ChEES
+    criterion across the chains) and mass matrix are adapted per fit during warm-up.
+    :class:`NUTS` stays the reference.
 
     Parameters
     ----------
@@ -307,7 +308,8 @@ class ChEES(_Sampler):
         Most leapfrog steps per iteration.
     num_starts, progress_bar, devices, chunk_size, vectorized, group_size, keep, dtype
         As in :class:`NUTS`; ``vectorized`` puts the fits of a group under ``vmap``
-        together (a fit's own chains always are); a single fit shows no progress bar.
+        together (a fit's own chains always are; default on every device, all fits of a
+        chunk in one group); a single fit shows no progress bar.
 
     Raises
     ------
