@@ -53,7 +53,8 @@ Peers
     per fit (median min(bulk, tail) ESS over the fits / ms per fit).  ``--no-loop`` skips (a).
 (d) **One big ChEES call** (``--chees-big K``, nothing else runs): ``bayescale.fit(...,
     by="curve", inference=ChEES(...))`` on K curves with the ``--chees-*`` settings (warm-up
-    and samples default 250), ``--chunk-size`` and ``--dtype``, in a fresh process: wall,
+    and samples default 250), ``--chunk-size``, ``--keep`` and ``--dtype``, in a fresh
+    process: wall,
     compilation, peak RSS and converged share (the issue's K = 10,000 target).
 
 Figures
@@ -715,6 +716,7 @@ def worker_chees_big(spec: dict) -> dict:
         num_samples=spec["chees_samples"],
         thin=spec["chees_thin"],
         chunk_size=spec["chunk_size"],
+        keep=spec["keep"],
         dtype=spec["dtype"],
         progress_bar=False,
     )
@@ -912,10 +914,12 @@ def run_chees_big(args) -> None:
             "chees_thin": args.chees_thin,
             "chunk_size": args.chunk_size,
             "dtype": args.dtype,
+            "keep": args.keep,
         }
         print(
             f"ChEES(num_chains={C}, num_warmup={W}, num_samples={S}, thin={args.chees_thin}, "
-            f"chunk_size={args.chunk_size}, dtype={args.dtype!r}), K = {args.chees_big}, "
+            f"chunk_size={args.chunk_size}, keep={args.keep}, dtype={args.dtype!r}), "
+            f"K = {args.chees_big}, "
             f"load average at start {os.getloadavg()[0]:.2f}",
             flush=True,
         )
@@ -973,6 +977,7 @@ def main(argv=None) -> None:
         help="only one ChEES fit of K curves (the --chees-* settings; --chunk-size; --dtype)",
     )
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    parser.add_argument("--keep", type=int, default=None, help="--chees-big: ChEES(keep=)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
