@@ -43,8 +43,9 @@ Peers
 
 (c) **ChEES arm** (``--chees``) — in each K's (b) process, after its measurements:
     ``bayescale.fit(..., by="curve", inference=ChEES(num_chains=C, num_warmup=W_c,
-    num_samples=S_c, thin=t))`` (defaults C = 2, W_c = W / C, S_c = S / C, t = 1: the same
-    iterations and kept draws per curve as (b); ``--chees-*`` to change; ``--chees-vectorized`` its
+    num_samples=S_c, thin=t, trajectory_scale=f))`` (defaults C = 2, W_c = W / C,
+    S_c = S / C, t = 1, f = 1: the same iterations and kept draws per curve as (b);
+    ``--chees-*`` to change; ``--chees-vectorized`` its
     ``vectorized``, default bayescale's),
     compile timed the same way, and its gradients counted exactly in an untimed second call
     (:func:`chees_arm`).  Reported beside (b): ms per fit without compilation, achieved
@@ -623,6 +624,7 @@ def chees_arm(spec: dict, frame, clock: CompileClock, map_s: float | None) -> di
         num_warmup=spec["chees_warmup"],
         num_samples=spec["chees_samples"],
         thin=spec["chees_thin"],
+        trajectory_scale=spec["chees_scale"],
         chunk_size=spec["chunk_size"],
         vectorized=spec["chees_vectorized"],
         group_size=spec["group_size"],
@@ -715,6 +717,7 @@ def worker_chees_big(spec: dict) -> dict:
         num_warmup=spec["chees_warmup"],
         num_samples=spec["chees_samples"],
         thin=spec["chees_thin"],
+        trajectory_scale=spec["chees_scale"],
         chunk_size=spec["chunk_size"],
         keep=spec["keep"],
         dtype=spec["dtype"],
@@ -912,12 +915,14 @@ def run_chees_big(args) -> None:
             "chees_warmup": W,
             "chees_samples": S,
             "chees_thin": args.chees_thin,
+            "chees_scale": args.chees_trajectory_scale,
             "chunk_size": args.chunk_size,
             "dtype": args.dtype,
             "keep": args.keep,
         }
         print(
             f"ChEES(num_chains={C}, num_warmup={W}, num_samples={S}, thin={args.chees_thin}, "
+            f"trajectory_scale={args.chees_trajectory_scale}, "
             f"chunk_size={args.chunk_size}, keep={args.keep}, dtype={args.dtype!r}), "
             f"K = {args.chees_big}, "
             f"load average at start {os.getloadavg()[0]:.2f}",
@@ -962,6 +967,9 @@ def main(argv=None) -> None:
     parser.add_argument("--chees-warmup", type=int, default=None, help="default: W / chains")
     parser.add_argument("--chees-samples", type=int, default=None, help="default: S / chains")
     parser.add_argument("--chees-thin", type=int, default=1, help="ChEES(thin=)")
+    parser.add_argument(
+        "--chees-trajectory-scale", type=float, default=1.0, help="ChEES(trajectory_scale=)"
+    )
     parser.add_argument(
         "--chees-vectorized",
         choices=["auto", "yes", "no"],
@@ -1052,6 +1060,7 @@ def main(argv=None) -> None:
                 "chees_warmup": args.chees_warmup or W // args.chees_chains,
                 "chees_samples": args.chees_samples or max(1, S // args.chees_chains),
                 "chees_thin": args.chees_thin,
+                "chees_scale": args.chees_trajectory_scale,
                 "chees_vectorized": {"auto": None, "yes": True, "no": False}[args.chees_vectorized],
             }
             batch[K] = run_worker("batch", spec, tmp)

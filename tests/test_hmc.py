@@ -33,6 +33,8 @@ def test_options_are_checked():
         bayescale.ChEES(max_tree_depth=5)
     with pytest.raises(ValueError, match="keep"):
         bayescale.ChEES(keep=2)
+    with pytest.raises(ValueError, match=r"ChEES\(trajectory_scale=0\)"):
+        bayescale.ChEES(trajectory_scale=0)
     data = bayescale.simulate.simulate("kaplan_per_token", seed=0)
     with pytest.raises(ValueError, match=r"ChEES\(chunk_size=4\).*single fit"):
         bayescale.fit(data, "kaplan_per_token", inference=bayescale.ChEES(chunk_size=4))
@@ -110,13 +112,20 @@ def test_agrees_with_nuts_within_mcse(law, agreement_module):
 
 
 @pytest.mark.slow
-def test_sbc_passes_for_chees():
+@pytest.mark.parametrize(("thin", "trajectory_scale"), [(1, 1.0), (2, 0.35)])
+def test_sbc_passes_for_chees(thin, trajectory_scale):
+    """SBC at ChEES's defaults and at the batch benchmark's shorter trajectories."""
     r = sbc(
         "kaplan_n",
         num_replications=SBC_REPLICATIONS,
         seed=2027,
         inference=bayescale.ChEES(
-            num_chains=4, num_warmup=300, num_samples=scaled(250, 100), progress_bar=False
+            num_chains=4,
+            num_warmup=300,
+            num_samples=scaled(250, 100),
+            thin=thin,
+            trajectory_scale=trajectory_scale,
+            progress_bar=False,
         ),
     )
     assert len(r.ranks) == SBC_REPLICATIONS

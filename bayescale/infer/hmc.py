@@ -5,7 +5,7 @@ chains advance in lock step: every iteration every chain of every fit runs the s
 of leapfrog steps :math:`n = \\lceil s\\,u_t \\bar L \\rceil` (clipped to
 ``1..max_leapfrog_steps``), :math:`u_t \\in (0, 1)` the base-2 van der Corput (Halton) number
 of the iteration, :math:`\\bar L` the median over the group's fits of their adapted
-:math:`T_k / \\epsilon_k`, :math:`s` 1 during warm-up and :data:`SAMPLING_SCALE` after it;
+:math:`T_k / \\epsilon_k`, :math:`s` 1 during warm-up and ``trajectory_scale`` after it;
 one Metropolis correction per chain follows.  Each fit keeps its own step size
 :math:`\\epsilon_k` (so its trajectory is :math:`n \\epsilon_k` long), mass matrix and
 adaptation.  There is no tree, no per-lane loop bound and so no lane waste under ``vmap``:
@@ -70,10 +70,6 @@ LOG_UPDATE_CLIP = 0.35
 ADAM_BETAS = (0.9, 0.999)
 INITIAL_STEP_SIZE = 0.5  # in the units of the Laplace-preconditioned posterior (sd ~ 1)
 INITIAL_TRAJECTORY = 1.0
-#: After warm-up, trajectories run this fraction of the adapted ChEES length: on the
-#: catalogue's posteriors shorter trajectories, more often refreshed, give more effective
-#: draws per gradient and a smaller r-hat than the ChEES optimum (benchmarks/RESULTS.md).
-SAMPLING_SCALE = 0.35
 
 
 class ChEESOptions(NamedTuple):
@@ -90,6 +86,7 @@ class ChEESOptions(NamedTuple):
     dense_mass: bool = True
     target_accept_prob: float = 0.8
     max_leapfrog_steps: int = 255
+    trajectory_scale: float = 1.0  # after warm-up, trajectories of this times the adapted length
     learning_rate: float = 0.05
     num_starts: int = 8
     map_steps: int = 60
@@ -111,6 +108,8 @@ def _check(o: ChEESOptions) -> None:
         raise ValueError(f"target_accept_prob must lie in (0, 1), got {o.target_accept_prob!r}")
     if not isinstance(o.max_leapfrog_steps, int) or o.max_leapfrog_steps < 1:
         raise ValueError(f"max_leapfrog_steps must be >= 1, got {o.max_leapfrog_steps!r}")
+    if not o.trajectory_scale > 0:
+        raise ValueError(f"trajectory_scale must be positive, got {o.trajectory_scale!r}")
 
 
 def halton(i, bits: int):
@@ -383,7 +382,7 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
 
         def iteration(states, i):
             u = halton(i, bits)
-            scale = jnp.where(i >= o.num_warmup, SAMPLING_SCALE, 1.0)
+            scale = jnp.where(i >= o.num_warmup, o.trajectory_scale, 1.0)
             n, log_lbar = shared_steps(states.adapt, jnp.broadcast_to(u, (fits,)), real, scale)
             step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
             new, info = each(states, n, u, step_keys, data)
