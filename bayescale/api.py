@@ -368,6 +368,7 @@ def _sampler_options(inference: NUTS | ChEES, *, pooled: bool) -> SamplerOptions
             dense_mass=inference.dense_mass,
             target_accept_prob=float(inference.target_accept_prob),
             max_leapfrog_steps=inference.max_leapfrog_steps,
+            trajectory_scale=float(inference.trajectory_scale),
             num_starts=inference.num_starts,
             vectorized=inference.vectorized,
             group_size=inference.group_size,

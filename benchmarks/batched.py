@@ -43,14 +43,20 @@ Peers
 
 (c) **ChEES arm** (``--chees``) — in each K's (b) process, after its measurements:
     ``bayescale.fit(..., by="curve", inference=ChEES(num_chains=C, num_warmup=W_c,
-    num_samples=S_c))`` (defaults C = 2, W_c = W / C, S_c = S / C: the same iterations and
-    kept draws per curve as (b); ``--chees-*`` to change; ``--chees-vectorized`` its
+    num_samples=S_c, thin=t, trajectory_scale=f))`` (defaults C = 2, W_c = W / C,
+    S_c = S / C, t = 1, f = 1: the same iterations and kept draws per curve as (b);
+    ``--chees-*`` to change; ``--chees-vectorized`` its
     ``vectorized``, default bayescale's),
     compile timed the same way, and its gradients counted exactly in an untimed second call
     (:func:`chees_arm`).  Reported beside (b): ms per fit without compilation, achieved
     gradient rate against (b)'s in-program limit, converged share (bayescale's status, whose
     ESS floor is 100 per chain, and r-hat <= 1.01 with min ESS >= 100), and ESS per second
     per fit (median min(bulk, tail) ESS over the fits / ms per fit).  ``--no-loop`` skips (a).
+(d) **One big ChEES call** (``--chees-big K``, nothing else runs): ``bayescale.fit(...,
+    by="curve", inference=ChEES(...))`` on K curves with the ``--chees-*`` settings (warm-up
+    and samples default 250), ``--chunk-size``, ``--keep`` and ``--dtype``, in a fresh
+    process: wall,
+    compilation, peak RSS and converged share (the issue's K = 10,000 target).
 
 Figures
 -------
@@ -336,6 +342,10 @@ def counting_hmc_patch() -> None:
 def worker_batch(spec: dict) -> dict:
     import jax
 
+    # bayescale samples in float64 inside its own scoped context; the gradient limit and
+    # the MAP timing below run outside it, so float64 for the whole process (float32
+    # gradients would be a limit about twice too high)
+    jax.config.update("jax_enable_x64", True)
     clock = CompileClock()
     import jax.numpy as jnp
     import numpy as np
@@ -613,6 +623,8 @@ def chees_arm(spec: dict, frame, clock: CompileClock, map_s: float | None) -> di
         num_chains=C,
         num_warmup=spec["chees_warmup"],
         num_samples=spec["chees_samples"],
+        thin=spec["chees_thin"],
+        trajectory_scale=spec["chees_scale"],
         chunk_size=spec["chunk_size"],
         vectorized=spec["chees_vectorized"],
         group_size=spec["group_size"],
@@ -679,6 +691,54 @@ def chees_arm(spec: dict, frame, clock: CompileClock, map_s: float | None) -> di
     }
 
 
+def worker_chees_big(spec: dict) -> dict:
+    """``--chees-big``: one ``bayescale.fit(..., by="curve", inference=ChEES(...))`` call on
+    K curves in a fresh process (no NUTS arm): wall, compilation, peak RSS, converged share."""
+    import jax
+
+    clock = CompileClock()
+    import numpy as np
+    import pandas as pd
+
+    import bayescale
+
+    bayescale.configure(cache_dir=None)
+    K = spec["k"]
+    tokens, losses = load_curves(Path(spec["curves"]), K)
+    frame = pd.DataFrame(
+        {
+            "curve": np.repeat(np.arange(K), NUM_POINTS),
+            "token_index": tokens.ravel(),
+            "loss": losses.ravel(),
+        }
+    )
+    inference = bayescale.ChEES(
+        num_chains=spec["chees_chains"],
+        num_warmup=spec["chees_warmup"],
+        num_samples=spec["chees_samples"],
+        thin=spec["chees_thin"],
+        trajectory_scale=spec["chees_scale"],
+        chunk_size=spec["chunk_size"],
+        keep=spec["keep"],
+        dtype=spec["dtype"],
+        progress_bar=False,
+    )
+    rss_before = peak_rss_gib()
+    t0 = time.time()
+    result = bayescale.fit(frame, LAW, by="curve", inference=inference, seed=0, warn=False)
+    t1 = time.time()
+    diag = result.diagnostics
+    return {
+        "k": K,
+        "wall_s": t1 - t0,
+        "compile_s": clock.between(t0, t1),
+        "converged": float((diag["status"] == "converged").mean()),
+        "rss_before_gib": rss_before,
+        "peak_rss_gib": peak_rss_gib(),
+        "devices": len(jax.devices()),
+    }
+
+
 def nuts_ess(result) -> float:
     """Median over fits of min(bulk, tail) ESS in ``result``'s diagnostics."""
     import numpy as np
@@ -702,7 +762,8 @@ def run_worker(kind: str, spec: dict, tmp: Path) -> dict:
 
 def worker_main(spec: dict) -> None:
     warnings.simplefilter("ignore")
-    result = {"loop": worker_loop, "batch": worker_batch}[spec["kind"]](spec)
+    workers = {"loop": worker_loop, "batch": worker_batch, "chees_big": worker_chees_big}
+    result = workers[spec["kind"]](spec)
     Path(spec["out"]).write_text(json.dumps(result))
 
 
@@ -839,6 +900,45 @@ def chees_figures(r: dict) -> dict:
     }
 
 
+def run_chees_big(args) -> None:
+    """``--chees-big K``: one ChEES call on K curves in a fresh process, printed."""
+    C = args.chees_chains
+    W, S = args.chees_warmup or 250, args.chees_samples or 250
+    with tempfile.TemporaryDirectory(prefix="bayescale-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        curves = tmp / "curves.npz"
+        simulate_curves(args.chees_big, curves)
+        spec = {
+            "curves": str(curves),
+            "k": args.chees_big,
+            "chees_chains": C,
+            "chees_warmup": W,
+            "chees_samples": S,
+            "chees_thin": args.chees_thin,
+            "chees_scale": args.chees_trajectory_scale,
+            "chunk_size": args.chunk_size,
+            "dtype": args.dtype,
+            "keep": args.keep,
+        }
+        print(
+            f"ChEES(num_chains={C}, num_warmup={W}, num_samples={S}, thin={args.chees_thin}, "
+            f"trajectory_scale={args.chees_trajectory_scale}, "
+            f"chunk_size={args.chunk_size}, keep={args.keep}, dtype={args.dtype!r}), "
+            f"K = {args.chees_big}, "
+            f"load average at start {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+        r = run_worker("chees_big", spec, tmp)
+    print(
+        f"  wall {r['wall_s']:.1f} s (compile {r['compile_s']:.1f} s; "
+        f"{(r['wall_s'] - r['compile_s']) / r['k'] * 1e3:.1f} ms/fit excl. compile); peak RSS "
+        f"{r['peak_rss_gib']:.2f} GiB (before the call {r['rss_before_gib']:.2f}); converged "
+        f"by bayescale's status {r['converged']:.1%}; {r['devices']} device(s); load average at "
+        f"end {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="W=S=100, K up to 256")
@@ -866,6 +966,10 @@ def main(argv=None) -> None:
     parser.add_argument("--chees-chains", type=int, default=2)
     parser.add_argument("--chees-warmup", type=int, default=None, help="default: W / chains")
     parser.add_argument("--chees-samples", type=int, default=None, help="default: S / chains")
+    parser.add_argument("--chees-thin", type=int, default=1, help="ChEES(thin=)")
+    parser.add_argument(
+        "--chees-trajectory-scale", type=float, default=1.0, help="ChEES(trajectory_scale=)"
+    )
     parser.add_argument(
         "--chees-vectorized",
         choices=["auto", "yes", "no"],
@@ -873,6 +977,15 @@ def main(argv=None) -> None:
         help="ChEES(vectorized=): fits of a group under vmap together (auto: bayescale's)",
     )
     parser.add_argument("--no-loop", action="store_true", help="skip the NumPyro loops")
+    parser.add_argument(
+        "--chees-big",
+        type=int,
+        default=None,
+        metavar="K",
+        help="only one ChEES fit of K curves (the --chees-* settings; --chunk-size; --dtype)",
+    )
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    parser.add_argument("--keep", type=int, default=None, help="--chees-big: ChEES(keep=)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -887,6 +1000,9 @@ def main(argv=None) -> None:
     if args.loop_fits < 1:
         parser.error("--loop-fits must be >= 1")
     n_curves = max([*sizes, BIG_K if args.big else 0, args.loop_fits + 1])
+    if args.chees_big:
+        run_chees_big(args)
+        return
 
     import platform
 
@@ -943,6 +1059,8 @@ def main(argv=None) -> None:
                 "chees_chains": args.chees_chains,
                 "chees_warmup": args.chees_warmup or W // args.chees_chains,
                 "chees_samples": args.chees_samples or max(1, S // args.chees_chains),
+                "chees_thin": args.chees_thin,
+                "chees_scale": args.chees_trajectory_scale,
                 "chees_vectorized": {"auto": None, "yes": True, "no": False}[args.chees_vectorized],
             }
             batch[K] = run_worker("batch", spec, tmp)

@@ -6,7 +6,8 @@ change, e.g. ``--laws chinchilla``).
 Each curve is ``bayescale.simulate.simulate(law, seed=i)`` (the law's reference parameters
 and design); all curves of a law are fitted in one ``bayescale.fit(..., by="curve")`` call
 per sampler, ``NUTS(num_chains=4, num_warmup=500, num_samples=500)`` and
-``ChEES(num_chains=8, num_warmup=500, num_samples=250)``, the same seed.
+``ChEES(num_chains=8, num_warmup=500, num_samples=250)`` (``--chees-thin``,
+``--chees-trajectory-scale`` set its ``thin`` and ``trajectory_scale``), the same seed.
 
 For every fit, parameter and statistic (the mean, the 5% and 95% quantiles) the difference of
 the two estimates is scaled by its Monte Carlo error,
@@ -74,6 +75,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--curves", type=int, default=256)
     parser.add_argument("--laws", default=",".join(LAWS))
+    parser.add_argument("--chees-thin", type=int, default=1)
+    parser.add_argument("--chees-trajectory-scale", type=float, default=1.0)
     args = parser.parse_args(argv)
 
     import jax
@@ -88,7 +91,14 @@ def main(argv=None) -> None:
     )
     samplers = {
         "NUTS": bayescale.NUTS(num_chains=4, num_warmup=500, num_samples=500, progress_bar=False),
-        "ChEES": bayescale.ChEES(num_chains=8, num_warmup=500, num_samples=250, progress_bar=False),
+        "ChEES": bayescale.ChEES(
+            num_chains=8,
+            num_warmup=500,
+            num_samples=250,
+            thin=args.chees_thin,
+            trajectory_scale=args.chees_trajectory_scale,
+            progress_bar=False,
+        ),
     }
     for law in args.laws.split(","):
         data = curves(law, args.curves)

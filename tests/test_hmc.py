@@ -33,6 +33,8 @@ def test_options_are_checked():
         bayescale.ChEES(max_tree_depth=5)
     with pytest.raises(ValueError, match="keep"):
         bayescale.ChEES(keep=2)
+    with pytest.raises(ValueError, match=r"ChEES\(trajectory_scale=0\)"):
+        bayescale.ChEES(trajectory_scale=0)
     data = bayescale.simulate.simulate("kaplan_per_token", seed=0)
     with pytest.raises(ValueError, match=r"ChEES\(chunk_size=4\).*single fit"):
         bayescale.fit(data, "kaplan_per_token", inference=bayescale.ChEES(chunk_size=4))
@@ -44,8 +46,9 @@ def test_halton_is_van_der_corput():
 
 
 def test_lock_step_and_output_of_nuts(float64):
-    """Every chain of a fit runs the same leapfrog count per iteration; the output has the
-    keys and shapes of NUTS's sampler; the jitter spans (0, 1) of the trajectory length."""
+    """Every chain of every fit of a group runs the same leapfrog count per iteration; the
+    output has the keys and shapes of NUTS's sampler; the jitter spans (0, 1) of the
+    trajectory length; fits run one by one (``vectorized=False``) each run their own."""
     posterior = Posterior(get_law("kaplan_per_token"))
     fits = [
         bayescale.data.prepare(
@@ -59,7 +62,7 @@ def test_lock_step_and_output_of_nuts(float64):
     out = jax.tree.map(np.asarray, out)
     n = out["n_steps"]
     assert n.shape == (2, 4, 60)
-    assert (n == n[:, :1]).all()  # lock step within a fit
+    assert (n == n[:1, :1]).all()  # lock step across the group's fits and chains
     assert 1 <= n.min() and n.max() <= o.max_leapfrog_steps and n.max() > 2 * n.min()
     assert out["z"].shape == (2, 4, 60, posterior.dim)
     for k in ("diverging", "acceptance_rate", "lp", "energy", "step_size"):
@@ -68,6 +71,11 @@ def test_lock_step_and_output_of_nuts(float64):
     assert out["map_potential"].shape == (2,) and np.isfinite(out["map_potential"]).all()
     # after warm-up the step size is fixed per fit
     assert (out["step_size"] == out["step_size"][:, :1, :1]).all()
+    keys = jax.random.split(jax.random.key(1), 2)
+    n = np.asarray(
+        build_chees_sampler(posterior, o._replace(vectorized=False))(keys, data)["n_steps"]
+    )
+    assert (n == n[:, :1]).all() and not (n[0] == n[1]).all()  # each fit its own count
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +112,20 @@ def test_agrees_with_nuts_within_mcse(law, agreement_module):
 
 
 @pytest.mark.slow
-def test_sbc_passes_for_chees():
+@pytest.mark.parametrize(("thin", "trajectory_scale"), [(1, 1.0), (2, 0.35)])
+def test_sbc_passes_for_chees(thin, trajectory_scale):
+    """SBC at ChEES's defaults and at the batch benchmark's shorter trajectories."""
     r = sbc(
         "kaplan_n",
         num_replications=SBC_REPLICATIONS,
         seed=2027,
         inference=bayescale.ChEES(
-            num_chains=4, num_warmup=300, num_samples=scaled(250, 100), progress_bar=False
+            num_chains=4,
+            num_warmup=300,
+            num_samples=scaled(250, 100),
+            thin=thin,
+            trajectory_scale=trajectory_scale,
+            progress_bar=False,
         ),
     )
     assert len(r.ranks) == SBC_REPLICATIONS

@@ -49,15 +49,20 @@ DTYPES = ("float64", "float32")
 CPU_GROUP_SIZE = 32
 
 
-def lockstep_defaults(devices: Sequence) -> tuple[bool, int | None]:
-    """``(vectorized, group_size)`` for fits run on ``devices``.
+def lockstep_defaults(
+    devices: Sequence, options: SamplerOptions | ChEESOptions | None = None
+) -> tuple[bool, int | None]:
+    """``(vectorized, group_size)`` for fits run on ``devices`` by the sampler of ``options``.
 
-    On accelerators all chains of a chunk advance together under ``vmap`` (lanes are the
-    parallelism).  On CPU chains run one after another (NUTS's data-dependent control flow
-    under ``vmap`` costs more than vectorisation saves there; ``benchmarks/batched.py
-    --group-sizes``), and the fixed-length MAP search is vmapped over groups of
-    ``CPU_GROUP_SIZE`` fits.
+    On accelerators, and for ChEES-HMC everywhere (every lane runs the same leapfrog count,
+    so nothing is wasted), all chains of a chunk advance together under ``vmap`` (lanes
+    are the parallelism).  For NUTS on CPU chains run one after another (its
+    data-dependent control flow under ``vmap`` costs more than vectorisation saves there;
+    ``benchmarks/batched.py --group-sizes``), and the fixed-length MAP search is vmapped
+    over groups of ``CPU_GROUP_SIZE`` fits.
     """
+    if isinstance(options, ChEESOptions):
+        return True, None
     if all(d.platform == "cpu" for d in devices):
         return False, CPU_GROUP_SIZE
     return True, None
@@ -166,7 +171,7 @@ def _run(posterior, options, keys, data, devices, chunk_size, progress_bar, keep
         return _fetch(run(keys, data), reduce, spans=False)
     n_dev = len(devices)
     spans = distributed.spans_processes(devices)
-    vectorized, group_size = lockstep_defaults(devices)
+    vectorized, group_size = lockstep_defaults(devices, options)
     if options.vectorized is None:
         options = options._replace(vectorized=vectorized)
     if options.group_size is None:

@@ -1,12 +1,16 @@
 """Fixed-length HMC with ChEES adaptation: a lock-step sampler for batches of fits.
 
-Per fit, ``num_chains`` chains advance together: every iteration each chain of the fit runs
-the same number of leapfrog steps :math:`n = \\lceil u_t T / \\epsilon \\rceil` (clipped to
+The fits of a group (all fits of a chunk on a device, or one fit) and their ``num_chains``
+chains advance in lock step: every iteration every chain of every fit runs the same number
+of leapfrog steps :math:`n = \\lceil s\\,u_t \\bar L \\rceil` (clipped to
 ``1..max_leapfrog_steps``), :math:`u_t \\in (0, 1)` the base-2 van der Corput (Halton) number
-of the iteration (the same for every fit, so fits of similar shape also run similar
-lengths), followed by one Metropolis correction per chain.  There is no tree and no per-chain
-loop: under ``vmap`` over fits, an iteration lasts as long as the longest trajectory of the
-fits advancing together.
+of the iteration, :math:`\\bar L` the median over the group's fits of their adapted
+:math:`T_k / \\epsilon_k`, :math:`s` 1 during warm-up and ``trajectory_scale`` after it;
+one Metropolis correction per chain follows.  Each fit keeps its own step size
+:math:`\\epsilon_k` (so its trajectory is :math:`n \\epsilon_k` long), mass matrix and
+adaptation.  There is no tree, no per-lane loop bound and so no lane waste under ``vmap``:
+the leapfrog loop's trip count is the same for thousands of lanes.  A fit alone has
+:math:`\\bar L = T / \\epsilon`.
 
 Warm-up adapts, per fit and from all its chains at once (Hoffman, Radul & Sountsov 2021):
 
@@ -16,7 +20,8 @@ Warm-up adapts, per fit and from all its chains at once (Hoffman, Radul & Sounts
   dual-averaging average;
 - the trajectory length :math:`T` by Adam ascent on :math:`\\log T` of the ChEES criterion
   :math:`\\tfrac14 E[(\\lVert x'-\\bar x'\\rVert^2 - \\lVert x-\\bar x\\rVert^2)^2]`, whose
-  gradient estimate per chain is :math:`u_t T (\\lVert x'-\\bar x'\\rVert^2 -
+  gradient estimate per chain, at the trajectory that ran, is :math:`u_t \\bar L \\epsilon
+  (\\lVert x'-\\bar x'\\rVert^2 -
   \\lVert x-\\bar x\\rVert^2)\\,(x'-\\bar x')\\cdot M^{-1}p'` (proposals weighted by their
   acceptance probability, divergent ones left out), each update clipped to
   :math:`\\pm 0.35`, then averaged with weight :math:`t^{-1/2}`;
@@ -81,6 +86,7 @@ class ChEESOptions(NamedTuple):
     dense_mass: bool = True
     target_accept_prob: float = 0.8
     max_leapfrog_steps: int = 255
+    trajectory_scale: float = 1.0  # after warm-up, trajectories of this times the adapted length
     learning_rate: float = 0.05
     num_starts: int = 8
     map_steps: int = 60
@@ -102,6 +108,8 @@ def _check(o: ChEESOptions) -> None:
         raise ValueError(f"target_accept_prob must lie in (0, 1), got {o.target_accept_prob!r}")
     if not isinstance(o.max_leapfrog_steps, int) or o.max_leapfrog_steps < 1:
         raise ValueError(f"max_leapfrog_steps must be >= 1, got {o.max_leapfrog_steps!r}")
+    if not o.trajectory_scale > 0:
+        raise ValueError(f"trajectory_scale must be positive, got {o.trajectory_scale!r}")
 
 
 def halton(i, bits: int):
@@ -122,11 +130,11 @@ def num_steps(u, step_size, length, max_steps: int):
 class _Adapt(NamedTuple):
     log_step: jnp.ndarray  # () log step size in use
     da: tuple  # NumPyro dual-averaging state
-    log_length: jnp.ndarray  # () log trajectory length in use (the t^-1/2 average)
+    log_length: jnp.ndarray  # () log trajectory length T in use (the t^-1/2 average)
     adam: tuple  # (m, v, t) of the Adam ascent on log T
     count: jnp.ndarray  # () iterations since the last restart of the averages
     inverse_mass: jnp.ndarray  # (dim, dim)
-    chol: jnp.ndarray  # (dim, dim) lower Cholesky factor of inverse_mass
+    momentum: jnp.ndarray  # (dim, dim) L^-1, L L^T = inverse_mass: p = eps @ L^-1 ~ N(0, M)
     sums: tuple  # (n, sum, sum of outer products) of positions - shift in the mass window
     shift: jnp.ndarray  # (dim,)
 
@@ -138,14 +146,22 @@ class _State(NamedTuple):
     adapt: _Adapt
 
 
+def rows_times(x, m):
+    """``x @ m`` for a few rows ``x`` and a small square ``m``, as broadcast products and a
+    sum (XLA's CPU matrix product is slow at these sizes under ``vmap``)."""
+    return jnp.sum(x[..., :, None] * m, axis=-2)
+
+
 def _mass(cov, dense: bool, dim: int):
-    """``(inverse_mass, chol)`` from a covariance: diagonal unless ``dense``; the identity
-    where the covariance is not finite or not positive definite."""
+    """``(inverse_mass, L^-1)`` from a covariance, ``L`` its lower Cholesky factor: diagonal
+    unless ``dense``; the identity where the covariance is not finite or not positive
+    definite."""
     m = cov if dense else jnp.diag(jnp.diag(cov))
     chol = jnp.linalg.cholesky(m)
     ok = jnp.all(jnp.isfinite(chol))
     eye = jnp.eye(dim, dtype=cov.dtype)
-    return jnp.where(ok, m, eye), jnp.where(ok, chol, eye)
+    inv_chol = jax.scipy.linalg.solve_triangular(jnp.where(ok, chol, eye), eye, lower=True)
+    return jnp.where(ok, m, eye), inv_chol
 
 
 def build_chees_sampler(
@@ -186,7 +202,7 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
             posterior, *jax.random.split(k_start), data, chains,
             num_starts=o.num_starts, map_steps=o.map_steps, init=o.init,
         )  # fmt: skip
-        inverse_mass, chol = _mass(cov, o.dense_mass, dim)
+        inverse_mass, momentum = _mass(cov, o.dense_mass, dim)
         potential, grad = jax.vmap(jax.value_and_grad(posterior.sampler_potential), (0, None))(
             w0, data
         )
@@ -199,31 +215,29 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
             adam=(zero, zero, zero),
             count=zero,
             inverse_mass=inverse_mass,
-            chol=chol,
+            momentum=momentum,
             sums=(zero, jnp.zeros(dim, w0.dtype), jnp.zeros((dim, dim), w0.dtype)),
             shift=w0[0],
         )
         return _State(w0, potential, grad, adapt), k_run, mode
 
-    def transition(state: _State, i, key, data):
-        """One lock-step HMC iteration of all chains of a fit."""
+    def transition(state: _State, n, u, key, data):
+        """One HMC iteration of all chains of a fit, ``n`` leapfrog steps each."""
         a = state.adapt
-        vg = jax.vmap(jax.value_and_grad(posterior.sampler_potential), (0, None))
-        step, length = jnp.exp(a.log_step), jnp.exp(a.log_length)
-        u = halton(i, bits)
-        n = num_steps(u, step, length, o.max_leapfrog_steps)
+        vg = jax.vmap(jax.value_and_grad(posterior.sampler_potential))
+        data = jax.tree.map(lambda x: jnp.broadcast_to(x, (chains, *x.shape)), data)
+        step = jnp.exp(a.log_step)
         k_p, k_u = jax.random.split(key)
         eps = jax.random.normal(k_p, (chains, dim), state.w.dtype)
-        # p ~ N(0, M), M = inverse_mass^-1 = (L L^T)^-1: p = L^-T eps
-        p0 = jax.scipy.linalg.solve_triangular(a.chol.T, eps.T, lower=False).T
+        p0 = rows_times(eps, a.momentum)  # p ~ N(0, M), M = inverse_mass^-1 = (L L^T)^-1
 
         def kinetic(p):
-            return 0.5 * jnp.sum(p * (p @ a.inverse_mass), -1)
+            return 0.5 * jnp.sum(p * rows_times(p, a.inverse_mass), -1)
 
         def leapfrog(_, c):
             w, p, potential, grad = c
             p = p - 0.5 * step * grad
-            w = w + step * (p @ a.inverse_mass)
+            w = w + step * rows_times(p, a.inverse_mass)
             potential, grad = vg(w, data)
             return w, p - 0.5 * step * grad, potential, grad
 
@@ -252,8 +266,14 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
         }
         return new, info
 
-    def adapt_step(state: _State, before: _State, info, i):
-        """The warm-up update of step size, trajectory length and mass matrix."""
+    def adapt_step(state: _State, before: _State, info, i, log_lbar):
+        """The warm-up update of step size, trajectory length and mass matrix.
+
+        ``log_lbar``: log of the iteration's unjittered step count :math:`\\bar L` (the
+        fit's own :math:`T/\\epsilon` when it runs alone, the group's in lock step).  The
+        ChEES gradient is that of the trajectory that ran, of length
+        :math:`u \\bar L \\epsilon`; the Adam step moves the fit's own :math:`\\log T`.
+        """
         a = state.adapt
         ok = ~info["diverging"]
         prob = jnp.where(ok, info["accept_prob"], 0.0)
@@ -269,10 +289,10 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
         weight = jnp.sum(prob) + 1e-20
         centred1 = w1 - jnp.sum(prob[:, None] * w1, 0) / weight
         centred0 = before.w - jnp.mean(before.w, 0)
-        v1 = jnp.where(ok[:, None], p1 @ a.inverse_mass, 0.0)
+        v1 = jnp.where(ok[:, None], rows_times(p1, a.inverse_mass), 0.0)
         per_chain = (
             info["u"]
-            * jnp.exp(a.log_length)
+            * jnp.exp(log_lbar + a.log_step)
             * (jnp.sum(centred1**2, -1) - jnp.sum(centred0**2, -1))
             * jnp.sum(centred1 * v1, -1)
         )
@@ -317,11 +337,11 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
         mean = s1 / n
         cov = (s2 - n * jnp.outer(mean, mean)) / (n - 1)
         cov = n / (n + 5.0) * cov + 1e-3 * 5.0 / (n + 5.0) * jnp.eye(dim, dtype=cov.dtype)
-        inverse_mass, chol = _mass(cov, o.dense_mass, dim)
+        inverse_mass, momentum = _mass(cov, o.dense_mass, dim)
         return state._replace(
             adapt=a._replace(
                 inverse_mass=inverse_mass,
-                chol=chol,
+                momentum=momentum,
                 da=da_init(a.log_step + jnp.log(10.0)),
                 count=jnp.zeros_like(a.count),
             )
@@ -338,44 +358,74 @@ def _build(posterior: Posterior, o: ChEESOptions, devices):
             "step_size": info["step_size"],
         }
 
-    def run_fit(state: _State, key, data):
-        """All iterations of one fit's chains; kept draws written into a buffer."""
-        _, probe = jax.eval_shape(lambda s: transition(s, 0, key, data), state)
-        shapes = jax.eval_shape(lambda s, f: stats(s, f, data), state, probe)
-        buffer = jax.tree.map(lambda x: jnp.zeros((o.num_samples, *x.shape), x.dtype), shapes)
+    def shared_steps(adapt: _Adapt, u, real, scale):
+        """The group's leapfrog count of an iteration, :math:`\\lceil s u \\bar L \\rceil`
+        (``scale`` :math:`s`), and
+        :math:`\\log \\bar L`: :math:`\\bar L` the median over the group's real fits
+        (``real``; all when none is) of their adapted :math:`T_k / \\epsilon_k`."""
+        per_fit = adapt.log_length - adapt.log_step
+        log_lbar = jnp.nanmedian(jnp.where(real, per_fit, jnp.nan))
+        log_lbar = jnp.where(jnp.isnan(log_lbar), jnp.median(per_fit), log_lbar)
+        counts = num_steps(
+            u, 1.0, jnp.broadcast_to(scale * jnp.exp(log_lbar), u.shape), o.max_leapfrog_steps
+        )
+        return counts[0], log_lbar
 
-        def body(carry, i):
-            state, buffer = carry
-            new, info = transition(state, i, jax.random.fold_in(key, i), data)
-            if o.num_warmup:
+    def run_group(states: _State, keys, data):
+        """All iterations of a group of fits (leading axis) advancing in lock step: every
+        chain of every fit runs the same number of leapfrog steps per iteration
+        (:func:`shared_steps`), each fit with its own step size, mass matrix and
+        adaptation: a ``scan`` over warm-up iterations, then one over kept draws."""
+        fits = keys.shape[0]
+        real = jnp.any(data["mask"].reshape(fits, -1), -1)
+        each = jax.vmap(transition, (0, None, None, 0, 0))
+
+        def iteration(states, i):
+            u = halton(i, bits)
+            scale = jnp.where(i >= o.num_warmup, o.trajectory_scale, 1.0)
+            n, log_lbar = shared_steps(states.adapt, jnp.broadcast_to(u, (fits,)), real, scale)
+            step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
+            new, info = each(states, n, u, step_keys, data)
+            return new, info, log_lbar
+
+        def warm(states, i):
+            new, info, log_lbar = iteration(states, i)
+            new = jax.vmap(adapt_step, (0, 0, 0, None, None))(new, states, info, i, log_lbar)
+            if window[1] > window[0] + 1:
                 new = jax.lax.cond(
-                    i < o.num_warmup, lambda: adapt_step(new, state, info, i), lambda: new
+                    i == window[1] - 1, lambda: jax.vmap(end_window)(new), lambda: new
                 )
-                if window[1] > window[0] + 1:
-                    new = jax.lax.cond(i == window[1] - 1, lambda: end_window(new), lambda: new)
-            j = jnp.clip((i - o.num_warmup) // o.thin, 0, o.num_samples - 1)
-            keep = (i >= o.num_warmup) & ((i - o.num_warmup) % o.thin == o.thin - 1)
-            buffer = jax.lax.cond(
-                keep,
-                lambda: jax.tree.map(lambda b, x: b.at[j].set(x), buffer, stats(new, info, data)),
-                lambda: buffer,
-            )
-            return (new, buffer), None
+            return new, None
 
-        (state, buffer), _ = jax.lax.scan(body, (state, buffer), jnp.arange(total))
-        # (draws, chains, ...) -> (chains, draws, ...)
-        buffer = jax.tree.map(lambda b: jnp.swapaxes(b, 0, 1), buffer)
-        imm = jnp.broadcast_to(state.adapt.inverse_mass, (chains, dim, dim))
-        return buffer, imm
+        def draw(states, j):
+            """``thin`` iterations; the last one's state is the kept draw."""
+            first = o.num_warmup + j * o.thin
+            states = jax.lax.fori_loop(
+                0, o.thin - 1, lambda k, s: iteration(s, first + k)[0], states
+            )
+            new, info, _ = iteration(states, first + o.thin - 1)
+            return new, jax.vmap(stats)(new, info, data)
+
+        states, _ = jax.lax.scan(warm, states, jnp.arange(o.num_warmup))
+        states, draws = jax.lax.scan(draw, states, jnp.arange(o.num_samples))
+        # (draws, fits, chains, ...) -> (fits, chains, draws, ...)
+        draws = jax.tree.map(lambda b: jnp.moveaxis(b, 0, 2), draws)
+        imm = jnp.broadcast_to(states.adapt.inverse_mass[:, None], (fits, chains, dim, dim))
+        return draws, imm
+
+    def alone(args):
+        """:func:`run_group` of one fit (no leading axis)."""
+        out = run_group(*jax.tree.map(lambda x: x[None], args))
+        return jax.tree.map(lambda x: x[0], out)
 
     def run_fits(keys, data):
         states, run_keys, mode = jax.vmap(init_fit)(keys, data)
         if o.vectorized:
-            buffer, imm = jax.vmap(run_fit)(states, run_keys, data)
-        else:
-            buffer, imm = jax.lax.map(lambda a: run_fit(*a), (states, run_keys, data))
+            draws, imm = run_group(states, run_keys, data)
+        else:  # one by one: each fit a group of its own
+            draws, imm = jax.lax.map(alone, (states, run_keys, data))
         return {
-            **buffer,
+            **draws,
             "map_potential": mode.potential,
             "map_failed_starts": mode.num_failed,
             "inverse_mass_matrix": imm,
