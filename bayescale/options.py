@@ -74,9 +74,10 @@ class Model:
         the covariate (:mod:`bayescale.model.discrepancy`): ``"ou_rw"`` (an OU process of
         one-decade length plus a random walk in decades of :math:`x`, scales
         ``delta_s``, ``delta_q`` fitted under hyperpriors learnt from real curves), or
-        ``"ou_rw(m_s, sd_s, m_q, sd_q)"`` with other log-normal hyperpriors.  It widens
-        ``predict(kind="observation")`` beyond the data.  Laws of several covariates get
-        none.  ``None``: the law is exact (residuals independent).
+        ``"ou_rw(m_s, sd_s, m_q, sd_q)"`` with other log-normal hyperpriors.  On by default
+        (``"ou_rw"``); it widens ``predict(kind="observation")`` beyond the data.  Laws of
+        several covariates get none.  ``Model(discrepancy=None)`` turns it off: the law is
+        exact (residuals independent given the parameters).
 
     Raises
     ------
@@ -89,7 +90,7 @@ class Model:
     noise: str = "constant"
     priors: Mapping[str, str] | None = None
     pooled: tuple[str, ...] = ()
-    discrepancy: str | None = None
+    discrepancy: str | None = "ou_rw"
 
     @property
     def observation(self) -> str:

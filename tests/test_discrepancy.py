@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ou_rw_kernel as kernel
 from conftest import scaled
 from scipy.stats import multivariate_normal
 
@@ -22,13 +23,6 @@ from bayescale.model import (
     noise_model,
     observation_name,
 )
-
-
-def kernel(u, v, s, q):
-    """The dense covariance of delta: s^2 exp(-|u - v|) + q^2 two-sided min."""
-    u, v = np.meshgrid(u, v, indexing="ij")
-    same = (np.sign(u) == np.sign(v)) | (u == 0) | (v == 0)
-    return s**2 * np.exp(-abs(u - v)) + q**2 * np.where(same, np.minimum(abs(u), abs(v)), 0.0)
 
 
 @pytest.fixture
@@ -115,8 +109,10 @@ def test_observation_names():
 
 
 def test_model_option_checks():
-    assert bayescale.Model().discrepancy is None
-    assert bayescale.Model(discrepancy="ou_rw").observation == "student_t+ou_rw"
+    # on by default (issue 17); None is the way back to the exact law
+    assert bayescale.Model().discrepancy == "ou_rw"
+    assert bayescale.Model().observation == "student_t+ou_rw"
+    assert bayescale.Model(discrepancy=None).observation == "student_t"
     m = bayescale.Model(discrepancy="ou_rw(-4, 0.5, -5, 0.7)", noise="loglinear")
     assert m.observation == "student_t+loglinear+ou_rw(-4, 0.5, -5, 0.7)"
     with pytest.raises(ValueError, match=r"Model\(discrepancy='ar1'\)"):

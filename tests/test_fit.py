@@ -104,8 +104,10 @@ def test_predict_columns_and_bands(result):
         assert col in obs.columns, col
     assert (obs["q5"] <= obs["q50"]).all() and (obs["q50"] <= obs["q95"]).all()
     mean_pred = result.predict(new, kind="mean")
-    # the observation band includes the noise: it is wider than the band of the law itself
-    assert ((obs["q95"] - obs["q5"]) > (mean_pred["q95"] - mean_pred["q5"])).all()
+    # under the default discrepancy the law and delta trade off inside the data, so the law's
+    # band need not be narrower than a new run's; a new run's band grows beyond the data
+    width = (obs["q95"] - obs["q5"]).to_numpy()
+    assert width[1] < width[2] < width[3], width
     # far extrapolation (3 decades beyond the data) is flagged with its distance
     assert obs["extrapolation"].iloc[1] == "interpolation"
     assert obs["decades_beyond"].iloc[1] == 0
