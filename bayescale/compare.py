@@ -14,7 +14,9 @@ stacked posterior predictive
 the weights :math:`w_k` maximising :math:`\\sum_i \\log \\sum_k w_k\\, p(y_i \\mid y_{-i}, M_k)`
 (Yao et al. 2018), so an extrapolation need not pick one law.  The pointwise
 log-likelihood is the one each result stores (``log_likelihood`` group), computed from the
-one log density of :mod:`bayescale.model`.
+one log density of :mod:`bayescale.model`; under a discrepancy (the default for one-covariate
+laws), whose stored terms are sequential, PSIS-LOO reads :math:`\\log p(y_i \\mid y_{-i},
+\\theta)` instead (:func:`loo_tree`; Bürkner, Gabry & Vehtari 2021).
 
 **Leave-future-out** (``cv=LFO(...)``, Bürkner, Gabry & Vehtari 2020): LOO asks how well a
 law predicts a point *among* the others; an extrapolation asks how well it predicts points
@@ -27,7 +29,9 @@ the log predictive density of the later points,
     \\log \\frac1S \\sum_s p(y_j \\mid \\theta^{(s)}_{1:L_k}),
 
 so the weights favour the laws that extrapolated well inside the data, and the stacked
-predictive mixes laws that disagree beyond it (its band widens where they part).
+predictive mixes laws that disagree beyond it (its band widens where they part).  Under a
+discrepancy :math:`p(y_j \\mid \\theta)` is :math:`p(y_j \\mid y_{1:L_k}, \\theta)`, each later
+point's predictive given the fitted ones (:func:`log_predictive_density`).
 """
 
 from __future__ import annotations
