@@ -411,9 +411,8 @@ def loo_tree(result: Result):
     out (the later points still condition on it)."""
     import xarray as xr
 
-    dt = result.datatree_of()
     if not result.posterior.discrepancy:
-        return dt
+        return result.datatree_of()
     dt, values, log_x, log_y = _fitted(result)
     ll = leave_one_out_log_density(result.posterior, values, log_x, log_y)
     stored = dt.log_likelihood[result.law.response]
