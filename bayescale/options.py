@@ -100,6 +100,16 @@ class Model:
 
         return observation_name(self.likelihood, self.noise, self.discrepancy)
 
+    def observation_for(self, law) -> str:
+        """:attr:`observation` as fitted to ``law`` (a :class:`~bayescale.laws.Law`): without
+        the discrepancy when the law has several covariates (it runs along one), so that a
+        result records the model it was fitted with."""
+        from bayescale.model import observation_name
+
+        if len(law.covariates) == 1:
+            return self.observation
+        return observation_name(self.likelihood, self.noise)
+
     def __post_init__(self):
         from bayescale.laws import LawError, Prior
         from bayescale.model import likelihood_family, parse_discrepancy, with_noise

@@ -113,6 +113,9 @@ def test_model_option_checks():
     assert bayescale.Model().discrepancy == "ou_rw"
     assert bayescale.Model().observation == "student_t+ou_rw"
     assert bayescale.Model(discrepancy=None).observation == "student_t"
+    # a law of several covariates is fitted, and recorded, without it
+    assert bayescale.Model().observation_for(get_law("chinchilla")) == "student_t"
+    assert bayescale.Model().observation_for(get_law("kaplan_n")) == "student_t+ou_rw"
     m = bayescale.Model(discrepancy="ou_rw(-4, 0.5, -5, 0.7)", noise="loglinear")
     assert m.observation == "student_t+loglinear+ou_rw(-4, 0.5, -5, 0.7)"
     with pytest.raises(ValueError, match=r"Model\(discrepancy='ar1'\)"):
@@ -121,6 +124,14 @@ def test_model_option_checks():
         bayescale.Model(discrepancy="ou_rw(-4, 0, -5, 0.7)")
     with pytest.raises(TypeError, match="string or None"):
         bayescale.Model(discrepancy=True)
+
+
+def test_a_fit_of_several_covariates_records_no_discrepancy():
+    from bayescale.simulate import simulate
+
+    r = bayescale.fit(simulate("chinchilla", seed=1), "chinchilla", inference=bayescale.MAP())
+    assert r.likelihood == "student_t" and r.posterior.discrepancy is None
+    assert "delta_s" not in r.posterior.site_names
 
 
 def test_sites_and_priors():

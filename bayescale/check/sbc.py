@@ -218,7 +218,7 @@ def sbc(
         "sbc", model, inference, deprecated, defaults=(Model(), SBC_INFERENCE)
     )
     law = get_law(law, priors=model.priors)
-    posterior = Posterior(law, model.observation)
+    posterior = Posterior(law, model.observation_for(law))
     if isinstance(num_replications, bool) or not isinstance(num_replications, int | np.integer):
         raise ValueError(f"num_replications must be an integer, got {num_replications!r}")
     if num_replications < 10:
