@@ -72,12 +72,12 @@ class Model:
     discrepancy : str or None
         The law's own error :math:`\\delta(x)`, added to the log mean and correlated along
         the covariate (:mod:`bayescale.model.discrepancy`): ``"ou_rw"`` (an OU process of
-        one-decade length plus a random walk in decades of :math:`x`, scales
-        ``delta_s``, ``delta_q`` fitted under hyperpriors learnt from real curves), or
-        ``"ou_rw(m_s, sd_s, m_q, sd_q)"`` with other log-normal hyperpriors.  On by default
-        (``"ou_rw"``); it widens ``predict(kind="observation")`` beyond the data.  Laws of
-        several covariates get none.  ``Model(discrepancy=None)`` turns it off: the law is
-        exact (residuals independent given the parameters).
+        one-decade length plus a random walk in decades of :math:`x`, fitted as their
+        roughness ``delta_r`` and the walk's share ``delta_w``), or ``"ou_rw(m_r, sd_r)"``
+        with another log-normal hyperprior of the roughness.  On by default (``"ou_rw"``);
+        it widens ``predict(kind="observation")`` beyond the data.  Laws of several
+        covariates get none.  ``Model(discrepancy=None)`` turns it off: the law is exact
+        (residuals independent given the parameters).
 
     Raises
     ------

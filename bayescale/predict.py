@@ -15,7 +15,13 @@ import pandas as pd
 
 from bayescale.data import FitData, nonnegative_number
 from bayescale.infer.cache import compiled
-from bayescale.model import Posterior, delta_conditional, observation_noise, posterior_key
+from bayescale.model import (
+    Posterior,
+    delta_conditional,
+    observation_noise,
+    posterior_key,
+    scales,
+)
 
 __all__ = [
     "band_quantile",
@@ -141,7 +147,7 @@ def conditional_delta(posterior, values, fitted_log_x, fitted_log_y, mask, log_x
     with np.errstate(invalid="ignore", divide="ignore"):
         mean, var = delta_conditional(
             np.where(on, r, 0.0), u_fit, np.square(sigma), on, u_new,
-            np.asarray(values["delta_s"]), np.asarray(values["delta_q"]),
+            *scales(np.asarray(values["delta_r"]), np.asarray(values["delta_w"])),
         )  # fmt: skip
     return mean + np.sqrt(var) * rng.standard_normal(np.broadcast_shapes(mean.shape, shape))
 
@@ -180,7 +186,7 @@ def held_out_log_density(posterior, values, fitted_log_x, fitted_log_y, log_x, l
         u_new = (np.asarray(log_x[c], dtype=float) - np.min(lx_fit)) / np.log(10)
         mean, dvar = delta_conditional(
             r, u, var, np.ones(u.shape, bool), u_new,
-            np.asarray(values["delta_s"]), np.asarray(values["delta_q"]),
+            *scales(np.asarray(values["delta_r"]), np.asarray(values["delta_w"])),
         )  # fmt: skip
         r_new, scale2 = r_new - mean, scale2 + dvar
     return np.asarray(posterior.family.logpdf(jnp.asarray(r_new), jnp.sqrt(scale2), v))
@@ -206,7 +212,7 @@ def leave_one_out_log_density(posterior, values, log_x, log_y):
     r, var, u = _fitted_residuals(posterior, v, np.asarray(log_x[c], dtype=float), log_y)
     mean, dvar = delta_conditional(
         r, u, var, np.ones(u.shape, bool), u,
-        np.asarray(values["delta_s"]), np.asarray(values["delta_q"]),
+        *scales(np.asarray(values["delta_r"]), np.asarray(values["delta_w"])),
     )  # fmt: skip
     with np.errstate(divide="ignore"):
         dvar = np.maximum(dvar, np.finfo(float).tiny)

@@ -76,7 +76,8 @@ def simulate(
         :math:`\\sigma \\ge 0`; ``0`` gives the law exactly.  Default: ``design["noise"]``,
         else ``law.design["noise"]``, else 0.02.
     discrepancy : (float, float), optional
-        :math:`(s, q) \\ge 0`, the scales of :math:`\\delta` (``delta_s``, ``delta_q``);
+        :math:`(s, q) \\ge 0`, the OU and random-walk scales of :math:`\\delta`
+        (:func:`bayescale.model.discrepancy.scales` of ``delta_r``, ``delta_w``);
         ``None`` (default): none.  Drawn after the noise, so the other draws of a seed stay.
     seed : int, optional
         Seed of :func:`numpy.random.default_rng`; the same seed gives the same data.

@@ -28,7 +28,7 @@ from bayescale.simulate import simulate
 # Every catalogue law with >= 200 replications under BAYESCALE_FULL=1 (4 chains x 500 + 500:
 # at 2 x 300 most replications were flagged high_rhat, at 4 x 500 ~96% converge; the
 # non-converged are kept in the test and counted in the report); by default (CI) the cheapest
-# law (two parameters + sigma + nu, and the discrepancy's delta_s, delta_q) with 30
+# law (two parameters + sigma + nu, and the discrepancy's delta_r, delta_w) with 30
 # replications (5 bins of 20 ranks, 6 expected per bin: a gross miscalibration still fails
 # it).  The model is the default one, the discrepancy on for every one-covariate law (the data
 # simulated from it, delta drawn from its prior).  All sites of all laws tested are judged
@@ -69,7 +69,7 @@ SBC_SETTINGS = scaled(
 )
 SBC_ALPHA = 0.01
 # over ALL the mode's laws, whatever BAYESCALE_SBC_LAWS selects
-# (the default model: the discrepancy's delta_s, delta_q are sites of every one-covariate law)
+# (the default model: the discrepancy's delta_r, delta_w are sites of every one-covariate law)
 NUM_SBC_TESTS = sum(
     len(Posterior(get_law(k), bayescale.Model().observation).site_names) for k in SBC_ALL_LAWS
 )

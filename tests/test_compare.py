@@ -99,14 +99,14 @@ def test_loo_terms_under_the_discrepancy_match_the_dense_gaussian():
     the conditional of the dense Gaussian, y ~ N(log f, K + sigma^2 I), K the OU + random-walk
     kernel, p(y_i | y_-i) = N(y_i - g_i / c_ii, 1 / c_ii), g = Sigma^-1 r, c = diag(Sigma^-1)."""
     from bayescale.laws import get_law
-    from bayescale.model import Posterior
+    from bayescale.model import Posterior, scales
     from bayescale.precision import float64
     from bayescale.predict import leave_one_out_log_density
 
     post = Posterior(get_law("power_law_offset"), "normal+ou_rw")
     rng = np.random.default_rng(0)
     x = np.sort(10 ** rng.uniform(0, 3, 12))
-    values = {"E": 0.5, "A": 2.0, "alpha": 0.3, "sigma": 0.02, "delta_s": 0.03, "delta_q": 0.05}
+    values = {"E": 0.5, "A": 2.0, "alpha": 0.3, "sigma": 0.02, "delta_r": 0.06, "delta_w": 0.4}
     values = {k: np.array([v, 1.3 * v]) for k, v in values.items()}  # two draws
     log_y = np.log(0.5 + 2.0 * x**-0.3) + 0.05 * rng.standard_normal(x.size)
     got = float64(leave_one_out_log_density)(post, values, {"x": np.log(x)}, log_y)
@@ -115,7 +115,7 @@ def test_loo_terms_under_the_discrepancy_match_the_dense_gaussian():
     for d in range(2):
         v = {k: a[d] for k, a in values.items()}
         r = log_y - np.log(v["E"] + v["A"] * x ** -v["alpha"])
-        cov = ou_rw_kernel(u, u, v["delta_s"], v["delta_q"])
+        cov = ou_rw_kernel(u, u, *scales(v["delta_r"], v["delta_w"]))
         prec = np.linalg.inv(cov + v["sigma"] ** 2 * np.eye(x.size))
         g, c = prec @ r, np.diag(prec)
         want = -0.5 * np.log(2 * np.pi / c) - 0.5 * g**2 / c

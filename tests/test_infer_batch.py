@@ -12,7 +12,7 @@ import pytest
 
 import bayescale
 from bayescale import NUTS
-from bayescale.model import delta_conditional
+from bayescale.model import delta_conditional, scales
 from bayescale.simulate import simulate
 
 SETTINGS = {"num_chains": 2, "num_warmup": 400, "num_samples": 400}
@@ -141,7 +141,7 @@ def test_batched_predict_equals_each_fits_own_predict(batch):
     expected = []
     for size, x in zip(new["size"], new["token_index"], strict=True):
         one = batch[size].datatree_of()
-        v = {k: one.posterior[k].values.reshape(-1) for k in ("sigma", "delta_s", "delta_q")}
+        v = {k: one.posterior[k].values.reshape(-1) for k in ("sigma", "delta_r", "delta_w")}
         x_fit = one.constant_data["token_index"].values
         fitted = {"token_index": x_fit}
         log_f = np.log(batch[size].predict_draws(fitted, kind="mean")).reshape(-1, x_fit.size)
@@ -149,7 +149,7 @@ def test_batched_predict_equals_each_fits_own_predict(batch):
         u = np.log10(x_fit / x_fit.min())
         mean, var = delta_conditional(
             r, u, v["sigma"][:, None] ** 2, np.ones(u.shape, bool),
-            np.log10(np.full((1,), x) / x_fit.min()), v["delta_s"], v["delta_q"],
+            np.log10(np.full((1,), x) / x_fit.min()), *scales(v["delta_r"], v["delta_w"]),
         )  # fmt: skip
         expected.append(np.sqrt(np.mean(v["sigma"] ** 2) + var.mean() + mean.var()))
     np.testing.assert_allclose(spread, expected, rtol=0.25)

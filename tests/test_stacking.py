@@ -9,6 +9,7 @@ from scipy import stats
 
 import bayescale
 from bayescale.compare import LFO, log_predictive_density
+from bayescale.model import scales
 from bayescale.simulate import simulate
 
 # Laplace draws (no NUTS compile); the default discrepancy on, so LFO scores each later point
@@ -77,7 +78,7 @@ def test_log_predictive_density_by_hand_under_the_discrepancy(broken_data):
     ll = np.empty((d["E"].size, x_new.size))
     for i in range(d["E"].size):
         f = lambda x, i=i: np.log(d["E"][i] + d["A"][i] * x ** -d["alpha"][i])  # noqa: E731
-        s, q, sigma = d["delta_s"][i], d["delta_q"][i], d["sigma"][i]
+        (s, q), sigma = scales(d["delta_r"][i], d["delta_w"][i]), d["sigma"][i]
         cov = ou_rw_kernel(u_fit, u_fit, s, q) + sigma**2 * np.eye(x_fit.size)
         k_new = ou_rw_kernel(u_new, u_fit, s, q)
         mean = k_new @ np.linalg.solve(cov, np.log(fitted["y"].to_numpy()) - f(x_fit))

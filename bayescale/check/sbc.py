@@ -19,7 +19,7 @@ import xarray as xr
 from bayescale.api import fit, resolve_options
 from bayescale.data import DataWarning
 from bayescale.laws import Law, get_law
-from bayescale.model import Posterior, decades_from_first, delta_draws
+from bayescale.model import Posterior, decades_from_first, delta_draws, scales
 from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.predict import noise_draws, prior_draws
@@ -193,7 +193,7 @@ def sbc(
         model: with ``noise="loglinear"`` the slopes :math:`\\gamma_c` are drawn from their
         prior too and each point's noise has the scale :math:`\\sigma(x_{ri})` of the
         replication's own design; under its discrepancy (the default's ``"ou_rw"``, laws of
-        one covariate) the scales ``delta_s``, ``delta_q`` are drawn from their hyperpriors
+        one covariate) its sites ``delta_r``, ``delta_w`` are drawn from their hyperpriors
         and :math:`\\delta` from its prior along the design's points, added to the log mean.
     inference : NUTS, MAP or Laplace, optional
         The fits (default :data:`SBC_INFERENCE`, ``NUTS(num_chains=2, num_warmup=500,
@@ -304,7 +304,7 @@ def _simulate_replications(law: Law, posterior: Posterior, num: int, design: dic
         if posterior.discrepancy:  # the law's own error, from its prior (the full model)
             (lx,) = (np.log(exact[cv].to_numpy(dtype=float)) for cv in law.covariates)
             u = decades_from_first(lx)
-            noise = noise + delta_draws(rng, u, theta["delta_s"], theta["delta_q"])[None]
+            noise = noise + delta_draws(rng, u, *scales(theta["delta_r"], theta["delta_w"]))[None]
         with np.errstate(over="ignore"):
             y = exact[law.response].to_numpy() * np.exp(noise[0])
         if not np.all(np.isfinite(y) & (y > 0)):
