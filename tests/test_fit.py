@@ -142,10 +142,12 @@ def test_non_convergence_warns_with_numbers():
 
 
 def _formula_fit(**kwargs):
-    """A user formula fitted at fit's default draws (4 x 1000 + 1000): one compiled program
-    for the two tests below."""
+    """A user formula fitted at fit's default draws (4 x 1000 + 1000) under the model the
+    data are drawn from (the law exact: no discrepancy): one compiled program for the two
+    tests below."""
     df = _data().rename(columns={"steps": "n_tokens", "train_loss": "loss"})
-    return bayescale.fit(df, "E + A * n_tokens**-alpha", seed=0, **kwargs)
+    model = bayescale.Model(discrepancy=None)
+    return bayescale.fit(df, "E + A * n_tokens**-alpha", seed=0, model=model, **kwargs)
 
 
 def test_converged_fit_does_not_warn():
