@@ -169,7 +169,7 @@ def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, calle
         raise TypeError(f"warn={warn!r}: warn must be True or False")
     model, inference, by = _resolve(model, inference, by, deprecated, caller, stacklevel=5)
     law = get_law(law, priors=model.priors)
-    posterior = Posterior(law, model.observation)
+    posterior = Posterior(law, model.observation_for(law))
     method = method_name(inference)
     if model.pooled:
         if by is None or method != "nuts":

@@ -271,7 +271,11 @@ def _fit_objects(args, *, method: str = "nuts", keep: int | None = None) -> dict
     """``columns``, ``model``, ``inference`` and ``seed`` of :func:`bayescale.fit`."""
     import bayescale
 
-    model = bayescale.Model(likelihood=args.likelihood, noise=args.noise)
+    model = bayescale.Model(
+        likelihood=args.likelihood,
+        noise=args.noise,
+        discrepancy=None if args.discrepancy == "none" else args.discrepancy,
+    )
     if method == "nuts":
         inference = bayescale.NUTS(
             num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples, keep=keep

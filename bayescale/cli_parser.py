@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="constant",
         help="noise scale: constant (default) or log-linear in the log covariates",
     )
+    fitting.add_argument(
+        "--discrepancy",
+        choices=("ou_rw", "none"),
+        default="ou_rw",
+        help="the law's own error along the covariate: ou_rw (default; widens the bands "
+        "beyond the data, one-covariate laws) or none (the law exact)",
+    )
     fitting.add_argument("--chains", type=int, default=4)
     fitting.add_argument("--warmup", type=int, default=1000)
     fitting.add_argument("--samples", type=int, default=1000)

@@ -14,7 +14,9 @@ stacked posterior predictive
 the weights :math:`w_k` maximising :math:`\\sum_i \\log \\sum_k w_k\\, p(y_i \\mid y_{-i}, M_k)`
 (Yao et al. 2018), so an extrapolation need not pick one law.  The pointwise
 log-likelihood is the one each result stores (``log_likelihood`` group), computed from the
-one log density of :mod:`bayescale.model`.
+one log density of :mod:`bayescale.model`; under a discrepancy (the default for one-covariate
+laws), whose stored terms are sequential, PSIS-LOO reads :math:`\\log p(y_i \\mid y_{-i},
+\\theta)` instead (:func:`loo_tree`; Bürkner, Gabry & Vehtari 2021).
 
 **Leave-future-out** (``cv=LFO(...)``, Bürkner, Gabry & Vehtari 2020): LOO asks how well a
 law predicts a point *among* the others; an extrapolation asks how well it predicts points
@@ -27,7 +29,9 @@ the log predictive density of the later points,
     \\log \\frac1S \\sum_s p(y_j \\mid \\theta^{(s)}_{1:L_k}),
 
 so the weights favour the laws that extrapolated well inside the data, and the stacked
-predictive mixes laws that disagree beyond it (its band widens where they part).
+predictive mixes laws that disagree beyond it (its band widens where they part).  Under a
+discrepancy :math:`p(y_j \\mid \\theta)` is :math:`p(y_j \\mid y_{1:L_k}, \\theta)`, each later
+point's predictive given the fitted ones (:func:`log_predictive_density`).
 """
 
 from __future__ import annotations
@@ -45,9 +49,10 @@ from bayescale.data import DataError, as_frame, prepare
 from bayescale.laws import Law, get_law
 from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
+from bayescale.predict import held_out_log_density, leave_one_out_log_density
 from bayescale.result import Result, quantile_column
 
-__all__ = ["LFO", "Comparison", "LooWarning", "compare", "log_predictive_density"]
+__all__ = ["LFO", "Comparison", "LooWarning", "compare", "log_predictive_density", "loo_tree"]
 
 WEIGHT_METHODS = ("stacking", "BB-pseudo-BMA", "pseudo-BMA")
 
@@ -288,7 +293,7 @@ def compare(
                 f"results[{reference[0]!r}] ({observed.size} vs {reference[1].size} points); "
                 f"LOO compares laws on the same data"
             )
-    loo = {name: azs.loo(r.datatree_of(), pointwise=True) for name, r in results.items()}
+    loo = {name: azs.loo(loo_tree(r), pointwise=True) for name, r in results.items()}
     table = azs.compare(loo, method=method, round_to="none")
     k_max, k_high, k_thresh = {}, {}, {}
     for name, elpd in loo.items():
@@ -386,20 +391,52 @@ def _order_column(lfo: LFO, laws: dict, columns) -> str:
     return found.pop()
 
 
+def _fitted(result: Result):
+    """``(DataTree, draws (chain, draw) of every site, fitted log x, fitted log y)`` of a
+    one-fit result, padding dropped."""
+    dt = result.datatree_of()
+    values = {k: dt.posterior[k].values for k in result.posterior.site_names}
+    log_x = {c: np.log(dt.constant_data[c].values) for c in result.law.covariates}
+    return dt, values, log_x, np.log(dt.observed_data[result.law.response].values)
+
+
+@float64
+def loo_tree(result: Result):
+    """The DataTree PSIS-LOO reads for a one-fit result: :meth:`Result.datatree_of`, whose
+    ``log_likelihood`` group under a discrepancy is replaced by
+    :math:`\\log p(y_i \\mid y_{-i}, \\theta)`
+    (:func:`~bayescale.predict.leave_one_out_log_density`): there the stored terms are the
+    sequential :math:`\\log p(y_i \\mid y_{<i}, \\theta)`,
+    whose sum is the likelihood but whose importance ratios would not leave point :math:`i`
+    out (the later points still condition on it)."""
+    import xarray as xr
+
+    if not result.posterior.discrepancy:
+        return result.datatree_of()
+    dt, values, log_x, log_y = _fitted(result)
+    ll = leave_one_out_log_density(result.posterior, values, log_x, log_y)
+    stored = dt.log_likelihood[result.law.response]
+    dt["log_likelihood"] = xr.DataTree(xr.Dataset({result.law.response: stored.copy(data=ll)}))
+    return dt
+
+
 @float64
 def log_predictive_density(result: Result, rows: pd.DataFrame, columns) -> np.ndarray:
     """Log predictive density of new observations under one fit, one value per row:
-    :math:`\\log \\frac1S \\sum_s p(y_j \\mid \\theta^{(s)})` over the posterior draws
-    :math:`\\theta^{(s)}` (the fit's likelihood, constant noise); ``rows`` carry the law's
-    covariates and response (or the ``columns`` mapped to them)."""
+    :math:`\\log \\frac1S \\sum_s p(y_j \\mid y_{\\rm fit}, \\theta^{(s)})` over the
+    posterior draws :math:`\\theta^{(s)}` (the fit's likelihood, constant noise; under a
+    discrepancy each point's predictive given the fitted points,
+    :func:`~bayescale.predict.held_out_log_density`); ``rows`` carry the law's covariates and
+    response (or the ``columns`` mapped to them)."""
     from scipy.special import logsumexp
 
     new = prepare(rows, result.law, columns, min_points=1)
-    values = {k: v.reshape(-1)[:, None] for k, v in result.draws(result.parameter_names).items()}
-    log_x = {c: np.asarray(v)[None, :] for c, v in new.log_x.items()}
-    ll = np.asarray(
-        result.posterior.pointwise_log_likelihood(values, log_x, np.asarray(new.log_y)[None, :])
-    )
+    _, values, fitted_x, fitted_y = _fitted(result)
+    values = {k: v.reshape(-1) for k, v in values.items()}
+    ll = held_out_log_density(
+        result.posterior, values, fitted_x, fitted_y,
+        {c: np.asarray(v) for c, v in new.log_x.items()}, np.asarray(new.log_y),
+    )  # fmt: skip
     return logsumexp(ll, axis=0) - math.log(ll.shape[0])
 
 

@@ -74,9 +74,10 @@ class Model:
         the covariate (:mod:`bayescale.model.discrepancy`): ``"ou_rw"`` (an OU process of
         one-decade length plus a random walk in decades of :math:`x`, fitted as their
         roughness ``delta_r`` and the walk's share ``delta_w``), or ``"ou_rw(m_r, sd_r)"``
-        with another log-normal hyperprior of the roughness.  It widens
-        ``predict(kind="observation")`` beyond the data.  Laws of several covariates get
-        none.  ``None``: the law is exact (residuals independent).
+        with another log-normal hyperprior of the roughness.  On by default (``"ou_rw"``);
+        it widens ``predict(kind="observation")`` beyond the data.  Laws of several
+        covariates get none.  ``Model(discrepancy=None)`` turns it off: the law is exact
+        (residuals independent given the parameters).
 
     Raises
     ------
@@ -89,7 +90,7 @@ class Model:
     noise: str = "constant"
     priors: Mapping[str, str] | None = None
     pooled: tuple[str, ...] = ()
-    discrepancy: str | None = None
+    discrepancy: str | None = "ou_rw"
 
     @property
     def observation(self) -> str:
@@ -98,6 +99,16 @@ class Model:
         from bayescale.model import observation_name
 
         return observation_name(self.likelihood, self.noise, self.discrepancy)
+
+    def observation_for(self, law) -> str:
+        """:attr:`observation` as fitted to ``law`` (a :class:`~bayescale.laws.Law`): without
+        the discrepancy when the law has several covariates (it runs along one), so that a
+        result records the model it was fitted with."""
+        from bayescale.model import observation_name
+
+        if len(law.covariates) == 1:
+            return self.observation
+        return observation_name(self.likelihood, self.noise)
 
     def __post_init__(self):
         from bayescale.laws import LawError, Prior

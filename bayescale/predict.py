@@ -27,6 +27,8 @@ __all__ = [
     "band_quantile",
     "conditional_delta",
     "extrapolation_distance",
+    "held_out_log_density",
+    "leave_one_out_log_density",
     "log_prediction_draws",
     "log_predictions",
     "noise_draws",
@@ -148,6 +150,76 @@ def conditional_delta(posterior, values, fitted_log_x, fitted_log_y, mask, log_x
             *scales(np.asarray(values["delta_r"]), np.asarray(values["delta_w"])),
         )  # fmt: skip
     return mean + np.sqrt(var) * rng.standard_normal(np.broadcast_shapes(mean.shape, shape))
+
+
+def _fitted_residuals(posterior, v, lx_fit, fitted_log_y):
+    """Residuals :math:`\\log y - \\log f`, noise variances and decades of the fitted
+    points (one covariate, no padding) per draw."""
+    (c,) = posterior.law.covariates
+    fitted = {c: jnp.asarray(lx_fit)}
+    r = np.asarray(jnp.asarray(fitted_log_y) - posterior.log_mean(v, fitted))
+    sigma = np.asarray(posterior.point_sigma(v, fitted, fitted, None))
+    u = (lx_fit - np.min(lx_fit)) / np.log(10)
+    return r, np.broadcast_to(np.square(sigma), r.shape), u
+
+
+def held_out_log_density(posterior, values, fitted_log_x, fitted_log_y, log_x, log_y):
+    """:math:`\\log p(y_j \\mid y_{\\rm fit}, \\theta)` of new observations, per draw and
+    point, shape ``(..., points)`` for draws ``values`` ``(...)``.
+
+    Without a discrepancy the points are independent given :math:`\\theta`, so this is the
+    family's density of each residual.  Under a discrepancy it is the family's density of the
+    residual less :math:`E[\\delta(x_j) \\mid y_{\\rm fit}, \\theta]` at scale
+    :math:`\\sqrt{\\sigma^2 + \\operatorname{Var}[\\delta(x_j) \\mid y_{\\rm fit}, \\theta]}`
+    (:func:`~bayescale.model.discrepancy.delta_conditional`): each point's predictive given
+    the fitted ones, exact for normal noise.  ``fitted_log_x``, ``log_x``: ``{covariate:
+    (points,)}`` (the fitted points without padding); the constant noise model.
+    """
+    v = {k: jnp.asarray(x)[..., None] for k, x in values.items()}
+    log_mu = np.asarray(posterior.log_mean(v, {c: jnp.asarray(x) for c, x in log_x.items()}))
+    r_new = np.asarray(log_y) - log_mu
+    scale2 = np.square(np.broadcast_to(np.asarray(values["sigma"])[..., None], r_new.shape))
+    if posterior.discrepancy:
+        (c,) = log_x
+        lx_fit = np.asarray(fitted_log_x[c], dtype=float)
+        r, var, u = _fitted_residuals(posterior, v, lx_fit, fitted_log_y)
+        u_new = (np.asarray(log_x[c], dtype=float) - np.min(lx_fit)) / np.log(10)
+        mean, dvar = delta_conditional(
+            r, u, var, np.ones(u.shape, bool), u_new,
+            *scales(np.asarray(values["delta_r"]), np.asarray(values["delta_w"])),
+        )  # fmt: skip
+        r_new, scale2 = r_new - mean, scale2 + dvar
+    return np.asarray(posterior.family.logpdf(jnp.asarray(r_new), jnp.sqrt(scale2), v))
+
+
+def leave_one_out_log_density(posterior, values, log_x, log_y):
+    """:math:`\\log p(y_i \\mid y_{-i}, \\theta)` of each fitted point, per draw, shape
+    ``(..., points)``: the terms PSIS-LOO weights by (Bürkner, Gabry & Vehtari 2021, for
+    models whose points are not independent given :math:`\\theta`).
+
+    Under a discrepancy the smoother's :math:`\\delta(x_i) \\mid y` (mean :math:`m`,
+    variance :math:`V`) holds point :math:`i` once; removing it,
+    :math:`V_{-i}^{-1} = V^{-1} - \\sigma_i^{-2}` and :math:`m_{-i} = V_{-i}(m/V - r_i /
+    \\sigma_i^2)`, and the term is the family's density of :math:`r_i - m_{-i}` at scale
+    :math:`\\sqrt{\\sigma_i^2 + V_{-i}}` (exact for normal noise).  Without one it is the
+    pointwise log-likelihood.  ``log_x``, ``log_y``: the fitted points, no padding.
+    """
+    v = {k: jnp.asarray(x)[..., None] for k, x in values.items()}
+    log_x = {c: jnp.asarray(x) for c, x in log_x.items()}
+    if not posterior.discrepancy:
+        return np.asarray(posterior.pointwise_log_likelihood(v, log_x, jnp.asarray(log_y)))
+    (c,) = log_x
+    r, var, u = _fitted_residuals(posterior, v, np.asarray(log_x[c], dtype=float), log_y)
+    mean, dvar = delta_conditional(
+        r, u, var, np.ones(u.shape, bool), u,
+        *scales(np.asarray(values["delta_r"]), np.asarray(values["delta_w"])),
+    )  # fmt: skip
+    with np.errstate(divide="ignore"):
+        dvar = np.maximum(dvar, np.finfo(float).tiny)
+        v_loo = 1.0 / np.maximum(1.0 / dvar - 1.0 / var, np.finfo(float).tiny)
+    m_loo = v_loo * (mean / dvar - r / var)
+    scale = jnp.sqrt(jnp.asarray(var + v_loo))
+    return np.asarray(posterior.family.logpdf(jnp.asarray(r - m_loo), scale, v))
 
 
 def signed_decades(log_x: dict, fitted_log_x: dict, mask=None) -> dict:

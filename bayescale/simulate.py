@@ -35,6 +35,7 @@ def simulate(
     design: Mapping[str, object] | None = None,
     num_points: int | None = None,
     noise: float | None = None,
+    discrepancy: tuple[float, float] | None = None,
     seed: int | None = 0,
 ) -> pd.DataFrame:
     """Draw a data set from a scaling law with log-normal noise.
@@ -51,7 +52,11 @@ def simulate(
     for :math:`i = 1 \\dots n` points, covariates :math:`j` with ranges
     :math:`[\\ell_j, h_j]`, parameters :math:`\\theta` and noise scale :math:`\\sigma` (the
     standard deviation of the log residuals, i.e. the observation model of
-    :func:`bayescale.fit` with ``likelihood="normal"``).
+    :func:`bayescale.fit` with ``likelihood="normal"`` and ``discrepancy=None``).  With
+    ``discrepancy=(s, q)`` the law's own error :math:`\\delta(u_i)` of
+    :mod:`bayescale.model.discrepancy` (OU scale :math:`s`, random-walk scale :math:`q`,
+    :math:`u` the decades from the first point) is drawn and added to :math:`\\log y`: the
+    default model of :func:`bayescale.fit` at those scales (one-covariate laws).
 
     Parameters
     ----------
@@ -70,6 +75,10 @@ def simulate(
     noise : float, optional
         :math:`\\sigma \\ge 0`; ``0`` gives the law exactly.  Default: ``design["noise"]``,
         else ``law.design["noise"]``, else 0.02.
+    discrepancy : (float, float), optional
+        :math:`(s, q) \\ge 0`, the OU and random-walk scales of :math:`\\delta`
+        (:func:`bayescale.model.discrepancy.scales` of ``delta_r``, ``delta_w``);
+        ``None`` (default): none.  Drawn after the noise, so the other draws of a seed stay.
     seed : int, optional
         Seed of :func:`numpy.random.default_rng`; the same seed gives the same data.
 
@@ -84,7 +93,8 @@ def simulate(
     ValueError
         Naming the offending parameters or covariates: unknown or missing parameters,
         non-finite parameter values, missing or invalid ranges (need ``0 < low < high``),
-        ``num_points < 1``, ``noise < 0``, or a law that is not finite at the drawn points.
+        ``num_points < 1``, ``noise < 0``, or a law that is not finite at the drawn points,
+        a ``discrepancy`` that is not two non-negative numbers or a law of several covariates.
         (:class:`~bayescale.LawError`, raised for an unknown law, is a ``ValueError`` too.)
 
     Examples
@@ -113,8 +123,19 @@ def simulate(
             f"law {law.id!r} is not finite and positive at {int(bad.sum())} simulated point(s) "
             f"(first at {at}) with parameters {theta}"
         )
+    log_y = log_f + sigma * eps
+    if discrepancy is not None:
+        from bayescale.model.discrepancy import decades_from_first, delta_draws
+
+        if len(law.covariates) != 1:
+            raise ValueError(f"discrepancy= runs along one covariate; law {law.id!r} has several")
+        if isinstance(discrepancy, str) or len(discrepancy) != 2:
+            raise ValueError(f"discrepancy must be (s, q), got {discrepancy!r}")
+        s, q = (nonnegative_number(v, "discrepancy") for v in discrepancy)
+        (lx,) = log_x.values()
+        log_y = log_y + delta_draws(rng, decades_from_first(lx), s, q)
     columns = {c: np.exp(log_x[c]) for c in law.covariates}
-    columns[law.response] = np.exp(log_f + sigma * eps)
+    columns[law.response] = np.exp(log_y)
     return pd.DataFrame(columns)
 
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import jax
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -62,3 +63,11 @@ def float64():
     that call the log densities and samplers directly rather than through the public API."""
     with jax.enable_x64(True):
         yield
+
+
+def ou_rw_kernel(u, v, s, q):
+    """The dense covariance of the discrepancy delta at decades ``u`` x ``v``:
+    s^2 exp(-|u - v|) + q^2 two-sided min (bayescale.model.discrepancy, one-decade OU)."""
+    u, v = np.meshgrid(u, v, indexing="ij")
+    same = (np.sign(u) == np.sign(v)) | (u == 0) | (v == 0)
+    return s**2 * np.exp(-abs(u - v)) + q**2 * np.where(same, np.minimum(abs(u), abs(v)), 0.0)

@@ -141,9 +141,12 @@ def test_fit_options_reach_the_fit(tmp_path, capsys):
     csv, nc = tmp_path / "runs.csv", tmp_path / "map.nc"
     simulate("kaplan_n", num_points=12, seed=1).to_csv(csv, index=False)
     argv = ["fit", str(csv), "--law", "kaplan_n", "--method", "map", "--likelihood", "huber"]
-    assert main([*argv, "--out", str(nc)]) == 0
+    assert main([*argv, "--discrepancy", "none", "--out", str(nc)]) == 0
     attrs = bayescale.load(nc).datatree.attrs
     assert (attrs["method"], attrs["likelihood"]) == ("map", "huber")
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--discrepancy", "ar1", "--out", str(nc)])
+    assert exc.value.code == 2
 
 
 def test_usage_errors_exit_2():
@@ -154,7 +157,7 @@ def test_usage_errors_exit_2():
 
 # The curves, likelihood, noise model and draws of tests/test_check.py's batched backtest:
 # `fit --by` and `backtest` below run its compiled sampler (6 curves, <= 32 points each).
-BATCH = ["--likelihood", "normal", "--noise", "loglinear"]
+BATCH = ["--likelihood", "normal", "--noise", "loglinear", "--discrepancy", "none"]
 BATCH += ["--chains", "2", "--warmup", "200", "--samples", "200"]
 
 
@@ -193,7 +196,7 @@ def test_fit_by_column_uses_the_batched_path(tmp_path, capsys):
         assert list(dt.posterior["run"].values) == labels
     loaded = bayescale.load(out)
     assert isinstance(loaded, bayescale.Result) and loaded.by == "run" and loaded.labels == labels
-    assert loaded.likelihood == "normal+loglinear"  # --likelihood and --noise reached the fit
+    assert loaded.likelihood == "normal+loglinear"  # --likelihood, --noise, --discrepancy
     assert loaded.datatree.posterior.sizes["draw"] == 100
     assert (loaded.diagnostics["num_draws"] == 2 * 200).all()
     # predict and plot take one fit of the batch with --fit

@@ -3,16 +3,19 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ou_rw_kernel
 
 import bayescale
-from bayescale.compare import Comparison
+from bayescale.compare import Comparison, loo_tree
 from bayescale.result import Result
 from bayescale.simulate import simulate
 
 # Laplace draws keep the test fast (no NUTS compile); PSIS-LOO needs only posterior draws.
-# test_methods.py's Laplace test uses these settings on 40 points too: one program for both
+# test_methods.py's Laplace test uses these settings on 40 points too: one program for both.
+# The data are drawn from the exact law, so the laws are fitted as that model (no discrepancy);
+# the LOO terms under the discrepancy are tested against the dense Gaussian below.
 FIT = dict(
-    model=bayescale.Model(likelihood="normal"),
+    model=bayescale.Model(likelihood="normal", discrepancy=None),
     inference=bayescale.Laplace(num_chains=2, num_samples=500),
     warn=False,
 )
@@ -50,9 +53,9 @@ def test_table_columns_and_pareto_k(comparison):
     for col in ("elpd", "se", "elpd_diff", "dse", "weight", "max_pareto_k", "num_high_pareto_k"):
         assert col in table.columns
     assert table["se"].gt(0).all()
-    # elpd_loo can not exceed the in-sample log predictive density
+    # elpd_loo can not exceed the in-sample log predictive density of the same terms
     for name, result in comparison.results.items():
-        ll = result.datatree.log_likelihood[result.law.response].values
+        ll = loo_tree(result).log_likelihood[result.law.response].values
         lppd = np.sum(np.log(np.mean(np.exp(ll), axis=(0, 1))))
         assert table.loc[name, "elpd"] < lppd
 
@@ -89,3 +92,31 @@ def test_compare_rejects_bad_inputs(comparison, broken_data):
         bayescale.compare({"a": one, "b": several})
     bayescale.compare({"a": one, "b": several["a"]}, warn=False)  # one curve of it: fine
     assert isinstance(comparison, Comparison)
+
+
+def test_loo_terms_under_the_discrepancy_match_the_dense_gaussian():
+    """Under the discrepancy PSIS-LOO weights by log p(y_i | y_-i, theta): for normal noise
+    the conditional of the dense Gaussian, y ~ N(log f, K + sigma^2 I), K the OU + random-walk
+    kernel, p(y_i | y_-i) = N(y_i - g_i / c_ii, 1 / c_ii), g = Sigma^-1 r, c = diag(Sigma^-1)."""
+    from bayescale.laws import get_law
+    from bayescale.model import Posterior, scales
+    from bayescale.precision import float64
+    from bayescale.predict import leave_one_out_log_density
+
+    post = Posterior(get_law("power_law_offset"), "normal+ou_rw")
+    rng = np.random.default_rng(0)
+    x = np.sort(10 ** rng.uniform(0, 3, 12))
+    values = {"E": 0.5, "A": 2.0, "alpha": 0.3, "sigma": 0.02, "delta_r": 0.06, "delta_w": 0.4}
+    values = {k: np.array([v, 1.3 * v]) for k, v in values.items()}  # two draws
+    log_y = np.log(0.5 + 2.0 * x**-0.3) + 0.05 * rng.standard_normal(x.size)
+    got = float64(leave_one_out_log_density)(post, values, {"x": np.log(x)}, log_y)
+    assert got.shape == (2, x.size)
+    u = np.log10(x / x[0])
+    for d in range(2):
+        v = {k: a[d] for k, a in values.items()}
+        r = log_y - np.log(v["E"] + v["A"] * x ** -v["alpha"])
+        cov = ou_rw_kernel(u, u, *scales(v["delta_r"], v["delta_w"]))
+        prec = np.linalg.inv(cov + v["sigma"] ** 2 * np.eye(x.size))
+        g, c = prec @ r, np.diag(prec)
+        want = -0.5 * np.log(2 * np.pi / c) - 0.5 * g**2 / c
+        np.testing.assert_allclose(got[d], want, rtol=1e-6)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ou_rw_kernel as kernel
 from conftest import scaled
 from scipy.stats import multivariate_normal
 
@@ -23,13 +24,6 @@ from bayescale.model import (
     observation_name,
     scales,
 )
-
-
-def kernel(u, v, s, q):
-    """The dense covariance of delta: s^2 exp(-|u - v|) + q^2 two-sided min."""
-    u, v = np.meshgrid(u, v, indexing="ij")
-    same = (np.sign(u) == np.sign(v)) | (u == 0) | (v == 0)
-    return s**2 * np.exp(-abs(u - v)) + q**2 * np.where(same, np.minimum(abs(u), abs(v)), 0.0)
 
 
 @pytest.fixture
@@ -116,8 +110,13 @@ def test_observation_names():
 
 
 def test_model_option_checks():
-    assert bayescale.Model().discrepancy is None
-    assert bayescale.Model(discrepancy="ou_rw").observation == "student_t+ou_rw"
+    # on by default (issue 17); None is the way back to the exact law
+    assert bayescale.Model().discrepancy == "ou_rw"
+    assert bayescale.Model().observation == "student_t+ou_rw"
+    assert bayescale.Model(discrepancy=None).observation == "student_t"
+    # a law of several covariates is fitted, and recorded, without it
+    assert bayescale.Model().observation_for(get_law("chinchilla")) == "student_t"
+    assert bayescale.Model().observation_for(get_law("kaplan_n")) == "student_t+ou_rw"
     m = bayescale.Model(discrepancy="ou_rw(-4, 0.5)", noise="loglinear")
     assert m.observation == "student_t+loglinear+ou_rw(-4, 0.5)"
     with pytest.raises(ValueError, match=r"Model\(discrepancy='ar1'\)"):
@@ -128,6 +127,14 @@ def test_model_option_checks():
         bayescale.Model(discrepancy="ou_rw(-4, 0.5, -5, 0.7)")
     with pytest.raises(TypeError, match="string or None"):
         bayescale.Model(discrepancy=True)
+
+
+def test_a_fit_of_several_covariates_records_no_discrepancy():
+    from bayescale.simulate import simulate
+
+    r = bayescale.fit(simulate("chinchilla", seed=1), "chinchilla", inference=bayescale.MAP())
+    assert r.likelihood == "student_t" and r.posterior.discrepancy is None
+    assert "delta_r" not in r.posterior.site_names
 
 
 def test_scales_split_the_roughness():

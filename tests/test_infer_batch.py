@@ -12,6 +12,7 @@ import pytest
 
 import bayescale
 from bayescale import NUTS
+from bayescale.model import delta_conditional, scales
 from bayescale.simulate import simulate
 
 SETTINGS = {"num_chains": 2, "num_warmup": 400, "num_samples": 400}
@@ -133,12 +134,25 @@ def test_batched_predict_equals_each_fits_own_predict(batch):
     draws = batch.predict_draws(new, kind="observation", seed=1)
     assert draws.shape == (2, 400, 5)
     law = batch.predict_draws(new, kind="mean")
-    # observation draws scatter around the law's draws by the fitted noise scale
+    # observation draws scatter around the law's draws by the fitted noise and the default
+    # discrepancy's delta given each fit's residuals: Var = E[sigma^2] + E[Var delta] +
+    # Var E[delta] over the draws (delta_conditional, the smoother tested against the dense GP)
     spread = np.log(draws / law).std(axis=(0, 1))
-    sigma = (
-        batch.datatree.posterior["sigma"].sel(size=new["size"].to_numpy()).mean(("chain", "draw"))
-    )
-    np.testing.assert_allclose(spread, sigma.values, rtol=0.25)
+    expected = []
+    for size, x in zip(new["size"], new["token_index"], strict=True):
+        one = batch[size].datatree_of()
+        v = {k: one.posterior[k].values.reshape(-1) for k in ("sigma", "delta_r", "delta_w")}
+        x_fit = one.constant_data["token_index"].values
+        fitted = {"token_index": x_fit}
+        log_f = np.log(batch[size].predict_draws(fitted, kind="mean")).reshape(-1, x_fit.size)
+        r = np.log(one.observed_data["loss"].values) - log_f
+        u = np.log10(x_fit / x_fit.min())
+        mean, var = delta_conditional(
+            r, u, v["sigma"][:, None] ** 2, np.ones(u.shape, bool),
+            np.log10(np.full((1,), x) / x_fit.min()), *scales(v["delta_r"], v["delta_w"]),
+        )  # fmt: skip
+        expected.append(np.sqrt(np.mean(v["sigma"] ** 2) + var.mean() + mean.var()))
+    np.testing.assert_allclose(spread, expected, rtol=0.25)
     with pytest.raises(bayescale.DataError, match="m9"):
         batch.predict(pd.DataFrame({"size": ["m9"], "token_index": [10.0]}))
 

@@ -128,3 +128,22 @@ def test_moved_names_warn_with_their_new_location():
         assert sim.PF_DAY == PF_DAY
     with pytest.raises(AttributeError, match="no_such_name"):
         sim.no_such_name  # noqa: B018
+
+
+def test_simulate_with_the_discrepancy():
+    """discrepancy=(s, q) adds delta drawn after the noise: (0, 0) leaves the data as they
+    were; a positive scale moves the log responses by a path that is smooth along x."""
+    plain = simulate("power_law_offset", num_points=200, noise=0.0, seed=5)
+    zero = simulate("power_law_offset", num_points=200, noise=0.0, discrepancy=(0, 0), seed=5)
+    pd.testing.assert_frame_equal(plain, zero)
+    moved = simulate("power_law_offset", num_points=200, noise=0.0, discrepancy=(0.05, 0), seed=5)
+    delta = np.log(moved["y"] / plain["y"]).to_numpy()[np.argsort(plain["x"].to_numpy())]
+    assert 0.01 < delta.std() < 0.2  # the OU scale s = 0.05, give or take its path's spread
+    # neighbours along x are close: an OU path, not independent noise of the same size
+    assert np.abs(np.diff(delta)).mean() < 0.5 * delta.std()
+    with pytest.raises(ValueError, match="several"):
+        simulate("chinchilla", discrepancy=(0.01, 0.01))
+    with pytest.raises(ValueError, match="discrepancy"):
+        simulate("power_law_offset", discrepancy=(0.01,))
+    with pytest.raises(ValueError, match="discrepancy"):
+        simulate("power_law_offset", discrepancy=(-0.01, 0.01))

@@ -4,13 +4,16 @@ import math
 
 import numpy as np
 import pytest
+from conftest import ou_rw_kernel
 from scipy import stats
 
 import bayescale
 from bayescale.compare import LFO, log_predictive_density
+from bayescale.model import scales
 from bayescale.simulate import simulate
 
-# the Laplace settings of test_compare.py (one compiled program per law for both files)
+# Laplace draws (no NUTS compile); the default discrepancy on, so LFO scores each later point
+# given the fitted ones (compare.log_predictive_density)
 FIT = dict(
     model=bayescale.Model(likelihood="normal"),
     inference=bayescale.Laplace(num_chains=2, num_samples=500),
@@ -47,8 +50,10 @@ def test_lfo_options_and_origins():
 
 
 def test_log_predictive_density_by_hand(broken_data):
-    """The density of new points is the mean over draws of the normal likelihood of log y."""
-    result = bayescale.fit(broken_data.iloc[:25], "power_law_offset", seed=0, **FIT)
+    """The density of new points is the mean over draws of the normal likelihood of log y
+    (no discrepancy: the points are independent given the parameters)."""
+    exact = {**FIT, "model": bayescale.Model(likelihood="normal", discrepancy=None)}
+    result = bayescale.fit(broken_data.iloc[:25], "power_law_offset", seed=0, **exact)
     rows = broken_data.iloc[25:30]
     got = log_predictive_density(result, rows, None)
     d = result.draws()
@@ -58,6 +63,30 @@ def test_log_predictive_density_by_hand(broken_data):
     ll = stats.norm.logpdf(np.log(rows["y"].to_numpy()), mu, d["sigma"][..., None])
     expected = np.log(np.mean(np.exp(ll.reshape(-1, ll.shape[-1])), axis=0))
     np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8)
+
+
+def test_log_predictive_density_by_hand_under_the_discrepancy(broken_data):
+    """Under the discrepancy each new point's density is its normal predictive given the
+    fitted points: delta_new | r_fit from the dense Gaussian of the OU + random-walk kernel."""
+    fitted, rows = broken_data.iloc[:25], broken_data.iloc[25:30]
+    result = bayescale.fit(fitted, "power_law_offset", seed=0, **FIT)
+    assert result.posterior.discrepancy == "ou_rw"
+    got = log_predictive_density(result, rows, None)
+    d = {k: v.reshape(-1) for k, v in result.draws().items()}
+    x_fit, x_new = fitted["x"].to_numpy(), rows["x"].to_numpy()
+    u_fit, u_new = (np.log10(x / x_fit.min()) for x in (x_fit, x_new))
+    ll = np.empty((d["E"].size, x_new.size))
+    for i in range(d["E"].size):
+        f = lambda x, i=i: np.log(d["E"][i] + d["A"][i] * x ** -d["alpha"][i])  # noqa: E731
+        (s, q), sigma = scales(d["delta_r"][i], d["delta_w"][i]), d["sigma"][i]
+        cov = ou_rw_kernel(u_fit, u_fit, s, q) + sigma**2 * np.eye(x_fit.size)
+        k_new = ou_rw_kernel(u_new, u_fit, s, q)
+        mean = k_new @ np.linalg.solve(cov, np.log(fitted["y"].to_numpy()) - f(x_fit))
+        var = np.diag(ou_rw_kernel(u_new, u_new, s, q) - k_new @ np.linalg.solve(cov, k_new.T))
+        scale = np.sqrt(sigma**2 + var)
+        ll[i] = stats.norm.logpdf(np.log(rows["y"].to_numpy()), f(x_new) + mean, scale)
+    expected = np.log(np.mean(np.exp(ll), axis=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-8)
 
 
 def test_lfo_weights_the_law_that_extrapolates(lfo_comparison, broken_data):

@@ -375,7 +375,7 @@ def test_trends_need_a_size_per_curve(per_token_case):
     # the 0.1 keywords: mapped onto the default model, with the new spelling
     new = (
         "fit_trends(likelihood='student_t') is deprecated; use fit_trends(..., "
-        "model=Model(priors={'alpha': 'normal(0, 0.5)'}, likelihood='student_t'))"
+        "model=Model(priors={'alpha': 'normal(0, 0.5)'}, discrepancy=None, likelihood='student_t'))"
     )
     with pytest.warns(DeprecationWarning, match=re.escape(new)):
         with pytest.raises(DataError, match="not in law"):
@@ -390,10 +390,11 @@ _NO_DATA = pd.DataFrame({"flops": [1e18], "loss": [3.0]})
 @pytest.mark.parametrize(
     ("function", "args", "error", "model", "inference"),
     [
+        # the stage-2 defaults spell out their discrepancy=None (IMPUTED_MODEL, NORMAL_MODEL)
         (fit_isoflop, (_NO_DATA,), DataError, "", "target_accept_prob=0.95, "),
-        (fit_frontier, (_NO_DATA, None), ValueError, "", ""),
+        (fit_frontier, (_NO_DATA, None), ValueError, "discrepancy=None, ", ""),
         (fit_per_token, (_NO_DATA,), DataError, "", ""),
-        (fit_imputed, (_NO_DATA, "power_law"), DataError, "", ""),
+        (fit_imputed, (_NO_DATA, "power_law"), DataError, "discrepancy=None, ", ""),
     ],
     ids=lambda x: getattr(x, "__name__", None),
 )
@@ -408,7 +409,10 @@ def test_old_fit_keywords_warn_with_the_new_spelling(function, args, error, mode
         ({"num_chains": 2}, f"inference=NUTS({inference}num_chains=2)"),
     ]
     if function is fit_isoflop:
-        cases[0] = ({"likelihood": "student_t"}, "model=Model(likelihood='student_t')")
+        cases[0] = (
+            {"likelihood": "student_t"},
+            "model=Model(discrepancy=None, likelihood='student_t')",
+        )
     for old, new in cases:
         ((key, value),) = old.items()
         message = f"{name}({key}={value!r}) is deprecated; use {name}(..., {new})"

@@ -317,9 +317,9 @@ def test_old_fit_keywords_warn_with_the_new_spelling(function):
     else:
         args, kwargs = (_synthetic_draws(0.1, seed=0),), {"method": "mean"}
     for (key, value), new in (
-        (("likelihood", "student_t"), "model=Model(likelihood='student_t')"),
+        (("likelihood", "student_t"), "model=Model(discrepancy=None, likelihood='student_t')"),
         (("priors", {"alpha": "normal(0, 1)"}),
-         "model=Model(likelihood='normal', priors={'alpha': 'normal(0, 1)'})"),
+         "model=Model(likelihood='normal', discrepancy=None, priors={'alpha': 'normal(0, 1)'})"),
         (("num_chains", 2), "inference=NUTS(num_chains=2)"),
     ):  # fmt: skip
         message = f"{name}({key}={value!r}) is deprecated; use {name}(..., {new})"

@@ -192,7 +192,9 @@ def sbc(
         (``"student_t"``, ``"student_t(nu)"`` or ``"normal"``), its priors, and its noise
         model: with ``noise="loglinear"`` the slopes :math:`\\gamma_c` are drawn from their
         prior too and each point's noise has the scale :math:`\\sigma(x_{ri})` of the
-        replication's own design.
+        replication's own design; under its discrepancy (the default's ``"ou_rw"``, laws of
+        one covariate) its sites ``delta_r``, ``delta_w`` are drawn from their hyperpriors
+        and :math:`\\delta` from its prior along the design's points, added to the log mean.
     inference : NUTS, MAP or Laplace, optional
         The fits (default :data:`SBC_INFERENCE`, ``NUTS(num_chains=2, num_warmup=500,
         num_samples=500)``).
@@ -216,7 +218,7 @@ def sbc(
         "sbc", model, inference, deprecated, defaults=(Model(), SBC_INFERENCE)
     )
     law = get_law(law, priors=model.priors)
-    posterior = Posterior(law, model.observation)
+    posterior = Posterior(law, model.observation_for(law))
     if isinstance(num_replications, bool) or not isinstance(num_replications, int | np.integer):
         raise ValueError(f"num_replications must be an integer, got {num_replications!r}")
     if num_replications < 10:

@@ -70,7 +70,9 @@ def bands(
     Two kinds of band (:meth:`Result.predict`): the *predictive band of a new run*
     (``kind="observation"``: what a new run would measure, noise included; the band the
     data points should fall in) and the *credible band of the law* (``kind="mean"``: the
-    law :math:`f(x;\\theta)` itself, narrower).  The default ``"both"`` draws the two,
+    law :math:`f(x;\\theta)` itself; narrower without a discrepancy, while under the default
+    discrepancy the law and :math:`\\delta` trade off inside the data and the new run's band,
+    which holds both, follows the data).  The default ``"both"`` draws the two,
     labelled in the legend.  A band narrower than the median's line cannot be seen: a
     note on the axes says so.
 

@@ -272,7 +272,10 @@ def fit_batch_scan(
         Default ``Model(likelihood="normal")``, unlike :func:`bayescale.fit`: a level has one
         point per run (about ten), too few to identify a Student-t :math:`\\nu`, whose funnel
         with :math:`\\sigma` then slows mixing and causes divergences.  Choose
-        ``Model(likelihood="student_t")`` when a scan may hold a broken run.
+        ``Model(likelihood="student_t", discrepancy=None)`` when a scan may hold a broken
+        run.  No discrepancy (:data:`~bayescale.workflows.propagate.NORMAL_MODEL`): the
+        points are separate runs at distinct batch sizes, and what is wanted is the
+        hyperbola's :math:`S_{\\min}, E_{\\min}`, not a forecast along :math:`B`.
     inference : NUTS, MAP or Laplace, optional
         Default ``NUTS()``.
     seed, warn

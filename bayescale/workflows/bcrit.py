@@ -209,7 +209,9 @@ def fit_critical_batch_size(
     model : Model, optional
         Default ``Model(likelihood="normal")``, unlike :func:`bayescale.fit`: a dozen levels
         cannot identify a Student-t :math:`\\nu` (its chains mix poorly), and heavy tails
-        would down-weight exactly the imputed draws that carry a level's uncertainty.
+        would down-weight exactly the imputed draws that carry a level's uncertainty.  No
+        discrepancy (:data:`~bayescale.workflows.propagate.NORMAL_MODEL`): the levels are
+        first-stage estimates whose error the imputations carry, not one curve.
     inference : NUTS, MAP or Laplace, optional
         Default ``NUTS()``.
     seed : int

@@ -44,7 +44,13 @@ from bayescale.precision import float64
 from bayescale.result import Result, quantile_column
 from bayescale.simulate import noise_sd
 from bayescale.units import PF_DAY
-from bayescale.workflows.propagate import IMPUTATION, ImputedFit, fit_imputed, imputation_draws
+from bayescale.workflows.propagate import (
+    IMPUTATION,
+    IMPUTED_MODEL,
+    ImputedFit,
+    fit_imputed,
+    imputation_draws,
+)
 
 __all__ = [
     "FRONTIER_LAWS",
@@ -213,7 +219,10 @@ def fit_frontier(
         :math:`K`, evenly spaced :math:`B_{crit}` draws; each gives one adjusted data set.
     model, inference : optional
         Of the fits (one :func:`fit_imputed` call per quantity, fitting all :math:`K` imputed
-        data sets); defaults ``Model()``, ``NUTS()``.
+        data sets); defaults ``Model(discrepancy=None)``
+        (:data:`~bayescale.workflows.propagate.IMPUTED_MODEL`: the adjusted runs are separate
+        runs along :math:`C_{min}`, their adjustment's error carried by the imputations, not
+        by a law error along one curve), ``NUTS()``.
     seed : int
         The fit of the ``i``-th quantity is seeded with ``seed + i``.
     **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
@@ -229,7 +238,9 @@ def fit_frontier(
     ValueError
         Unknown ``quantities``.
     """
-    model, inference = resolve_options("fit_frontier", model, inference, deprecated)
+    model, inference = resolve_options(
+        "fit_frontier", model, inference, deprecated, defaults=(IMPUTED_MODEL, NUTS())
+    )
     unknown = [q for q in quantities if q not in FRONTIER_LAWS]
     if unknown or not quantities:
         raise ValueError(f"quantities must be among {list(FRONTIER_LAWS)}, got {list(quantities)}")

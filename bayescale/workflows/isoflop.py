@@ -412,7 +412,10 @@ def fit_isoflop(
         "normal")``, unlike :func:`bayescale.fit`: a profile has 5-15 runs, too few to
         identify a Student-t :math:`\\nu`, and with :math:`\\nu` free the parabola can pass
         through three runs while :math:`\\sigma \\to 0` (an unbounded density when
-        :math:`\\nu` is small), which stalls chains.
+        :math:`\\nu` is small), which stalls chains.  No discrepancy
+        (:data:`~bayescale.workflows.propagate.NORMAL_MODEL`): a profile's runs are separate
+        runs whose parabola is only read at its vertex, inside the sweep, and the second
+        stage's vertices are first-stage estimates carried by imputation.
     inference : NUTS, MAP or Laplace, optional
         Of both stages' :func:`bayescale.fit` calls (``by=``); default
         :data:`ISOFLOP_INFERENCE`, ``NUTS(target_accept_prob=0.95)``.

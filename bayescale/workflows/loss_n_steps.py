@@ -24,6 +24,10 @@ seed chart from its posterior, each with a credible band:
   :math:`(N_c/N)^{\\alpha_N}` (infinitely many steps) and :data:`MAX_LOSS`.  Each draw of
   :math:`L(N, S)` is paired with a draw of :math:`(B_*, \\alpha_B)` when a ``kaplan_bcrit``
   posterior is given, else with the catalogue's published values.
+
+The fit of ``kaplan_ns`` is the caller's :func:`bayescale.fit`: a law of two covariates, so
+it carries no discrepancy (:attr:`bayescale.model.Posterior.discrepancy`), and these bands are
+the law's.
 """
 
 from __future__ import annotations

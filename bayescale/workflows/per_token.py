@@ -60,7 +60,7 @@ TREND_LAW = "power_law"
 #: The trend exponent may have either sign (a falls with N, b and c rise).
 TREND_PRIORS = {"alpha": "normal(0, 0.5)"}
 #: The model and inference of :func:`fit_trends` unless given.
-TREND_MODEL = Model(likelihood="normal", priors=TREND_PRIORS)
+TREND_MODEL = Model(likelihood="normal", priors=TREND_PRIORS, discrepancy=None)
 TREND_INFERENCE = NUTS(target_accept_prob=0.99)
 
 
@@ -88,7 +88,9 @@ def fit_per_token(
     columns : dict, optional
         ``{"token_index": ..., "loss": ...}`` -> columns.
     model, inference, seed, warn
-        Of the :func:`bayescale.fit` call (``by=``); defaults ``Model()``, ``NUTS()``.
+        Of the :func:`bayescale.fit` call (``by=``); defaults ``Model()``, ``NUTS()``: the
+        discrepancy on, since each curve runs along token position (or step) and its
+        residuals run together along it.
     **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
@@ -129,9 +131,11 @@ def fit_trends(
     num_imputations : int
         :math:`K`, evenly spaced per-size posterior draws.
     model : Model, optional
-        Default :data:`TREND_MODEL`, ``Model(likelihood="normal", priors=TREND_PRIORS)``:
-        a handful of model sizes cannot identify Student-t's degrees of freedom, whose
-        prior-dominated posterior only slows the sampler.
+        Default :data:`TREND_MODEL`, ``Model(likelihood="normal", priors=TREND_PRIORS,
+        discrepancy=None)``: a handful of model sizes cannot identify Student-t's degrees
+        of freedom, whose prior-dominated posterior only slows the sampler, nor the
+        discrepancy's scales; and the coefficients are first-stage estimates carried by
+        imputation, not one curve.
     inference : NUTS, MAP or Laplace, optional
         Default :data:`TREND_INFERENCE`, ``NUTS(target_accept_prob=0.99)``: with a handful of
         sizes lying almost exactly on their trend, the posterior of the noise scale

@@ -39,6 +39,7 @@ from bayescale.result import Result, Status, quantile_column
 
 __all__ = [
     "IMPUTATION",
+    "IMPUTED_MODEL",
     "NORMAL_MODEL",
     "ImputedFit",
     "fit_imputed",
@@ -49,8 +50,16 @@ __all__ = [
 #: Name of the column (and fit dimension) that numbers the imputed data sets.
 IMPUTATION = "imputation"
 #: The model of the workflows whose fits see a handful of points per fit (default of
-#: ``model=`` where so documented): too few to identify a Student-t :math:`\\nu`.
-NORMAL_MODEL = Model(likelihood="normal")
+#: ``model=`` where so documented): too few to identify a Student-t :math:`\\nu`, and no
+#: discrepancy (:mod:`bayescale.model.discrepancy`): their points are separate runs or
+#: first-stage estimates, not one curve whose residuals run together, and a handful of them
+#: leaves the discrepancy's scales to their prior.
+NORMAL_MODEL = Model(likelihood="normal", discrepancy=None)
+#: Default model of :func:`fit_imputed`: :func:`bayescale.fit`'s without the discrepancy.  An
+#: imputed data set is a draw of first-stage estimates whose error the imputations already
+#: carry, and a pool of imputed fits has no observed responses to condition
+#: :math:`\\delta` on (``predict(kind="observation")`` would raise).
+IMPUTED_MODEL = Model(discrepancy=None)
 
 
 def imputation_draws(draws: Mapping[str, np.ndarray], num_imputations: int) -> dict:
@@ -325,7 +334,7 @@ def fit_imputed(
         Law variable -> column, as in :func:`bayescale.fit`.
     model, inference, seed, warn
         Of the one :func:`bayescale.fit` call (``by=`` groups and imputation); defaults
-        ``Model()``, ``NUTS()``.
+        :data:`IMPUTED_MODEL` (``Model(discrepancy=None)``), ``NUTS()``.
     **deprecated : bayescale 0.1's fit keywords, warning (:func:`bayescale.api.resolve_options`)
 
     Returns
@@ -337,7 +346,9 @@ def fit_imputed(
     DataError
         A missing column, or an imputation lacking a group.
     """
-    model, inference = resolve_options("fit_imputed", model, inference, deprecated)
+    model, inference = resolve_options(
+        "fit_imputed", model, inference, deprecated, defaults=(IMPUTED_MODEL, NUTS())
+    )
     groups = tuple(groups)
     missing = [c for c in (*groups, IMPUTATION) if c not in imputed.columns]
     if missing:
