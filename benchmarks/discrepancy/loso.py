@@ -10,22 +10,28 @@ For each source of ``bayescale/corpus`` (splits of ``run.py``):
    ``SD_FLOOR``): ``Model(discrepancy="ou_rw(m_s, sd_s, m_q, sd_q)")``.
 2. The held-out source's curves: early part fitted with ``fit(..., by="curve")`` (NUTS),
    the rest predicted with ``predict(kind="observation")``; arms ``none``
-   (``Model()``, no discrepancy), ``ou_rw`` (the shipped hyperpriors) and ``ou_rw_eb`` (the
-   hyperpriors learnt without this source).
+   (``Model()``, no discrepancy), ``ou_rw`` (the shipped hyperpriors, learnt on the whole
+   corpus by ``learn.py``: not blind to the source), ``ou_rw_fixed`` (the earlier
+   ``LogNormal(log 0.01, 0.7)``), ``ou_rw_eb`` (empirical Bayes without this source) and
+   ``ou_rw_lfo`` (the hyperprior chosen by leave-future-out log score on the other sources,
+   ``learn.py --loso --growth 1``, read from ``results/learn_loso_lpd_g1.csv``).
 3. Scores over held-out points: coverage of the central 50/90% bands, MSCE over
-   50/60/70/80/90/95/99%, median 90% width (log), ``err_ratio`` = median |log error| of the
-   predictive median / that of least squares of the same law.
+   50/60/70/80/90/95/99%, median 90% width (log), mean 90% interval score (log; width +
+   20 x the miss), ``err_ratio`` = median |log error| of the predictive median / that of
+   least squares of the same law.
 
 PolyPythia (``../shared/data``, when present): every log, steps >= 1000, the first 20% of
 steps fitted, the final loss inside the 90% band (all 28 logs, the 20 from initialisation).
 
 Writes ``benchmarks/results/discrepancy_loso.md`` (the tables; the notes after :data:`NOTES` are
-kept) and ``results/loso.csv``.
+kept), ``results/loso.csv``, ``results/loso_polypythia.csv`` and ``results/eb_logs.csv`` (step
+1's MAP values, reused when ``ou_rw_eb`` is not run); with ``--keep`` the rows of
+the arms not run this time are kept from those CSVs (older rows lack ``iscore90``).
 
 Usage (from the worktree root)::
 
     nice -n 5 python benchmarks/discrepancy/loso.py [--chains 2 --warmup 500 --samples 500]
-        [--sources polypythia ...] [--arms none ou_rw ou_rw_eb]
+        [--sources polypythia ...] [--arms none ou_rw ou_rw_fixed ou_rw_eb ou_rw_lfo] [--keep]
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from bayescale.check import least_squares_fit  # noqa: E402
 from bayescale.data import prepare  # noqa: E402
 from bayescale.datasets import polypythia as load_polypythia  # noqa: E402
 from bayescale.laws import get_law  # noqa: E402
+from bayescale.model import hyperpriors  # noqa: E402
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 QUANTILES = tuple(
@@ -62,6 +69,9 @@ QUANTILES = tuple(
     )
 )
 BROAD = f"ou_rw({np.log(0.01):.4f}, 2, {np.log(0.01):.4f}, 2)"
+#: The hyperprior shipped before the leave-future-out choice.
+FIXED = f"ou_rw({np.log(0.01):.5f}, 0.7, {np.log(0.01):.5f}, 0.7)"
+ARMS = ("none", "ou_rw", "ou_rw_fixed", "ou_rw_eb", "ou_rw_lfo")
 SD_FLOOR = 0.3
 LAW = "power_law_offset"
 #: Text after this line of the output file is kept when the tables are rewritten.
@@ -116,12 +126,15 @@ def scores(table: pd.DataFrame, held: pd.DataFrame, lsq: np.ndarray) -> dict:
         for lv in LEVELS
     }
     err = np.median(np.abs(y - q[0.5]))
+    lo, hi = q[0.05], q[0.95]
+    iscore = (hi - lo) + 20 * np.maximum(lo - y, 0) + 20 * np.maximum(y - hi, 0)
     return {
         "points": len(y),
         "cov50": cover[0.5],
         "cov90": cover[0.9],
         "msce": float(np.mean([(cover[lv] - lv) ** 2 for lv in LEVELS])),
         "width90": float(np.median(q[0.95] - q[0.05])),
+        "iscore90": float(np.mean(iscore)),
         "err_ratio": float(err / np.median(np.abs(y - lsq))),
     }
 
@@ -142,7 +155,11 @@ def fit_predict(fit_frame, new_frame, discrepancy, inference, seed=0):
 
 
 def loso(curves, sources, arms, inference) -> pd.DataFrame:
-    logs = pd.concat([eb_logs(curves, s) for s in SPLITS])
+    cache = HERE / "results" / "eb_logs.csv"
+    if "ou_rw_eb" in arms or not cache.exists():
+        logs = pd.concat([eb_logs(curves, s) for s in SPLITS])
+        logs.to_csv(cache, index=False)
+    logs = pd.read_csv(cache)
     rows = []
     for source in sources:
         sub = [c for c in curves if c["source"] == source]
@@ -153,15 +170,39 @@ def loso(curves, sources, arms, inference) -> pd.DataFrame:
         lsq = np.concatenate([lsq_grid[i, : (~c["fit"]).sum()] for i, c in enumerate(sub)])
         assert len(lsq) == len(hx)
         eb = hyperprior(logs[logs.source != source])
+        done = {}
         for arm in arms:
-            disc = {"none": None, "ou_rw": "ou_rw", "ou_rw_eb": eb}[arm]
+            disc = arm_discrepancy(arm, eb, source)
+            key = _same(disc)
+            if key in done:  # the same model as an arm already run: the same fit
+                rows.append({**done[key], "arm": arm, "hyperprior": disc or ""})
+                print(rows[-1], flush=True)
+                continue
             table, secs, bad = fit_predict(fit_frame, held, disc, inference)
             row = {"source": source, "arm": arm, "hyperprior": disc or "",
                    "curves": len(sub), **scores(table, held, lsq), "rhat>1.05": bad,
                    "seconds": round(secs)}  # fmt: skip
             print(row, flush=True)
             rows.append(row)
+            done[key] = row
     return pd.DataFrame(rows), logs
+
+
+def _same(disc: str | None):
+    """A key equal for discrepancies with the same hyperpriors (to 3 decimals)."""
+    if disc is None:
+        return None
+    return tuple(round(a, 3) for p in hyperpriors(disc).values() for a in p.args)
+
+
+def arm_discrepancy(arm: str, eb: str, source: str | None) -> str | None:
+    """The ``Model(discrepancy=...)`` of an arm (``source``: the held-out one, or ``None``
+    for PolyPythia's final loss, whose ``ou_rw_lfo`` is the choice without PolyPythia)."""
+    if arm == "ou_rw_lfo":
+        choice = pd.read_csv(HERE / "results" / "learn_loso_lpd_g1.csv")
+        choice = choice[(choice.arm == "lfo") & (choice.source == (source or "polypythia"))]
+        return str(choice.hyperprior.iloc[0])
+    return {"none": None, "ou_rw": "ou_rw", "ou_rw_fixed": FIXED, "ou_rw_eb": eb}[arm]
 
 
 def _grid(sub):
@@ -198,9 +239,13 @@ def polypythia(arms, inference, eb: str) -> pd.DataFrame | None:
         p = least_squares_fit(law, prepare(pts[["x", "y"]], law))
         lsq_pred.append(np.log(p["E"] + p["A"] * row["x"] ** -p["alpha"]))
     lsq_err = np.abs(np.log(new["y"].to_numpy()) - np.array(lsq_pred))
-    rows = []
+    rows, done = [], {}
     for arm in arms:
-        disc = {"none": None, "ou_rw": "ou_rw", "ou_rw_eb": eb}[arm]
+        disc = arm_discrepancy(arm, eb, None)
+        key = _same(disc)
+        if key in done:
+            rows.append({**done[key], "arm": arm, "hyperprior": disc or ""})
+            continue
         table, secs, bad = fit_predict(fit_frame, new, disc, inference)
         y = new["y"].to_numpy()
         inside = (table["q5"].to_numpy() <= y) & (y <= table["q95"].to_numpy())
@@ -212,7 +257,24 @@ def polypythia(arms, inference, eb: str) -> pd.DataFrame | None:
                "rhat>1.05": bad, "seconds": round(secs)}  # fmt: skip
         print(row, flush=True)
         rows.append(row)
+        done[key] = row
     return pd.DataFrame(rows)
+
+
+def _kept(path: Path, new: pd.DataFrame | None, arms, keys) -> pd.DataFrame | None:
+    """``new`` with the rows of ``path`` whose arm is not in ``arms``, ordered by ``keys``
+    then the arm's place in :data:`ARMS`."""
+    if not path.exists():
+        return new
+    old = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    out = pd.concat([old[~old.arm.isin(arms)], new], ignore_index=True)
+    rank = out.arm.map({a: i for i, a in enumerate(ARMS)})
+    order = np.lexsort([rank.to_numpy()] + [out[k].map(_rank(out[k])).to_numpy() for k in keys])
+    return out.iloc[order].reset_index(drop=True)
+
+
+def _rank(col):
+    return {v: i for i, v in enumerate(dict.fromkeys(col))}
 
 
 def main(argv=None):
@@ -221,7 +283,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--sources", nargs="*", default=list(SPLITS))
-    p.add_argument("--arms", nargs="*", default=["none", "ou_rw", "ou_rw_eb"])
+    p.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
+    p.add_argument("--keep", action="store_true", help="keep the other arms' rows")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "discrepancy_loso.md"))
     a = p.parse_args(argv)
     inference = bs.NUTS(
@@ -229,10 +292,16 @@ def main(argv=None):
     )
     curves = load_corpus()
     table, logs = loso(curves, a.sources, a.arms, inference)
-    (HERE / "results").mkdir(exist_ok=True)
-    table.to_csv(HERE / "results" / "loso.csv", index=False)
+    res = HERE / "results"
+    res.mkdir(exist_ok=True)
     eb_all = hyperprior(logs)
     pp = polypythia(a.arms, inference, eb_all)
+    if a.keep:
+        table = _kept(res / "loso.csv", table, a.arms, ["source"])
+        pp = _kept(res / "loso_polypythia.csv", pp, a.arms, [])
+    table.to_csv(res / "loso.csv", index=False)
+    if pp is not None:
+        pp.to_csv(res / "loso_polypythia.csv", index=False)
     cmd = "nice -n 5 python benchmarks/discrepancy/loso.py " + " ".join(argv or sys.argv[1:])
     lines = [
         "### Leave-one-source-out through `fit` -> `predict` (generated by "
