@@ -268,6 +268,7 @@ def _kept(path: Path, new: pd.DataFrame | None, arms, keys) -> pd.DataFrame | No
         return new
     old = pd.read_csv(path, keep_default_na=False, na_values=[""])
     out = pd.concat([old[~old.arm.isin(arms)], new], ignore_index=True)
+    out["hyperprior"] = out["hyperprior"].fillna("")
     rank = out.arm.map({a: i for i, a in enumerate(ARMS)})
     order = np.lexsort([rank.to_numpy()] + [out[k].map(_rank(out[k])).to_numpy() for k in keys])
     return out.iloc[order].reset_index(drop=True)
@@ -308,7 +309,13 @@ def main(argv=None):
         "`benchmarks/discrepancy/loso.py`)",
         "",
         f"Command: `{cmd}`; NUTS {a.chains} chains x ({a.warmup} warm-up + {a.samples}) "
-        "draws; law `power_law_offset`; splits of `run.py`.",
+        "draws; law `power_law_offset`; splits of `run.py`."
+        + (
+            " Rows of the arms this command did not run are kept from `results/loso*.csv`"
+            " (earlier runs, same settings; they lack `iscore90`)."
+            if a.keep
+            else ""
+        ),
         "",
         "Per-curve MAP log s, log q (broad hyperprior), per source (mean, sd):",
         "",
