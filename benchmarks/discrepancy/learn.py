@@ -22,8 +22,9 @@ interval score, error ratio).
   range (the first 60% of each curve's fitted points predict the rest), its per-curve log
   score times the number of curves as the likelihood of the centre, the corpus choice with
   sd ``TAU`` as the centre's prior.
-* default: the hyperprior chosen on the whole corpus, printed as the ``HYPERPRIORS`` of
-  ``bayescale/model/discrepancy.py``.
+* always: the hyperprior chosen on the whole corpus, printed as the ``HYPERPRIORS`` of
+  ``bayescale/model/discrepancy.py`` (the shipped ones: ``--growth 1``, the model having
+  no growth parameter).
 
 Usage (from the worktree root)::
 
@@ -250,6 +251,10 @@ def main(argv=None) -> None:
         grid = grid[np.isclose(grid.g, a.growth)]
     h_all = best(grid, srcs, a.by)
     print(f"\nwhole corpus ({a.by}): {text(h_all)} growth {h_all[3]}")
+    print("HYPERPRIORS = {")
+    for site, m in (("delta_s", h_all[0]), ("delta_q", h_all[1])):
+        print(f'    "{site}": Prior("lognormal", (math.log({np.exp(m):.4g}), {h_all[2]:g})),')
+    print("}")
     print(run.markdown(_at(grid, h_all)[["source", *COLS]]))
     if a.loso or a.batch:
         rows = []
