@@ -4,9 +4,9 @@
 ``benchmarks/discrepancy/learn.py`` makes on the calibration corpus for the shipped
 :data:`~bayescale.model.discrepancy.HYPERPRIORS`: each curve's early points predict its
 later ones, and the centre of the random walk's scale :math:`q` is chosen by the log score
-of those predictions, with the corpus hyperprior as the prior of the centre.  Opt-in: on
-the corpus it helped the across-size source and hurt the learning curves
-(``benchmarks/results/discrepancy_loso.md``).
+of those predictions, with the corpus hyperprior as the prior of the centre.  Opt-in (its
+leave-one-source-out effect: ``benchmarks/results/discrepancy_loso.md``): pass the chosen
+text to ``Model(discrepancy=...)``.
 """
 
 from __future__ import annotations

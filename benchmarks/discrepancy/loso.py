@@ -14,7 +14,9 @@ For each source of ``bayescale/corpus`` (splits of ``run.py``):
    corpus by ``learn.py``: not blind to the source), ``ou_rw_fixed`` (the earlier
    ``LogNormal(log 0.01, 0.7)``), ``ou_rw_eb`` (empirical Bayes without this source) and
    ``ou_rw_lfo`` (the hyperprior chosen by leave-future-out log score on the other sources,
-   ``learn.py --loso --growth 1``, read from ``results/learn_loso_lpd_g1.csv``).
+   ``learn.py --loso --growth 1``, read from ``results/learn_loso_lpd_g1.csv``) and
+   ``ou_rw_batch`` (``bayescale.learn.learn_discrepancy`` on the source's fitted points,
+   around the ``ou_rw_lfo`` choice).
 3. Scores over held-out points: coverage of the central 50/90% bands, MSCE over
    50/60/70/80/90/95/99%, median 90% width (log), mean 90% interval score (log; width +
    20 x the miss), ``err_ratio`` = median |log error| of the predictive median / that of
@@ -56,6 +58,7 @@ from bayescale.check import least_squares_fit  # noqa: E402
 from bayescale.data import prepare  # noqa: E402
 from bayescale.datasets import polypythia as load_polypythia  # noqa: E402
 from bayescale.laws import get_law  # noqa: E402
+from bayescale.learn import learn_discrepancy  # noqa: E402
 from bayescale.model import hyperpriors  # noqa: E402
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -71,7 +74,7 @@ QUANTILES = tuple(
 BROAD = f"ou_rw({np.log(0.01):.4f}, 2, {np.log(0.01):.4f}, 2)"
 #: The hyperprior shipped before the leave-future-out choice.
 FIXED = f"ou_rw({np.log(0.01):.5f}, 0.7, {np.log(0.01):.5f}, 0.7)"
-ARMS = ("none", "ou_rw", "ou_rw_fixed", "ou_rw_eb", "ou_rw_lfo")
+ARMS = ("none", "ou_rw", "ou_rw_fixed", "ou_rw_eb", "ou_rw_lfo", "ou_rw_batch")
 SD_FLOOR = 0.3
 LAW = "power_law_offset"
 #: Text after this line of the output file is kept when the tables are rewritten.
@@ -172,7 +175,7 @@ def loso(curves, sources, arms, inference) -> pd.DataFrame:
         eb = hyperprior(logs[logs.source != source])
         done = {}
         for arm in arms:
-            disc = arm_discrepancy(arm, eb, source)
+            disc = arm_discrepancy(arm, eb, source, fit_frame)
             key = _same(disc)
             if key in done:  # the same model as an arm already run: the same fit
                 rows.append({**done[key], "arm": arm, "hyperprior": disc or ""})
@@ -195,9 +198,19 @@ def _same(disc: str | None):
     return tuple(round(a, 3) for p in hyperpriors(disc).values() for a in p.args)
 
 
-def arm_discrepancy(arm: str, eb: str, source: str | None) -> str | None:
+def arm_discrepancy(arm: str, eb: str, source: str | None, fit_frame=None) -> str | None:
     """The ``Model(discrepancy=...)`` of an arm (``source``: the held-out one, or ``None``
-    for PolyPythia's final loss, whose ``ou_rw_lfo`` is the choice without PolyPythia)."""
+    for PolyPythia's final loss, whose ``ou_rw_lfo`` is the choice without PolyPythia;
+    ``ou_rw_batch``: :func:`bayescale.learn.learn_discrepancy` on ``fit_frame`` around the
+    ``ou_rw_lfo`` choice, that choice itself when no curve has enough points)."""
+    if arm == "ou_rw_batch":
+        prior = arm_discrepancy("ou_rw_lfo", eb, source)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return learn_discrepancy(fit_frame, LAW, by="curve", prior=prior)[0]
+        except ValueError:
+            return prior
     if arm == "ou_rw_lfo":
         choice = pd.read_csv(HERE / "results" / "learn_loso_lpd_g1.csv")
         choice = choice[(choice.arm == "lfo") & (choice.source == (source or "polypythia"))]
@@ -241,7 +254,7 @@ def polypythia(arms, inference, eb: str) -> pd.DataFrame | None:
     lsq_err = np.abs(np.log(new["y"].to_numpy()) - np.array(lsq_pred))
     rows, done = [], {}
     for arm in arms:
-        disc = arm_discrepancy(arm, eb, None)
+        disc = arm_discrepancy(arm, eb, None, fit_frame)
         key = _same(disc)
         if key in done:
             rows.append({**done[key], "arm": arm, "hyperprior": disc or ""})
