@@ -3,7 +3,7 @@
 :func:`learn_discrepancy` makes, inside the fitted range of a user's curves, the choice that
 ``benchmarks/discrepancy/learn.py`` makes on the calibration corpus for the shipped
 :data:`~bayescale.model.discrepancy.HYPERPRIORS`: each curve's early points predict its
-later ones, and the centre of the random walk's scale :math:`q` is chosen by the log score
+later ones, and the centre of the roughness :math:`r` (``delta_r``) is chosen by the log score
 of those predictions, with the corpus hyperprior as the prior of the centre.  Opt-in (its
 leave-one-source-out effect: ``benchmarks/results/discrepancy_loso.md``): pass the chosen
 text to ``Model(discrepancy=...)``.
@@ -41,14 +41,14 @@ def learn_discrepancy(
     inference=None,
     seed: int = 0,
 ) -> tuple[str, pd.DataFrame]:
-    """Choose the walk's hyperprior centre from the batch's own curves (leave-future-out).
+    """Choose the roughness's hyperprior centre from the batch's own curves (leave-future-out).
 
     Each curve of ``data`` with at least ``min_points`` rows is split along its covariate:
     the first ``ceil(inner * n)`` rows are fitted (``fit(..., by=by)``, one fit per
     candidate), the rest predicted (``predict_draws(kind="observation")``) and scored by
     the log density of :math:`\\log y` under a Gaussian kernel density of the draws
-    (Silverman's bandwidth).  Candidate ``k`` moves the log centre of :math:`q` by
-    ``shifts[k]`` from ``prior``'s (the other hyperprior numbers kept); its objective is
+    (Silverman's bandwidth).  Candidate ``k`` moves the log centre of the roughness
+    :math:`r` by ``shifts[k]`` from ``prior``'s (its sd kept); its objective is
 
     .. math:: J_k = C\\,\\bar\\ell_k - \\tfrac12 (\\mathrm{shift}_k / \\tau)^2,
 
@@ -62,7 +62,7 @@ def learn_discrepancy(
     prior : str
         The discrepancy whose hyperprior centres the search (``"ou_rw"``: the shipped one).
     shifts : sequence of float
-        Shifts of :math:`\\log q`'s centre to try (log units).
+        Shifts of :math:`\\log r`'s centre to try (log units).
     tau : float
         sd of the prior of the shift, > 0.
     inner : float
@@ -78,7 +78,7 @@ def learn_discrepancy(
     Returns
     -------
     (discrepancy, table)
-        The chosen ``"ou_rw(m_s, sd_s, m_q, sd_q)"`` (for ``Model(discrepancy=...)``) and one
+        The chosen ``"ou_rw(m_r, sd_r)"`` (for ``Model(discrepancy=...)``) and one
         row per candidate: ``shift``, ``discrepancy``, ``log_score`` (:math:`\\bar\\ell_k`),
         ``curves``, ``objective``.
 
@@ -91,8 +91,7 @@ def learn_discrepancy(
     if not 0 < inner < 1 or not tau > 0 or not len(shifts):
         raise ValueError(f"need 0 < inner < 1, tau > 0 and shifts; got {inner}, {tau}, {shifts}")
     name, _ = parse_discrepancy(prior)
-    centre = hyperpriors(prior)
-    (m_s, sd_s), (m_q, sd_q) = centre["delta_s"].args, centre["delta_q"].args
+    m_r, sd_r = hyperpriors(prior)["delta_r"].args
     the_law = get_law(law)
     if len(the_law.covariates) != 1:
         raise ValueError(f"the discrepancy runs along one covariate; {the_law.id!r} has more")
@@ -118,7 +117,7 @@ def learn_discrepancy(
     inference = inference or Laplace(num_chains=1, num_samples=400)
     rows = []
     for shift in shifts:
-        text = f"{name}({m_s:.6g}, {sd_s:.6g}, {m_q + shift:.6g}, {sd_q:.6g})"
+        text = f"{name}({m_r + shift:.6g}, {sd_r:.6g})"
         res = fit(
             fitted, law, by=by, columns=columns, seed=seed, warn=False, inference=inference,
             model=Model(likelihood=base.likelihood, noise=base.noise, priors=base.priors,

@@ -72,9 +72,9 @@ class Model:
     discrepancy : str or None
         The law's own error :math:`\\delta(x)`, added to the log mean and correlated along
         the covariate (:mod:`bayescale.model.discrepancy`): ``"ou_rw"`` (an OU process of
-        one-decade length plus a random walk in decades of :math:`x`, scales
-        ``delta_s``, ``delta_q`` fitted under hyperpriors learnt from real curves), or
-        ``"ou_rw(m_s, sd_s, m_q, sd_q)"`` with other log-normal hyperpriors.  It widens
+        one-decade length plus a random walk in decades of :math:`x`, fitted as their
+        roughness ``delta_r`` and the walk's share ``delta_w``), or ``"ou_rw(m_r, sd_r)"``
+        with another log-normal hyperprior of the roughness.  It widens
         ``predict(kind="observation")`` beyond the data.  Laws of several covariates get
         none.  ``None``: the law is exact (residuals independent).
 

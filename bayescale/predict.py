@@ -15,7 +15,13 @@ import pandas as pd
 
 from bayescale.data import FitData, nonnegative_number
 from bayescale.infer.cache import compiled
-from bayescale.model import Posterior, delta_conditional, observation_noise, posterior_key
+from bayescale.model import (
+    Posterior,
+    delta_conditional,
+    observation_noise,
+    posterior_key,
+    scales,
+)
 
 __all__ = [
     "band_quantile",
@@ -139,7 +145,7 @@ def conditional_delta(posterior, values, fitted_log_x, fitted_log_y, mask, log_x
     with np.errstate(invalid="ignore", divide="ignore"):
         mean, var = delta_conditional(
             np.where(on, r, 0.0), u_fit, np.square(sigma), on, u_new,
-            np.asarray(values["delta_s"]), np.asarray(values["delta_q"]),
+            *scales(np.asarray(values["delta_r"]), np.asarray(values["delta_w"])),
         )  # fmt: skip
     return mean + np.sqrt(var) * rng.standard_normal(np.broadcast_shapes(mean.shape, shape))
 

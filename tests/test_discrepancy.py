@@ -21,6 +21,7 @@ from bayescale.model import (
     kalman_log_likelihood,
     noise_model,
     observation_name,
+    scales,
 )
 
 
@@ -107,7 +108,7 @@ def test_observation_names():
     assert noise_model("normal+loglinear+ou_rw") == "loglinear"
     assert discrepancy_model("normal+loglinear+ou_rw") == "ou_rw"
     assert discrepancy_model("normal+loglinear") is None
-    assert discrepancy_model("normal+ou_rw(-4, 0.5, -5, 0.7)") == "ou_rw(-4, 0.5, -5, 0.7)"
+    assert discrepancy_model("normal+ou_rw(-4, 0.5)") == "ou_rw(-4, 0.5)"
     with pytest.raises(ValueError, match="discrepancy"):
         observation_name("normal", "constant", "gp")
     with pytest.raises(ValueError, match="noise model or discrepancy"):
@@ -117,23 +118,35 @@ def test_observation_names():
 def test_model_option_checks():
     assert bayescale.Model().discrepancy is None
     assert bayescale.Model(discrepancy="ou_rw").observation == "student_t+ou_rw"
-    m = bayescale.Model(discrepancy="ou_rw(-4, 0.5, -5, 0.7)", noise="loglinear")
-    assert m.observation == "student_t+loglinear+ou_rw(-4, 0.5, -5, 0.7)"
+    m = bayescale.Model(discrepancy="ou_rw(-4, 0.5)", noise="loglinear")
+    assert m.observation == "student_t+loglinear+ou_rw(-4, 0.5)"
     with pytest.raises(ValueError, match=r"Model\(discrepancy='ar1'\)"):
         bayescale.Model(discrepancy="ar1")
-    with pytest.raises(ValueError, match="sd_s, sd_q > 0"):
-        bayescale.Model(discrepancy="ou_rw(-4, 0, -5, 0.7)")
+    with pytest.raises(ValueError, match="sd_r > 0"):
+        bayescale.Model(discrepancy="ou_rw(-4, 0)")
+    with pytest.raises(ValueError, match="two finite numbers"):
+        bayescale.Model(discrepancy="ou_rw(-4, 0.5, -5, 0.7)")
     with pytest.raises(TypeError, match="string or None"):
         bayescale.Model(discrepancy=True)
 
 
+def test_scales_split_the_roughness():
+    """s and q of (r, w): 2 s^2 + q^2 = r^2 and q^2 / r^2 = w, numpy and JAX alike."""
+    r, w = np.array([0.01, 0.03, 0.2]), np.array([0.0, 0.3, 1.0])
+    s, q = scales(r, w)
+    np.testing.assert_allclose(2 * s**2 + q**2, r**2, rtol=1e-12)
+    np.testing.assert_allclose(q**2 / r**2, w, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(scales(jnp.asarray(r), jnp.asarray(w)), (s, q), rtol=1e-6)
+
+
 def test_sites_and_priors():
-    post = Posterior(get_law("power_law_offset"), "student_t+ou_rw(-4, 0.5, -5, 0.7)")
-    assert post.site_names[-2:] == ("delta_s", "delta_q")
-    assert post.prior_specs["delta_q"].args == (-5.0, 0.7)
+    post = Posterior(get_law("power_law_offset"), "student_t+ou_rw(-4, 0.5)")
+    assert post.site_names[-2:] == ("delta_r", "delta_w")
+    assert post.prior_specs["delta_r"].args == (-4.0, 0.5)
+    assert post.prior_specs["delta_w"].kind == "uniform"
     # the discrepancy runs along one covariate: a law of two has none
     two = Posterior(get_law("chinchilla"), "student_t+ou_rw")
-    assert two.discrepancy is None and "delta_s" not in two.site_names
+    assert two.discrepancy is None and "delta_r" not in two.site_names
 
 
 def test_density_matches_numpyro_and_ignores_padding():
@@ -213,7 +226,7 @@ def test_sbc_passes_with_the_discrepancy():
     )
     print(f"\n{num} replications: {r.report()}")
     assert len(r.ranks) == num
-    assert list(r.ranks.columns)[-2:] == ["delta_s", "delta_q"]
+    assert list(r.ranks.columns)[-2:] == ["delta_r", "delta_w"]
     assert r.passed(0.01, len(r.ranks.columns)), r.report()
 
 

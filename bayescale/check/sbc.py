@@ -19,7 +19,7 @@ import xarray as xr
 from bayescale.api import fit, resolve_options
 from bayescale.data import DataWarning
 from bayescale.laws import Law, get_law
-from bayescale.model import Posterior, decades_from_first, delta_draws
+from bayescale.model import Posterior, decades_from_first, delta_draws, scales
 from bayescale.options import MAP, NUTS, Laplace, Model
 from bayescale.precision import float64
 from bayescale.predict import noise_draws, prior_draws
@@ -302,7 +302,7 @@ def _simulate_replications(law: Law, posterior: Posterior, num: int, design: dic
         if posterior.discrepancy:  # the law's own error, from its prior (the full model)
             (lx,) = (np.log(exact[cv].to_numpy(dtype=float)) for cv in law.covariates)
             u = decades_from_first(lx)
-            noise = noise + delta_draws(rng, u, theta["delta_s"], theta["delta_q"])[None]
+            noise = noise + delta_draws(rng, u, *scales(theta["delta_r"], theta["delta_w"]))[None]
         with np.errstate(over="ignore"):
             y = exact[law.response].to_numpy() * np.exp(noise[0])
         if not np.all(np.isfinite(y) & (y > 0)):

@@ -21,14 +21,20 @@ at :math:`u = 0`,
 otherwise (a two-sided Brownian motion, :math:`W(0) = 0`).  Inside the data :math:`\\delta`
 makes the residuals correlated (hundreds of points on one curve are not hundreds of
 independent facts); beyond the data its variance grows like :math:`s^2 + q^2 d`, :math:`d`
-the decades beyond the first fitted point.  :math:`s` (site ``delta_s``) and :math:`q`
-(``delta_q``, log response per square-root decade) are fitted, with the hyperpriors
-:data:`HYPERPRIORS` learnt from the calibration corpus (``bayescale/corpus``) by
-leave-future-out predictive performance: ``benchmarks/discrepancy/learn.py`` fits the early
-part of every corpus curve and picks the log-normal centres and sd with the best mean log
-predictive density of the rest (the sources weighted equally), not the in-range marginal
-likelihood, which prefers smaller scales than extrapolation needs (the scores are in
-``benchmarks/results/discrepancy_loso.md``).
+the decades beyond the first fitted point.  :math:`s` and :math:`q` are
+fitted through two sites that the data separate well: ``delta_r``, the local roughness
+:math:`r = \\sqrt{2 s^2 + q^2}` (the standard deviation of :math:`\\delta`'s increments per
+square-root decade at short lags, log response), and ``delta_w``, the random walk's share
+:math:`w = q^2 / r^2` of it (:func:`scales`), so :math:`s = r\\sqrt{(1 - w)/2}`,
+:math:`q = r\\sqrt{w}`.  Inside the data the two processes have the same local roughness
+and split it only through the OU's mean reversion, so the posterior of :math:`(s, q)` is a
+curved ridge that NUTS crosses slowly; in :math:`(r, w)` it is straight.  The hyperpriors
+are :data:`HYPERPRIORS`; the roughness's is learnt from the calibration corpus
+(``bayescale/corpus``) by leave-future-out predictive performance:
+``benchmarks/discrepancy/learn.py`` fits the early part of every corpus curve and picks
+the log-normal centre and sd with the best mean log predictive density of the rest (the
+sources weighted equally), not the in-range marginal likelihood, which prefers smaller
+scales than extrapolation needs (scores in ``benchmarks/results/discrepancy_loso.md``).
 
 The process is a two-state linear Gaussian state-space model (:math:`a` the OU part,
 :math:`b` the walk) with transition :math:`F = \\operatorname{diag}(e^{-\\Delta u/\\ell},
@@ -62,30 +68,39 @@ __all__ = [
     "hyperpriors",
     "kalman_log_likelihood",
     "parse_discrepancy",
+    "scales",
 ]
 
 #: The discrepancy models: ``"ou_rw"`` (OU of one-decade length + random walk).
 DISCREPANCIES = ("ou_rw",)
 #: Length of the OU part, in decades of the covariate.
 OU_LENGTH = 1.0
-#: Hyperpriors of the scales: site -> prior (log-normal; medians 0.0015 log response for the
-#: OU part, 0.028 log response per square-root decade for the walk; rebuilt by
-#: ``benchmarks/discrepancy/learn.py --growth 1``).
+#: Hyperpriors: ``delta_r`` (roughness, log response per square-root decade) log-normal with
+#: median 0.02 and log-sd 0.35, ``delta_w`` (the walk's share) uniform on (0, 1); ``delta_r``'s
+#: rebuilt by ``benchmarks/discrepancy/learn.py``.
 HYPERPRIORS = {
-    "delta_s": Prior("lognormal", (math.log(0.0015), 0.5)),
-    "delta_q": Prior("lognormal", (math.log(0.028), 0.5)),
+    "delta_r": Prior("lognormal", (math.log(0.02), 0.35)),
+    "delta_w": Prior("uniform", (0.0, 1.0)),
 }
+
+
+def scales(r, w):
+    """``(s, q)``, the OU and random-walk scales of roughness ``r`` and walk share ``w``:
+    :math:`s = r\\sqrt{(1 - w)/2}`, :math:`q = r\\sqrt{w}` (numpy or JAX arrays)."""
+    xp = jnp if isinstance(r, jax.Array) or isinstance(w, jax.Array) else np
+    return r * xp.sqrt(0.5 * (1.0 - w)), r * xp.sqrt(w)
 
 
 def parse_discrepancy(text: str) -> tuple[str, str]:
     """``(name, canonical text)`` of a discrepancy: ``"ou_rw"`` (hyperpriors
-    :data:`HYPERPRIORS`) or ``"ou_rw(m_s, sd_s, m_q, sd_q)"``, the log-normal hyperpriors
-    :math:`\\log s \\sim \\mathcal N(m_s, sd_s)`, :math:`\\log q \\sim \\mathcal N(m_q, sd_q)`.
+    :data:`HYPERPRIORS`) or ``"ou_rw(m_r, sd_r)"``, the log-normal hyperprior
+    :math:`\\log r \\sim \\mathcal N(m_r, sd_r)` of the roughness (the walk's share stays
+    uniform).
 
     Raises
     ------
     ValueError
-        For an unknown name, or arguments that are not four numbers with positive sds.
+        For an unknown name, or arguments that are not two finite numbers with ``sd_r > 0``.
     """
     text = str(text).strip()
     name, _, rest = text.partition("(")
@@ -100,12 +115,12 @@ def parse_discrepancy(text: str) -> tuple[str, str]:
         if not rest.endswith(")"):
             raise ValueError
         args = [float(a) for a in rest[:-1].split(",")]
-        if len(args) != 4 or not all(map(math.isfinite, args)) or min(args[1], args[3]) <= 0:
+        if len(args) != 2 or not all(map(math.isfinite, args)) or args[1] <= 0:
             raise ValueError
     except ValueError:
         raise ValueError(
-            f"discrepancy {text!r}: give {name}(m_s, sd_s, m_q, sd_q), four finite numbers "
-            "with sd_s, sd_q > 0"
+            f"discrepancy {text!r}: give {name}(m_r, sd_r), two finite numbers with sd_r > 0 "
+            "(the log-normal hyperprior of the roughness delta_r)"
         ) from None
     return name, f"{name}({', '.join(f'{a:.6g}' for a in args)})"
 
@@ -115,8 +130,8 @@ def hyperpriors(text: str) -> dict[str, Prior]:
     name, canonical = parse_discrepancy(text)
     if canonical == name:
         return dict(HYPERPRIORS)
-    m_s, sd_s, m_q, sd_q = (float(a) for a in canonical[len(name) + 1 : -1].split(","))
-    return {"delta_s": Prior("lognormal", (m_s, sd_s)), "delta_q": Prior("lognormal", (m_q, sd_q))}
+    m_r, sd_r = (float(a) for a in canonical[len(name) + 1 : -1].split(","))
+    return {**HYPERPRIORS, "delta_r": Prior("lognormal", (m_r, sd_r))}
 
 
 def decades_from_first(log_x, mask=None):

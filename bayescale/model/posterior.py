@@ -26,7 +26,12 @@ from numpyro.distributions.transforms import biject_to
 from bayescale.families import Likelihood
 from bayescale.laws import Law, Prior
 from bayescale.laws.formula import PowerTerm
-from bayescale.model.discrepancy import decades_from_first, hyperpriors, kalman_log_likelihood
+from bayescale.model.discrepancy import (
+    decades_from_first,
+    hyperpriors,
+    kalman_log_likelihood,
+    scales,
+)
 from bayescale.model.observation import (
     NOISE_SLOPE_PRIOR,
     discrepancy_model,
@@ -110,7 +115,7 @@ class Posterior:
     def site_names(self) -> tuple[str, ...]:
         """Latent sites in the order of the flat parameter vector: the law's parameters,
         ``sigma``, the likelihood's extra sites, the noise slopes, the discrepancy's scales
-        (``delta_s``, ``delta_q``)."""
+        (``delta_r``, ``delta_w``)."""
         return tuple(self.prior_specs)
 
     @cached_property
@@ -186,8 +191,7 @@ class Posterior:
             decades_from_first(lx, mask),
             sigma * sigma,
             mask,
-            per_curve["delta_s"],
-            per_curve["delta_q"],
+            *scales(per_curve["delta_r"], per_curve["delta_w"]),
             lambda v, scale: self.family.logpdf(v, scale, per_curve),
             in_order,
         )

@@ -142,10 +142,25 @@ def nodes_pass(fit: dict, hx: np.ndarray, seed: int = 0) -> dict:
 
 def mixture(d: dict, hyper, dist: np.ndarray, seed: int = 0):
     """Resampled (mean, sd) components (curves, R, m) of the predictive under ``hyper`` =
-    ``(m_s, m_q, sd, g)``: the nodes weighted by evidence x hyperprior, each node's Laplace
-    components; and each curve's effective number of nodes."""
-    m_s, m_q, sd, g = hyper
-    logw = d["log_ev"] - 0.5 * ((d["log_s"] - m_s) / sd) ** 2 - 0.5 * ((d["log_q"] - m_q) / sd) ** 2
+    ``(m_s, m_q, sd, g)`` or, the shipped family, ``(m_r, sd_r)``: the nodes weighted by
+    evidence x hyperprior, each node's Laplace components; and each curve's effective number
+    of nodes."""
+    if len(hyper) == 2:  # the shipped family: log r ~ N(m_r, sd_r), w ~ U(0, 1)
+        m_r, sd_r = hyper
+        g = 1.0
+        r2 = 2 * np.exp(2 * d["log_s"]) + np.exp(2 * d["log_q"])
+        w_walk = np.exp(2 * d["log_q"]) / r2
+        # density on the (log s, log q) nodes: |d(log r, w) / d(log s, log q)| = 2 w (1 - w)
+        logw = (
+            d["log_ev"] - 0.5 * ((0.5 * np.log(r2) - m_r) / sd_r) ** 2
+            + np.log(w_walk * (1 - w_walk))
+        )  # fmt: skip
+    else:
+        m_s, m_q, sd, g = hyper
+        logw = (
+            d["log_ev"] - 0.5 * ((d["log_s"] - m_s) / sd) ** 2
+            - 0.5 * ((d["log_q"] - m_q) / sd) ** 2
+        )  # fmt: skip
     w = np.exp(logw - logw.max(axis=1, keepdims=True))
     w /= w.sum(axis=1, keepdims=True)
     ess = 1.0 / np.sum(w**2, axis=1)
@@ -177,7 +192,7 @@ def score_grid(d, hx, hy, hm, fit_max, lsq, sources, cands) -> pd.DataFrame:
         s = run.score(mean, sd, hx, hy, hm, fit_max)
         for src in dict.fromkeys(sources):
             idx = np.flatnonzero(sources == src)
-            rows.append({"m_s": h[0], "m_q": h[1], "sd": h[2], "g": h[3], "source": src,
+            rows.append({**dict(zip(NAMES[len(h)], h, strict=True)), "source": src,
                          **run.summarise(s, hy, hm, lsq, idx),
                          "ess_min": float(ess[idx].min())})  # fmt: skip
         if i % 50 == 0:
@@ -185,15 +200,26 @@ def score_grid(d, hx, hy, hm, fit_max, lsq, sources, cands) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Column names of a candidate of each family (by its length).
+NAMES = {4: ["m_s", "m_q", "sd", "g"], 2: ["m_r", "sd_r"]}
+#: The shipped family's candidates: centres of the roughness r and its log-sd.
+R_CENTRES = tuple(float(np.log(v)) for v in (0.007, 0.01, 0.014, 0.02, 0.028, 0.04, 0.056))
+R_SDS = (0.35, 0.5, 0.7)
+
+
 def best(grid: pd.DataFrame, sources, by: str = "lpd") -> tuple:
     """The candidate with the best mean ``by`` over ``sources`` (each weighted equally)."""
-    g = grid[grid.source.isin(sources)].groupby(["m_s", "m_q", "sd", "g"])[by].mean()
+    names = NAMES[2] if "m_r" in grid else NAMES[4]
+    g = grid[grid.source.isin(sources)].groupby(names)[by].mean()
     return g.idxmax() if by == "lpd" else g.idxmin()
 
 
 def text(h) -> str:
-    """``ou_rw(m_s, sd, m_q, sd)`` of a candidate (the growth is not part of the model)."""
-    return f"ou_rw({h[0]:.4f}, {h[2]:.4f}, {h[1]:.4f}, {h[2]:.4f})"
+    """``ou_rw(m_r, sd_r)`` of a candidate of the shipped family; ``s,q(m_s, sd, m_q, sd)``
+    (a description: not a model of the package) of the (s, q) family."""
+    if len(h) == 2:
+        return f"ou_rw({h[0]:.4f}, {h[1]:.4f})"
+    return f"s,q({h[0]:.4f}, {h[2]:.4f}, {h[1]:.4f}, {h[2]:.4f})"
 
 
 def inner_split(curves: list[dict]) -> list[dict]:
@@ -234,8 +260,14 @@ def main(argv=None) -> None:
     p.add_argument("--batch", action="store_true")
     p.add_argument("--by", default="lpd", choices=["lpd", "msce", "iscore90"])
     p.add_argument("--growth", type=float, help="choose among this growth's candidates only")
+    p.add_argument(
+        "--family", default="r", choices=["r", "sq"],
+        help="r: the shipped (roughness, walk share) hyperprior; sq: log-normal s and q",
+    )  # fmt: skip
     a = p.parse_args(argv)
     OUT.mkdir(exist_ok=True)
+    if a.family == "r":
+        return main_r(a)
     t0 = time.time()
     path = OUT / "learn_grid.csv"
     curves = run.load_corpus()
@@ -286,6 +318,34 @@ def main(argv=None) -> None:
         print(run.markdown(loso[["source", "arm", "hyperprior", "g", *COLS]]))
 
 
+def main_r(a) -> None:
+    """The shipped family: grid ``results/learn_grid_r.csv``, choices
+    ``results/learn_loso_<by>_r.csv``, the ``HYPERPRIORS`` printed."""
+    path = OUT / "learn_grid_r.csv"
+    curves = run.load_corpus()
+    grid = pd.read_csv(path) if path.exists() else None
+    cands = list(itertools.product(R_CENTRES, R_SDS))
+    todo = [h for h in cands if grid is None or _at(grid, h).empty]
+    if todo:
+        d, args = prepare(curves, Path(a.cache) / "outer.npz", 0)
+        grid = pd.concat([grid, score_grid(d, *args, todo)], ignore_index=True)
+        grid.to_csv(path, index=False)
+    srcs = list(run.SPLITS)
+    h_all = best(grid, srcs, a.by)
+    print(f"\nwhole corpus ({a.by}): {text(h_all)}")
+    print("HYPERPRIORS = {")
+    print(f'    "delta_r": Prior("lognormal", (math.log({np.exp(h_all[0]):.4g}), {h_all[1]:g})),')
+    print('    "delta_w": Prior("uniform", (0.0, 1.0)),\n}')
+    print(run.markdown(_at(grid, h_all)[["source", *COLS]]))
+    rows = []
+    for src in srcs:
+        h = best(grid, [s for s in srcs if s != src], a.by)
+        rows.append({"source": src, "arm": "lfo", "hyperprior": text(h), **_at(grid, h, src)})
+    loso = pd.DataFrame(rows)
+    loso.to_csv(OUT / f"learn_loso_{a.by}_r.csv", index=False)
+    print(run.markdown(loso[["source", "arm", "hyperprior", *COLS]]))
+
+
 def batch_choice(igrid: pd.DataFrame, src: str, h) -> tuple | None:
     """The centre maximising the source's inner per-curve log score x its curves plus the
     normal log prior (sd TAU) around the corpus choice ``h``; sd and g as in ``h``."""
@@ -298,10 +358,10 @@ def batch_choice(igrid: pd.DataFrame, src: str, h) -> tuple | None:
 
 
 def _at(grid, h, src=None):
-    sel = grid[
-        np.isclose(grid.m_s, h[0]) & np.isclose(grid.m_q, h[1])
-        & np.isclose(grid.sd, h[2]) & np.isclose(grid.g, h[3])
-    ]  # fmt: skip
+    keep = np.ones(len(grid), bool)
+    for name, v in zip(NAMES[len(h)], h, strict=True):
+        keep &= np.isclose(grid[name], v)
+    sel = grid[keep]
     if src is None:
         return sel
     return sel[sel.source == src].iloc[0][COLS].to_dict()
