@@ -1,9 +1,12 @@
 """Learn the discrepancy's hyperprior by leave-future-out (held-out) predictive performance.
 
-The hyperprior ``log s ~ N(m_s, sd)``, ``log q ~ N(m_q, sd)`` of ``Model(discrepancy="ou_rw")``
-is chosen by how well the curves' early parts predict their rest (the splits of ``run.py``),
-not by how well it fits inside the data (empirical Bayes by the in-range marginal likelihood
-under-covers: ``benchmarks/results/discrepancy_loso.md``).
+The hyperprior of ``Model(discrepancy="ou_rw")`` is chosen by how well the curves' early
+parts predict their rest (the splits of ``run.py``), not by how well it fits inside the data
+(empirical Bayes by the in-range marginal likelihood under-covers:
+``benchmarks/results/discrepancy_loso.md``).  Two families: ``--family r`` (default, the
+package's): ``log r ~ N(m_r, sd_r)``, ``w ~ U(0, 1)`` (roughness and walk share,
+:func:`bayescale.model.discrepancy.scales`); ``--family sq``: ``log s ~ N(m_s, sd)``,
+``log q ~ N(m_q, sd)``, with an optional growth ``g`` of the walk beyond the data.
 
 Every candidate hyperprior is scored without refitting, by quadrature over the scales: per
 curve and node (s, q) of a log-spaced grid (``NODES``), the MAP of the law's parameters and
@@ -16,20 +19,20 @@ random walk's variance beyond the fitted range multiplied by ``g**2`` (a faster-
 discrepancy).  Scores as in ``run.summarise`` (log score per curve, coverage, MSCE, width,
 interval score, error ratio).
 
-* ``--loso``: for each source, the hyperprior on the grid with the best mean log score over
-  the OTHER sources (each weighted equally), and its scores on the source.
-* ``--batch``: the in-batch choice: each held-out source also learns from its own fitted
+* ``--family r``: the whole-corpus choice printed as the ``HYPERPRIORS`` of
+  ``bayescale/model/discrepancy.py``, and for each source the choice on the OTHER sources
+  (``results/learn_loso_<by>_r.csv``, read by ``loso.py``'s ``ou_rw_lfo`` arm).
+* ``--family sq --loso``: for each source, the hyperprior on the grid with the best mean
+  log score over the OTHER sources (each weighted equally), and its scores on the source.
+* ``--family sq --batch``: the in-batch choice: each held-out source also learns from its own fitted
   range (the first 60% of each curve's fitted points predict the rest), its per-curve log
   score times the number of curves as the likelihood of the centre, the corpus choice with
   sd ``TAU`` as the centre's prior.
-* always: the hyperprior chosen on the whole corpus, printed as the ``HYPERPRIORS`` of
-  ``bayescale/model/discrepancy.py`` (the shipped ones: ``--growth 1``, the model having
-  no growth parameter).
 
 Usage (from the worktree root)::
 
-    nice -n 5 python benchmarks/discrepancy/learn.py [--loso] [--batch] [--cache DIR]
-        [--by lpd] [--growth 1]
+    nice -n 5 python benchmarks/discrepancy/learn.py [--family r|sq] [--loso] [--batch]
+        [--cache DIR] [--by lpd] [--growth 1]
 """
 
 from __future__ import annotations
