@@ -235,3 +235,37 @@ def test_sbc_passes_with_the_discrepancy():
     assert len(r.ranks) == num
     assert list(r.ranks.columns)[-2:] == ["delta_r", "delta_w"]
     assert r.passed(0.01, len(r.ranks.columns)), r.report()
+
+
+def test_learn_discrepancy_prefers_the_walk_the_curves_show():
+    from bayescale.learn import learn_discrepancy
+
+    # curves whose deviation from the law is a random walk of scale q per sqrt decade:
+    # 0.1 (3.5x the shipped centre) is predicted better by the larger walk, 0.003 by the
+    # smaller one
+    x = np.geomspace(100, 1e5, 16)
+    u = np.log10(x / x[0])
+    for q, better in ((0.1, 1), (0.003, 0)):
+        rng = np.random.default_rng(5)
+        frames = [
+            pd.DataFrame({"curve": c, "x": x, "y": (2 + 60 * x**-0.4)
+                          * np.exp(delta_draws(rng, u, 0.002, q) + 0.003 * rng.normal(size=16))})
+            for c in range(6)
+        ]  # fmt: skip
+        # a short curve takes no part
+        frames.append(pd.DataFrame({"curve": 9, "x": x[:5], "y": 3.0}))
+        data = pd.concat(frames, ignore_index=True)
+        choice, table = learn_discrepancy(
+            data, "power_law_offset", by="curve", shifts=(-1.5, 1.5), tau=2.0
+        )
+        assert list(table["shift"]) == [-1.5, 1.5] and (table.curves == 6).all()
+        assert table.log_score[better] > table.log_score[1 - better]
+        assert choice == table.discrepancy[better]
+        assert bayescale.Model(discrepancy=choice).discrepancy == choice
+        np.testing.assert_allclose(
+            table.objective, 6 * table.log_score - 0.5 * (table["shift"] / 2.0) ** 2
+        )
+    with pytest.raises(ValueError, match="no curve"):
+        learn_discrepancy(data, "power_law_offset", by="curve", min_points=40)
+    with pytest.raises(ValueError, match="one covariate"):
+        learn_discrepancy(data, "chinchilla", by="curve")
