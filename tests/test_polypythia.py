@@ -105,15 +105,19 @@ def test_exponents_positive_and_below_two(batch, medians):
     assert bad.empty, f"alpha posterior median outside (0, 2): {bad.round(3).to_dict()}"
 
 
-def test_asymptote_below_last_observed_loss(batch, curves, medians, from_init):
-    """E lies below the last loss of every curve from initialisation (resumed logs are flat,
-    so their E is their level and a noisy last point may fall below it)."""
+def test_asymptote_below_last_observed_loss(batch, curves, from_init):
+    """The data do not put E above the last loss of any curve from initialisation: E's 5%
+    posterior quantile lies below it.  (Under the default discrepancy the observed curve is
+    the law times :math:`e^{\\delta}`, so the last loss may dip below the law's asymptote by
+    the law's own error and E's median need not lie below it; resumed logs are flat, so
+    their E is their level.)"""
     last = curves.sort_values("step").groupby(BY)["train_lm_loss"].last()
     last.index = [curve_label(m, s) for m, s in last.index]
-    e = medians["E"].rename(index=str)
+    summary = batch.summary(quantiles=(0.05,))
+    e = summary[summary["parameter"] == "E"].set_index(batch.dim)["q5"].rename(index=str)
     above = {
         label: (round(float(e[label]), 3), round(float(last[label]), 3))
         for label in from_init
         if not e[label] < last[label]
     }
-    assert not above, f"E median >= last observed loss, (E, last loss): {above}"
+    assert not above, f"E 5% quantile >= last observed loss, (E q5, last loss): {above}"
