@@ -409,6 +409,7 @@ def worker_batch(spec: dict) -> dict:
         frame,
         LAW,
         by="curve",
+        model=bench_model(spec),
         inference=bayescale.NUTS(
             num_chains=1,
             num_warmup=W,
@@ -478,7 +479,7 @@ def worker_batch(spec: dict) -> dict:
     # ---- throughput limit: one vmapped value-and-grad call at the same K, on the same
     # (padded) data and split over the same devices as fit_batch's sampler
     law = get_law(LAW)
-    posterior = Posterior(law)
+    posterior = Posterior(law, bench_model(spec).observation_for(law))
     fits = [
         prepare(frame.iloc[i * NUM_POINTS : (i + 1) * NUM_POINTS].drop(columns="curve"), law)
         for i in range(K)
@@ -601,6 +602,17 @@ def worker_batch(spec: dict) -> dict:
     }
 
 
+def bench_model(spec: dict):
+    """The model every bayescale arm fits: ``--discrepancy none`` (default) is the loop
+    peers' model (the law with Student-t noise, no discrepancy); ``default`` is
+    ``bayescale.Model()`` (the law's own error on)."""
+    import bayescale
+
+    return bayescale.Model() if spec.get("discrepancy") == "default" else bayescale.Model(
+        discrepancy=None
+    )
+
+
 def chees_arm(spec: dict, frame, clock: CompileClock, map_s: float | None) -> dict:
     """The ChEES arm (``--chees``), in the NUTS worker's process after its measurements.
 
@@ -640,7 +652,9 @@ def chees_arm(spec: dict, frame, clock: CompileClock, map_s: float | None) -> di
         return out
 
     def run():
-        return bayescale.fit(frame, LAW, by="curve", inference=inference, seed=0, warn=False)
+        return bayescale.fit(
+            frame, LAW, by="curve", model=bench_model(spec), inference=inference, seed=0, warn=False
+        )
 
     cache.clear()
     api.run_batch = timed_run_batch
@@ -725,7 +739,9 @@ def worker_chees_big(spec: dict) -> dict:
     )
     rss_before = peak_rss_gib()
     t0 = time.time()
-    result = bayescale.fit(frame, LAW, by="curve", inference=inference, seed=0, warn=False)
+    result = bayescale.fit(
+            frame, LAW, by="curve", model=bench_model(spec), inference=inference, seed=0, warn=False
+        )
     t1 = time.time()
     diag = result.diagnostics
     return {
@@ -919,12 +935,13 @@ def run_chees_big(args) -> None:
             "chunk_size": args.chunk_size,
             "dtype": args.dtype,
             "keep": args.keep,
+            "discrepancy": args.discrepancy,
         }
         print(
             f"ChEES(num_chains={C}, num_warmup={W}, num_samples={S}, thin={args.chees_thin}, "
             f"trajectory_scale={args.chees_trajectory_scale}, "
             f"chunk_size={args.chunk_size}, keep={args.keep}, dtype={args.dtype!r}), "
-            f"K = {args.chees_big}, "
+            f"K = {args.chees_big}, discrepancy {args.discrepancy}, "
             f"load average at start {os.getloadavg()[0]:.2f}",
             flush=True,
         )
@@ -986,6 +1003,12 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     parser.add_argument("--keep", type=int, default=None, help="--chees-big: ChEES(keep=)")
+    parser.add_argument(
+        "--discrepancy",
+        choices=["none", "default"],
+        default="none",
+        help="bayescale's model: none = the loop peers' model (default); default = Model()",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -1010,7 +1033,8 @@ def main(argv=None) -> None:
 
     check_priors_match_law()
     print(
-        f"bayescale batched benchmark: law {LAW}, {NUM_POINTS} points/curve; "
+        f"bayescale batched benchmark: law {LAW}, {NUM_POINTS} points/curve, bayescale's "
+        f"discrepancy {args.discrepancy}; "
         f"num_warmup W = {W}, num_samples S = {S}, 1 chain per curve for every peer; "
         f"K = {sizes}{' + ' + str(BIG_K) if args.big else ''}; {os.cpu_count()} CPU core(s) "
         f"({platform.machine()}), jax {jax.__version__} on {jax.default_backend()}, float64; "
@@ -1062,6 +1086,7 @@ def main(argv=None) -> None:
                 "chees_thin": args.chees_thin,
                 "chees_scale": args.chees_trajectory_scale,
                 "chees_vectorized": {"auto": None, "yes": True, "no": False}[args.chees_vectorized],
+                "discrepancy": args.discrepancy,
             }
             batch[K] = run_worker("batch", spec, tmp)
             summarise_batch(batch[K], W)
