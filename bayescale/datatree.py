@@ -179,11 +179,12 @@ def pointwise_groups(
     rng = np.random.default_rng(seed)
     groups = {}
     if k * c * s * n_max <= max_pointwise:
-        ll, log_mu = jax.vmap(pointwise(posterior))(
-            values, data["log_x"], data["log_y"], data["mask"]
-        )
-        ll, log_mu = np.asarray(ll), np.asarray(log_mu)
-        mask = data["mask"][:, None, None, :]
+        out = jax.vmap(pointwise(posterior))(values, data["log_x"], data["log_y"], data["mask"])
+        # host copies (ll writable, masked in place), each device buffer freed once copied
+        ll = np.array(out[0])
+        log_mu = np.array(out[1])
+        del out
+        missing = ~np.asarray(data["mask"], bool)[:, None, None, :]
         noisy = values
         if posterior.noise_slopes:
             sigma = jax.vmap(
@@ -192,14 +193,16 @@ def pointwise_groups(
                 )
             )(values, data["log_x"], data["mask"])
             noisy = {**values, "sigma": np.asarray(sigma)}
+        # in place: at K = 10,000 each (fit, chain, draw, point) array is over a GiB
+        ppc = noise_draws(rng, posterior.likelihood, noisy, log_mu.shape)
+        ppc += log_mu
+        del log_mu
         with np.errstate(over="ignore", invalid="ignore"):  # padded points: masked below
-            ppc = np.exp(log_mu + noise_draws(rng, posterior.likelihood, noisy, log_mu.shape))
-        groups["log_likelihood"] = xr.Dataset(
-            {law.response: (dims4, np.where(mask, ll, np.nan))}, coords
-        )
-        groups["posterior_predictive"] = xr.Dataset(
-            {law.response: (dims4, np.where(mask, ppc, np.nan))}, coords
-        )
+            np.exp(ppc, out=ppc)
+        np.copyto(ll, np.nan, where=missing)
+        np.copyto(ppc, np.nan, where=missing)
+        groups["log_likelihood"] = xr.Dataset({law.response: (dims4, ll)}, coords)
+        groups["posterior_predictive"] = xr.Dataset({law.response: (dims4, ppc)}, coords)
     num_prior = len(next(iter(prior.values())))
     if k * num_prior * n_max <= max_pointwise:
         pred = np.full((k, 1, num_prior, n_max), np.nan)
