@@ -19,8 +19,9 @@ random walk's variance beyond the fitted range multiplied by ``g**2`` (a faster-
 discrepancy).  Scores as in ``run.summarise`` (log score per curve, coverage, MSCE, width,
 interval score, error ratio).
 
-* ``--family r``: the whole-corpus choice printed as the ``HYPERPRIORS`` of
-  ``bayescale/model/discrepancy.py``, and for each source the choice on the OTHER sources
+* ``--family r``: the choice on the training-curve sources (``--learn-from``, default
+  :data:`TRAINING`) printed as the ``HYPERPRIORS`` of
+  ``bayescale/model/discrepancy.py``, and for each source the choice on the OTHER such sources
   (``results/learn_loso_<by>_r.csv``, read by ``loso.py``'s ``ou_rw_lfo`` arm).
 * ``--family sq --loso``: for each source, the hyperprior on the grid with the best mean
   log score over the OTHER sources (each weighted equally), and its scores on the source.
@@ -256,6 +257,11 @@ def prepare(curves, cache: Path, seed: int):
 COLS = ["cov50", "cov90", "msce", "width90", "iscore90", "err_ratio", "lpd", "ess_min"]
 
 
+#: Sources whose curves run along one training run (loss against steps): the shipped
+#: hyperprior is learnt on these.  The others are fits across model sizes.
+TRAINING = ("polypythia", "nanogpt_speedrun")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", default="/tmp", help="folder of the node passes (.npz)")
@@ -266,6 +272,11 @@ def main(argv=None) -> None:
     p.add_argument(
         "--family", default="r", choices=["r", "sq"],
         help="r: the shipped (roughness, walk share) hyperprior; sq: log-normal s and q",
+    )  # fmt: skip
+    p.add_argument(
+        "--learn-from", nargs="+", default=list(TRAINING), metavar="SOURCE",
+        help="--family r: the sources the hyperprior is learnt on (default: the training "
+        "curves; the law's error along one run is larger than across model sizes)",
     )  # fmt: skip
     a = p.parse_args(argv)
     OUT.mkdir(exist_ok=True)
@@ -334,15 +345,16 @@ def main_r(a) -> None:
         grid = pd.concat([grid, score_grid(d, *args, todo)], ignore_index=True)
         grid.to_csv(path, index=False)
     srcs = list(run.SPLITS)
-    h_all = best(grid, srcs, a.by)
-    print(f"\nwhole corpus ({a.by}): {text(h_all)}")
+    learn = [s for s in srcs if s in a.learn_from]
+    h_all = best(grid, learn, a.by)
+    print(f"\nlearnt on {', '.join(learn)} ({a.by}): {text(h_all)}")
     print("HYPERPRIORS = {")
     print(f'    "delta_r": Prior("lognormal", (math.log({np.exp(h_all[0]):.4g}), {h_all[1]:g})),')
     print('    "delta_w": Prior("uniform", (0.0, 1.0)),\n}')
     print(run.markdown(_at(grid, h_all)[["source", *COLS]]))
     rows = []
-    for src in srcs:
-        h = best(grid, [s for s in srcs if s != src], a.by)
+    for src in srcs:  # each source's choice made without it
+        h = best(grid, [s for s in learn if s != src], a.by)
         rows.append({"source": src, "arm": "lfo", "hyperprior": text(h), **_at(grid, h, src)})
     loso = pd.DataFrame(rows)
     loso.to_csv(OUT / f"learn_loso_{a.by}_r.csv", index=False)
