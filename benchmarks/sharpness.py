@@ -13,8 +13,9 @@ arm).  Four ways of making a band, each scored by :func:`bayescale.check.calibra
 at 50-99%, MSCE, the 90% interval score and median width in log response):
 
 a. ``default``: :func:`bayescale.check.backtest` of ``power_law_offset`` with the default
-   model and, to bound the run on a shared CPU, ``Laplace()`` posteriors in place of NUTS;
-b. ``tau*d``: the same fits, bands widened by today's opt-in law error learnt from the other
+   model (the discrepancy on) and ``Laplace()`` posteriors (``--inference nuts``: NUTS
+   2 x (300 + 300)); ``none``: the same with ``Model(discrepancy=None)``, the exact law;
+b. ``tau*d``: the ``none`` fits, bands widened by the opt-in law error learnt from the other
    curves of the source (``with_law_error("curves")``);
 c. ``LS bootstrap``: per curve, ``B`` pairs-bootstrap resamples of the fitted points, each fitted
    by least squares (:func:`bayescale.check.least_squares_fit`, 4 starts), plus a residual of
@@ -49,6 +50,7 @@ LAW = "power_law_offset"
 STACKED = ["power_law_offset", "broken_power_law", "alabdulmohsin_m3", "alabdulmohsin_m4"]
 MIN_FIT = 9  # the stacked arm's refits need 8 points (broken_power_law) at an origin
 INFERENCE = bayescale.Laplace()
+NUTS = bayescale.NUTS(num_chains=2, num_warmup=300, num_samples=300)  # --inference nuts
 QCOLS = [quantile_column(q) for q in BAND_QUANTILES]
 
 
@@ -142,6 +144,9 @@ def main() -> None:
     parser.add_argument("--num-boot", type=int, default=20)
     out = ROOT / "benchmarks" / "results" / "sharpness.md"
     parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--inference", choices=["laplace", "nuts"], default="laplace",
+                        help="posteriors of the default, none and tau*d arms")  # fmt: skip
+    parser.add_argument("--no-stacked", action="store_true", help="skip arm d")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     rows, weight_rows, skipped = [], [], []
@@ -153,18 +158,24 @@ def main() -> None:
             print(f"{source}: skipped, fewer than 3 curves with >= {MIN_FIT} fitted points")
             skipped.append(source)
             continue
-        start = time.perf_counter()
-        bt = check.backtest(frame, LAW, by="curve", split=split, inference=INFERENCE, seed=0)
-        arms = {"default": (bt.predictions, time.perf_counter() - start)}
-        start = time.perf_counter()
+        inference = NUTS if args.inference == "nuts" else INFERENCE
+        arms = {}
+        for arm, model in (("default", bayescale.Model()),
+                           ("none", bayescale.Model(discrepancy=None))):  # fmt: skip
+            start = time.perf_counter()
+            bt = check.backtest(frame, LAW, by="curve", split=split, model=model,
+                                inference=inference, seed=0)  # fmt: skip
+            arms[arm] = (bt.predictions, time.perf_counter() - start)
+        start = time.perf_counter()  # today's opt-in: the law error on the exact law's fits
         arms["tau*d"] = (bt.with_law_error("curves").predictions, time.perf_counter() - start)
         start = time.perf_counter()
         arms["LS bootstrap"] = (bootstrap_bands(frame, split, args.num_boot),
                                 time.perf_counter() - start)  # fmt: skip
-        start = time.perf_counter()
-        pred, weights = stacked_bands(frame, split)
-        arms["stacked"] = (pred, time.perf_counter() - start)
-        weight_rows.append(weights.mean().rename(source))
+        if not args.no_stacked:
+            start = time.perf_counter()
+            pred, weights = stacked_bands(frame, split)
+            arms["stacked"] = (pred, time.perf_counter() - start)
+            weight_rows.append(weights.mean().rename(source))
         for arm, (pred, seconds) in arms.items():
             row = {"source": source, "curves": n, "arm": arm,
                    **summary(check.calibration(pred), pred, seconds)}  # fmt: skip
@@ -181,8 +192,9 @@ def write(out: Path, rows: list, weight_rows: list, skipped: list) -> None:
     text = [
         "# Sharpness beside coverage (issue 17; branch calib)",
         "",
-        f"Command: `python benchmarks/sharpness.py {' '.join(_argv())}`; Laplace posteriors "
-        "(NUTS too slow for this run on the shared 2-core CPU); coverage = share of held-out "
+        f"Command: `python benchmarks/sharpness.py {' '.join(_argv())}`; posteriors: NUTS 2 x "
+        "(300 + 300) with `--inference nuts`, else Laplace (the stacked arm: Laplace); "
+        "coverage = share of held-out "
         "points inside the central band; final90 = last held-out point inside the 90% band "
         "(share of curves); IS90 = mean 90% interval score and width = median band width, "
         "both in log response (lower is sharper); MSCE over the levels 50-99%.",
@@ -193,7 +205,7 @@ def write(out: Path, rows: list, weight_rows: list, skipped: list) -> None:
         "",
         "Mean LFO stacking weights per source (arm d):",
         "",
-        markdown(weights.reset_index(names="source"), ".2f"),
+        markdown(weights.reset_index(names="source"), ".2f") if len(weights) else "(not run)",
         "",
         f"Sources skipped (fewer than 3 curves with >= {MIN_FIT} fitted points): "
         f"{', '.join(skipped) or 'none'}.",
