@@ -608,8 +608,10 @@ def bench_model(spec: dict):
     ``bayescale.Model()`` (the law's own error on)."""
     import bayescale
 
-    return bayescale.Model() if spec.get("discrepancy") == "default" else bayescale.Model(
-        discrepancy=None
+    return (
+        bayescale.Model()
+        if spec.get("discrepancy") == "default"
+        else bayescale.Model(discrepancy=None)
     )
 
 
@@ -740,8 +742,8 @@ def worker_chees_big(spec: dict) -> dict:
     rss_before = peak_rss_gib()
     t0 = time.time()
     result = bayescale.fit(
-            frame, LAW, by="curve", model=bench_model(spec), inference=inference, seed=0, warn=False
-        )
+        frame, LAW, by="curve", model=bench_model(spec), inference=inference, seed=0, warn=False
+    )
     t1 = time.time()
     diag = result.diagnostics
     return {
