@@ -112,6 +112,9 @@ BIG_K = 10_000
 GRAD_REPS = 50  # value-and-grad calls chained in one program for the in-program limit
 TARGET_SPEEDUP, TARGET_K = 50.0, 1024
 TARGET_RSS_GIB = 24.0
+#: The lock-step sampler's targets at TARGET_K (ms/fit excl. compile, share of the
+#: in-program gradient limit, speed-up over the fastest loop incl. compile).
+CHEES_MS, CHEES_LIMIT, CHEES_SPEEDUP = 12.0, 0.5, 60.0
 COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
     "/jax/core/compile/jaxpr_to_mlir_module_duration",
@@ -1146,6 +1149,24 @@ def main(argv=None) -> None:
         )
     else:
         print(f"  >= {TARGET_SPEEDUP:.0f}x per fit at K={TARGET_K}: K={TARGET_K} not run")
+    if TARGET_K in batch and batch[TARGET_K].get("chees"):
+        r = batch[TARGET_K]
+        c, g = r["chees"], chees_figures(r)
+        incl = c["wall_s"] / TARGET_K
+        checks = [
+            (f"<= {CHEES_MS:.0f} ms/fit excl. compile", f"{g['excl'] * 1e3:.1f} ms",
+             g["excl"] * 1e3 <= CHEES_MS),
+            ("converged share >= NUTS's", f"{c['converged']:.1%} vs {r['converged']:.1%}",
+             c["converged"] >= r["converged"]),
+            (f">= {CHEES_LIMIT:.0%} of the in-program gradient limit",
+             f"{g['efficiency_scan']:.1%}", g["efficiency_scan"] >= CHEES_LIMIT),
+        ]  # fmt: skip
+        if loop:
+            fastest = min(loop.values())
+            checks.append((f">= {CHEES_SPEEDUP:.0f}x the fastest loop, compile included",
+                           f"{fastest / incl:.1f}x", fastest / incl >= CHEES_SPEEDUP))  # fmt: skip
+        for what, value, ok in checks:
+            print(f"  ChEES at K={TARGET_K}, {what}: {value} -> {'MET' if ok else 'NOT MET'}")
     if args.big:
         r = batch[BIG_K]
         ok = r["peak_rss_gib"] <= TARGET_RSS_GIB
