@@ -23,6 +23,7 @@ from bayescale.predict import noise_draws, point_sigma_values, pointwise, prior_
 __all__ = [
     "FIT_GROUPS",
     "MODE_STATS",
+    "POINTWISE_GROUPS",
     "SINGLE",
     "build_datatree",
     "dim_name",
@@ -45,6 +46,8 @@ FIT_GROUPS = (
     "constant_data",
     "prior_predictive",
 )
+#: Groups of :func:`pointwise_groups`: one number per draw and data point.
+POINTWISE_GROUPS = ("log_likelihood", "posterior_predictive", "prior_predictive")
 #: Per-fit numbers of a MAP/Laplace mode search (``attrs["mode_stats"]``).
 MODE_STATS = (
     "map_potential",
@@ -83,13 +86,16 @@ def build_datatree(
     attrs: dict,
     num_prior_draws: int = 500,
     max_pointwise: int = 50_000_000,
+    pointwise: bool = True,
 ) -> xr.DataTree:
     """The DataTree of sampler output with a leading fit axis (``z``: ``(fit, chain,
     draw, dim)``, the statistics ``(fit, chain, draw)``).
 
     ``seed`` (an int or a sequence of ints) seeds the numpy draws of the predictive and
     prior groups.  The pointwise groups (``log_likelihood``, ``posterior_predictive``,
-    ``prior_predictive``) are stored when each holds at most ``max_pointwise`` numbers.
+    ``prior_predictive``) are stored when each holds at most ``max_pointwise`` numbers;
+    with ``pointwise=False`` they are left to :func:`restore_pointwise` (named in
+    ``attrs["dropped_groups"]``, as in a saved result).
     """
     law = posterior.law
     dim = dim_name(by)
@@ -127,11 +133,12 @@ def build_datatree(
         {n: (("chain", "draw"), v[None]) for n, v in prior.items()},
         {"chain": [0], "draw": np.arange(num_prior_draws)},
     )
-    groups.update(
-        pointwise_groups(
-            posterior, values, data, prior, list(labels), dim, seed, max_pointwise=max_pointwise
+    if pointwise:
+        groups.update(
+            pointwise_groups(
+                posterior, values, data, prior, list(labels), dim, seed, max_pointwise=max_pointwise
+            )
         )
-    )
     if "all_draws" in samples:
         groups[ALL_DRAWS] = xr.Dataset(
             {n: ((dim,), np.asarray(v)) for n, v in samples["all_draws"].items()},
@@ -147,6 +154,8 @@ def build_datatree(
         "seed": seed_attr(seed),
         **{a: (json.dumps(v) if isinstance(v, dict | list) else v) for a, v in attrs.items()},
     }
+    if not pointwise:
+        dt.attrs["dropped_groups"] = json.dumps(list(POINTWISE_GROUPS))
     return dt
 
 
@@ -254,15 +263,15 @@ def recompute_pointwise(dt: xr.DataTree, posterior: Posterior, dim: str) -> dict
 
 
 def restore_pointwise(dt: xr.DataTree, posterior: Posterior, dim: str) -> xr.DataTree:
-    """``dt`` with the pointwise groups that :meth:`bayescale.Result.save` left out (named in
-    ``attrs["dropped_groups"]``) recomputed by :func:`recompute_pointwise`."""
+    """``dt`` with the pointwise groups named in ``attrs["dropped_groups"]`` (left out by
+    :meth:`bayescale.Result.save` or by ``build_datatree(pointwise=False)``) recomputed by
+    :func:`recompute_pointwise` (those within its size limit), the attribute removed."""
     dropped = json.loads(dt.attrs.get("dropped_groups", "[]"))
-    if not dropped:
-        return dt
-    groups = recompute_pointwise(dt, posterior, dim)
+    groups = recompute_pointwise(dt, posterior, dim) if dropped else {}
     out = dt.copy(deep=False)
     for name in dropped:
-        out[name] = xr.DataTree(groups[name])
+        if name in groups:
+            out[name] = xr.DataTree(groups[name])
     out.attrs = {k: v for k, v in dt.attrs.items() if k != "dropped_groups"}
     return out
 

@@ -34,6 +34,7 @@ from bayescale.convergence import (
 )
 from bayescale.data import DataError, FitData, covariate_frame, seed_int
 from bayescale.datatree import (
+    POINTWISE_GROUPS,
     build_datatree,
     dim_name,
     recompute_pointwise,
@@ -53,7 +54,7 @@ from bayescale.predict import (
 __all__ = ["Result", "load", "quantile_list"]
 
 #: Groups :meth:`Result.save` leaves out by default and :func:`load` recomputes.
-RECOMPUTED_GROUPS = ("log_likelihood", "posterior_predictive", "prior_predictive")
+RECOMPUTED_GROUPS = POINTWISE_GROUPS
 #: Groups of the last :meth:`Result.predict`, not saved by default.
 PREDICTION_GROUPS = ("predictions", "predictions_constant_data")
 #: zlib level of saved results (1 fastest .. 9 smallest).
@@ -66,7 +67,10 @@ class Result:
     Attributes
     ----------
     datatree : xarray.DataTree
-        ArviZ DataTree with a fit dimension (see the module docstring).
+        ArviZ DataTree with a fit dimension (see the module docstring).  The pointwise
+        groups (:data:`RECOMPUTED_GROUPS`) of a fresh or loaded result are computed from the
+        draws, the data and the seed on first access of ``datatree`` (one vmapped program
+        and the noise draws), not during :func:`bayescale.fit`.
     law : Law
     likelihood : str
     columns : dict
@@ -81,7 +85,21 @@ class Result:
         self.columns = dict(columns)
         self.by = by
         self.posterior = Posterior(law, likelihood)
-        self.datatree = with_fit_dim(datatree, self.dim)
+        self._tree = with_fit_dim(datatree, self.dim)
+
+    @property
+    def datatree(self) -> xr.DataTree:
+        if "dropped_groups" in self._tree.attrs:  # pointwise groups not computed yet
+            self._restore_pointwise()
+        return self._tree
+
+    @float64
+    def _restore_pointwise(self) -> None:
+        self._tree = restore_pointwise(self._tree, self.posterior, self.dim)
+
+    @datatree.setter
+    def datatree(self, tree: xr.DataTree) -> None:
+        self._tree = tree
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -90,7 +108,7 @@ class Result:
     ) -> Result:
         """The result of sampler output with a leading fit axis (arguments and keywords as
         in :func:`bayescale.datatree.build_datatree`)."""
-        dt = build_datatree(posterior, fits, labels, by, samples, **kw)
+        dt = build_datatree(posterior, fits, labels, by, samples, pointwise=False, **kw)
         return cls(dt, posterior.law, posterior.likelihood, fits[0].columns, by)
 
     # ------------------------------------------------------------------ shape
@@ -102,7 +120,7 @@ class Result:
     @property
     def labels(self) -> list:
         """The fits' labels (``[0]`` for a single fit)."""
-        return list(self.datatree.posterior[self.dim].values)
+        return list(self._tree.posterior[self.dim].values)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -113,22 +131,22 @@ class Result:
 
     @property
     def num_chains(self) -> int:
-        return int(self.datatree.posterior.sizes["chain"])
+        return int(self._tree.posterior.sizes["chain"])
 
     @property
     def num_draws(self) -> int:
-        return int(self.datatree.posterior.sizes["draw"])
+        return int(self._tree.posterior.sizes["draw"])
 
     @property
     def method(self) -> str:
         """``"nuts"``, ``"map"`` or ``"laplace"``: what made the draws."""
-        return str(self.datatree.attrs.get("method", "nuts"))
+        return str(self._tree.attrs.get("method", "nuts"))
 
     def draws(self, var_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Posterior draws ``{name: array}``: ``(chain, draw)`` for a result of one fit,
         ``(fit, chain, draw)`` for several."""
         names = list(var_names or self.parameter_names)
-        post = self.datatree.posterior
+        post = self._tree.posterior
         if len(self) == 1:
             return {k: _drop_fit(post[k], self.dim).values for k in names}
         return {k: post[k].values for k in names}
@@ -189,11 +207,11 @@ class Result:
         r̂ and ESS are NaN (no Markov chain).  Computed once per result.
         """
         index = pd.Index(self.labels, name=self.dim)
-        reasons = json.loads(self.datatree.attrs.get("failure_reasons", "{}"))
+        reasons = json.loads(self._tree.attrs.get("failure_reasons", "{}"))
         reason = [reasons.get(str(label), "") for label in self.labels]
         draws = self.num_chains * self.num_draws
         if self.method != "nuts":
-            frame = pd.DataFrame(json.loads(self.datatree.attrs["mode_stats"]), index=index)
+            frame = pd.DataFrame(json.loads(self._tree.attrs["mode_stats"]), index=index)
             frame["max_rhat"] = frame["min_ess_bulk"] = frame["min_ess_tail"] = np.nan
             frame["num_divergent"], frame["num_draws"] = 0, draws
             frame["reason"] = reason
@@ -201,14 +219,14 @@ class Result:
                 frame["reason"] != "", Status.failed.value, Status.converged.value
             )
             return frame
-        if ALL_DRAWS in self.datatree.children:  # NUTS(keep=...): from all draws
-            conv = {k: v.values for k, v in self.datatree[ALL_DRAWS].dataset.items()}
+        if ALL_DRAWS in self._tree.children:  # NUTS(keep=...): from all draws
+            conv = {k: v.values for k, v in self._tree[ALL_DRAWS].dataset.items()}
         else:
-            post, names = self.datatree.posterior.dataset, self.parameter_names
+            post, names = self._tree.posterior.dataset, self.parameter_names
             conv = convergence_numbers(
                 {n: post[n].transpose(self.dim, "chain", "draw").values for n in names},
                 names,
-                self.datatree.sample_stats["diverging"].transpose(self.dim, ...).values,
+                self._tree.sample_stats["diverging"].transpose(self.dim, ...).values,
             )
         frame = pd.DataFrame(
             {
@@ -220,7 +238,7 @@ class Result:
             },
             index=index,
         )
-        stats = self.datatree.sample_stats
+        stats = self._tree.sample_stats
         if "n_steps" in stats:
             frame["mean_n_steps"] = stats["n_steps"].mean(("chain", "draw")).values
         frame["rhat_max_allowed"] = RHAT_MAX
@@ -260,7 +278,7 @@ class Result:
             if self.method != "nuts":
                 return (
                     f"{self.method} fit of law {self.law.id!r} failed: {d['reason']} "
-                    f"({d['map_failed_starts']} of {self.datatree.attrs['num_starts']} starts "
+                    f"({d['map_failed_starts']} of {self._tree.attrs['num_starts']} starts "
                     f"ended non-finite, {d['map_agreeing_starts']} agree with the best, "
                     f"potential {d['map_potential']:.6g})"
                 )
@@ -298,8 +316,8 @@ class Result:
         """
         quantiles = quantile_list(quantiles)
         rows = []
-        post = self.datatree.posterior
-        stored = self.datatree[ALL_DRAWS].dataset if ALL_DRAWS in self.datatree.children else None
+        post = self._tree.posterior
+        stored = self._tree[ALL_DRAWS].dataset if ALL_DRAWS in self._tree.children else None
         for name in self.parameter_names:
             x = post[name].transpose(self.dim, ...).values.reshape(len(self), -1)
             mean, sd = x.mean(axis=1), x.std(axis=1)
@@ -338,22 +356,22 @@ class Result:
 
     def _fitted_log_x(self) -> dict:
         """The fitted points' log covariates, ``(fit, point)`` (NaN: padding)."""
-        const = self.datatree.constant_data
+        const = self._tree.constant_data
         return {c: np.log(const[c].transpose(self.dim, ...).values) for c in self.law.covariates}
 
     def _log_draws(self, new: FitData, fit_index, kind: str, seed, law_error: float):
         seed = seed_int(seed)
-        post = self.datatree.posterior
+        post = self._tree.posterior
         values = {k: post[k].transpose(self.dim, ...).values for k in self.parameter_names}
         fitted_log_y = None  # needed only to condition a discrepancy on the fitted residuals
         if self.posterior.discrepancy and kind == "observation":
-            if "observed_data" not in self.datatree.children:
+            if "observed_data" not in self._tree.children:
                 raise ValueError(
                     "predict(kind='observation') under a discrepancy conditions on the fitted "
                     "responses, and this result has no observed_data group (e.g. a pool of "
                     "imputed fits); use kind='mean', or fit without the discrepancy"
                 )
-            observed = self.datatree.observed_data[self.law.response]
+            observed = self._tree.observed_data[self.law.response]
             fitted_log_y = np.log(observed.transpose(self.dim, ...).values)
         return log_prediction_draws(
             self.posterior, values, self._fitted_log_x(), new.log_x, fit_index, kind, seed,
@@ -443,8 +461,8 @@ class Result:
         pred = xr.Dataset(
             {self.law.response: (("chain", "draw", "prediction_point"), draws)},
             coords={
-                "chain": self.datatree.posterior.chain.values,
-                "draw": self.datatree.posterior.draw.values,
+                "chain": self._tree.posterior.chain.values,
+                "draw": self._tree.posterior.draw.values,
                 "prediction_point": point,
             },
             attrs={"kind": kind},
@@ -453,8 +471,8 @@ class Result:
             {c: (("prediction_point",), np.exp(new.log_x[c])) for c in self.law.covariates},
             coords={"prediction_point": point},
         )
-        self.datatree["predictions"] = xr.DataTree(pred)
-        self.datatree["predictions_constant_data"] = xr.DataTree(const)
+        self._tree["predictions"] = xr.DataTree(pred)
+        self._tree["predictions_constant_data"] = xr.DataTree(const)
 
     # ------------------------------------------------------------------ persistence
     @float64
@@ -484,8 +502,14 @@ class Result:
             raise FileNotFoundError(
                 f"cannot save to {str(path)!r}: folder {str(path.parent)!r} does not exist"
             )
-        dt = self.datatree
-        if not full:
+        pending = "dropped_groups" in self._tree.attrs  # recomputable by construction
+        dt = self._tree if pending and not full else self.datatree
+        if pending and not full:
+            dt = xr.DataTree.from_dict(
+                {k: v.to_dataset() for k, v in dt.children.items() if k not in PREDICTION_GROUPS}
+            )
+            dt.attrs = dict(self._tree.attrs)
+        elif not full:
             again = recompute_pointwise(dt, self.posterior, self.dim)
             dropped = [
                 name
@@ -496,7 +520,7 @@ class Result:
             dt = xr.DataTree.from_dict(
                 {k: v.to_dataset() for k, v in dt.children.items() if k not in left_out}
             )
-            dt.attrs = {**self.datatree.attrs, "dropped_groups": json.dumps(dropped)}
+            dt.attrs = {**self._tree.attrs, "dropped_groups": json.dumps(dropped)}
         encoding = {
             node.path: {
                 name: {"zlib": True, "complevel": COMPRESSION_LEVEL, "shuffle": True}
@@ -554,8 +578,8 @@ def quantile_list(quantiles) -> list[float]:
 @float64
 def load(path: str | Path) -> Result:
     """Read a result saved by :meth:`Result.save` (or by bayescale 0.1's ``FitResult.save``
-    or ``BatchResult.save``); the pointwise groups that ``save`` left out are recomputed
-    (:func:`bayescale.datatree.restore_pointwise`; one compilation of the pointwise program).
+    or ``BatchResult.save``); the pointwise groups that ``save`` left out are recomputed on
+    first access of :attr:`Result.datatree` (:func:`bayescale.datatree.restore_pointwise`).
 
     Raises
     ------
@@ -583,9 +607,7 @@ def load(path: str | Path) -> Result:
     except KeyError as err:
         raise ValueError(f"{str(path)!r} is not a bayescale result (no {err} attribute)") from None
     by = json.loads(dt.attrs["by"]) if "by" in dt.attrs else None
-    result = Result(dt, law, likelihood, columns, by)
-    result.datatree = restore_pointwise(result.datatree, result.posterior, result.dim)
-    return result
+    return Result(dt, law, likelihood, columns, by)
 
 
 def _drop_fit(x: xr.DataArray, dim: str) -> xr.DataArray:
