@@ -12,7 +12,15 @@ import jax
 import numpy as np
 
 from bayescale.convergence import ESS_PER_CHAIN_MIN, RHAT_MAX, mode_failure, rhat
-from bayescale.data import DataError, as_frame, prepare, seed_int
+from bayescale.data import (
+    DataError,
+    FitData,
+    as_frame,
+    column_name,
+    prepare,
+    seed_int,
+    warn_outliers,
+)
 from bayescale.datatree import MODE_STATS
 from bayescale.infer.batch import run_batch
 from bayescale.infer.hmc import ChEESOptions
@@ -536,15 +544,23 @@ def _split_curves(data, law: Law, by, columns):
             f"by= names column(s) {missing or by_cols} not in the data; it has columns "
             f"{list(map(str, frame.columns))}"
         )
+    groups = frame.groupby(by_cols, sort=True).indices
+    rows = frame.drop(columns=by_cols)
+    try:  # validated once; an error is raised for the first curve that holds it
+        whole = prepare(rows, law, columns, min_points=1, check_outliers=False)
+    except DataError:
+        for key, index in groups.items():
+            try:
+                prepare(rows.iloc[index], law, columns, min_points=1)
+            except DataError as err:
+                where = f"curve {_label(key, by)!r} ({', '.join(by_cols)})"
+                raise DataError(f"{where}: {err}") from None
+        raise
     fits, labels, reasons = [], [], {}
     needed = len(law.parameters) + 2
-    for key, rows in frame.groupby(by_cols, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        label = key[0] if isinstance(by, str) else "/".join(map(str, key))
-        try:
-            fit_data = prepare(rows.drop(columns=by_cols), law, columns, min_points=1)
-        except DataError as err:
-            raise DataError(f"curve {label!r} ({', '.join(by_cols)}): {err}") from None
+    for key, index in groups.items():
+        label = _label(key, by)
+        fit_data = _curve(whole, law, index)
         if fit_data.num_points < needed:
             reasons[str(label)] = f"{fit_data.num_points} points < {needed} needed"
         fits.append(fit_data)
@@ -552,6 +568,26 @@ def _split_curves(data, law: Law, by, columns):
     if not fits:
         raise DataError(f"data for law {law.id!r} is empty (no rows)")
     return fits, labels, reasons
+
+
+def _label(key, by):
+    """A curve's label: its ``by`` value, or its values joined by ``/`` for several."""
+    key = key if isinstance(key, tuple) else (key,)
+    return key[0] if isinstance(by, str) else "/".join(map(str, key))
+
+
+def _curve(whole: FitData, law: Law, index: np.ndarray) -> FitData:
+    """The rows ``index`` of validated data as one curve's, its outliers warned of."""
+    frame = whole.frame.iloc[index]
+    for name in (*law.covariates, law.response):
+        col = whole.columns[name]
+        warn_outliers(frame[name].to_numpy(), frame.index, column_name(law, name, col))
+    return FitData(
+        log_x={c: v[index] for c, v in whole.log_x.items()},
+        log_y=whole.log_y[index],
+        frame=frame,
+        columns=whole.columns,
+    )
 
 
 def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_record):

@@ -8,7 +8,9 @@ fits at once by :mod:`bayescale.diagnostics`; a one-chain fit gets the r̂ of it
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import jax.numpy as jnp
 import numpy as np
@@ -148,14 +150,39 @@ def convergence_numbers(
     """Per fit: max split r̂, min bulk/tail ESS over ``names``, divergences, draws.
 
     ``values[name]`` and ``diverging`` have shape ``(fit, chain, draw)``: NumPy arrays (the
-    numbers computed in float64, returned as NumPy) or JAX arrays/tracers (traced, e.g.
-    inside :mod:`bayescale.infer.reduce` on the device).  The statistics are arviz-stats'
+    numbers computed in float64, returned as NumPy; many fits are split into one block per
+    CPU core, computed on threads) or JAX arrays/tracers (traced, e.g. inside
+    :mod:`bayescale.infer.reduce` on the device).  The statistics are arviz-stats'
     (:mod:`bayescale.diagnostics`, all fits at once); a one-chain fit gets the r̂ of its two
     halves, as :func:`rhat` does.  ``prob``: the tail ESS quantiles ``prob``, ``1 - prob``
     (default :func:`bayescale.diagnostics.tail_prob`).
     """
     arrays = [values[n] for n in names]
-    xp = np if all(isinstance(v, np.ndarray) for v in arrays) else jnp
+    if not all(isinstance(v, np.ndarray) for v in arrays):
+        return _numbers(arrays, diverging, prob, jnp)
+    prob = batch_diagnostics.tail_prob() if prob is None else prob
+    num_fits = arrays[0].shape[0]
+    blocks = np.array_split(np.arange(num_fits), min(_cores(), max(1, num_fits // 32)))
+    if len(blocks) == 1:
+        return _numbers(arrays, diverging, prob, np)
+    with ThreadPoolExecutor(len(blocks)) as pool:  # NumPy/SciPy release the GIL
+        parts = list(
+            pool.map(
+                lambda i: _numbers([a[i] for a in arrays], np.asarray(diverging)[i], prob, np),
+                blocks,
+            )
+        )
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _numbers(arrays: list, diverging, prob, xp) -> dict:
     x = xp.stack([xp.moveaxis(v, 0, -1) for v in arrays], axis=-1)  # (c, d, fit, par)
     if x.shape[0] == 1:  # one chain: its two halves
         half = x.shape[1] // 2

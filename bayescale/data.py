@@ -252,11 +252,16 @@ def warn_outliers(values: np.ndarray, index, where: str) -> None:
             )
 
 
+def column_name(law: Law, name: str, col: str) -> str:
+    """How messages name data column ``col`` holding law variable ``name``."""
+    return f"column {col!r}" + (f" ({name})" if col != name else "") + f" of law {law.id!r}"
+
+
 def _validated(
     law: Law, frame: pd.DataFrame, name: str, col: str, *, check_outliers: bool
 ) -> np.ndarray:
     series = frame[col]
-    where = f"column {col!r}" + (f" ({name})" if col != name else "") + f" of law {law.id!r}"
+    where = column_name(law, name, col)
     dtype = series.dtype
     not_real = (
         pd.api.types.is_bool_dtype(dtype)
@@ -303,6 +308,7 @@ def prepare(
     *,
     require_response: bool = True,
     min_points: int | None = None,
+    check_outliers: bool | None = None,
 ) -> FitData:
     """Validate ``data`` against ``law`` and return log-space arrays.
 
@@ -319,6 +325,8 @@ def prepare(
     min_points : int, optional
         Fewest rows accepted; by default the number of law parameters + 2 (the noise
         scale and at least one residual degree of freedom).
+    check_outliers : bool, optional
+        Warn of outlying values (:func:`warn_outliers`); default: ``require_response``.
 
     Raises
     ------
@@ -342,7 +350,13 @@ def prepare(
     variables = (*law.covariates, law.response) if require_response else law.covariates
     resolved = _resolve_columns(law, frame, columns, variables)
     values = {
-        name: _validated(law, frame, name, col, check_outliers=require_response)
+        name: _validated(
+            law,
+            frame,
+            name,
+            col,
+            check_outliers=require_response if check_outliers is None else check_outliers,
+        )
         for name, col in resolved.items()
     }
     if require_response:
