@@ -51,7 +51,10 @@ Peers
     (:func:`chees_arm`).  Reported beside (b): ms per fit without compilation, achieved
     gradient rate against (b)'s in-program limit, converged share (bayescale's status, whose
     ESS floor is 100 per chain, and r-hat <= 1.01 with min ESS >= 100), and ESS per second
-    per fit (median min(bulk, tail) ESS over the fits / ms per fit).  ``--no-loop`` skips (a).
+    per fit (median min(bulk, tail) ESS over the fits / ms per fit).  With the loops, at
+    K = 1,024 a further fresh process times the same ChEES call with JAX's persistent cache
+    filled by an untimed first call, the loop+cache arms' conditions (every program re-traced,
+    compiled code loaded from the cache).  ``--no-loop`` skips (a).
 (d) **One big ChEES call** (``--chees-big K``, nothing else runs): ``bayescale.fit(...,
     by="curve", inference=ChEES(...))`` on K curves with the ``--chees-*`` settings (warm-up
     and samples default 250), ``--chunk-size``, ``--keep`` and ``--dtype``, in a fresh
@@ -712,7 +715,11 @@ def chees_arm(spec: dict, frame, clock: CompileClock, map_s: float | None) -> di
 
 def worker_chees_big(spec: dict) -> dict:
     """``--chees-big``: one ``bayescale.fit(..., by="curve", inference=ChEES(...))`` call on
-    K curves in a fresh process (no NUTS arm): wall, compilation, peak RSS, converged share."""
+    K curves in a fresh process (no NUTS arm): wall, compilation, peak RSS, converged share.
+
+    With ``spec["warm_cache"]`` (a folder) the persistent cache is on there and an untimed
+    first call fills it; the timed call then re-traces every program (bayescale's in-memory
+    programs cleared) and loads it from the cache: the loop+cache arms' conditions."""
     import jax
 
     clock = CompileClock()
@@ -720,8 +727,10 @@ def worker_chees_big(spec: dict) -> dict:
     import pandas as pd
 
     import bayescale
+    from bayescale.infer import cache
 
-    bayescale.configure(cache_dir=None)
+    warm = spec.get("warm_cache")  # a folder: one untimed call fills it first
+    bayescale.configure(cache_dir=warm or None)
     K = spec["k"]
     tokens, losses = load_curves(Path(spec["curves"]), K)
     frame = pd.DataFrame(
@@ -742,11 +751,18 @@ def worker_chees_big(spec: dict) -> dict:
         dtype=spec["dtype"],
         progress_bar=False,
     )
+
+    def run():
+        return bayescale.fit(
+            frame, LAW, by="curve", model=bench_model(spec), inference=inference, seed=0, warn=False
+        )
+
+    if warm:  # as the loop+cache arms: programs from a filled persistent cache, re-traced
+        run()
+        cache.clear()
     rss_before = peak_rss_gib()
     t0 = time.time()
-    result = bayescale.fit(
-        frame, LAW, by="curve", model=bench_model(spec), inference=inference, seed=0, warn=False
-    )
+    result = run()
     t1 = time.time()
     diag = result.diagnostics
     return {
@@ -1095,6 +1111,17 @@ def main(argv=None) -> None:
             }
             batch[K] = run_worker("batch", spec, tmp)
             summarise_batch(batch[K], W)
+            if args.chees and not args.no_loop and K == TARGET_K:
+                cache_dir = tmp / "jax-cache-chees"
+                os.mkdir(cache_dir)
+                warm = {**spec, "keep": None, "dtype": "float64", "warm_cache": str(cache_dir)}
+                batch[K]["chees_warm"] = r = run_worker("chees_big", warm, tmp)
+                print(
+                    f"  ChEES, persistent cache filled by an untimed first call (as loop+cache): "
+                    f"wall {r['wall_s']:.2f} s = {r['wall_s'] / K * 1e3:.1f} ms/fit, compile "
+                    f"{r['compile_s']:.2f} s, converged {r['converged']:.1%}",
+                    flush=True,
+                )
 
     # ---- final tables
     if args.no_loop:  # the per-K lines above carry the NUTS and ChEES figures
@@ -1163,8 +1190,18 @@ def main(argv=None) -> None:
         ]  # fmt: skip
         if loop:
             fastest = min(loop.values())
-            checks.append((f">= {CHEES_SPEEDUP:.0f}x the fastest loop, compile included",
-                           f"{fastest / incl:.1f}x", fastest / incl >= CHEES_SPEEDUP))  # fmt: skip
+            checks.append(
+                (
+                    f">= {CHEES_SPEEDUP:.0f}x the fastest loop, compile included, cache off",
+                    f"{fastest / incl:.1f}x",
+                    fastest / incl >= CHEES_SPEEDUP,
+                )
+            )
+            if "chees_warm" in r:  # like for like: the fastest loop's cache is filled too
+                warm = r["chees_warm"]["wall_s"] / TARGET_K
+                checks.append((f">= {CHEES_SPEEDUP:.0f}x the fastest loop, compile included, "
+                               "both from a filled persistent cache", f"{fastest / warm:.1f}x",
+                               fastest / warm >= CHEES_SPEEDUP))  # fmt: skip
         for what, value, ok in checks:
             print(f"  ChEES at K={TARGET_K}, {what}: {value} -> {'MET' if ok else 'NOT MET'}")
     if args.big:

@@ -179,3 +179,37 @@ def test_single_chain_rhat_splits_the_chain():
     assert rhat[1] > 1.1  # a random walk: the halves disagree
     two = xr.Dataset({"theta": (("chain", "draw"), rng.normal(size=(2, 500)))})
     assert float(split_rhat(two)["theta"]) == float(azs.rhat(two)["theta"])  # >= 2 chains: as is
+
+
+def test_pointwise_groups_made_on_access_equal_an_eager_build():
+    """fit leaves log_likelihood and the predictive groups to the first access of datatree
+    (and save writes without them); they are the groups build_datatree computes at once
+    from the same draws, data and seed."""
+    import jax
+
+    from bayescale.data import prepare
+    from bayescale.datatree import POINTWISE_GROUPS, build_datatree
+
+    fresh = bayescale.fit(
+        _data(),
+        "power_law_offset",
+        columns={"x": "steps", "y": "train_loss"},
+        seed=3,
+        inference=NUTS(**FIT_SETTINGS),
+    )
+    assert not set(POINTWISE_GROUPS) & set(fresh._tree.children)  # not drawn by fit
+    post = fresh.posterior
+    values = {k: v[None] for k, v in fresh.draws().items()}  # (fit, chain, draw)
+    fits = [prepare(_data(), post.law, {"x": "steps", "y": "train_loss"})]
+    with jax.enable_x64(True):  # as inside fit
+        z = np.asarray(post.unconstrain(values))
+        samples = {"z": z, "lp": np.zeros(z.shape[:3])}
+        eager = build_datatree(post, fits, [0], None, samples, seed=3, attrs={}, pointwise=True)
+    for name in POINTWISE_GROUPS:
+        np.testing.assert_allclose(
+            fresh.datatree[name].dataset["y"].values,
+            eager[name].dataset["y"].values,
+            rtol=1e-9,
+            err_msg=name,
+        )
+    assert "dropped_groups" not in fresh.datatree.attrs
