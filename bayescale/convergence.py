@@ -144,14 +144,19 @@ ALL_DRAWS = "all_draws_summary"
 SUMMARY_QUANTILES = (0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975)
 
 
+#: Most fits per block of :func:`convergence_numbers` on the host.
+FITS_PER_BLOCK = 512
+
+
 def convergence_numbers(
     values: dict, names: Sequence[str], diverging, prob: float | None = None
 ) -> dict:
     """Per fit: max split r̂, min bulk/tail ESS over ``names``, divergences, draws.
 
     ``values[name]`` and ``diverging`` have shape ``(fit, chain, draw)``: NumPy arrays (the
-    numbers computed in float64, returned as NumPy; many fits are split into one block per
-    CPU core, computed on threads) or JAX arrays/tracers (traced, e.g. inside
+    numbers computed in float64, returned as NumPy; in blocks of at most
+    :data:`FITS_PER_BLOCK` fits, at least one per CPU core, on one thread per core: the
+    intermediates take about ten times a block's draws) or JAX arrays/tracers (traced, e.g. inside
     :mod:`bayescale.infer.reduce` on the device).  The statistics are arviz-stats'
     (:mod:`bayescale.diagnostics`, all fits at once); a one-chain fit gets the r̂ of its two
     halves, as :func:`rhat` does.  ``prob``: the tail ESS quantiles ``prob``, ``1 - prob``
@@ -162,10 +167,11 @@ def convergence_numbers(
         return _numbers(arrays, diverging, prob, jnp)
     prob = batch_diagnostics.tail_prob() if prob is None else prob
     num_fits = arrays[0].shape[0]
-    blocks = np.array_split(np.arange(num_fits), min(_cores(), max(1, num_fits // 32)))
+    num_blocks = max(min(_cores(), num_fits // 32), -(-num_fits // FITS_PER_BLOCK))
+    blocks = np.array_split(np.arange(num_fits), max(1, num_blocks))
     if len(blocks) == 1:
         return _numbers(arrays, diverging, prob, np)
-    with ThreadPoolExecutor(len(blocks)) as pool:  # NumPy/SciPy release the GIL
+    with ThreadPoolExecutor(min(_cores(), len(blocks))) as pool:  # NumPy/SciPy release the GIL
         parts = list(
             pool.map(
                 lambda i: _numbers([a[i] for a in arrays], np.asarray(diverging)[i], prob, np),

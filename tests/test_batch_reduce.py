@@ -189,3 +189,27 @@ def test_float32_batch_agrees_with_float64_within_mcse():
     n32 = (runs["float32"].diagnostics["status"] == "converged").sum()
     n64 = (runs["float64"].diagnostics["status"] == "converged").sum()
     assert n32 >= n64 - 1  # at most one of the 3 fits fewer converged
+
+
+def test_host_numbers_in_blocks_on_threads_equal_one_pass():
+    """Many fits are reduced block by block on threads: the numbers are those of one pass
+    of :mod:`bayescale.diagnostics` over every fit (one chain: r̂ of the halves)."""
+    from bayescale import diagnostics
+    from bayescale.convergence import FITS_PER_BLOCK
+
+    rng = np.random.default_rng(5)
+    fits = 2 * FITS_PER_BLOCK + 37  # three blocks, the last shorter
+    for chains in (1, 2):
+        values = {n: rng.standard_normal((fits, chains, 40)).cumsum(-1) for n in "ab"}
+        diverging = rng.random((fits, chains, 40)) < 0.01
+        got = convergence_numbers(values, ["a", "b"], diverging, 0.89)
+        x = np.stack([np.moveaxis(values[n], 0, -1) for n in "ab"], -1)
+        halves = x if chains > 1 else np.concatenate([x[:, :20], x[:, 20:]], axis=0)
+        expect = {
+            "max_rhat": diagnostics.rhat(halves).max(-1),
+            "min_ess_bulk": diagnostics.ess_bulk(x).min(-1),
+            "min_ess_tail": diagnostics.ess_tail(x, 0.89).min(-1),
+            "num_divergent": diverging.sum(axis=(1, 2)),
+        }
+        for key, value in expect.items():
+            np.testing.assert_array_equal(got[key], value, err_msg=f"{key}, {chains} chain(s)")
