@@ -269,3 +269,31 @@ def test_learn_discrepancy_prefers_the_walk_the_curves_show():
         learn_discrepancy(data, "power_law_offset", by="curve", min_points=40)
     with pytest.raises(ValueError, match="one covariate"):
         learn_discrepancy(data, "chinchilla", by="curve")
+
+
+def test_stacked_order_gives_the_density_of_sorting_each_time():
+    """stack() records each curve's points sorted along the covariate (padding last); the
+    filter given that order has the density it has when it sorts the points itself, for
+    points in any order and curves of different lengths."""
+    from bayescale.data import prepare
+    from bayescale.infer.parallel import stack
+
+    law = get_law("power_law_offset")
+    post = Posterior(law, "student_t+ou_rw")
+    rng = np.random.default_rng(4)
+    fits = []
+    for n in (7, 12, 9):
+        x = rng.permutation(np.geomspace(10, 1e4, n))
+        y = (2 + 5 * x**-0.5) * np.exp(0.02 * rng.standard_normal(n))
+        fits.append(prepare(pd.DataFrame({"x": x, "y": y}), law))
+    data = stack(fits)
+    assert data["order"].shape == data["mask"].shape
+    unsorted = {k: v for k, v in data.items() if k != "order"}
+    with jax.enable_x64(True):
+        z = post.prior_draws(jax.random.PRNGKey(1), 3)
+        for i in range(3):
+            one = jax.tree.map(lambda a, i=i: a[i], data)
+            other = jax.tree.map(lambda a, i=i: a[i], unsorted)
+            assert float(post.log_density(z[i], one)) == pytest.approx(
+                float(post.log_density(z[i], other)), rel=1e-12
+            )

@@ -73,7 +73,11 @@ def padded_length(n: int) -> int:
 
 
 def stack(fits: Sequence[FitData], *, bucket: bool = True) -> dict:
-    """Pad each fit's arrays to a common length and stack them: leaves ``(fits, points)``."""
+    """Pad each fit's arrays to a common length and stack them: leaves ``(fits, points)``.
+
+    With one covariate also ``"order"``: each fit's points sorted along it, padding last
+    (stable), which a discrepancy's filter (:meth:`bayescale.model.Posterior.log_density`)
+    then need not sort at every evaluation."""
     n_max = max(f.num_points for f in fits)
     n_max = padded_length(n_max) if bucket else n_max
 
@@ -81,13 +85,18 @@ def stack(fits: Sequence[FitData], *, bucket: bool = True) -> dict:
         return np.concatenate([x, np.full(n_max - x.size, fill, dtype=x.dtype)])
 
     arrays = [f.arrays() for f in fits]
-    return {
+    out = {
         "log_x": {
             c: np.stack([pad(a["log_x"][c], 0.0) for a in arrays]) for c in arrays[0]["log_x"]
         },
         "log_y": np.stack([pad(a["log_y"], 0.0) for a in arrays]),
         "mask": np.stack([pad(a["mask"], False) for a in arrays]),
     }
+    if len(out["log_x"]) == 1:
+        (log_x,) = out["log_x"].values()
+        key = np.where(out["mask"], log_x, np.inf)
+        out["order"] = np.argsort(key, axis=-1, kind="stable").astype(np.int32)
+    return out
 
 
 def gather_fits(data: dict, index, valid) -> dict:

@@ -164,7 +164,7 @@ def _sort_order(u, mask):
     return jnp.argsort(jnp.where(mask, u, jnp.inf), axis=-1)
 
 
-def kalman_log_likelihood(r, u, var, mask, s, q, logpdf, in_order: bool = True):
+def kalman_log_likelihood(r, u, var, mask, s, q, logpdf, in_order: bool = True, order=None):
     """Log-likelihood of each residual under :math:`\\delta` + noise, integrated over
     :math:`\\delta` (JAX, :func:`jax.lax.scan` over the points).
 
@@ -182,6 +182,10 @@ def kalman_log_likelihood(r, u, var, mask, s, q, logpdf, in_order: bool = True):
     in_order : bool
         Return the points in the input's order (default), or sorted by :math:`u` (padding
         last): enough for the sum, and its gradient avoids a scatter.
+    order : int array ``(..., n)``, optional
+        The points sorted by :math:`u`, padding last (e.g. ``"order"`` of
+        :func:`bayescale.infer.parallel.stack`); default: sorted here.  Points masked after
+        it was made may sit anywhere in it: the filter skips them.
 
     Returns
     -------
@@ -191,7 +195,7 @@ def kalman_log_likelihood(r, u, var, mask, s, q, logpdf, in_order: bool = True):
     """
     shape = jnp.broadcast_shapes(r.shape, u.shape, var.shape, mask.shape)
     r, u, var, mask = (jnp.broadcast_to(a, shape) for a in (r, u, var, mask))
-    order = _sort_order(u, mask)
+    order = _sort_order(u, mask) if order is None else jnp.broadcast_to(order, shape)
     take = lambda a: jnp.moveaxis(jnp.take_along_axis(a, order, axis=-1), -1, 0)  # noqa: E731
     batch = shape[:-1]
     s2 = jnp.broadcast_to(jnp.square(s), batch)

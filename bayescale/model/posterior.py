@@ -174,10 +174,11 @@ class Posterior:
         with numpyro.handlers.mask(mask=True if mask is None else mask):
             numpyro.sample(self.law.response, obs, obs=log_y)
 
-    def _filtered(self, values, log_x, r, sigma, mask, in_order=False):
+    def _filtered(self, values, log_x, r, sigma, mask, in_order=False, order=None):
         """Per-point :math:`\\log p(r_i \\mid r_{<i})` under the discrepancy, sorted along
         the covariate unless ``in_order``
-        (:func:`~bayescale.model.discrepancy.kalman_log_likelihood`)."""
+        (:func:`~bayescale.model.discrepancy.kalman_log_likelihood`; ``order``: the points
+        sorted along the covariate, padding last, when known)."""
         (lx,) = log_x.values()
         lx = jnp.broadcast_to(lx, jnp.broadcast_shapes(jnp.shape(lx), jnp.shape(r)))
         sigma = jnp.broadcast_to(sigma, r.shape)
@@ -194,6 +195,7 @@ class Posterior:
             *scales(per_curve["delta_r"], per_curve["delta_w"]),
             lambda v, scale: self.family.logpdf(v, scale, per_curve),
             in_order,
+            order,
         )
 
     def constrain(self, z):
@@ -301,7 +303,8 @@ class Posterior:
         )
         sigma = self.point_sigma(values, log_x, log_x, data["mask"])
         if self.discrepancy:
-            ll = self._filtered(values, log_x, data["log_y"] - mu, sigma, data["mask"])
+            r = data["log_y"] - mu
+            ll = self._filtered(values, log_x, r, sigma, data["mask"], order=data.get("order"))
         else:
             ll = self.family.logpdf(data["log_y"] - mu, sigma, values)
         return lp, jnp.sum(jnp.where(data["mask"], ll, 0.0))
