@@ -155,12 +155,12 @@ def convergence_numbers(
 
     ``values[name]`` and ``diverging`` have shape ``(fit, chain, draw)``: NumPy arrays (the
     numbers computed in float64, returned as NumPy; in blocks of at most
-    :data:`FITS_PER_BLOCK` fits, at least one per CPU core, on one thread per core: the
-    intermediates take about ten times a block's draws) or JAX arrays/tracers (traced, e.g. inside
-    :mod:`bayescale.infer.reduce` on the device).  The statistics are arviz-stats'
-    (:mod:`bayescale.diagnostics`, all fits at once); a one-chain fit gets the r̂ of its two
-    halves, as :func:`rhat` does.  ``prob``: the tail ESS quantiles ``prob``, ``1 - prob``
-    (default :func:`bayescale.diagnostics.tail_prob`).
+    :data:`FITS_PER_BLOCK` fits, at least one per CPU core, on one thread per core, so the
+    memory the intermediates take is bounded by the block size, not the number of fits)
+    or JAX arrays/tracers (traced, e.g. inside :mod:`bayescale.infer.reduce` on the device).
+    The statistics are arviz-stats' (:mod:`bayescale.diagnostics`, all fits at once); a
+    one-chain fit gets the r̂ of its two halves, as :func:`rhat` does.  ``prob``: the tail
+    ESS quantiles ``prob``, ``1 - prob`` (default :func:`bayescale.diagnostics.tail_prob`).
     """
     arrays = [values[n] for n in names]
     if not all(isinstance(v, np.ndarray) for v in arrays):

@@ -45,9 +45,8 @@ SPLITS = {
     "porian2024_frontier": (0.0, "points", 0.6),
     "timm_imagenet": (0.0, "points", 0.6),
 }
-#: MIN_FIT_SIZE: every across-size fit keeps at least 5 points, what a 3-parameter law needs
-#: beside the noise scale (bayescale marks a fit with fewer ``failed``; until session 11 it
-#: was 4, which left 18 of timm's 31 curves under-determined).
+#: MIN_FIT_SIZE: every across-size fit keeps at least the 5 points a 3-parameter law needs
+#: beside the noise scale (bayescale marks a fit with fewer ``failed``).
 MIN_FIT, MIN_FIT_SIZE = 5, 5
 #: Held-out log densities below this (or not finite) count as this in the mean (one wild
 #: point must not decide a source's score).
