@@ -12,15 +12,7 @@ import jax
 import numpy as np
 
 from bayescale.convergence import ESS_PER_CHAIN_MIN, RHAT_MAX, mode_failure, rhat
-from bayescale.data import (
-    DataError,
-    FitData,
-    as_frame,
-    column_name,
-    prepare,
-    seed_int,
-    warn_outliers,
-)
+from bayescale.data import prepare, seed_int, split_curves
 from bayescale.datatree import MODE_STATS
 from bayescale.infer.batch import run_batch
 from bayescale.infer.hmc import ChEESOptions
@@ -200,7 +192,7 @@ def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, calle
     elif by is None:
         result = _fit_one(data, posterior, columns, inference, key, seed_record)
     else:
-        fits, labels, reasons = _split_curves(data, law, by, columns)
+        fits, labels, reasons = split_curves(data, law, by, columns)
         run = _fit_batch_nuts if method in SAMPLERS else _fit_batch_modes
         keys = jax.random.split(key, len(fits))
         result = run(posterior, fits, labels, by, reasons, inference, keys, seed_record)
@@ -530,72 +522,11 @@ def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed
     return result
 
 
-def _split_curves(data, law: Law, by, columns):
-    """Split ``data`` by the ``by`` column(s) into validated curves.
-
-    Returns ``(fits, labels, reasons)``: one :class:`~bayescale.data.FitData` per curve, its
-    label, and ``{label: why}`` for curves with too few points to constrain the law.
-    """
-    frame = as_frame(data)
-    by_cols = [by] if isinstance(by, str) else list(by)
-    missing = [b for b in by_cols if b not in frame.columns]
-    if missing or not by_cols:
-        raise DataError(
-            f"by= names column(s) {missing or by_cols} not in the data; it has columns "
-            f"{list(map(str, frame.columns))}"
-        )
-    groups = frame.groupby(by_cols, sort=True).indices
-    rows = frame.drop(columns=by_cols)
-    try:  # validated once; an error is raised for the first curve that holds it
-        whole = prepare(rows, law, columns, min_points=1, check_outliers=False)
-    except DataError:
-        for key, index in groups.items():
-            try:
-                prepare(rows.iloc[index], law, columns, min_points=1)
-            except DataError as err:
-                where = f"curve {_label(key, by)!r} ({', '.join(by_cols)})"
-                raise DataError(f"{where}: {err}") from None
-        raise
-    fits, labels, reasons = [], [], {}
-    needed = len(law.parameters) + 2
-    for key, index in groups.items():
-        label = _label(key, by)
-        fit_data = _curve(whole, law, index)
-        if fit_data.num_points < needed:
-            reasons[str(label)] = f"{fit_data.num_points} points < {needed} needed"
-        fits.append(fit_data)
-        labels.append(label.item() if isinstance(label, np.generic) else label)
-    if not fits:
-        raise DataError(f"data for law {law.id!r} is empty (no rows)")
-    return fits, labels, reasons
-
-
-def _label(key, by):
-    """A curve's label: its ``by`` value, or its values joined by ``/`` for several."""
-    key = key if isinstance(key, tuple) else (key,)
-    return key[0] if isinstance(by, str) else "/".join(map(str, key))
-
-
-def _curve(whole: FitData, law: Law, index: np.ndarray) -> FitData:
-    """The rows ``index`` of validated data as one curve's, its outliers warned of."""
-    frame = whole.frame.iloc[index]
-    for name in (*law.covariates, law.response):
-        col = whole.columns[name]
-        warn_outliers(frame[name].to_numpy(), frame.index, column_name(law, name, col))
-    return FitData(
-        log_x={c: v[index] for c, v in whole.log_x.items()},
-        log_y=whole.log_y[index],
-        frame=frame,
-        columns=whole.columns,
-    )
-
-
 def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_record):
     """``fit(..., by=, model=Model(pooled=...))``: one NUTS run of the pooled posterior of
     all curves (non-centred coordinates, :class:`~bayescale.model.PooledPosterior`)."""
-    import xarray as xr
 
-    fits, labels, reasons = _split_curves(data, posterior.law, by, columns)
+    fits, labels, reasons = split_curves(data, posterior.law, by, columns)
     hier = PooledPosterior(posterior, pooled, len(fits))
     options = _sampler_options(inference, pooled=True)
     stacked = jax.tree.map(lambda x: x[None], stack(fits))
@@ -645,9 +576,10 @@ def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_recor
             "columns": dict(fits[0].columns),
         },
     )
-    post = result.datatree.posterior.to_dataset()
-    post = post.assign({k: (("chain", "draw"), v) for k, v in population.items()})
-    result.datatree["posterior"] = xr.DataTree(post)
+    node = result.group("posterior")
+    node.dataset = node.to_dataset().assign(
+        {k: (("chain", "draw"), v) for k, v in population.items()}
+    )
     return result
 
 

@@ -226,7 +226,7 @@ def _frame_text(frame) -> str:
 def _report_fit(report: _Report, result) -> None:
     """The law, the data, the status line and the diagnostics of a single fit."""
     d = result.diagnostics.iloc[0]
-    n = result.datatree.observed_data.sizes["point"]
+    n = result.group("observed_data").sizes["point"]
     report.value("law", result.law.id)
     report.value("formula", f"{result.law.response} = {result.law.formula.text}")
     report.value("num_points", n)

@@ -31,6 +31,7 @@ __all__ = [
     "positive_column",
     "prepare",
     "seed_int",
+    "split_curves",
     "thin_log_spaced",
 ]
 
@@ -372,6 +373,66 @@ def prepare(
         log_y=np.log(values[law.response]) if require_response else None,
         frame=out,
         columns=resolved,
+    )
+
+
+def split_curves(data, law: Law, by, columns):
+    """Split ``data`` by the ``by`` column(s) into validated curves.
+
+    Returns ``(fits, labels, reasons)``: one :class:`~bayescale.data.FitData` per curve, its
+    label, and ``{label: why}`` for curves with too few points to constrain the law.
+    """
+    frame = as_frame(data)
+    by_cols = [by] if isinstance(by, str) else list(by)
+    missing = [b for b in by_cols if b not in frame.columns]
+    if missing or not by_cols:
+        raise DataError(
+            f"by= names column(s) {missing or by_cols} not in the data; it has columns "
+            f"{list(map(str, frame.columns))}"
+        )
+    groups = frame.groupby(by_cols, sort=True).indices
+    rows = frame.drop(columns=by_cols)
+    try:  # validated once; an error is raised for the first curve that holds it
+        whole = prepare(rows, law, columns, min_points=1, check_outliers=False)
+    except DataError:
+        for key, index in groups.items():
+            try:
+                prepare(rows.iloc[index], law, columns, min_points=1)
+            except DataError as err:
+                where = f"curve {curve_label(key, by)!r} ({', '.join(by_cols)})"
+                raise DataError(f"{where}: {err}") from None
+        raise
+    fits, labels, reasons = [], [], {}
+    needed = len(law.parameters) + 2
+    for key, index in groups.items():
+        label = curve_label(key, by)
+        fit_data = _curve_rows(whole, law, index)
+        if fit_data.num_points < needed:
+            reasons[str(label)] = f"{fit_data.num_points} points < {needed} needed"
+        fits.append(fit_data)
+        labels.append(label.item() if isinstance(label, np.generic) else label)
+    if not fits:
+        raise DataError(f"data for law {law.id!r} is empty (no rows)")
+    return fits, labels, reasons
+
+
+def curve_label(key, by):
+    """A curve's label: its ``by`` value, or its values joined by ``/`` for several."""
+    key = key if isinstance(key, tuple) else (key,)
+    return key[0] if isinstance(by, str) else "/".join(map(str, key))
+
+
+def _curve_rows(whole: FitData, law: Law, index: np.ndarray) -> FitData:
+    """The rows ``index`` of validated data as one curve's, its outliers warned of."""
+    frame = whole.frame.iloc[index]
+    for name in (*law.covariates, law.response):
+        col = whole.columns[name]
+        warn_outliers(frame[name].to_numpy(), frame.index, column_name(law, name, col))
+    return FitData(
+        log_x={c: v[index] for c, v in whole.log_x.items()},
+        log_y=whole.log_y[index],
+        frame=frame,
+        columns=whole.columns,
     )
 
 

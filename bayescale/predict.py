@@ -37,6 +37,7 @@ __all__ = [
     "prediction_table",
     "prior_draws",
     "quantile_column",
+    "quantile_list",
     "signed_decades",
 ]
 
@@ -44,6 +45,34 @@ __all__ = [
 def quantile_column(q: float) -> str:
     """Column name of quantile ``q``: 0.05 -> ``q5``, 0.025 -> ``q2.5``."""
     return f"q{100 * q:g}"
+
+
+def quantile_list(quantiles) -> list[float]:
+    """``quantiles`` as a list of floats, each in (0, 1).
+
+    Raises
+    ------
+    TypeError
+        Not a one-dimensional sequence or array: a scalar or a string (``quantiles=0.5``:
+        write ``[0.5]``).
+    ValueError
+        A value that is not a number in (0, 1), naming it.
+    """
+    try:
+        ndim = np.ndim(quantiles)
+    except ValueError:  # ragged nesting
+        ndim = None
+    if isinstance(quantiles, str) or ndim != 1:
+        raise TypeError(
+            f"quantiles must be a sequence of numbers in (0, 1), e.g. [0.5]; got {quantiles!r}"
+        )
+    try:
+        qs = [float(q) for q in quantiles]
+    except (TypeError, ValueError):
+        raise ValueError(f"quantiles must be numbers in (0, 1), got {list(quantiles)}") from None
+    if not qs or not all(0 < q < 1 for q in qs):
+        raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+    return qs
 
 
 def pointwise(posterior: Posterior):

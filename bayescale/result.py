@@ -49,6 +49,7 @@ from bayescale.predict import (
     log_prediction_draws,
     prediction_table,
     quantile_column,
+    quantile_list,
 )
 
 __all__ = ["Result", "load", "quantile_list"]
@@ -100,6 +101,21 @@ class Result:
     @datatree.setter
     def datatree(self, tree: xr.DataTree) -> None:
         self._tree = tree
+
+    def group(self, name: str) -> xr.DataTree:
+        """The DataTree group ``name`` (``"posterior"``, ``"observed_data"``, ...).  Unlike
+        ``datatree[name]``, it computes the pointwise groups only when one of them is named.
+
+        Raises
+        ------
+        KeyError
+            No group ``name``, naming the groups there are.
+        """
+        tree = self.datatree if name in RECOMPUTED_GROUPS else self._tree
+        if name not in tree.children and name not in RECOMPUTED_GROUPS:
+            groups = sorted({*tree.children, *RECOMPUTED_GROUPS})
+            raise KeyError(f"no group {name!r}; this result has {groups}")
+        return tree[name]
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -545,34 +561,6 @@ class Result:
             f"fits={len(self)} converged={converged} chains={self.num_chains} "
             f"draws={self.num_draws} status={self.status.value}>"
         )
-
-
-def quantile_list(quantiles) -> list[float]:
-    """``quantiles`` as a list of floats, each in (0, 1).
-
-    Raises
-    ------
-    TypeError
-        Not a one-dimensional sequence or array: a scalar or a string (``quantiles=0.5``:
-        write ``[0.5]``).
-    ValueError
-        A value that is not a number in (0, 1), naming it.
-    """
-    try:
-        ndim = np.ndim(quantiles)
-    except ValueError:  # ragged nesting
-        ndim = None
-    if isinstance(quantiles, str) or ndim != 1:
-        raise TypeError(
-            f"quantiles must be a sequence of numbers in (0, 1), e.g. [0.5]; got {quantiles!r}"
-        )
-    try:
-        qs = [float(q) for q in quantiles]
-    except (TypeError, ValueError):
-        raise ValueError(f"quantiles must be numbers in (0, 1), got {list(quantiles)}") from None
-    if not qs or not all(0 < q < 1 for q in qs):
-        raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
-    return qs
 
 
 @float64

@@ -19,37 +19,29 @@ def _data(seed=0, n=30):
     return pd.DataFrame({"steps": x, "train_loss": y})
 
 
-@pytest.fixture(scope="module")
-def result():
+def _fit(seed=3):
     return bayescale.fit(
         _data(),
         "power_law_offset",
         columns={"x": "steps", "y": "train_loss"},
-        seed=3,
+        seed=seed,
         inference=NUTS(**FIT_SETTINGS),
     )
+
+
+@pytest.fixture(scope="module")
+def result():
+    return _fit()
 
 
 def test_same_seed_same_draws(result):
-    again = bayescale.fit(
-        _data(),
-        "power_law_offset",
-        columns={"x": "steps", "y": "train_loss"},
-        seed=3,
-        inference=NUTS(**FIT_SETTINGS),
-    )
+    again = _fit()
     for name in result.parameter_names:
         np.testing.assert_array_equal(result.draws()[name], again.draws()[name])
 
 
 def test_other_seed_other_draws(result):
-    other = bayescale.fit(
-        _data(),
-        "power_law_offset",
-        columns={"x": "steps", "y": "train_loss"},
-        seed=4,
-        inference=NUTS(**FIT_SETTINGS),
-    )
+    other = _fit(seed=4)
     assert not np.array_equal(result.draws()["alpha"], other.draws()["alpha"])
 
 
@@ -181,23 +173,24 @@ def test_single_chain_rhat_splits_the_chain():
     assert float(split_rhat(two)["theta"]) == float(azs.rhat(two)["theta"])  # >= 2 chains: as is
 
 
-def test_pointwise_groups_made_on_access_equal_an_eager_build():
-    """fit leaves log_likelihood and the predictive groups to the first access of datatree
-    (and save writes without them); they are the groups build_datatree computes at once
-    from the same draws, data and seed."""
+def test_pointwise_groups_made_on_access_equal_an_eager_build(monkeypatch):
+    """fit and group("posterior") leave log_likelihood and the predictive groups to the
+    first access of datatree, which computes them once; they are the groups build_datatree
+    computes at once from the same draws, data and seed."""
     import jax
 
+    import bayescale.result
     from bayescale.data import prepare
     from bayescale.datatree import POINTWISE_GROUPS, build_datatree
 
-    fresh = bayescale.fit(
-        _data(),
-        "power_law_offset",
-        columns={"x": "steps", "y": "train_loss"},
-        seed=3,
-        inference=NUTS(**FIT_SETTINGS),
+    calls = []
+    restore = bayescale.result.restore_pointwise
+    monkeypatch.setattr(
+        bayescale.result, "restore_pointwise", lambda *a: calls.append(1) or restore(*a)
     )
-    assert not set(POINTWISE_GROUPS) & set(fresh._tree.children)  # not drawn by fit
+    fresh = _fit()
+    assert set(fresh.group("posterior").data_vars) >= set(fresh.parameter_names)
+    assert not calls  # neither fit nor a stored group computed them
     post = fresh.posterior
     values = {k: v[None] for k, v in fresh.draws().items()}  # (fit, chain, draw)
     fits = [prepare(_data(), post.law, {"x": "steps", "y": "train_loss"})]
@@ -213,3 +206,6 @@ def test_pointwise_groups_made_on_access_equal_an_eager_build():
             err_msg=name,
         )
     assert "dropped_groups" not in fresh.datatree.attrs
+    assert len(calls) == 1  # computed once, on the first access
+    with pytest.raises(KeyError, match="no group 'posteriors'"):
+        fresh.group("posteriors")

@@ -254,7 +254,7 @@ def sbc(
     keep = np.linspace(0, num_draws - 1, num_rank_draws).round().astype(int)
     ranks = {}
     for name in posterior.site_names:
-        draws = batch.datatree.posterior[name].values.reshape(num_replications, -1)[:, keep]
+        draws = batch.group("posterior")[name].values.reshape(num_replications, -1)[:, keep]
         ranks[name] = (draws < truth[name][:, None]).sum(axis=1)
     ranks = pd.DataFrame(ranks, index=pd.Index(range(num_replications), name=REPLICATION))
     tests = pd.DataFrame(

@@ -15,7 +15,7 @@ __all__ = ["corner", "forest", "frontier"]
 
 def _var_names(result: Result, var_names) -> list[str]:
     names = list(result.law.parameter_names) if var_names is None else list(var_names)
-    unknown = [n for n in names if n not in result.datatree.posterior]
+    unknown = [n for n in names if n not in result.group("posterior")]
     if unknown:
         raise ValueError(
             f"unknown variable(s) {unknown}; the posterior has {', '.join(result.parameter_names)}"

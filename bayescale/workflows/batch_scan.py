@@ -189,7 +189,7 @@ class BatchScanResult:
     def draws(self) -> dict[str, np.ndarray]:
         """Posterior draws ``{S_min, E_min, B_crit: (level, chain, draw)}`` (levels in
         the order of ``levels.index``)."""
-        post = self.batch.datatree.posterior
+        post = self.batch.group("posterior")
         s_min = post["S_min"].sel(loss_level=list(self.levels.index)).values
         e_min = post["E_min"].sel(loss_level=list(self.levels.index)).values
         return {"S_min": s_min, "E_min": e_min, "B_crit": e_min / s_min}
@@ -335,7 +335,7 @@ def fit_batch_scan(
 def _level_table(batch: Result, points: pd.DataFrame, quantiles) -> pd.DataFrame:
     """Per level: runs, posterior mean/sd/quantiles of S_min, E_min, B_crit, status."""
     labels = batch.labels
-    post = batch.datatree.posterior
+    post = batch.group("posterior")
     s_min, e_min = post["S_min"].values, post["E_min"].values
     values = {"S_min": s_min, "E_min": e_min, "B_crit": e_min / s_min}
     table = summarize_draws(values, pd.Index(labels, name="loss_level"), quantiles)

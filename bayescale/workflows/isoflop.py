@@ -173,7 +173,7 @@ class IsoflopResult:
 
         Shape ``(profile, chain, draw)``.
         """
-        post = self.profiles.datatree.posterior
+        post = self.profiles.group("posterior")
         return log_vertex_draws(post["c1"].values, post["c2"].values, self.keys["n_centre"])
 
     def vertex_draws(self) -> np.ndarray:
@@ -535,7 +535,7 @@ def fit_isoflop(
             f"every group needs at least two budgets with a fitted profile; usable budgets per "
             f"group: {counts.to_dict()}"
         )
-    post = profiles.datatree.posterior
+    post = profiles.group("posterior")
     log_vertex = log_vertex_draws(post["c1"].values, post["c2"].values, keys["n_centre"])
     log_n = imputation_draws({"log_n_star": log_vertex}, num_imputations)["log_n_star"]
     rows = keys[used]

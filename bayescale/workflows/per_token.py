@@ -177,7 +177,7 @@ def fit_trends(
     if unknown:
         raise DataError(f"parameter(s) {unknown} are not in law {per_token.law.id!r}")
     n_ref = float(np.exp(np.log(sizes).mean()))
-    post = per_token.datatree.posterior
+    post = per_token.group("posterior")
     draws = imputation_draws({p: post[p].values for p in parameters}, num_imputations)
     imputed = pd.concat(
         [

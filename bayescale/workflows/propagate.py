@@ -163,7 +163,7 @@ class ImputedFit:
 
     def draws(self) -> dict[str, np.ndarray]:
         """Pooled draws ``{parameter: (group, K * chain * draw)}`` (law parameters, sigma...)."""
-        post = self.batch.datatree.posterior
+        post = self.batch.group("posterior")
         return {
             k: self._by_group(post[k].values).reshape(len(self.keys), -1)
             for k in self.batch.parameter_names
@@ -202,8 +202,8 @@ class ImputedFit:
             raise ValueError(f"group must be in [0, {len(self.keys)}), got {group!r}")
         dim = self.batch.dim
         first = self.batch[self.batch.labels[group * k]]
-        post = self.batch.datatree.posterior.to_dataset().isel(
-            {dim: slice(group * k, group * k + k)}
+        post = (
+            self.batch.group("posterior").to_dataset().isel({dim: slice(group * k, group * k + k)})
         )
         pooled = post.stack(pooled=(dim, "chain")).transpose("pooled", "draw")
         pooled = pooled.drop_vars(["pooled", dim, "chain"]).rename(pooled="chain")
@@ -243,7 +243,7 @@ class ImputedFit:
         """
         import arviz_stats as azs
 
-        post = self.batch.datatree.posterior
+        post = self.batch.group("posterior")
         names = list(self.batch.parameter_names)
         ess = azs.ess(post.dataset[names], method="bulk")
         status = self.status().to_numpy()
