@@ -427,7 +427,7 @@ def _fit_batch_nuts(posterior, fits, labels, by, reasons, inference, keys, seed_
         posterior,
         options,
         keys,
-        stack(fits),
+        stack(fits, sort=True),
         devices=inference.devices,
         chunk_size=inference.chunk_size,
         progress_bar=_progress(inference),
@@ -490,7 +490,7 @@ def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed
         devices = jax.local_devices() if len(fits) > 1 else jax.local_devices()[:1]
     devices = list(devices)
     run = build_mode_fit(posterior, method, devices=devices, **_mode_settings(inference))
-    out = run_mode_fit(run, keys, stack(fits), devices_count=len(devices))
+    out = run_mode_fit(run, keys, stack(fits, sort=True), devices_count=len(devices))
     for i, label in enumerate(labels):
         reason = mode_failure(
             method,
@@ -529,7 +529,7 @@ def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_recor
     fits, labels, reasons = split_curves(data, posterior.law, by, columns)
     hier = PooledPosterior(posterior, pooled, len(fits))
     options = _sampler_options(inference, pooled=True)
-    stacked = jax.tree.map(lambda x: x[None], stack(fits))
+    stacked = jax.tree.map(lambda x: x[None], stack(fits, sort=True))
     out = run_batch(
         hier,
         options,

@@ -490,7 +490,7 @@ def worker_batch(spec: dict) -> dict:
         prepare(frame.iloc[i * NUM_POINTS : (i + 1) * NUM_POINTS].drop(columns="curve"), law)
         for i in range(K)
     ]
-    data = jax.tree.map(jnp.asarray, stack(fits))
+    data = jax.tree.map(jnp.asarray, stack(fits, sort=True))
     z = posterior.unconstrain(
         {k: jnp.asarray(post[k].values[:, 0, -1]) for k in posterior.site_names}
     )

@@ -271,29 +271,34 @@ def test_learn_discrepancy_prefers_the_walk_the_curves_show():
         learn_discrepancy(data, "chinchilla", by="curve")
 
 
-def test_stacked_order_gives_the_density_of_sorting_each_time():
-    """stack() records each curve's points sorted along the covariate (padding last); the
-    filter given that order has the density it has when it sorts the points itself, for
-    points in any order and curves of different lengths."""
+def test_sorted_stack_gives_the_density_of_sorting_each_time():
+    """stack(sort=True) sorts each curve's points along the covariate (padding last) and
+    marks the layout; the filter, which then skips its own sort, has the density of the
+    points in the data's order, for points in any order and curves of different lengths,
+    with the noise-only model too (whose density ignores the order)."""
     from bayescale.data import prepare
     from bayescale.infer.parallel import stack
 
     law = get_law("power_law_offset")
-    post = Posterior(law, "student_t+ou_rw")
     rng = np.random.default_rng(4)
     fits = []
     for n in (7, 12, 9):
         x = rng.permutation(np.geomspace(10, 1e4, n))
         y = (2 + 5 * x**-0.5) * np.exp(0.02 * rng.standard_normal(n))
         fits.append(prepare(pd.DataFrame({"x": x, "y": y}), law))
-    data = stack(fits)
-    assert data["order"].shape == data["mask"].shape
-    unsorted = {k: v for k, v in data.items() if k != "order"}
-    with jax.enable_x64(True):
-        z = post.prior_draws(jax.random.PRNGKey(1), 3)
-        for i in range(3):
-            one = jax.tree.map(lambda a, i=i: a[i], data)
-            other = jax.tree.map(lambda a, i=i: a[i], unsorted)
-            assert float(post.log_density(z[i], one)) == pytest.approx(
-                float(post.log_density(z[i], other)), rel=1e-12
-            )
+    data, unsorted = stack(fits, sort=True), stack(fits)
+    assert "sorted" in data and "sorted" not in unsorted
+    for f, x, m in zip(fits, data["log_x"]["x"], data["mask"], strict=True):
+        assert m[: f.num_points].all() and not m[f.num_points :].any()  # padding last
+        assert np.array_equal(x[m], np.sort(f.log_x["x"]))
+    assert not np.array_equal(unsorted["log_x"]["x"][0][:7], np.sort(fits[0].log_x["x"]))
+    for likelihood in ("student_t+ou_rw", "student_t"):
+        post = Posterior(law, likelihood)
+        with jax.enable_x64(True):
+            z = post.prior_draws(jax.random.PRNGKey(1), 3)
+            for i in range(3):
+                one = jax.tree.map(lambda a, i=i: a[i], data)
+                other = jax.tree.map(lambda a, i=i: a[i], unsorted)
+                assert float(post.log_density(z[i], one)) == pytest.approx(
+                    float(post.log_density(z[i], other)), rel=1e-12
+                ), likelihood

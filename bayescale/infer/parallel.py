@@ -72,12 +72,15 @@ def padded_length(n: int) -> int:
     return max(32, bucket(n))
 
 
-def stack(fits: Sequence[FitData], *, bucket: bool = True) -> dict:
+def stack(fits: Sequence[FitData], *, bucket: bool = True, sort: bool = False) -> dict:
     """Pad each fit's arrays to a common length and stack them: leaves ``(fits, points)``.
 
-    With one covariate also ``"order"``: each fit's points sorted along it, padding last
-    (stable), which a discrepancy's filter (:meth:`bayescale.model.Posterior.log_density`)
-    then need not sort at every evaluation."""
+    With ``sort`` and one covariate, each fit's points are sorted along it (stable, padding
+    last) and the dict holds ``"sorted": None``, a marker in the pytree's structure (static
+    under :func:`jax.jit`) that spares a discrepancy's filter
+    (:meth:`bayescale.model.Posterior.log_density`) a sort and a gather at every evaluation.
+    The points are then no longer in the data's order: for the samplers and optimisers, not
+    for per-point output."""
     n_max = max(f.num_points for f in fits)
     n_max = padded_length(n_max) if bucket else n_max
 
@@ -92,10 +95,16 @@ def stack(fits: Sequence[FitData], *, bucket: bool = True) -> dict:
         "log_y": np.stack([pad(a["log_y"], 0.0) for a in arrays]),
         "mask": np.stack([pad(a["mask"], False) for a in arrays]),
     }
-    if len(out["log_x"]) == 1:
-        (log_x,) = out["log_x"].values()
-        key = np.where(out["mask"], log_x, np.inf)
-        out["order"] = np.argsort(key, axis=-1, kind="stable").astype(np.int32)
+    if sort and len(out["log_x"]) == 1:
+        (name, log_x), *_ = out["log_x"].items()
+        order = np.argsort(np.where(out["mask"], log_x, np.inf), axis=-1, kind="stable")
+        take = lambda a: np.take_along_axis(a, order, axis=-1)  # noqa: E731
+        out = {
+            "log_x": {name: take(log_x)},
+            "log_y": take(out["log_y"]),
+            "mask": take(out["mask"]),
+            "sorted": None,
+        }
     return out
 
 

@@ -164,7 +164,9 @@ def _sort_order(u, mask):
     return jnp.argsort(jnp.where(mask, u, jnp.inf), axis=-1)
 
 
-def kalman_log_likelihood(r, u, var, mask, s, q, logpdf, in_order: bool = True, order=None):
+def kalman_log_likelihood(
+    r, u, var, mask, s, q, logpdf, in_order: bool = True, presorted: bool = False
+):
     """Log-likelihood of each residual under :math:`\\delta` + noise, integrated over
     :math:`\\delta` (JAX, :func:`jax.lax.scan` over the points).
 
@@ -182,10 +184,10 @@ def kalman_log_likelihood(r, u, var, mask, s, q, logpdf, in_order: bool = True, 
     in_order : bool
         Return the points in the input's order (default), or sorted by :math:`u` (padding
         last): enough for the sum, and its gradient avoids a scatter.
-    order : int array ``(..., n)``, optional
-        The points sorted by :math:`u`, padding last (e.g. ``"order"`` of
-        :func:`bayescale.infer.parallel.stack`); default: sorted here.  Points masked after
-        it was made may sit anywhere in it: the filter skips them.
+    presorted : bool
+        The points are sorted by :math:`u` already (masked points may sit anywhere: the
+        filter skips them), e.g. by :func:`bayescale.infer.parallel.stack`; then they are
+        returned in that order.  Default: sorted here.
 
     Returns
     -------
@@ -195,8 +197,11 @@ def kalman_log_likelihood(r, u, var, mask, s, q, logpdf, in_order: bool = True, 
     """
     shape = jnp.broadcast_shapes(r.shape, u.shape, var.shape, mask.shape)
     r, u, var, mask = (jnp.broadcast_to(a, shape) for a in (r, u, var, mask))
-    order = _sort_order(u, mask) if order is None else jnp.broadcast_to(order, shape)
-    take = lambda a: jnp.moveaxis(jnp.take_along_axis(a, order, axis=-1), -1, 0)  # noqa: E731
+    if presorted:
+        take = lambda a: jnp.moveaxis(a, -1, 0)  # noqa: E731
+    else:
+        order = _sort_order(u, mask)
+        take = lambda a: jnp.moveaxis(jnp.take_along_axis(a, order, axis=-1), -1, 0)  # noqa: E731
     batch = shape[:-1]
     s2 = jnp.broadcast_to(jnp.square(s), batch)
     q2 = jnp.broadcast_to(jnp.square(q), batch)
@@ -237,7 +242,7 @@ def kalman_log_likelihood(r, u, var, mask, s, q, logpdf, in_order: bool = True, 
     # the family's density of every innovation at once, outside the sequential scan
     ll = jnp.where(sorted_mask, logpdf(v, jnp.sqrt(big_s)), 0.0)
     ll = jnp.moveaxis(ll, 0, -1)
-    if not in_order:
+    if not in_order or presorted:
         return ll
     return jnp.take_along_axis(ll, jnp.argsort(order, axis=-1), axis=-1)
 

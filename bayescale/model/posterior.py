@@ -174,11 +174,11 @@ class Posterior:
         with numpyro.handlers.mask(mask=True if mask is None else mask):
             numpyro.sample(self.law.response, obs, obs=log_y)
 
-    def _filtered(self, values, log_x, r, sigma, mask, in_order=False, order=None):
+    def _filtered(self, values, log_x, r, sigma, mask, in_order=False, presorted=False):
         """Per-point :math:`\\log p(r_i \\mid r_{<i})` under the discrepancy, sorted along
         the covariate unless ``in_order``
-        (:func:`~bayescale.model.discrepancy.kalman_log_likelihood`; ``order``: the points
-        sorted along the covariate, padding last, when known)."""
+        (:func:`~bayescale.model.discrepancy.kalman_log_likelihood`; ``presorted``: the
+        points are sorted along it already)."""
         (lx,) = log_x.values()
         lx = jnp.broadcast_to(lx, jnp.broadcast_shapes(jnp.shape(lx), jnp.shape(r)))
         sigma = jnp.broadcast_to(sigma, r.shape)
@@ -195,7 +195,7 @@ class Posterior:
             *scales(per_curve["delta_r"], per_curve["delta_w"]),
             lambda v, scale: self.family.logpdf(v, scale, per_curve),
             in_order,
-            order,
+            presorted,
         )
 
     def constrain(self, z):
@@ -304,7 +304,7 @@ class Posterior:
         sigma = self.point_sigma(values, log_x, log_x, data["mask"])
         if self.discrepancy:
             r = data["log_y"] - mu
-            ll = self._filtered(values, log_x, r, sigma, data["mask"], order=data.get("order"))
+            ll = self._filtered(values, log_x, r, sigma, data["mask"], presorted="sorted" in data)
         else:
             ll = self.family.logpdf(data["log_y"] - mu, sigma, values)
         return lp, jnp.sum(jnp.where(data["mask"], ll, 0.0))
