@@ -436,7 +436,7 @@ def worker_batch(spec: dict) -> dict:
     sampler_s = s1 - s0
     sampler_compile_s = clock.between(s0, s1)
 
-    post = result.datatree.posterior
+    post = result.group("posterior")
     # ---- gradient counts (the recorded n_steps is cumulative: see counting_hmc_patch)
     cum = result.datatree.sample_stats["n_steps"].values.astype(np.int64)  # (K, 1, S)
     per_draw = np.diff(cum, axis=-1)  # steps of kept draws 2..S

@@ -44,7 +44,7 @@ def estimates(result) -> dict[str, np.ndarray]:
     """Per statistic, ``(fits, parameters)`` estimates and their MCSE (``<stat>_mcse``)."""
     import arviz_stats as azs
 
-    post = result.datatree.posterior
+    post = result.group("posterior")
     out: dict[str, list] = {}
     for name in result.parameter_names:
         x = np.asarray(post[name].values, dtype=float)  # (fit, chain, draw)

@@ -131,7 +131,7 @@ def batched_map(num_curves: int) -> None:
     _, first_s = timed(bayescale.fit, df, LAW, seed=0, **kwargs)
     result, second_s = timed(bayescale.fit, df, LAW, seed=1, **kwargs)
     diag = result.diagnostics
-    c = result.datatree.posterior["c"].values.reshape(num_curves)
+    c = result.group("posterior")["c"].values.reshape(num_curves)
     rel = np.abs(c / truth[:, 2] - 1)
     print(
         f"\n== 2. Batched MAP: {num_curves} {LAW} curves x {NUM_POINTS} points, one "

@@ -107,7 +107,7 @@ def main(argv=None) -> None:
     )
     wall = time.perf_counter() - t0
     diag = result.diagnostics
-    post = result.datatree.posterior
+    post = result.group("posterior")
     dim = result.dim
     print(
         f"fit_batch wall time {wall:.1f} s for {len(result)} curves ({wall / len(result):.2f} "

@@ -69,7 +69,7 @@ def main() -> None:
                 rows, "power_law_offset", group="seed", pooled=["alpha"], **common
             )
             t2 = time.perf_counter()
-        pu, pp = unpooled.datatree.posterior, pooled.datatree.posterior
+        pu, pp = unpooled.group("posterior"), pooled.group("posterior")
         centre, tau = q(pp["alpha_pop"].values), q(pp["alpha_pop_sd"].values)
         div = int(pooled.datatree.sample_stats["diverging"].values[0].sum())
         population = json.loads(pooled.datatree.attrs["population_diagnostics"])

@@ -101,7 +101,7 @@ def eb_logs(curves, source: str) -> pd.DataFrame:
             frame_of(sub, "all"), LAW, by="curve",
             model=bs.Model(discrepancy=BROAD), inference=bs.MAP(), warn=False,
         )  # fmt: skip
-    post = res.datatree.posterior
+    post = res.group("posterior")
     s, q = scales(*(post[k].values.reshape(len(sub), -1)[:, 0] for k in ("delta_r", "delta_w")))
     return pd.DataFrame({"source": source, "log_s": np.log(s), "log_q": np.log(q)})
 
