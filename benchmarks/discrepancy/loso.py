@@ -64,6 +64,8 @@ from bayescale.learn import learn_discrepancy  # noqa: E402
 from bayescale.model import hyperpriors, scales  # noqa: E402
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+#: Curve resamples of :func:`curve_interval`.
+BOOTSTRAP = 2000
 QUANTILES = tuple(
     sorted(
         {
@@ -117,14 +119,28 @@ def hyperprior(logs: pd.DataFrame) -> str:
     return "ou_rw({:.4f}, {:.4f}, {:.4f}, {:.4f})".format(*args)
 
 
+def curve_interval(hits: np.ndarray, curve: np.ndarray, level: float = 0.9) -> str:
+    """``level`` percentile interval of the share of ``hits`` over curves resampled with
+    replacement (:data:`BOOTSTRAP` times, seeded): a curve's points are correlated, so the
+    curve is the unit of the coverage's sampling error."""
+    _, index = np.unique(curve, return_inverse=True)
+    hit, num = np.bincount(index, weights=hits), np.bincount(index)
+    k = len(num)
+    weights = np.random.default_rng(0).multinomial(k, np.full(k, 1.0 / k), size=BOOTSTRAP)
+    lo, hi = np.quantile((weights @ hit) / (weights @ num), [(1 - level) / 2, (1 + level) / 2])
+    return f"{lo:.2f}-{hi:.2f}"
+
+
 def scores(table: pd.DataFrame, held: pd.DataFrame, lsq: np.ndarray) -> dict:
-    """Coverage, MSCE, width and error ratio of the predictions ``table`` of ``held``."""
+    """Coverage (with its curve-bootstrap 90% interval), MSCE, width and error ratio of the
+    predictions ``table`` of ``held``."""
     y = np.log(held["y"].to_numpy())
     q = {qq: np.log(table[f"q{100 * qq:g}"].to_numpy()) for qq in QUANTILES}
-    cover = {
-        lv: float(np.mean((q[round((1 - lv) / 2, 6)] <= y) & (y <= q[round((1 + lv) / 2, 6)])))
-        for lv in LEVELS
+    inside = {
+        lv: (q[round((1 - lv) / 2, 6)] <= y) & (y <= q[round((1 + lv) / 2, 6)]) for lv in LEVELS
     }
+    cover = {lv: float(np.mean(hits)) for lv, hits in inside.items()}
+    curve = held["curve"].to_numpy()
     err = np.median(np.abs(y - q[0.5]))
     lo, hi = q[0.05], q[0.95]
     iscore = (hi - lo) + 20 * np.maximum(lo - y, 0) + 20 * np.maximum(y - hi, 0)
@@ -132,6 +148,8 @@ def scores(table: pd.DataFrame, held: pd.DataFrame, lsq: np.ndarray) -> dict:
         "points": len(y),
         "cov50": cover[0.5],
         "cov90": cover[0.9],
+        "cov50_ci90": curve_interval(inside[0.5], curve),
+        "cov90_ci90": curve_interval(inside[0.9], curve),
         "msce": float(np.mean([(cover[lv] - lv) ** 2 for lv in LEVELS])),
         "width90": float(np.median(q[0.95] - q[0.05])),
         "iscore90": float(np.mean(iscore)),
