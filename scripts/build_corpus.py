@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -39,6 +40,7 @@ PORIAN = (
     "bd5cc107cb3eb90cd741a3693ac3bec6582722daaed5d55faa39e7734d780afa",
 )
 NANOGPT = ("KellerJordan/modded-nanogpt", "f411b3d346aa52d3504324ca93c230fd84c6c07f")
+PYTHIA = ("EleutherAI/pythia", "a19eecb807ec2c79a39ebf18108816e6ffffc1d5")
 TIMM = (
     "huggingface/pytorch-image-models",
     "aa4b5850c1543fa488abf260f18390eda46cf85d",
@@ -50,6 +52,20 @@ TIMM = (
 MIN_NANOGPT_POINTS = 10
 #: An image-model family needs this many sizes spanning at least this factor in parameters.
 MIN_FAMILY_SIZES, MIN_FAMILY_SPAN = 5, 4.0
+
+#: Pythia suites (standard, deduplicated) with a zero-shot evaluation of the final checkpoint
+#: at each size, and the (n_layers, d_model) of each size (the README's table).
+PYTHIA_SUITES = {
+    "standard": ("70m", "160m", "410m", "1.4b", "2.8b", "6.9b", "12b"),
+    "deduped": ("70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b"),
+}
+PYTHIA_SHAPES = {
+    "70m": (6, 512), "160m": (12, 768), "410m": (24, 1024), "1b": (16, 2048),
+    "1.4b": (24, 2048), "2.8b": (32, 2560), "6.9b": (32, 4096), "12b": (36, 5120),
+}  # fmt: skip
+#: A task's metric is kept as a scaling curve when it improves with size this consistently
+#: (Spearman correlation over the sizes); MMLU subsets and CrowS-Pairs (bias) are left out.
+MIN_PYTHIA_TREND = 0.9
 
 _VAL = re.compile(r"^step:(\d+)/\d+ val_loss:([0-9.]+)", re.M)
 
@@ -146,6 +162,34 @@ def nanogpt(mirror: Path, points: int) -> tuple[pd.DataFrame, list[tuple[str, st
     return thin_log_spaced(frame, "x", by="curve", num=points), used
 
 
+def pythia_evals(mirror: Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Pythia's zero-shot benchmarks across model size: one curve per suite and task, x the
+    non-embedding parameters :math:`12\\,n_{layers} d_{model}^2`, y the error ``1 - acc``
+    (LAMBADA also its perplexity), final checkpoints (step 143000).  A task is kept when its
+    metric improves with size with Spearman correlation >= ``MIN_PYTHIA_TREND``."""
+    repo, commit = PYTHIA
+    rows, used = [], []
+    for suite, sizes in PYTHIA_SUITES.items():
+        results = {}
+        for size in sizes:
+            name = size if suite == "standard" else f"{size}-deduped"
+            path = f"evals/pythia-v1/pythia-{name}/zero-shot/{name}_step143000.json"
+            data = git_show(mirror, repo, commit, path)
+            used.append((path, sha256(data)))
+            results[size] = json.loads(data)["results"]
+        tasks = set.intersection(*(set(r) for r in results.values()))
+        n = np.array([12 * layers * width**2 for layers, width in map(PYTHIA_SHAPES.get, sizes)])
+        for task in sorted(t for t in tasks if not t.startswith(("hendrycksTest", "crows"))):
+            metrics = {"err": [1 - results[s][task]["acc"] for s in sizes]}
+            if "ppl" in results[sizes[0]][task]:
+                metrics["ppl"] = [results[s][task]["ppl"] for s in sizes]
+            for metric, y in metrics.items():
+                if pd.Series(n).corr(-pd.Series(y), method="spearman") >= MIN_PYTHIA_TREND:
+                    curve = f"{suite}/{task}/{metric}"
+                    rows += [(curve, task, x, v) for x, v in zip(n, y, strict=True)]
+    return pd.DataFrame(rows, columns=["curve", "group", "x", "y"]), used
+
+
 def timm(mirror: Path) -> pd.DataFrame:
     """ImageNet top-1 error against parameters, per model family and training recipe.
 
@@ -196,6 +240,7 @@ def main(argv=None) -> None:
         "porian2024_frontier": porian(args.shared),
         "timm_imagenet": timm(args.mirror),
     }
+    sources["pythia_evals"], evals = pythia_evals(args.mirror)
     OUT.mkdir(exist_ok=True)
     for name, frame in sources.items():
         frame = frame[["curve", "group", "x", "y"]].sort_values(["curve", "x"], kind="stable")
@@ -204,9 +249,8 @@ def main(argv=None) -> None:
         frame.to_csv(OUT / f"{name}.csv", index=False, float_format="%.6g")
         data = (OUT / f"{name}.csv").read_bytes()
         print(f"| {name}.csv | {len(frame)} | {frame['curve'].nunique()} | {sha256(data)} |")
-    (OUT / "nanogpt_speedrun_logs.txt").write_text(
-        "".join(f"{sha256_} {path}\n" for path, sha256_ in logs)
-    )
+    for name, files in (("nanogpt_speedrun_logs.txt", logs), ("pythia_evals_files.txt", evals)):
+        (OUT / name).write_text("".join(f"{digest} {path}\n" for path, digest in files))
 
 
 if __name__ == "__main__":

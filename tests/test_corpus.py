@@ -43,3 +43,10 @@ def test_speedrun_manifest_has_one_log_per_curve():
     records = {"/".join(line.split()[1].split("/")[1:3]) for line in lines}
     assert all(re.fullmatch(r"[0-9a-f]{64} records/\S+", line) for line in lines)
     assert records == set(frame["curve"])
+
+
+def test_pythia_evals_manifest_has_each_final_checkpoint_once():
+    lines = (CORPUS / "pythia_evals_files.txt").read_text().splitlines()
+    paths = [line.split()[1] for line in lines]
+    assert all(re.fullmatch(r"[0-9a-f]{64} evals/pythia-v1/\S+_step143000\.json", x) for x in lines)
+    assert len(set(paths)) == len(paths) == 15

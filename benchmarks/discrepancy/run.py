@@ -44,6 +44,7 @@ SPLITS = {
     "nanogpt_speedrun": (0.0, "steps", 0.3),
     "porian2024_frontier": (0.0, "points", 0.6),
     "timm_imagenet": (0.0, "points", 0.6),
+    "pythia_evals": (0.0, "points", 0.6),
 }
 #: MIN_FIT_SIZE: every across-size fit keeps at least the 5 points a 3-parameter law needs
 #: beside the noise scale (bayescale marks a fit with fewer ``failed``).
