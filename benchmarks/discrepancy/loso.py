@@ -373,7 +373,7 @@ def main(argv=None):
         lines += [
             "#### PolyPythia final loss (first 20% of steps >= 1000 fitted)",
             "",
-            f"EB hyperprior (all four sources): `{eb_all}`",
+            f"EB hyperprior (all sources): `{eb_all}`",
             "",
             markdown(pp),
             "",
