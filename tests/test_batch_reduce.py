@@ -155,7 +155,8 @@ def _curves():
 def test_float32_batch_agrees_with_float64_within_mcse():
     """``NUTS(dtype="float32")``: float32 draws whose per-fit means and 5%/95% quantiles
     agree with the float64 batch's within Monte Carlo error (|z| < 4.5 over 3 curves x 4
-    parameters x 3 statistics), with at most one fewer converged fit."""
+    parameters x 3 statistics), its chains mixed (r-hat < 1.05, bulk ESS >= 100) with at most
+    two more divergences per fit."""
     with pytest.raises(ValueError, match=r"NUTS\(dtype='float16'\)"):
         NUTS(dtype="float16")
     settings = {"num_chains": 2, "num_warmup": 400, "num_samples": 400}
@@ -186,9 +187,11 @@ def test_float32_batch_agrees_with_float64_within_mcse():
             ]
             z = (values[0] - values[1]) / np.hypot(*se)
             assert np.all(np.abs(z) < 4.5), (name, stat, z)
-    n32 = (runs["float32"].diagnostics["status"] == "converged").sum()
-    n64 = (runs["float64"].diagnostics["status"] == "converged").sum()
-    assert n32 >= n64 - 1  # at most one of the 3 fits fewer converged
+    # float32 chains mix: r-hat well clear of its noise at 2 x 400 draws (sd ~0.005), which
+    # makes the 1.01 of the converged status flip between runs and machines
+    diag = runs["float32"].diagnostics
+    assert (diag["max_rhat"] < 1.05).all() and (diag["min_ess_bulk"] >= 100).all(), diag
+    assert (diag["num_divergent"] <= runs["float64"].diagnostics["num_divergent"] + 2).all()
 
 
 def test_host_numbers_in_blocks_on_threads_equal_one_pass():
