@@ -187,8 +187,8 @@ def test_float32_batch_agrees_with_float64_within_mcse():
             ]
             z = (values[0] - values[1]) / np.hypot(*se)
             assert np.all(np.abs(z) < 4.5), (name, stat, z)
-    # float32 chains mix: r-hat well clear of its noise at 2 x 400 draws (sd ~0.005), which
-    # makes the 1.01 of the converged status flip between runs and machines
+    # float32 chains mix: bounds clear of r-hat's Monte Carlo noise at these draws (the
+    # converged status's 1.01 is not)
     diag = runs["float32"].diagnostics
     assert (diag["max_rhat"] < 1.05).all() and (diag["min_ess_bulk"] >= 100).all(), diag
     assert (diag["num_divergent"] <= runs["float64"].diagnostics["num_divergent"] + 2).all()
