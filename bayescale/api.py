@@ -185,16 +185,18 @@ def _fit(data, law, by, columns, model, inference, seed, warn, deprecated, calle
             "does not apply to a single fit"
         )
     key, seed_record = seed_key(seed)
-    if model.pooled:
-        result = _fit_pooled(
-            data, posterior, by, model.pooled, columns, inference, key, seed_record
-        )
-    elif by is None:
-        result = _fit_one(data, posterior, columns, inference, key, seed_record)
+    if by is None:
+        fits, labels, reasons = [prepare(data, law, columns)], [0], {}
     else:
         fits, labels, reasons = split_curves(data, law, by, columns)
+    posterior = replace(posterior, law=law.with_data_scales([f.log_x for f in fits]))
+    if model.pooled:
+        result = _fit_pooled(
+            fits, labels, reasons, posterior, by, model.pooled, inference, key, seed_record
+        )
+    else:
         run = _fit_batch_nuts if method in SAMPLERS else _fit_batch_modes
-        keys = jax.random.split(key, len(fits))
+        keys = key[None] if by is None else jax.random.split(key, len(fits))
         result = run(posterior, fits, labels, by, reasons, inference, keys, seed_record)
     # the warning points at the caller of fit: check_convergence, _fit, float64, fit, caller
     result.check_convergence(warn=warn, stacklevel=5)
@@ -348,13 +350,6 @@ def _resolve(
             deprecate(old_name, v, spelling)
         inference = replace(base, **kept)
     return model, inference, by
-
-
-def _fit_one(data, posterior, columns, inference, key, seed_record) -> Result:
-    """One fit (no ``by=``) by NUTS, MAP or Laplace: a result with a fit dimension of one."""
-    fit_data = prepare(data, posterior.law, columns)
-    run = _fit_batch_nuts if method_name(inference) in SAMPLERS else _fit_batch_modes
-    return run(posterior, [fit_data], [0], None, {}, inference, key[None], seed_record)
 
 
 def _sampler_options(inference: NUTS | ChEES, *, pooled: bool) -> SamplerOptions | ChEESOptions:
@@ -522,11 +517,9 @@ def _fit_batch_modes(posterior, fits, labels, by, reasons, inference, keys, seed
     return result
 
 
-def _fit_pooled(data, posterior, by, pooled, columns, inference, key, seed_record):
+def _fit_pooled(fits, labels, reasons, posterior, by, pooled, inference, key, seed_record):
     """``fit(..., by=, model=Model(pooled=...))``: one NUTS run of the pooled posterior of
     all curves (non-centred coordinates, :class:`~bayescale.model.PooledPosterior`)."""
-
-    fits, labels, reasons = split_curves(data, posterior.law, by, columns)
     hier = PooledPosterior(posterior, pooled, len(fits))
     options = _sampler_options(inference, pooled=True)
     stacked = jax.tree.map(lambda x: x[None], stack(fits, sort=True))

@@ -46,7 +46,10 @@ def law_section(spec: dict) -> list[str]:
         lines += ["| variable | role | unit |", "|---|---|---|"]
         for name, meta in variables.items():
             role = "response" if name == spec.get("response", "loss") else "covariate"
-            lines.append(f"| `{name}` | {role} | {_cell(meta.get('unit', ''))} |")
+            unit = _cell(meta.get("unit", ""))
+            if meta.get("scale") == "data":
+                unit = (unit + "; " if unit else "") + "read in units of a power of ten where the data begin"
+            lines.append(f"| `{name}` | {role} | {unit} |")
         lines.append("")
     lines += ["| parameter | prior | reference value | description |", "|---|---|---|---|"]
     for name, p in spec.get("parameters", {}).items():

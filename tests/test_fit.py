@@ -209,3 +209,35 @@ def test_pointwise_groups_made_on_access_equal_an_eager_build(monkeypatch):
     assert len(calls) == 1  # computed once, on the first access
     with pytest.raises(KeyError, match="no group 'posteriors'"):
         fresh.group("posteriors")
+
+
+def test_generic_law_priors_do_not_depend_on_the_unit_of_x():
+    """The same curve in steps and in thousands of steps gives the same posterior of the
+    unit-free parameters and the same predictions: the law reads x in a unit chosen from the
+    data (a power of ten), so A is the reducible term where the data begin in both."""
+    data = _data()
+    settings = dict(columns={"x": "steps", "y": "train_loss"}, seed=3,
+                    inference=bayescale.MAP())  # fmt: skip
+    small = bayescale.fit(data, "power_law_offset", **settings)
+    big = bayescale.fit(data.assign(steps=data.steps * 1e3), "power_law_offset", **settings)
+    assert small.law.scales == {"x": 1.0} and big.law.scales == {"x": 1e3}
+    a, b = small.group("posterior"), big.group("posterior")
+    for name in ("E", "A", "alpha", "sigma"):
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-6)
+    np.testing.assert_allclose(
+        small.predict({"steps": [3e4]})["q50"], big.predict({"steps": [3e7]})["q50"], rtol=1e-6
+    )
+
+
+def test_the_chosen_unit_survives_save_and_load(tmp_path):
+    data = _data()
+    result = bayescale.fit(
+        data.assign(steps=data.steps * 1e9), "power_law_offset",
+        columns={"x": "steps", "y": "train_loss"}, seed=3, inference=bayescale.MAP(),
+    )  # fmt: skip
+    assert result.law.scales == {"x": 1e9}
+    loaded = bayescale.load(result.save(tmp_path / "fit.nc"))
+    assert loaded.law.scales == {"x": 1e9}
+    pd.testing.assert_frame_equal(
+        loaded.predict({"steps": [1e14]}), result.predict({"steps": [1e14]})
+    )

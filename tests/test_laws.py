@@ -27,6 +27,7 @@ from bayescale.laws import (
     catalogue,
     get_law,
     law_from_formula,
+    law_from_spec,
     law_from_toml,
     parse_formula,
 )
@@ -656,3 +657,41 @@ def test_sampler_coordinates_are_a_unit_jacobian_shear(law_key):
         if t.base in law.covariates and law.parameters[t.coefficient].prior.kind != "uniform"
     }
     assert centred == expected
+
+
+# ----------------------------------------------------------------------------- units of x
+
+
+def test_generic_families_read_x_in_a_unit_chosen_from_the_data():
+    generic = {"power_law", "power_law_offset", "broken_power_law", "alabdulmohsin_m3",
+               "alabdulmohsin_m4"}  # fmt: skip
+    for law_id, law in catalogue().items():
+        assert (law.scales == {"x": "data"}) == (law_id in generic), law_id
+    law = get_law("power_law_offset")
+    # the median over fits of log10 of each fit's first x is 9.48 (3e9): units of 1e9
+    firsts = [2e8, 3e9, 5e9]
+    fixed = law.with_data_scales([{"x": np.log([f, 10 * f])} for f in firsts])
+    assert fixed.scales == {"x": 1e9}
+    assert "x in units of 1e+09" in repr(fixed)
+    params = {"E": 2.0, "A": 5.0, "alpha": 0.5}
+    # at one unit, x**-alpha is 1 whatever the unit
+    assert float(jnp.exp(fixed.log_mean(params, {"x": jnp.log(1e9)}))) == pytest.approx(7.0)
+    assert float(jnp.exp(law.log_mean(params, {"x": jnp.log(1.0)}))) == pytest.approx(7.0)
+    assert fixed.with_data_scales([{"x": np.log([1.0])}]) is fixed  # a fixed unit stays
+    assert get_law("chinchilla").with_data_scales([{"n_params": np.log([1e9])}]).scales == {}
+
+
+def test_a_law_file_may_fix_the_unit_of_a_covariate():
+    text = get_law("power_law").toml.replace('scale = "data"', "scale = 1e6")
+    law = law_from_toml(text)
+    assert law.scales == {"x": 1e6}
+    params = {"A": 3.0, "alpha": 0.5}
+    assert float(jnp.exp(law.log_mean(params, {"x": jnp.log(4e6)}))) == pytest.approx(1.5)
+    assert law_from_spec(law.to_spec()).scales == {"x": 1e6}
+
+
+@pytest.mark.parametrize("scale", ["-1", "0", '"tokens"', "true", "inf"])
+def test_a_bad_scale_is_rejected_naming_the_covariate(scale):
+    text = get_law("power_law").toml.replace('scale = "data"', f"scale = {scale}")
+    with pytest.raises(LawError, match="scale of 'x' must be a positive number"):
+        law_from_toml(text)

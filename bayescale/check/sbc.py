@@ -218,12 +218,14 @@ def sbc(
         "sbc", model, inference, deprecated, defaults=(Model(), SBC_INFERENCE)
     )
     law = get_law(law, priors=model.priors)
+    design = dict(design or {})
+    ranges = {**law.design, **design}  # one unit for every replication: where the design begins
+    law = law.with_data_scales([{c: np.log(ranges[c][:1]) for c in law.covariates if c in ranges}])
     posterior = Posterior(law, model.observation_for(law))
     if isinstance(num_replications, bool) or not isinstance(num_replications, int | np.integer):
         raise ValueError(f"num_replications must be an integer, got {num_replications!r}")
     if num_replications < 10:
         raise ValueError(f"num_replications must be >= 10, got {num_replications}")
-    design = dict(design or {})
     if "noise" in design:
         raise ValueError(
             "design['noise'] is not used by sbc: the noise scale sigma is drawn from its prior "

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import numpyro.distributions as dist
 
 from bayescale.families import PriorFamily, get_prior_family, parse_prior
@@ -142,6 +144,13 @@ class Law:
     design : dict
         Typical design: ``{covariate: (low, high)}`` ranges (log-uniform), ``num_points``,
         ``noise`` (sigma of log residuals) used by :mod:`bayescale.simulate`.
+    scales : dict of str to float or "data"
+        The unit in which the formula reads a covariate: :math:`f` is evaluated at
+        :math:`x / s` (``scale = s`` under ``[variables]``).  ``"data"`` (the generic
+        families) lets :func:`bayescale.fit` choose :math:`s` as a power of ten from the
+        fitted data (:meth:`with_data_scales`), so that the priors of parameters that carry
+        the unit of :math:`x` (a coefficient :math:`A` of :math:`x^{-\\alpha}`, a break location)
+        mean the same for tokens as for parameters; until then it reads :math:`s = 1`.
     """
 
     id: str
@@ -156,6 +165,7 @@ class Law:
     source: dict = field(default_factory=dict)
     description: str = ""
     toml: str = ""
+    scales: dict = field(default_factory=dict)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -174,12 +184,42 @@ class Law:
         """
         import jax.numpy as jnp
 
-        logs = dict(log_covariates)
-        values = {k: jnp.exp(v) for k, v in log_covariates.items()}
+        logs = self.in_units(log_covariates)
+        values = {k: jnp.exp(v) for k, v in logs.items()}
         for k in self.parameters:
             values[k] = params[k]
             logs[k] = jnp.log(params[k])
         return self.formula.log(values, logs)
+
+    def in_units(self, log_covariates: Mapping) -> dict:
+        """The log covariates in the units the formula reads: :math:`\\log x - \\log s` for
+        each covariate with a numeric :attr:`scales` entry, the others unchanged."""
+        return {
+            k: v - math.log(self.scales[k]) if self._numeric_scale(k) else v
+            for k, v in log_covariates.items()
+        }
+
+    def _numeric_scale(self, name: str) -> bool:
+        return not isinstance(self.scales.get(name, "data"), str)
+
+    def with_data_scales(self, log_covariates: Sequence[Mapping]) -> Law:
+        """A copy whose ``"data"`` scales are fixed from fitted data.
+
+        ``log_covariates`` holds one mapping (covariate -> natural log of its values) per
+        fit.  The scale of a covariate is :math:`10^k`, :math:`k` the integer nearest the
+        median over the fits of :math:`\\log_{10}` of each fit's smallest value: the
+        covariate is read in units of (about) where the data begin.  Laws without a
+        ``"data"`` scale are returned unchanged.
+        """
+        pending = [c for c in self.covariates if self.scales.get(c) == "data"]
+        if not pending:
+            return self
+        scales = dict(self.scales)
+        for c in pending:
+            firsts = [float(np.min(lx[c])) for lx in log_covariates if np.size(lx.get(c, ()))]
+            k = round(float(np.median(firsts)) / math.log(10.0)) if firsts else 0
+            scales[c] = float(10.0**k)
+        return replace(self, scales=scales)
 
     def with_priors(self, priors: Mapping[str, str | Prior] | None) -> Law:
         """A copy with some priors replaced (``{"alpha": "lognormal(-1, 0.5)"}``)."""
@@ -212,7 +252,10 @@ class Law:
             "title": self.title,
             "formula": self.formula.text,
             "response": self.response,
-            "variables": {k: {"unit": u} for k, u in self.units.items()},
+            "variables": {
+                k: {"unit": u, **({"scale": self.scales[k]} if k in self.scales else {})}
+                for k, u in self.units.items()
+            },
             "parameters": params,
             "likelihood": {"sigma_prior": str(self.sigma_prior)},
             "design": dict(self.design),
@@ -221,7 +264,10 @@ class Law:
         }
 
     def __repr__(self) -> str:
-        return f"Law({self.id!r}: {self.response} = {self.formula.text})"
+        units = "".join(
+            f"; {c} in units of {self.scales[c]:g}" for c in self.scales if self._numeric_scale(c)
+        )
+        return f"Law({self.id!r}: {self.response} = {self.formula.text}{units})"
 
 
 def law_from_spec(spec: Mapping) -> Law:
@@ -283,6 +329,21 @@ def _make_law(spec: dict, *, origin: str, toml_text: str = "") -> Law:
         )
         for n in (response, *covariates)
     }
+    scales = {}
+    for n in covariates:
+        entry = variables.get(n)
+        if isinstance(entry, dict) and "scale" in entry:
+            scale = entry["scale"]
+            ok = scale == "data" or (
+                isinstance(scale, int | float) and not isinstance(scale, bool)
+                and math.isfinite(scale) and scale > 0
+            )  # fmt: skip
+            if not ok:
+                raise LawError(
+                    f"law {law_id!r}: scale of {n!r} must be a positive number or \"data\", "
+                    f"got {scale!r}"
+                )
+            scales[n] = scale if scale == "data" else float(scale)
     likelihood = spec.get("likelihood", {})
     sigma_prior = Prior.parse(likelihood.get("sigma_prior", "halfnormal(0.1)"))
     design = dict(spec.get("design", {}))
@@ -304,6 +365,7 @@ def _make_law(spec: dict, *, origin: str, toml_text: str = "") -> Law:
         source=dict(spec.get("source", {})),
         description=str(spec.get("description", "")),
         toml=toml_text,
+        scales=scales,
     )
 
 

@@ -298,8 +298,9 @@ class Posterior:
             values[name], logs[name], term = prior.transform(z[i])
             lp = lp + term
         log_x = data["log_x"]
+        lx = self.law.in_units(log_x)
         mu = self.law.formula.log(
-            {**{k: jnp.exp(v) for k, v in log_x.items()}, **values}, {**log_x, **logs}
+            {**{k: jnp.exp(v) for k, v in lx.items()}, **values}, {**lx, **logs}
         )
         sigma = self.point_sigma(values, log_x, log_x, data["mask"])
         if self.discrepancy:
