@@ -48,7 +48,9 @@ def law_section(spec: dict) -> list[str]:
             role = "response" if name == spec.get("response", "loss") else "covariate"
             unit = _cell(meta.get("unit", ""))
             if meta.get("scale") == "data":
-                unit = (unit + "; " if unit else "") + "read in units of a power of ten where the data begin"
+                unit = (
+                    unit + "; " if unit else ""
+                ) + "read in units of a power of 1000 at or below where the data begin"
             lines.append(f"| `{name}` | {role} | {unit} |")
         lines.append("")
     lines += ["| parameter | prior | reference value | description |", "|---|---|---|---|"]

@@ -149,6 +149,15 @@ def test_fit_options_reach_the_fit(tmp_path, capsys):
     assert exc.value.code == 2
 
 
+def test_fit_report_states_the_unit_the_law_reads_x_in(tmp_path, capsys):
+    csv = tmp_path / "curve.csv"
+    x = np.geomspace(1e6, 1e10, 12)  # starts at 1e6: read in units of 1e6
+    pd.DataFrame({"x": x, "y": 2.0 + 5.0 * (x / 1e6) ** -0.5}).to_csv(csv, index=False)
+    argv = ["fit", str(csv), "--law", "power_law_offset", "--method", "map"]
+    assert main([*argv, "--out", str(tmp_path / "map.nc")]) == 0
+    assert "read in units of x = 1e+06" in capsys.readouterr().out
+
+
 def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as exc:
         main(["fit", "runs.csv"])  # --law and --out are required

@@ -668,7 +668,7 @@ def test_generic_families_read_x_in_a_unit_chosen_from_the_data():
     for law_id, law in catalogue().items():
         assert (law.scales == {"x": "data"}) == (law_id in generic), law_id
     law = get_law("power_law_offset")
-    # the median over fits of log10 of each fit's first x is 9.48 (3e9): units of 1e9
+    # the median of the fits' first x is 3e9: read in units of 1e9, the power of 1000 below
     firsts = [2e8, 3e9, 5e9]
     fixed = law.with_data_scales([{"x": np.log([f, 10 * f])} for f in firsts])
     assert fixed.scales == {"x": 1e9}
@@ -677,6 +677,8 @@ def test_generic_families_read_x_in_a_unit_chosen_from_the_data():
     # at one unit, x**-alpha is 1 whatever the unit
     assert float(jnp.exp(fixed.log_mean(params, {"x": jnp.log(1e9)}))) == pytest.approx(7.0)
     assert float(jnp.exp(law.log_mean(params, {"x": jnp.log(1.0)}))) == pytest.approx(7.0)
+    for first, unit in [(1e9, 1e9), (9.9e8, 1e6), (100.0, 1.0), (0.01, 1e-3)]:
+        assert law.with_data_scales([{"x": np.log([first])}]).scales == {"x": unit}, first
     assert fixed.with_data_scales([{"x": np.log([1.0])}]) is fixed  # a fixed unit stays
     assert get_law("chinchilla").with_data_scales([{"n_params": np.log([1e9])}]).scales == {}
 

@@ -147,7 +147,7 @@ class Law:
     scales : dict of str to float or "data"
         The unit in which the formula reads a covariate: :math:`f` is evaluated at
         :math:`x / s` (``scale = s`` under ``[variables]``).  ``"data"`` (the generic
-        families) lets :func:`bayescale.fit` choose :math:`s` as a power of ten from the
+        families) lets :func:`bayescale.fit` choose :math:`s` as a power of 1000 from the
         fitted data (:meth:`with_data_scales`), so that the priors of parameters that carry
         the unit of :math:`x` (a coefficient :math:`A` of :math:`x^{-\\alpha}`, a break location)
         mean the same for tokens as for parameters; until then it reads :math:`s = 1`.
@@ -206,10 +206,11 @@ class Law:
         """A copy whose ``"data"`` scales are fixed from fitted data.
 
         ``log_covariates`` holds one mapping (covariate -> natural log of its values) per
-        fit.  The scale of a covariate is :math:`10^k`, :math:`k` the integer nearest the
-        median over the fits of :math:`\\log_{10}` of each fit's smallest value: the
-        covariate is read in units of (about) where the data begin.  Laws without a
-        ``"data"`` scale are returned unchanged.
+        fit.  The scale of a covariate is the largest power of 1000 (an SI prefix: 1, 1e3,
+        1e6, 1e9 ...; 1e-3 ...) at or below the median over the fits of each fit's smallest
+        value: the covariate is read in the unit one would label its axis with, which lies
+        at most three decades below where the data begin.  Laws without a ``"data"`` scale
+        are returned unchanged.
         """
         pending = [c for c in self.covariates if self.scales.get(c) == "data"]
         if not pending:
@@ -217,8 +218,9 @@ class Law:
         scales = dict(self.scales)
         for c in pending:
             firsts = [float(np.min(lx[c])) for lx in log_covariates if np.size(lx.get(c, ()))]
-            k = round(float(np.median(firsts)) / math.log(10.0)) if firsts else 0
-            scales[c] = float(10.0**k)
+            # (a value of exactly 1e9 reads log(1e9) / log(1000) = 2.9999999999999996)
+            k = math.floor(float(np.median(firsts)) / math.log(1000.0) + 1e-9) if firsts else 0
+            scales[c] = float(1000.0**k)
         return replace(self, scales=scales)
 
     def with_priors(self, priors: Mapping[str, str | Prior] | None) -> Law:
@@ -340,7 +342,7 @@ def _make_law(spec: dict, *, origin: str, toml_text: str = "") -> Law:
             )  # fmt: skip
             if not ok:
                 raise LawError(
-                    f"law {law_id!r}: scale of {n!r} must be a positive number or \"data\", "
+                    f'law {law_id!r}: scale of {n!r} must be a positive number or "data", '
                     f"got {scale!r}"
                 )
             scales[n] = scale if scale == "data" else float(scale)
