@@ -900,3 +900,19 @@ def test_law_bias_rejects_bad_arguments(pooled_backtest, pooled_curves):
         pooled_backtest.with_law_error("in_range", bias=True)
     with pytest.raises(ValueError, match="already carry a law error"):
         pooled_backtest.with_law_error("curves").with_law_error("curves", bias=True)
+
+
+def test_sbc_simulates_and_fits_in_one_unit_of_x():
+    """A design far from x = 1 fixes the generic law's unit before anything is drawn, so the
+    prior the data come from is the prior the fits use."""
+    r = sbc(
+        "power_law_offset",
+        design={"x": [2e6, 2e10], "num_points": 12},
+        num_replications=10,
+        num_rank_draws=99,
+        seed=1,
+        model=bayescale.Model(discrepancy=None),
+        inference=bayescale.Laplace(num_samples=100),
+    )
+    assert r.law.scales == r.batch.law.scales == {"x": 1e6}
+    assert len(r.ranks) == 10 and {"E", "A", "alpha"} <= set(r.ranks.columns)
