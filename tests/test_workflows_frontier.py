@@ -365,9 +365,15 @@ def test_per_token_trends_recover_the_exponents(per_token_case):
 
 def test_trends_need_a_size_per_curve(per_token_case):
     _, per_size, pooled = per_token_case
-    # the trends were fitted in units of N / N_ref: a Result would predict in those units
-    with pytest.raises(ValueError, match="rescaled"):
-        pooled.pooled_result()
+    # the law reads N in units of N_ref (the sizes' geometric mean); every view of the fit
+    # takes N itself: the pooled result predicts what the band gives
+    sizes = np.array([float(label) for label in per_size.labels])
+    assert pooled.law.scales == {"x": pytest.approx(np.exp(np.log(sizes).mean()))}
+    a = pooled.pooled_result(0)  # group 0 is "a"
+    assert pooled.keys.iloc[0]["parameter"] == "a"
+    band = pooled.band({"x": [1e6]}, quantiles=(0.5,))
+    mean = a.predict({"x": [1e6]}, kind="mean", quantiles=(0.5,))
+    assert mean["q50"].iloc[0] == pytest.approx(band[band["parameter"] == "a"]["q50"].iloc[0])
     with pytest.raises(DataError, match="model size"):
         fit_trends(per_size, n_params={"not a label": 1e6})
     with pytest.raises(DataError, match="not in law"):

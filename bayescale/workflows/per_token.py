@@ -148,10 +148,10 @@ def fit_trends(
     Returns
     -------
     ImputedFit
-        Groups ``parameter`` (``a``, ``b``, ``c``); law ``power_law`` of ``x`` =
-        :math:`N/N_{ref}` (``covariate_scale["x"]`` = :math:`N_{ref}`; :meth:`ImputedFit.band`
-        takes :math:`N`), ``y`` = the coefficient; the trend exponent is :math:`p = -\\alpha` (see
-        :func:`trends`).
+        Groups ``parameter`` (``a``, ``b``, ``c``); law ``power_law`` of ``x`` = :math:`N`
+        read in units of :math:`N_{ref}` (``law.scales["x"]``, the geometric mean of the
+        sizes: it decorrelates the prefactor and the exponent), ``y`` = the coefficient;
+        the trend exponent is :math:`p = -\\alpha` (see :func:`trends`).
 
     Raises
     ------
@@ -181,16 +181,16 @@ def fit_trends(
     draws = imputation_draws({p: post[p].values for p in parameters}, num_imputations)
     imputed = pd.concat(
         [
-            pd.DataFrame({"parameter": p, IMPUTATION: k, "x": sizes / n_ref, "y": draws[p][:, k]})
+            pd.DataFrame({"parameter": p, IMPUTATION: k, "x": sizes, "y": draws[p][:, k]})
             for p in parameters
             for k in range(num_imputations)
         ],
         ignore_index=True,
     )
-    pooled = fit_imputed(
-        imputed, TREND_LAW, groups=("parameter",), model=model, inference=inference, seed=seed
+    law = replace(get_law(TREND_LAW), scales={"x": n_ref})
+    return fit_imputed(
+        imputed, law, groups=("parameter",), model=model, inference=inference, seed=seed
     )
-    return replace(pooled, covariate_scale={"x": n_ref})
 
 
 def trends(pooled: ImputedFit, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -138,16 +138,11 @@ class ImputedFit:
         The group columns (empty for a single fit).
     keys : DataFrame
         One row per group (columns ``groups``), in the order of :meth:`draws`' first axis.
-    covariate_scale : dict of str to float
-        Units the covariates were fitted in: the law saw ``x / covariate_scale[x]``
-        (e.g. model size over a reference size, which decorrelates a power law's prefactor
-        and exponent); :meth:`band` takes covariates in the original units.
     """
 
     batch: Result
     groups: tuple[str, ...]
     keys: pd.DataFrame
-    covariate_scale: dict[str, float] = field(default_factory=dict)
 
     @property
     def law(self) -> Law:
@@ -187,16 +182,10 @@ class ImputedFit:
         Raises
         ------
         ValueError
-            If the covariates were rescaled (``covariate_scale``): the result's predictions
-            would be in the rescaled units; use :meth:`band` instead.
+            A ``group`` out of range.
         """
         import xarray as xr
 
-        if self.covariate_scale:
-            raise ValueError(
-                f"covariates were fitted rescaled by {self.covariate_scale}; a Result would "
-                "predict in those units; use ImputedFit.band()"
-            )
         k = self.num_imputations
         if not 0 <= group < len(self.keys):
             raise ValueError(f"group must be in [0, {len(self.keys)}), got {group!r}")
@@ -272,9 +261,7 @@ class ImputedFit:
         import jax.numpy as jnp
 
         log_x = {
-            c: jnp.log(
-                jnp.asarray(np.asarray(covariates[c], dtype=float) / self.covariate_scale.get(c, 1))
-            )
+            c: jnp.log(jnp.asarray(np.asarray(covariates[c], dtype=float)))
             for c in self.law.covariates
         }
         params = {k: jnp.asarray(v)[..., None] for k, v in self.draws().items()}
