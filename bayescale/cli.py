@@ -235,7 +235,7 @@ def _report_fit(report: _Report, result) -> None:
     report.value("status", result.status.value)
     report.doc["diagnostics"] = json.loads(d.to_json(double_precision=15))
     report.line(f"law {result.law.id!r}: {result.law.response} = {result.law.formula.text}")
-    units = {c: s for c, s in result.law.scales.items() if not isinstance(s, str)}
+    units = result.law.fixed_scales
     if units:  # the parameters are stated in these units of the covariates
         report.value("units", units)
         report.line("read in units of " + ", ".join(f"{c} = {s:g}" for c, s in units.items()))

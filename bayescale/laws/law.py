@@ -194,13 +194,13 @@ class Law:
     def in_units(self, log_covariates: Mapping) -> dict:
         """The log covariates in the units the formula reads: :math:`\\log x - \\log s` for
         each covariate with a numeric :attr:`scales` entry, the others unchanged."""
-        return {
-            k: v - math.log(self.scales[k]) if self._numeric_scale(k) else v
-            for k, v in log_covariates.items()
-        }
+        fixed = self.fixed_scales
+        return {k: v - math.log(fixed[k]) if k in fixed else v for k, v in log_covariates.items()}
 
-    def _numeric_scale(self, name: str) -> bool:
-        return not isinstance(self.scales.get(name, "data"), str)
+    @property
+    def fixed_scales(self) -> dict[str, float]:
+        """The covariates read in a fixed unit and that unit (``"data"`` entries left out)."""
+        return {c: s for c, s in self.scales.items() if not isinstance(s, str)}
 
     def with_data_scales(self, log_covariates: Sequence[Mapping]) -> Law:
         """A copy whose ``"data"`` scales are fixed from fitted data.
@@ -266,9 +266,7 @@ class Law:
         }
 
     def __repr__(self) -> str:
-        units = "".join(
-            f"; {c} in units of {self.scales[c]:g}" for c in self.scales if self._numeric_scale(c)
-        )
+        units = "".join(f"; {c} in units of {s:g}" for c, s in self.fixed_scales.items())
         return f"Law({self.id!r}: {self.response} = {self.formula.text}{units})"
 
 
