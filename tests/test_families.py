@@ -15,6 +15,7 @@ import pytest
 import scipy.integrate
 import scipy.stats as st
 from numpyro.distributions.transforms import biject_to
+from scipy import special
 
 from bayescale.families import (
     HUBER_DELTA,
@@ -40,6 +41,8 @@ SCIPY_PRIORS = {
     "uniform(-1, 4)": st.uniform(-1.0, 5.0),
     "gamma(2, 0.1)": st.gamma(2.0, scale=10.0),
     "gamma(0.7, 3)": st.gamma(0.7, scale=1.0 / 3.0),
+    "beta(2, 2)": st.beta(2.0, 2.0),
+    "beta(0.6, 3.5)": st.beta(0.6, 3.5),
 }
 
 
@@ -59,7 +62,7 @@ def assert_mean_and_variance(draws, mean, var, what):
 
 # ---------------------------------------------------------------------------- registry
 def test_registry_lists_every_family():
-    assert list(PRIOR_FAMILIES) == ["lognormal", "normal", "halfnormal", "uniform", "gamma"]
+    assert list(PRIOR_FAMILIES) == ["lognormal", "normal", "halfnormal", "uniform", "gamma", "beta"]
     assert list(LIKELIHOOD_FAMILIES) == ["student_t", "normal", "huber"]
     for name, family in PRIOR_FAMILIES.items():
         assert family.name == name and get_prior_family(name) is family
@@ -91,6 +94,8 @@ def test_unknown_families_list_the_known_ones():
         ("uniform(3, 3)", "3"),
         ("gamma(2, -0.25)", "-0.25"),
         ("gamma(0, 1)", "0"),
+        ("beta(2, 0)", "0"),
+        ("beta(-1, 2)", "-1"),
     ],
 )
 def test_prior_argument_checks_name_the_text_and_the_value(text, bad):
@@ -148,7 +153,8 @@ def test_prior_numpy_draws_are_exact(text):
 
 @pytest.mark.parametrize("text", sorted(SCIPY_PRIORS))
 def test_prior_jax_starting_points(text):
-    """Exact for every family but gamma, whose draws have the gamma's mean and variance."""
+    """Exact for every family but gamma, whose draws have the gamma's mean and variance of
+    log X, and beta, whose have the beta's mean and variance of logit X."""
     prior = Prior.parse(text)
     eps = jax.random.normal(jax.random.key(1), (N,))
     z = prior.unconstrained_draws(eps)
@@ -156,6 +162,11 @@ def test_prior_jax_starting_points(text):
     twin = SCIPY_PRIORS[text]
     if prior.kind == "gamma":
         assert_mean_and_variance(np.log(values), *_lognormal_log_moments(twin), text)
+    elif prior.kind == "beta":
+        a, b = prior.args
+        logit_mean = special.digamma(a) - special.digamma(b)
+        logit_var = special.polygamma(1, a) + special.polygamma(1, b)
+        assert_mean_and_variance(special.logit(values), logit_mean, logit_var, text)
     else:
         assert st.kstest(values, twin.cdf).pvalue > 1e-3
         assert_moment(values, twin.mean(), text)

@@ -25,6 +25,7 @@ from bayescale.families.likelihoods import (
 )
 from bayescale.families.priors import (
     PRIOR_FAMILIES,
+    Beta,
     Gamma,
     HalfNormal,
     LogNormal,
@@ -41,6 +42,7 @@ __all__ = [
     "LIKELIHOOD_FAMILIES",
     "NU_PRIOR",
     "PRIOR_FAMILIES",
+    "Beta",
     "Gamma",
     "HalfNormal",
     "Huber",

@@ -64,9 +64,9 @@ class Prior:
     """A prior written as text, e.g. ``"lognormal(0.5, 1.0)"``: a family and its arguments.
 
     ``lognormal(mu, s)``: :math:`\\log\\theta \\sim \\mathcal N(\\mu, s)`;
-    ``normal(mu, s)``; ``halfnormal(s)``; ``uniform(a, b)``; ``gamma(k, rate)``.  Each
-    family is one class of :mod:`bayescale.families.priors` (:attr:`family`); the methods
-    here pass this prior's arguments to it.
+    ``normal(mu, s)``; ``halfnormal(s)``; ``uniform(a, b)``; ``gamma(k, rate)``;
+    ``beta(a, b)``.  Each family is one class of :mod:`bayescale.families.priors`
+    (:attr:`family`); the methods here pass this prior's arguments to it.
     """
 
     kind: str
