@@ -12,7 +12,7 @@ from scipy.stats import multivariate_normal
 
 import bayescale
 from bayescale.families import get_likelihood
-from bayescale.laws import get_law
+from bayescale.laws import Prior, get_law
 from bayescale.model import (
     Posterior,
     decades_from_first,
@@ -150,7 +150,7 @@ def test_sites_and_priors():
     post = Posterior(get_law("power_law_offset"), "student_t+ou_rw(-4, 0.5)")
     assert post.site_names[-2:] == ("delta_r", "delta_w")
     assert post.prior_specs["delta_r"].args == (-4.0, 0.5)
-    assert post.prior_specs["delta_w"].kind == "uniform"
+    assert post.prior_specs["delta_w"] == Prior("beta", (2.0, 2.0))
     # the discrepancy runs along one covariate: a law of two has none
     two = Posterior(get_law("chinchilla"), "student_t+ou_rw")
     assert two.discrepancy is None and "delta_r" not in two.site_names

@@ -76,12 +76,16 @@ DISCREPANCIES = ("ou_rw",)
 #: Length of the OU part, in decades of the covariate.
 OU_LENGTH = 1.0
 #: Hyperpriors: ``delta_r`` (roughness, log response per square-root decade) log-normal with
-#: median 0.028 and log-sd 0.35, ``delta_w`` (the walk's share) uniform on (0, 1); ``delta_r``'s
-#: learnt on the corpus's training curves by ``benchmarks/discrepancy/learn.py`` (fits across
-#: model sizes deviate less from their law: bands there are conservative).
+#: median 0.028 and log-sd 0.35, ``delta_w`` (the walk's share) Beta(2, 2) on (0, 1);
+#: ``delta_r``'s learnt on the corpus's training curves by ``benchmarks/discrepancy/learn.py``
+#: (fits across model sizes deviate less from their law: bands there are conservative).  The
+#: data split ``r`` into its two parts only through the OU's mean reversion, so ``w``'s
+#: posterior is close to its prior; Beta(2, 2) (mean 1/2, as the uniform) vanishes at the
+#: ends, where one part disappears, and its logit has tails :math:`e^{-2|z|}` rather than the
+#: uniform's :math:`e^{-|z|}`, which NUTS mixed over slowly.
 HYPERPRIORS = {
     "delta_r": Prior("lognormal", (math.log(0.028), 0.35)),
-    "delta_w": Prior("uniform", (0.0, 1.0)),
+    "delta_w": Prior("beta", (2.0, 2.0)),
 }
 
 

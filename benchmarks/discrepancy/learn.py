@@ -350,7 +350,7 @@ def main_r(a) -> None:
     print(f"\nlearnt on {', '.join(learn)} ({a.by}): {text(h_all)}")
     print("HYPERPRIORS = {")
     print(f'    "delta_r": Prior("lognormal", (math.log({np.exp(h_all[0]):.4g}), {h_all[1]:g})),')
-    print('    "delta_w": Prior("uniform", (0.0, 1.0)),\n}')
+    print('    "delta_w": Prior("beta", (2.0, 2.0)),\n}')
     print(run.markdown(_at(grid, h_all)[["source", *COLS]]))
     rows = []
     for src in srcs:  # each source's choice made without it
