@@ -68,7 +68,7 @@ def test_options_are_frozen_keyword_only_and_hashable():
         (lambda: Laplace(num_samples=True), ValueError, r"Laplace\(num_samples=True\)"),
         (lambda: Model(likelihood="cauchy"), ValueError, r"likelihood='cauchy'.*unknown"),
         (lambda: Model(noise="quadratic"), ValueError, r"noise='quadratic'"),
-        (lambda: Model(priors={"alpha": "beta(1, 2)"}), ValueError, r"\{'alpha': 'beta"),
+        (lambda: Model(priors={"alpha": "cauchy(1, 2)"}), ValueError, r"\{'alpha': 'cauchy"),
         (lambda: Model(priors="alpha"), TypeError, r"priors='alpha'"),
         (lambda: Model(pooled="alpha"), TypeError, r"pooled='alpha'"),
     ],

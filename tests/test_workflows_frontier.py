@@ -354,9 +354,11 @@ def test_per_token_trends_recover_the_exponents(per_token_case):
     for name, (_, p) in PER_TOKEN_TRENDS.items():
         row = table.loc[name]
         assert covers(row, p), (name, row.to_dict(), p)
-    # the signs the seed chart shows: a falls with N, b and c rise
+    # the signs the seed chart shows: a falls with N, b rises (each trend ~8 posterior sd from
+    # zero here).  c's rise (exponent 0.049) is ~1.5 sd from zero at this design, so a 90%
+    # interval excluding zero would hold for some noise draws only: its coverage above is
+    # the claim.
     assert table.loc["a", "q95"] < 0 < table.loc["b", "q5"]
-    assert table.loc["c", "q5"] > 0
     # the band is in model-size units: at N = 1e6 it covers the simulated a(1e6) = 4.0
     band = pooled.band({"x": [1e6]}, quantiles=(0.005, 0.995))
     a_band = band[band["parameter"] == "a"].iloc[0]
