@@ -16,7 +16,7 @@ from bayescale.options import method_name
 
 # laws whose posteriors NUTS samples well at these settings, so its MCSE is a valid scale
 AGREEMENT_LAWS = ("kaplan_per_token", "power_law_offset", "kaplan_n")
-AGREEMENT_CURVES = scaled(16, 3)
+AGREEMENT_CURVES = scaled(16, 8)
 SBC_REPLICATIONS = scaled(200, 30)
 SBC_ALPHA = 0.01
 
