@@ -80,9 +80,8 @@ OU_LENGTH = 1.0
 #: ``delta_r``'s learnt on the corpus's training curves by ``benchmarks/discrepancy/learn.py``
 #: (fits across model sizes deviate less from their law: bands there are conservative).  The
 #: data split ``r`` into its two parts only through the OU's mean reversion, so ``w``'s
-#: posterior is close to its prior; Beta(2, 2) (mean 1/2, as the uniform) vanishes at the
-#: ends, where one part disappears, and its logit has tails :math:`e^{-2|z|}` rather than the
-#: uniform's :math:`e^{-|z|}`, which NUTS mixed over slowly.
+#: posterior is close to its prior; Beta(2, 2) (mean 1/2) vanishes at the ends, where one
+#: part disappears, and its logit has tails :math:`e^{-2|z|}`.
 HYPERPRIORS = {
     "delta_r": Prior("lognormal", (math.log(0.028), 0.35)),
     "delta_w": Prior("beta", (2.0, 2.0)),
